@@ -1,0 +1,163 @@
+//! The one error type of the library. Each variant knows the exit code restic users expect.
+
+use std::io;
+use std::path::Path;
+
+/// Exit codes, as restic uses them where the meaning is the same.
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const FAILURE: i32 = 1;
+    pub const USAGE: i32 = 2;
+    pub const SOME_FAILED: i32 = 3;
+    pub const NO_REPOSITORY: i32 = 10;
+    pub const LOCKED: i32 = 11;
+    pub const WRONG_PASSWORD: i32 = 12;
+    pub const INTERRUPTED: i32 = 130;
+    /// 128 + SIGPIPE: the reader went away. Never 0, so a cut-off stream does not look complete.
+    pub const BROKEN_PIPE: i32 = 141;
+}
+
+/// Everything that can go wrong. Messages are one line and name the object or place.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad flags or arguments.
+    #[error("{0}")]
+    Usage(String),
+    /// The repository is not there (no `config`).
+    #[error("repository {0} does not exist (no config file)")]
+    NoRepository(String),
+    /// No key file opens with the password.
+    #[error("wrong password or no key found")]
+    WrongPassword,
+    /// The repository is locked by someone else.
+    #[error("{0}")]
+    Locked(String),
+    /// An I/O failure on a named file or stream.
+    #[error("{what}: {source}")]
+    Io { what: String, source: io::Error },
+    /// Repository data that does not parse or has an impossible shape.
+    #[error("{0}")]
+    Format(String),
+    /// Data whose MAC or hash does not match: corruption or tampering.
+    #[error("{0}")]
+    Integrity(String),
+    /// A malformed or unexpected NDJSON record, with its line number.
+    #[error("line {line}: {msg}")]
+    Record { line: u64, msg: String },
+    /// A backend (local, REST, S3) that failed or answered unexpectedly.
+    #[error("{0}")]
+    Backend(String),
+    /// The work finished but some items failed; each was reported on its own already.
+    #[error("{0}")]
+    SomeFailed(String),
+    /// SIGINT or SIGTERM.
+    #[error("interrupted")]
+    Interrupted,
+    /// stdout was closed by the reader (`| head`).
+    #[error("broken pipe")]
+    BrokenPipe,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Usage(_) => exit::USAGE,
+            Error::NoRepository(_) => exit::NO_REPOSITORY,
+            Error::WrongPassword => exit::WRONG_PASSWORD,
+            Error::Locked(_) => exit::LOCKED,
+            Error::SomeFailed(_) => exit::SOME_FAILED,
+            Error::Interrupted => exit::INTERRUPTED,
+            Error::BrokenPipe => exit::BROKEN_PIPE,
+            _ => exit::FAILURE,
+        }
+    }
+
+    /// An I/O error about `what` (a path, an object id, "stdin"...).
+    pub fn io(what: impl Into<String>, source: io::Error) -> Error {
+        if source.kind() == io::ErrorKind::BrokenPipe {
+            return Error::BrokenPipe;
+        }
+        Error::Io { what: what.into(), source }
+    }
+
+    pub fn format(msg: impl Into<String>) -> Error {
+        Error::Format(msg.into())
+    }
+
+    pub fn integrity(msg: impl Into<String>) -> Error {
+        Error::Integrity(msg.into())
+    }
+
+    pub fn backend(msg: impl Into<String>) -> Error {
+        Error::Backend(msg.into())
+    }
+
+    /// Prefixes the message with more context (`what: message`), keeping the exit code.
+    pub fn context(self, what: impl std::fmt::Display) -> Error {
+        match self {
+            Error::Io { what: w, source } => Error::Io { what: format!("{what}: {w}"), source },
+            Error::Format(m) => Error::Format(format!("{what}: {m}")),
+            Error::Integrity(m) => Error::Integrity(format!("{what}: {m}")),
+            Error::Backend(m) => Error::Backend(format!("{what}: {m}")),
+            Error::Usage(m) => Error::Usage(format!("{what}: {m}")),
+            Error::SomeFailed(m) => Error::SomeFailed(format!("{what}: {m}")),
+            Error::Locked(m) => Error::Locked(format!("{what}: {m}")),
+            other => other,
+        }
+    }
+}
+
+/// Attaches a path or name to a bare `io::Error`.
+pub trait IoContext<T> {
+    fn ctx(self, what: impl std::fmt::Display) -> Result<T>;
+    fn ctx_path(self, path: &Path) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::result::Result<T, io::Error> {
+    fn ctx(self, what: impl std::fmt::Display) -> Result<T> {
+        self.map_err(|e| Error::io(what.to_string(), e))
+    }
+    fn ctx_path(self, path: &Path) -> Result<T> {
+        self.map_err(|e| Error::io(path.display().to_string(), e))
+    }
+}
+
+/// Adds context to any library result.
+pub trait ResultExt<T> {
+    fn context(self, what: impl std::fmt::Display) -> Result<T>;
+}
+
+impl<T> ResultExt<T> for Result<T> {
+    fn context(self, what: impl std::fmt::Display) -> Result<T> {
+        self.map_err(|e| e.context(what))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes() {
+        assert_eq!(Error::Usage("x".into()).exit_code(), 2);
+        assert_eq!(Error::NoRepository("/r".into()).exit_code(), 10);
+        assert_eq!(Error::WrongPassword.exit_code(), 12);
+        assert_eq!(Error::Locked("l".into()).exit_code(), 11);
+        assert_eq!(Error::SomeFailed("s".into()).exit_code(), 3);
+        assert_eq!(Error::Interrupted.exit_code(), 130);
+        assert_eq!(Error::BrokenPipe.exit_code(), 141);
+        assert_eq!(Error::format("f").exit_code(), 1);
+        let e = Error::io("stdout", io::Error::from(io::ErrorKind::BrokenPipe));
+        assert_eq!(e.exit_code(), 141);
+    }
+
+    #[test]
+    fn context_keeps_code() {
+        let e = Error::integrity("MAC mismatch").context("blob 1234 in pack abcd");
+        assert_eq!(e.to_string(), "blob 1234 in pack abcd: MAC mismatch");
+        assert_eq!(e.exit_code(), 1);
+    }
+}

@@ -1,0 +1,26 @@
+//! sluice's library: the restic repository format, its crypto, the backends, and the NDJSON
+//! records the tools exchange. Every tool is a thin `main.rs` over this crate.
+
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+pub mod backend;
+pub mod chunker;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod file;
+pub mod gostr;
+pub mod id;
+pub mod index;
+pub mod key;
+pub mod lock;
+pub mod node;
+pub mod pack;
+pub mod record;
+pub mod repo;
+pub mod snapshot;
+pub mod tree;
+
+pub use error::{Error, Result};
+pub use id::Id;
