@@ -1,0 +1,165 @@
+//! What every tool shares on its command line: the repository and password options (restic's
+//! flags and environment), and turning a result into a message and an exit code.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::backend::{self, Backend};
+use crate::error::{Error, IoContext, Result};
+use crate::repo::Repo;
+
+/// Repository options, flattened into every tool that reads or writes a repository.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RepoArgs {
+    /// Repository: /path, local:/path
+    #[arg(short = 'r', long = "repo", env = "RESTIC_REPOSITORY", value_name = "REPOSITORY")]
+    pub repo: Option<String>,
+
+    /// Read the password from the first line of FILE
+    #[arg(short = 'p', long, env = "RESTIC_PASSWORD_FILE", value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+
+    /// Run COMMAND (with sh -c) and use its output as the password
+    #[arg(long, env = "RESTIC_PASSWORD_COMMAND", value_name = "COMMAND")]
+    pub password_command: Option<String>,
+
+    /// Try the key file with this id (or id prefix) first
+    #[arg(long, env = "RESTIC_KEY_HINT", value_name = "KEY")]
+    pub key_hint: Option<String>,
+}
+
+impl RepoArgs {
+    /// The repository string, or a usage error naming how to give one.
+    pub fn location(&self) -> Result<&str> {
+        match self.repo.as_deref() {
+            Some(r) if !r.is_empty() => Ok(r),
+            _ => Err(Error::Usage(
+                "no repository given: use -r/--repo or set RESTIC_REPOSITORY".into(),
+            )),
+        }
+    }
+
+    /// The backend, without opening the repository (for tools that need no key).
+    pub fn backend(&self) -> Result<Box<dyn Backend>> {
+        backend::open(self.location()?)
+    }
+
+    /// The password, from (in restic's order) the password command, the password file,
+    /// `RESTIC_PASSWORD`, or a prompt on the terminal.
+    pub fn password(&self) -> Result<Vec<u8>> {
+        let pw = if let Some(cmd) = &self.password_command {
+            let out = Command::new("sh")
+                .arg("-c")
+                .arg(cmd)
+                .stderr(std::process::Stdio::inherit())
+                .output()
+                .ctx("password command")?;
+            if !out.status.success() {
+                return Err(Error::Usage(format!("password command failed: {}", out.status)));
+            }
+            trim(out.stdout)
+        } else if let Some(f) = &self.password_file {
+            trim(std::fs::read(f).ctx(format!("password file {}", f.display()))?)
+        } else if let Some(p) = std::env::var_os("RESTIC_PASSWORD") {
+            use std::os::unix::ffi::OsStringExt;
+            p.into_vec()
+        } else if std::io::stderr().is_terminal() {
+            rpassword::prompt_password("enter password for repository: ")
+                .ctx("password prompt")?
+                .into_bytes()
+        } else {
+            return Err(Error::Usage(
+                "no password: set RESTIC_PASSWORD_FILE, RESTIC_PASSWORD_COMMAND or RESTIC_PASSWORD"
+                    .into(),
+            ));
+        };
+        if pw.is_empty() {
+            return Err(Error::Usage("an empty password is not allowed".into()));
+        }
+        Ok(pw)
+    }
+
+    /// Opens the repository with the password.
+    pub fn open(&self) -> Result<Repo> {
+        Repo::open(self.backend()?, self.key_hint.as_deref(), || self.password())
+    }
+}
+
+/// restic's snapshot selection flags, used with `latest` and for listing.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct SnapshotFilter {
+    /// Only snapshots of this host; repeatable
+    #[arg(long = "host", short = 'H', value_name = "HOST")]
+    pub host: Vec<String>,
+
+    /// Only snapshots with this tag (a,b means both); repeatable, any of them
+    #[arg(long = "tag", value_name = "TAG[,TAG]")]
+    pub tag: Vec<String>,
+
+    /// Only snapshots of exactly this path; repeatable, all of them
+    #[arg(long = "path", value_name = "PATH")]
+    pub path: Vec<String>,
+}
+
+impl SnapshotFilter {
+    /// Whether a snapshot passes, with restic's rules: any of the hosts; any of the tag
+    /// lists, each list needing all its comma-separated tags; all of the paths.
+    pub fn keep(&self, s: &crate::snapshot::Snapshot) -> bool {
+        let host_ok = self.host.is_empty() || self.host.iter().any(|h| *h == s.hostname);
+        let tag_ok = self.tag.is_empty()
+            || self.tag.iter().any(|list| {
+                list.split(',').filter(|t| !t.is_empty()).all(|t| s.tags.iter().any(|x| x == t))
+            });
+        let path_ok = self.path.iter().all(|p| {
+            let p = p.trim_end_matches('/');
+            s.paths.iter().any(|x| x.trim_end_matches('/') == p)
+        });
+        host_ok && tag_ok && path_ok
+    }
+}
+
+/// restic trims surrounding white space from password files and commands.
+fn trim(mut v: Vec<u8>) -> Vec<u8> {
+    while v.last().is_some_and(|b| b.is_ascii_whitespace()) {
+        v.pop();
+    }
+    let start = v.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(v.len());
+    v.drain(..start);
+    v
+}
+
+/// Writes one line to stderr, ignoring failure (there is nowhere left to report it).
+pub fn warn(tool: &str, msg: impl std::fmt::Display) {
+    let _ = writeln!(std::io::stderr(), "{tool}: {msg}");
+}
+
+/// Runs a tool's body and exits: 0 on success; otherwise one line `tool: message` on stderr
+/// and the error's exit code. A closed stdout exits 141 without a message.
+pub fn run(tool: &str, body: impl FnOnce() -> Result<()>) -> ! {
+    let code = match body() {
+        Ok(()) => 0,
+        Err(Error::BrokenPipe) => crate::error::exit::BROKEN_PIPE,
+        Err(e) => {
+            warn(tool, &e);
+            e.exit_code()
+        }
+    };
+    std::process::exit(code)
+}
+
+/// Whether progress should be drawn: stderr is a terminal and the user did not say no.
+pub fn progress_wanted(forced: bool) -> bool {
+    forced || std::io::stderr().is_terminal()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trims_like_restic() {
+        assert_eq!(trim(b"  secret \n".to_vec()), b"secret");
+        assert_eq!(trim(b"\n".to_vec()), b"");
+    }
+}

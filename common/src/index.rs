@@ -1,0 +1,268 @@
+//! The index: which pack holds each blob, at which offset (FORMAT.md §8).
+//!
+//! Kept compact because restores of large repositories hold all of it: a blob costs its 32-byte
+//! id plus 17 bytes of location in a hash table keyed by the id itself (ids are SHA-256 values,
+//! already uniformly distributed, so hashing them again would be wasted work).
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::pack::{BlobType, Entry};
+use crate::record::BlobLoc;
+
+/// A hasher for keys that are already random: it takes eight bytes of the id as the hash.
+#[derive(Default)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // `Id` hashes as one 32-byte array write (plus a length prefix for slices, which
+        // `[u8; 32]` does not emit); fold whatever arrives so any use stays correct.
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(b);
+        }
+    }
+}
+
+/// A `HashMap` keyed by ids.
+pub type IdMap<V> = HashMap<Id, V, BuildHasherDefault<IdHasher>>;
+
+#[derive(Clone, Copy, Debug)]
+struct Loc {
+    pack: u32,
+    offset: u32,
+    length: u32,
+    /// 0 when the blob is not compressed (compressed blobs never have length 0).
+    uncompressed: u32,
+    tree: bool,
+}
+
+/// All index files of a repository, merged.
+#[derive(Default)]
+pub struct Index {
+    packs: Vec<Id>,
+    pack_no: IdMap<u32>,
+    blobs: IdMap<Loc>,
+}
+
+#[derive(Deserialize)]
+struct FileJson<'a> {
+    #[serde(borrow)]
+    packs: Vec<PackJson<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum AnyFile<'a> {
+    #[serde(borrow)]
+    Current(FileJson<'a>),
+    /// The restic 0.1 format: a bare array of packs.
+    #[serde(borrow)]
+    Legacy(Vec<PackJson<'a>>),
+}
+
+#[derive(Deserialize, Serialize)]
+struct PackJson<'a> {
+    id: &'a str,
+    #[serde(borrow)]
+    blobs: Vec<BlobJson<'a>>,
+}
+
+#[derive(Deserialize, Serialize)]
+struct BlobJson<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    blob_type: &'a str,
+    offset: u64,
+    length: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    uncompressed_length: Option<u64>,
+}
+
+impl Index {
+    pub fn new() -> Index {
+        Index::default()
+    }
+
+    /// Number of distinct blobs.
+    pub fn len(&self) -> usize {
+        self.blobs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.blobs.is_empty()
+    }
+
+    fn pack_number(&mut self, pack: Id) -> u32 {
+        if let Some(n) = self.pack_no.get(&pack) {
+            return *n;
+        }
+        let n = self.packs.len() as u32;
+        self.packs.push(pack);
+        self.pack_no.insert(pack, n);
+        n
+    }
+
+    /// Adds the blobs of one decoded index file. `allow_compressed` is false for v1
+    /// repositories, where compressed entries are an error as in restic.
+    pub fn add_json(&mut self, json: &[u8], allow_compressed: bool) -> Result<()> {
+        let parsed: AnyFile<'_> = serde_json::from_slice(json)
+            .map_err(|e| Error::format(format!("index does not parse: {e}")))?;
+        let packs = match parsed {
+            AnyFile::Current(f) => f.packs,
+            AnyFile::Legacy(p) => p,
+        };
+        for p in packs {
+            let pack = Id::parse(p.id)?;
+            let pn = self.pack_number(pack);
+            for b in p.blobs {
+                let id = Id::parse(b.id)?;
+                let tree = match b.blob_type {
+                    "data" => false,
+                    "tree" => true,
+                    other => {
+                        return Err(Error::format(format!(
+                            "index: blob {} has unknown type {other:?}",
+                            id.short()
+                        )))
+                    }
+                };
+                if b.uncompressed_length.is_some() && !allow_compressed {
+                    return Err(Error::format(
+                        "index uses compression, which repository version 1 does not support",
+                    ));
+                }
+                let (offset, length) = match (u32::try_from(b.offset), u32::try_from(b.length)) {
+                    (Ok(o), Ok(l)) if l > crate::crypto::OVERHEAD as u32 => (o, l),
+                    _ => {
+                        return Err(Error::format(format!(
+                            "index: blob {} has impossible offset {} / length {}",
+                            id.short(),
+                            b.offset,
+                            b.length
+                        )))
+                    }
+                };
+                let uncompressed = match b.uncompressed_length.map(u32::try_from) {
+                    None => 0,
+                    Some(Ok(n)) if n > 0 => n,
+                    Some(_) => {
+                        return Err(Error::format(format!(
+                            "index: blob {} has impossible uncompressed length",
+                            id.short()
+                        )))
+                    }
+                };
+                // The first copy wins, as in restic.
+                self.blobs.entry(id).or_insert(Loc { pack: pn, offset, length, uncompressed, tree });
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a blob stored in `pack` (used while writing).
+    pub fn insert(&mut self, pack: Id, e: &Entry) {
+        let pn = self.pack_number(pack);
+        self.blobs.entry(e.id).or_insert(Loc {
+            pack: pn,
+            offset: e.offset as u32,
+            length: e.length,
+            uncompressed: e.uncompressed_length.unwrap_or(0),
+            tree: e.blob_type == BlobType::Tree,
+        });
+    }
+
+    /// Whether the index knows the blob.
+    pub fn contains(&self, id: &Id) -> bool {
+        self.blobs.contains_key(id)
+    }
+
+    /// Where the blob lives.
+    pub fn get(&self, id: &Id) -> Option<BlobLoc> {
+        self.blobs.get(id).map(|l| BlobLoc {
+            id: *id,
+            pack: self.packs[l.pack as usize],
+            offset: l.offset as u64,
+            length: l.length,
+            uncompressed_length: (l.uncompressed != 0).then_some(l.uncompressed),
+        })
+    }
+
+    /// The blob's type, if indexed.
+    pub fn blob_type(&self, id: &Id) -> Option<BlobType> {
+        self.blobs.get(id).map(|l| if l.tree { BlobType::Tree } else { BlobType::Data })
+    }
+}
+
+/// Encodes one index file's JSON for the given packs and their header entries.
+pub fn encode(packs: &[(Id, Vec<Entry>)]) -> Vec<u8> {
+    let ids: Vec<(String, Vec<(String, &Entry)>)> = packs
+        .iter()
+        .map(|(p, es)| (p.to_hex(), es.iter().map(|e| (e.id.to_hex(), e)).collect()))
+        .collect();
+    #[derive(Serialize)]
+    struct Out<'a> {
+        packs: Vec<PackJson<'a>>,
+    }
+    let out = Out {
+        packs: ids
+            .iter()
+            .map(|(p, es)| PackJson {
+                id: p,
+                blobs: es
+                    .iter()
+                    .map(|(id, e)| BlobJson {
+                        id,
+                        blob_type: e.blob_type.as_str(),
+                        offset: e.offset,
+                        length: e.length as u64,
+                        uncompressed_length: e.uncompressed_length.map(u64::from),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    };
+    let mut v = serde_json::to_vec(&out).expect("index encodes");
+    v.push(b'\n');
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_lookup_and_encode() {
+        let p = Id::hash(b"pack");
+        let es = vec![
+            Entry { blob_type: BlobType::Data, id: Id::hash(b"a"), offset: 0, length: 47, uncompressed_length: Some(6) },
+            Entry { blob_type: BlobType::Tree, id: Id::hash(b"b"), offset: 47, length: 405, uncompressed_length: None },
+        ];
+        let json = encode(&[(p, es.clone())]);
+        let text = std::str::from_utf8(&json).unwrap();
+        assert!(text.contains(r#""type":"data","offset":0,"length":47,"uncompressed_length":6}"#), "{text}");
+        assert!(text.ends_with("]}]}\n"));
+        let mut idx = Index::new();
+        idx.add_json(&json, true).unwrap();
+        assert_eq!(idx.len(), 2);
+        let b = idx.get(&Id::hash(b"b")).unwrap();
+        assert_eq!((b.pack, b.offset, b.length, b.uncompressed_length), (p, 47, 405, None));
+        assert_eq!(idx.get(&Id::hash(b"a")).unwrap().plain_len(), 6);
+        assert!(Index::new().add_json(&json, false).is_err());
+        assert!(Index::new().add_json(b"{\"packs\":[{\"id\":\"x\",\"blobs\":[]}]}", true).is_err());
+        // Legacy array form and unknown fields.
+        let legacy = format!(r#"[{{"id":"{p}","blobs":[]}}]"#);
+        Index::new().add_json(legacy.as_bytes(), true).unwrap();
+        let sup = format!(r#"{{"supersedes":[],"packs":[{{"id":"{p}","blobs":[]}}]}}"#);
+        Index::new().add_json(sup.as_bytes(), true).unwrap();
+    }
+}

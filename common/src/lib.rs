@@ -10,6 +10,7 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod file;
+pub mod filter;
 pub mod gostr;
 pub mod id;
 pub mod index;

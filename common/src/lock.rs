@@ -1,0 +1,1 @@
+//! restic-compatible repository locks (FORMAT.md §11). Filled in with the backup tools.

@@ -78,6 +78,49 @@ pub struct NodeRecord {
     /// For files: where each content blob lives, in content order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub blobs: Vec<BlobLoc>,
+    /// For a file that is another name of an earlier file of the stream (same inode and
+    /// device): that file's path. Its blobs are listed but not fetched again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardlink: Option<String>,
+    /// Base64 of the hard link's raw path bytes, when they are not valid UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardlink_raw: Option<String>,
+}
+
+impl NodeRecord {
+    /// The raw bytes of `path`.
+    pub fn path_bytes(&self) -> std::result::Result<Vec<u8>, String> {
+        raw_or_text(&self.path, self.path_raw.as_deref())
+    }
+
+    /// The raw bytes of `hardlink`, if any.
+    pub fn hardlink_bytes(&self) -> std::result::Result<Option<Vec<u8>>, String> {
+        match &self.hardlink {
+            None => Ok(None),
+            Some(h) => raw_or_text(h, self.hardlink_raw.as_deref()).map(Some),
+        }
+    }
+}
+
+/// A path travels as text, with the exact bytes in a `*_raw` base64 field when they are not
+/// UTF-8; this picks the exact bytes.
+pub fn raw_or_text(text: &str, raw: Option<&str>) -> std::result::Result<Vec<u8>, String> {
+    match raw {
+        None => Ok(text.as_bytes().to_vec()),
+        Some(r) => {
+            let mut out = Vec::new();
+            decode_b64(r, &mut out)?;
+            Ok(out)
+        }
+    }
+}
+
+/// The text and, when not UTF-8, the base64 form of raw path bytes.
+pub fn text_and_raw(bytes: &[u8]) -> (String, Option<String>) {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => (s.to_string(), None),
+        Err(_) => (String::from_utf8_lossy(bytes).into_owned(), Some(encode_b64(bytes))),
+    }
 }
 
 /// An encrypted blob as fetched from its pack. `data` is absent when the same blob was already
@@ -123,6 +166,8 @@ pub struct PackHeaderRecord {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PackDataRecord {
     pub offset: u64,
+    /// Base64 of the bytes (left empty when building a record for `write_with_data`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub data: String,
 }
 
@@ -506,7 +551,7 @@ impl<W: Write> Writer<W> {
         if let Some(p) = payload {
             let len = base64_simd::STANDARD.encoded_length(p.len());
             self.b64.resize(len, 0);
-            base64_simd::STANDARD.encode(p, base64_simd::Out::from_slice(&mut self.b64));
+            let _ = base64_simd::STANDARD.encode(p, base64_simd::Out::from_slice(&mut self.b64));
             o.write_all(b",\"data\":\"").map_err(out_err)?;
             o.write_all(&self.b64).map_err(out_err)?;
             o.write_all(b"\"").map_err(out_err)?;

@@ -1,0 +1,166 @@
+//! An open repository: its backend, master key and config, and the loading of the small
+//! encrypted files (snapshots, index) and of single blobs (trees).
+
+use crate::backend::{Backend, FileType};
+use crate::config::Config;
+use crate::crypto::Key;
+use crate::error::{Error, Result, ResultExt};
+use crate::id::Id;
+use crate::index::Index;
+use crate::key::KeyFile;
+use crate::pack;
+use crate::snapshot::Snapshot;
+
+/// restic tries this many key files before giving up.
+pub const MAX_KEYS: usize = 20;
+
+/// An opened repository.
+pub struct Repo {
+    pub backend: Box<dyn Backend>,
+    pub key: Key,
+    pub config: Config,
+}
+
+impl Repo {
+    /// Opens the repository: checks it exists, then finds the key file the password opens.
+    /// The password is asked for only once the repository is known to exist.
+    pub fn open(
+        backend: Box<dyn Backend>,
+        key_hint: Option<&str>,
+        password: impl FnOnce() -> Result<Vec<u8>>,
+    ) -> Result<Repo> {
+        if !backend.exists(FileType::Config, "")? {
+            return Err(Error::NoRepository(backend.location().to_string()));
+        }
+        let password = password()?;
+        let mut keys: Vec<String> = backend.list(FileType::Key)?.into_iter().map(|e| e.name).collect();
+        keys.sort();
+        if let Some(h) = key_hint {
+            if let Some(pos) = keys.iter().position(|k| k.starts_with(h)) {
+                let k = keys.remove(pos);
+                keys.insert(0, k);
+            }
+        }
+        let mut master = None;
+        for name in keys.iter().take(MAX_KEYS) {
+            let bytes = backend.read(FileType::Key, name)?;
+            if Id::hash(&bytes).to_hex() != *name {
+                return Err(Error::integrity(format!("key {name}: content does not match its name")));
+            }
+            let kf = KeyFile::parse(&bytes).context(format!("key {}", &name[..8]))?;
+            if let Some(k) = kf.open(&password).context(format!("key {}", &name[..8]))? {
+                master = Some(k);
+                break;
+            }
+        }
+        let key = master.ok_or(Error::WrongPassword)?;
+        let raw = backend.read(FileType::Config, "")?;
+        let config = Config::decode(&key, &raw).context("config")?;
+        Ok(Repo { backend, key, config })
+    }
+
+    /// The repository format version (1 or 2).
+    pub fn version(&self) -> u32 {
+        self.config.version
+    }
+
+    /// Loads an encrypted JSON file (snapshot, index, lock), checking that its content matches
+    /// its name, and returns the JSON.
+    pub fn load_json(&self, t: FileType, name: &str) -> Result<Vec<u8>> {
+        let raw = self.backend.read(t, name)?;
+        let what = format!("{} {}", t.dir(), name);
+        if Id::hash(&raw).to_hex() != name {
+            return Err(Error::integrity(format!("{what}: content does not match its name")));
+        }
+        crate::file::decode(&self.key, &raw, self.version()).context(what)
+    }
+
+    /// Every snapshot, sorted by time (oldest first), then id.
+    pub fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
+        let mut out = Vec::new();
+        for e in self.backend.list(FileType::Snapshot)? {
+            let json = self.load_json(FileType::Snapshot, &e.name)?;
+            let snap = Snapshot::parse(&json).context(format!("snapshot {}", &e.name[..8]))?;
+            out.push((Id::parse(&e.name)?, snap));
+        }
+        out.sort_by(|a, b| {
+            let ka = (a.1.time.secs, a.1.time.nanos);
+            let kb = (b.1.time.secs, b.1.time.nanos);
+            ka.cmp(&kb).then(a.0.cmp(&b.0))
+        });
+        Ok(out)
+    }
+
+    /// Loads and merges every index file.
+    pub fn load_index(&self) -> Result<Index> {
+        let mut idx = Index::new();
+        for e in self.backend.list(FileType::Index)? {
+            let json = self.load_json(FileType::Index, &e.name)?;
+            idx.add_json(&json, self.version() >= 2).context(format!("index {}", &e.name[..8]))?;
+        }
+        Ok(idx)
+    }
+
+    /// Loads one blob by id through the index: a ranged read of exactly its bytes, then
+    /// decrypt, decompress and hash check.
+    pub fn load_blob(&self, index: &Index, id: &Id) -> Result<Vec<u8>> {
+        let loc = index
+            .get(id)
+            .ok_or_else(|| Error::format(format!("blob {id} is not in the index")))?;
+        let what = || format!("blob {} in pack {}", id.short(), loc.pack.short());
+        let mut sealed = Vec::new();
+        self.backend
+            .read_range(FileType::Pack, &loc.pack.to_hex(), loc.offset, loc.length as u64, &mut sealed)
+            .context(what())?;
+        let mut out = Vec::new();
+        let plain = pack::open_blob(&self.key, id, &mut sealed, loc.uncompressed_length, &mut out)
+            .context(what())?
+            .to_vec();
+        Ok(plain)
+    }
+
+    /// Resolves a snapshot argument: `latest`, a full id, or a unique id prefix, among
+    /// `candidates` (already filtered by host/path/tag).
+    pub fn resolve_snapshot<'a>(
+        &self,
+        spec: &str,
+        candidates: &'a [(Id, Snapshot)],
+    ) -> Result<&'a (Id, Snapshot)> {
+        if spec == "latest" {
+            return candidates
+                .last()
+                .ok_or_else(|| Error::Usage("no snapshot matches (repository has none?)".into()));
+        }
+        let matches: Vec<_> = candidates.iter().filter(|(id, _)| id.to_hex().starts_with(spec)).collect();
+        match matches.len() {
+            1 => Ok(matches[0]),
+            0 => Err(Error::Usage(format!("no snapshot {spec:?} found"))),
+            n => Err(Error::Usage(format!("snapshot prefix {spec:?} is ambiguous ({n} snapshots)"))),
+        }
+    }
+
+    /// Resolves a pack id prefix to the full name of a stored pack.
+    pub fn resolve_pack(&self, spec: &str) -> Result<(String, u64)> {
+        resolve_pack(self.backend.as_ref(), spec)
+    }
+}
+
+/// Resolves a pack id or unique id prefix to the name and size of a stored pack.
+pub fn resolve_pack(backend: &dyn Backend, spec: &str) -> Result<(String, u64)> {
+    if crate::backend::is_id_name(spec) {
+        let size = backend.size(FileType::Pack, spec).map_err(|e| match e {
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                Error::format(format!("pack {spec} is not in the repository"))
+            }
+            other => other,
+        })?;
+        return Ok((spec.to_string(), size));
+    }
+    let list = backend.list(FileType::Pack)?;
+    let m: Vec<_> = list.into_iter().filter(|e| e.name.starts_with(spec)).collect();
+    match m.len() {
+        1 => Ok((m[0].name.clone(), m[0].size)),
+        0 => Err(Error::format(format!("pack {spec} is not in the repository"))),
+        n => Err(Error::Usage(format!("pack prefix {spec:?} is ambiguous ({n} packs)"))),
+    }
+}

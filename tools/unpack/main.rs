@@ -1,1 +1,51 @@
-fn main() {}
+//! unpack — decrypt blobs and write the files, directories and links they make up.
+//!
+//! Reads the stream `fetch-pack` writes: `node` records, each file's followed by its `blob`
+//! records in content order. Every blob is MAC-checked, decrypted, decompressed and checked
+//! against its id before a byte of it is written. A file is written under a hidden partial
+//! name (`.NAME.sluice-part`) and renamed to its name only when all of it is there and its
+//! metadata is set; then one `restored` record says so. Directory metadata is applied when
+//! the walk leaves the directory, so later writes do not disturb its times.
+//!
+//!     walk latest | fetch-pack | unpack --target DIR | verify --target DIR
+//!     fetch-pack --pack 3f9a1c | unpack --list
+
+mod list;
+mod meta;
+mod restore;
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use common::cli::{self, RepoArgs};
+
+/// Decrypt fetched blobs and restore files, or list and check the blobs of one pack.
+#[derive(Parser, Debug)]
+#[command(name = "unpack", version)]
+pub struct Args {
+    /// Directory to restore into (created if missing)
+    #[arg(short = 't', long, value_name = "DIR", required_unless_present = "list")]
+    pub target: Option<PathBuf>,
+
+    /// Do not restore: list every blob of the stream with its verdict
+    #[arg(long, conflicts_with_all = ["target", "sparse"])]
+    pub list: bool,
+
+    /// Leave holes for all-zero blobs instead of writing zeros
+    #[arg(long)]
+    pub sparse: bool,
+
+    #[command(flatten)]
+    pub repo: RepoArgs,
+}
+
+fn main() {
+    let args = Args::parse();
+    cli::run("unpack", || {
+        if args.list {
+            list::run(&args)
+        } else {
+            restore::run(&args)
+        }
+    })
+}

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Restore benchmark: restic and sluice side by side on the same repositories.
+#
+#   bench/restore.sh            (make bench-restore)
+#
+# Makes the shared bench data set with a fixed seed (once; BENCH_DIR keeps it), backs it up
+# with restic at each pack size in PACKS, then restores every repository with restic and with
+# the sluice pipeline, with and without verification, measuring every process (wall, CPU,
+# peak RSS). Prints a markdown table and ratios; results land in $BENCH_DIR/results.md.
+# Environment: BENCH_DIR (default target/bench), PACKS ("16 128"), SHARED (../shared),
+# and mkdata.sh's own BIG_MIB, NSMALL, NLOGS, LOG_MIB for a smaller set.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/.." && pwd)
+BENCH_DIR=${BENCH_DIR:-$top/target/bench}
+PACKS=${PACKS:-16 128}
+SHARED=${SHARED:-$top/../shared}
+bin=$top/target/release
+m="python3 $here/measure.py"
+
+mkdir -p "$BENCH_DIR"
+data=$BENCH_DIR/data
+if [ ! -e "$data.complete" ]; then
+  rm -rf "$data"
+  SEED=${SEED:-sluice-bench} bash "$SHARED/bench/mkdata.sh" "$data" >&2
+  touch "$data.complete"
+fi
+
+export RESTIC_PASSWORD=bench RESTIC_CACHE_DIR=$BENCH_DIR/cache
+results=$BENCH_DIR/results-$(date +%s)
+mkdir -p "$results"
+
+for pack in $PACKS; do
+  repo=$BENCH_DIR/repo-$pack
+  if [ ! -e "$repo.complete" ]; then
+    rm -rf "$repo"
+    restic init -q --repo "$repo" >&2
+    (cd "$data" && restic backup -q --repo "$repo" --pack-size "$pack" .) >&2
+    touch "$repo.complete"
+  fi
+  export RESTIC_REPOSITORY=$repo
+  out=$BENCH_DIR/out
+  sync
+
+  rm -rf "$out"
+  $m "$results/restic-restore-$pack.json" restic restore -q --no-cache latest --target "$out" >&2
+  rm -rf "$out"
+  $m "$results/restic-verify-$pack.json" restic restore -q --no-cache --verify latest --target "$out" >&2
+  rm -rf "$out"
+  $m "$results/sluice-restore-$pack.1.json" "$bin/walk" latest \
+    | $m "$results/sluice-restore-$pack.2.json" "$bin/fetch-pack" \
+    | $m "$results/sluice-restore-$pack.3.json" "$bin/unpack" --target "$out" >/dev/null
+  rm -rf "$out"
+  $m "$results/sluice-verify-$pack.1.json" "$bin/walk" latest \
+    | $m "$results/sluice-verify-$pack.2.json" "$bin/fetch-pack" \
+    | $m "$results/sluice-verify-$pack.3.json" "$bin/unpack" --target "$out" \
+    | $m "$results/sluice-verify-$pack.4.json" "$bin/verify" --quiet --target "$out" >/dev/null
+  # The restore must be right, or its figures mean nothing.
+  diff -r --no-dereference "$data" "$out" >&2 || { echo "sluice restore differs from the data" >&2; exit 1; }
+  rm -rf "$out"
+done
+
+python3 "$here/report.py" "$results" | tee "$BENCH_DIR/results.md"

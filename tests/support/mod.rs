@@ -1,0 +1,24 @@
+//! Shared support for the integration tests: `mod support;` in a `tests/*.rs` file.
+//!
+//! * [`make_tree`] builds a reproducible directory tree full of edge cases,
+//! * [`compare_trees`] checks that a restored tree equals its source, metadata included,
+//! * [`Restic`] drives the real `restic` binary, the reference implementation,
+//! * [`pipeline`] / [`Pipeline`] run our binaries as real processes joined by pipes.
+//!
+//! Each test crate uses only part of this, hence the `dead_code` allowance.
+#![allow(dead_code, unused_imports)]
+
+pub mod compare;
+pub mod restic;
+pub mod run;
+pub mod tree;
+
+pub use compare::{compare_trees, go_lossy_utf8, show, CompareOpts};
+pub use restic::{restic_bin, restored_path, snapshot_subpath, Restic, PASSWORD};
+pub use run::{argv, bin, bin_dir, pipeline, run_cmd, Pipeline, PipelineResult};
+pub use tree::{is_root, make_tree, set_times, TreeInfo, TreeOpts};
+
+/// A fresh temporary directory, removed when the returned guard is dropped.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("sluice-test-").tempdir().expect("create temp dir")
+}

@@ -1,0 +1,171 @@
+//! The depth-first walk over a snapshot's trees.
+
+use std::collections::HashMap;
+
+use common::error::{Error, Result, ResultExt};
+use common::filter;
+use common::index::Index;
+use common::node::NodeType;
+use common::record::{text_and_raw, NodeRecord, Writer};
+use common::repo::Repo;
+use common::tree::parse_tree;
+use common::Id;
+
+use crate::Args;
+
+/// Decides which nodes are selected, as `restic restore` does with `--include`/`--exclude`.
+struct Selection {
+    include: filter::List,
+    exclude: filter::List,
+}
+
+impl Selection {
+    /// (selected, descend) for a node at `item` (absolute, '/'-separated).
+    fn check(&self, item: &str, is_dir: bool) -> (bool, bool) {
+        if !self.include.is_empty() {
+            let m = self.include.matches(item);
+            (m, is_dir && self.include.child_may_match(item))
+        } else if !self.exclude.is_empty() {
+            let selected = !self.exclude.matches(item);
+            (selected, selected && is_dir)
+        } else {
+            (true, is_dir)
+        }
+    }
+}
+
+struct Walker<'a, W: std::io::Write> {
+    repo: &'a Repo,
+    index: &'a Index,
+    out: Writer<W>,
+    select: Selection,
+    /// (inode, device id) of files with several links → the path of the first one emitted.
+    links: HashMap<(u64, u64), Vec<u8>>,
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    if !args.include.is_empty() && !args.exclude.is_empty() {
+        return Err(Error::Usage("--include and --exclude cannot be combined".into()));
+    }
+    let select = Selection {
+        include: filter::List::parse(&args.include)?,
+        exclude: filter::List::parse(&args.exclude)?,
+    };
+    let (spec, sub) = match args.snapshot.split_once(':') {
+        Some((s, p)) => (s, p),
+        None => (args.snapshot.as_str(), ""),
+    };
+    let repo = args.repo.open()?;
+    // Snapshots before the index: a snapshot written meanwhile must find its blobs indexed.
+    let snaps: Vec<_> = repo.snapshots()?.into_iter().filter(|(_, s)| args.filter.keep(s)).collect();
+    let (snap_id, snap) = repo.resolve_snapshot(spec, &snaps)?;
+    let index = repo.load_index()?;
+
+    let mut tree = snap.tree;
+    let mut walked = String::new();
+    for comp in sub.split('/').filter(|c| !c.is_empty()) {
+        walked.push('/');
+        walked.push_str(comp);
+        let entries = load_tree(&repo, &index, &tree)?;
+        let found = entries.into_iter().find(|e| e.node.name == comp.as_bytes());
+        tree = match found {
+            Some(e) if e.node.node_type == NodeType::Dir => e.node.subtree.ok_or_else(|| {
+                Error::format(format!("{walked}: directory without a subtree"))
+            })?,
+            Some(_) => return Err(Error::Usage(format!("{walked} is not a directory in snapshot {}", snap_id.short()))),
+            None => return Err(Error::Usage(format!("{walked} not found in snapshot {}", snap_id.short()))),
+        };
+    }
+
+    let mut w = Walker {
+        repo: &repo,
+        index: &index,
+        out: Writer::stdout(),
+        select,
+        links: HashMap::new(),
+    };
+    w.out.header("walk", Some(*snap_id))?;
+    w.walk(&tree, &mut Vec::new())?;
+    w.out.finish()?;
+    Ok(())
+}
+
+fn load_tree(repo: &Repo, index: &Index, id: &Id) -> Result<Vec<common::tree::TreeEntry>> {
+    let bytes = repo.load_blob(index, id).context(format!("tree {}", id.short()))?;
+    parse_tree(&bytes).context(format!("tree {}", id.short()))
+}
+
+impl<W: std::io::Write> Walker<'_, W> {
+    fn walk(&mut self, tree: &Id, prefix: &mut Vec<u8>) -> Result<()> {
+        let entries = load_tree(self.repo, self.index, tree)?;
+        for e in entries {
+            let node = &e.node;
+            if !node.name_is_clean() {
+                return Err(Error::format(format!(
+                    "tree {}: invalid child node name {:?}",
+                    tree.short(),
+                    String::from_utf8_lossy(&node.name)
+                )));
+            }
+            let len = prefix.len();
+            if !prefix.is_empty() {
+                prefix.push(b'/');
+            }
+            prefix.extend_from_slice(&node.name);
+            let item = format!("/{}", String::from_utf8_lossy(prefix));
+            let is_dir = node.node_type == NodeType::Dir;
+            let (selected, descend) = self.select.check(&item, is_dir);
+            if selected {
+                self.emit(e.raw, node, prefix)?;
+            }
+            if descend {
+                let sub = node.subtree.ok_or_else(|| {
+                    Error::format(format!("{}: directory without a subtree", &item[1..]))
+                })?;
+                self.walk(&sub, prefix)?;
+            }
+            prefix.truncate(len);
+        }
+        Ok(())
+    }
+
+    fn emit(
+        &mut self,
+        raw: Box<serde_json::value::RawValue>,
+        node: &common::node::Node,
+        path: &[u8],
+    ) -> Result<()> {
+        let (text, path_raw) = text_and_raw(path);
+        let mut blobs = Vec::new();
+        let mut hardlink = None;
+        if node.node_type == NodeType::File {
+            let content = node.content.as_ref().ok_or_else(|| {
+                Error::format(format!("{text}: file node without content"))
+            })?;
+            blobs.reserve(content.len());
+            for id in content {
+                let loc = self.index.get(id).ok_or_else(|| {
+                    Error::format(format!("{text}: blob {id} is not in the index"))
+                })?;
+                blobs.push(loc);
+            }
+            if node.links > 1 {
+                match self.links.get(&(node.inode, node.device_id)) {
+                    Some(first) => hardlink = Some(first.clone()),
+                    None => {
+                        self.links.insert((node.inode, node.device_id), path.to_vec());
+                    }
+                }
+            }
+        }
+        let (hardlink, hardlink_raw) = match hardlink {
+            Some(h) => {
+                let (t, r) = text_and_raw(&h);
+                (Some(t), r)
+            }
+            None => (None, None),
+        };
+        let rec = NodeRecord { path: text, path_raw, node: raw, blobs, hardlink, hardlink_raw };
+        self.out.write("node", &rec)
+    }
+}
