@@ -85,6 +85,13 @@ pub struct NodeRecord {
     /// Base64 of the hard link's raw path bytes, when they are not valid UTF-8.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hardlink_raw: Option<String>,
+    /// Backup only: "new", "changed" or "unmodified" against the parent snapshot (files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Backup only: the same directory's tree in the parent snapshot, to count it as
+    /// changed or unmodified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_tree: Option<Id>,
 }
 
 impl NodeRecord {
@@ -153,6 +160,9 @@ impl BlobRecord {
 /// The encrypted header of a whole pack streamed by `fetch-pack --pack`; precedes its data.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PackHeaderRecord {
+    /// Backup only: which of `pack`'s open packs this closes (see `pack_data`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
     /// The pack's name when it is an id (always, for packs read from a repository).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pack: Option<Id>,
@@ -165,10 +175,72 @@ pub struct PackHeaderRecord {
 /// A piece of a whole pack's blob area, in order, from `fetch-pack --pack`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PackDataRecord {
+    /// Backup only: which open pack the bytes belong to (`pack` fills data and tree packs
+    /// at the same time); absent in `fetch-pack --pack` streams.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
     pub offset: u64,
     /// Base64 of the bytes (left empty when building a record for `write_with_data`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub data: String,
+}
+
+/// What a backup is of: `chunk`'s first record, which `pack` turns into the snapshot.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SourceRecord {
+    /// The backup targets as absolute paths.
+    pub paths: Vec<String>,
+    pub hostname: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excludes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Id>,
+    /// When the backup started (RFC 3339, as restic writes it).
+    pub time: String,
+}
+
+/// A piece of file content cut by the chunker, in plaintext, from `chunk` to `pack`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChunkRecord {
+    /// SHA-256 of the bytes: the blob id.
+    pub id: Id,
+    /// Base64 of the bytes (left empty when built for `write_with_data`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub data: String,
+}
+
+/// A complete repository file other than a pack (index, snapshot, lock), encrypted, from
+/// `pack` to `push`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RepoFileRecord {
+    /// "index", "snapshot" or "lock".
+    pub kind: String,
+    /// SHA-256 of the bytes: the file name.
+    pub id: Id,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub data: String,
+}
+
+/// The backup's statistics, restic's `summary` fields, from `pack` to `push`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SummaryRecord {
+    pub files_new: u64,
+    pub files_changed: u64,
+    pub files_unmodified: u64,
+    pub dirs_new: u64,
+    pub dirs_changed: u64,
+    pub dirs_unmodified: u64,
+    pub data_blobs: u64,
+    pub tree_blobs: u64,
+    pub data_added: u64,
+    pub data_added_packed: u64,
+    pub total_files_processed: u64,
+    pub total_bytes_processed: u64,
+    /// Files whose content was read (the others were unchanged against the parent).
+    pub files_read: u64,
+    pub bytes_read: u64,
+    pub total_duration: f64,
+    pub snapshot_id: Id,
 }
 
 /// One snapshot, as `snapshots` lists it (the fields of `restic snapshots --json`).
@@ -232,12 +304,16 @@ pub enum Record {
     Restored(NodeRecord),
     Verdict(Verdict),
     BlobCheck(BlobCheck),
+    Source(SourceRecord),
+    Chunk(ChunkRecord),
+    RepoFile(RepoFileRecord),
+    Summary(SummaryRecord),
 }
 
 /// The record type names, for messages.
 pub const TYPES: &[&str] = &[
     "header", "end", "snapshot", "node", "blob", "pack_header", "pack_data", "restored", "verdict",
-    "blob_check",
+    "blob_check", "source", "chunk", "repo_file", "summary",
 ];
 
 impl Record {
@@ -254,6 +330,10 @@ impl Record {
             Record::Restored(_) => "restored",
             Record::Verdict(_) => "verdict",
             Record::BlobCheck(_) => "blob_check",
+            Record::Source(_) => "source",
+            Record::Chunk(_) => "chunk",
+            Record::RepoFile(_) => "repo_file",
+            Record::Summary(_) => "summary",
         }
     }
 
@@ -274,6 +354,10 @@ impl Record {
             "restored" => Record::Restored(de(line, &tag)?),
             "verdict" => Record::Verdict(de(line, &tag)?),
             "blob_check" => Record::BlobCheck(de(line, &tag)?),
+            "source" => Record::Source(de(line, &tag)?),
+            "chunk" => Record::Chunk(de(line, &tag)?),
+            "repo_file" => Record::RepoFile(de(line, &tag)?),
+            "summary" => Record::Summary(de(line, &tag)?),
             other => return Err(format!("unknown record type {other:?}")),
         })
     }
@@ -523,6 +607,10 @@ impl<W: Write> Writer<W> {
             Record::PackData(x) => self.put(tag, x, None),
             Record::Verdict(x) => self.put(tag, x, None),
             Record::BlobCheck(x) => self.put(tag, x, None),
+            Record::Source(x) => self.put(tag, x, None),
+            Record::Chunk(x) => self.put(tag, x, None),
+            Record::RepoFile(x) => self.put(tag, x, None),
+            Record::Summary(x) => self.put(tag, x, None),
         }
     }
 

@@ -167,6 +167,7 @@ fn stream_pack(args: &Args, spec: &str) -> Result<()> {
     let mut out = Writer::stdout();
     out.header("fetch-pack", None)?;
     let rec = PackHeaderRecord {
+        seq: None,
         pack: Id::parse(&name).ok(),
         size,
         header: common::record::encode_b64(&enc),
@@ -177,7 +178,7 @@ fn stream_pack(args: &Args, spec: &str) -> Result<()> {
     while off < body {
         let n = PIECE.min(body - off);
         source.read_at(off, n, &mut buf).context(&what)?;
-        out.write_with_data("pack_data", &PackDataRecord { offset: off, data: String::new() }, &buf)?;
+        out.write_with_data("pack_data", &PackDataRecord { seq: None, offset: off, data: String::new() }, &buf)?;
         off += n;
     }
     out.finish()?;

@@ -165,7 +165,16 @@ impl<W: std::io::Write> Walker<'_, W> {
             }
             None => (None, None),
         };
-        let rec = NodeRecord { path: text, path_raw, node: raw, blobs, hardlink, hardlink_raw };
+        let rec = NodeRecord {
+            path: text,
+            path_raw,
+            node: raw,
+            blobs,
+            hardlink,
+            hardlink_raw,
+            status: None,
+            parent_tree: None,
+        };
         self.out.write("node", &rec)
     }
 }
