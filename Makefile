@@ -3,7 +3,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 BINDIR = $(DESTDIR)$(PREFIX)/bin
 MANDIR = $(DESTDIR)$(PREFIX)/share/man
-TOOLS = snapshots walk fetch-pack unpack verify
+TOOLS = snapshots walk fetch-pack unpack verify init-repo chunk pack push
 CARGO ?= cargo
 
 .PHONY: all build test lint man-lint check bench bench-restore demo install uninstall clean

@@ -181,6 +181,11 @@ impl Index {
         });
     }
 
+    /// Every blob id.
+    pub fn ids(&self) -> impl Iterator<Item = Id> + '_ {
+        self.blobs.keys().copied()
+    }
+
     /// Whether the index knows the blob.
     pub fn contains(&self, id: &Id) -> bool {
         self.blobs.contains_key(id)

@@ -21,6 +21,7 @@ pub mod pack;
 pub mod record;
 pub mod repo;
 pub mod snapshot;
+pub mod sys;
 pub mod tree;
 
 pub use error::{Error, Result};

@@ -221,6 +221,64 @@ pub fn decompress_into(frame: &[u8], len: usize, out: &mut Vec<u8>) -> Result<()
     Ok(())
 }
 
+/// Builds a pack one blob at a time without keeping its bytes: each sealed blob goes out as
+/// soon as it is added, and only the header entries and a running hash stay.
+pub struct Builder {
+    entries: Vec<Entry>,
+    size: u64,
+    hash: sha2::Sha256,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder::new()
+    }
+}
+
+impl Builder {
+    pub fn new() -> Builder {
+        use sha2::Digest;
+        Builder { entries: Vec::new(), size: 0, hash: sha2::Sha256::new() }
+    }
+
+    /// Bytes of blobs so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Blobs so far.
+    pub fn count(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether another entry still fits restic's header limit.
+    pub fn header_full(&self) -> bool {
+        (self.entries.len() + 1) * ENTRY_COMPRESSED + HEADER_OVERHEAD as usize > MAX_HEADER_SIZE as usize
+    }
+
+    /// Adds a sealed blob (the bytes the caller writes out); returns its offset.
+    pub fn add(&mut self, blob_type: BlobType, id: Id, sealed: &[u8], uncompressed_length: Option<u32>) -> u64 {
+        use sha2::Digest;
+        let offset = self.size;
+        self.hash.update(sealed);
+        self.entries.push(Entry { blob_type, id, offset, length: sealed.len() as u32, uncompressed_length });
+        self.size += sealed.len() as u64;
+        offset
+    }
+
+    /// Seals the header. Returns the pack id, the bytes to append (encrypted header and its
+    /// length), the entries, and the pack's total size.
+    pub fn finish(mut self, key: &Key) -> (Id, Vec<u8>, Vec<Entry>, u64) {
+        use sha2::Digest;
+        let mut tail = key.seal(&encode_header(&self.entries));
+        let hlen = tail.len() as u32;
+        tail.extend_from_slice(&hlen.to_le_bytes());
+        self.hash.update(&tail);
+        let size = self.size + tail.len() as u64;
+        (Id(self.hash.finalize().into()), tail, self.entries, size)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,6 +321,34 @@ mod tests {
         let mut bad = pack[..47].to_vec();
         bad[20] ^= 1;
         assert!(open_blob(&key, &e.id, &mut bad, e.uncompressed_length, &mut out).is_err());
+    }
+
+    #[test]
+    fn builder_makes_readable_packs() {
+        let key = Key::random();
+        let mut b = Builder::new();
+        let mut bytes = Vec::new();
+        let mut ids = Vec::new();
+        for i in 0..3u8 {
+            let plain = vec![i; 1000 + i as usize];
+            let id = Id::hash(&plain);
+            let sealed = key.seal(&plain);
+            assert_eq!(b.add(BlobType::Data, id, &sealed, None), bytes.len() as u64);
+            bytes.extend_from_slice(&sealed);
+            ids.push(id);
+        }
+        let (pack_id, tail, entries, size) = b.finish(&key);
+        bytes.extend_from_slice(&tail);
+        assert_eq!(size, bytes.len() as u64);
+        assert_eq!(pack_id, Id::hash(&bytes));
+        let (read, _) = read_header(&key, size, |o, l, buf| {
+            buf.clear();
+            buf.extend_from_slice(&bytes[o as usize..(o + l) as usize]);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(read, entries);
+        assert_eq!(read.iter().map(|e| e.id).collect::<Vec<_>>(), ids);
     }
 
     #[test]

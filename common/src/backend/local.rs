@@ -5,7 +5,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::{is_id_name, Backend, Entry, FileType};
+use super::{is_id_name, Backend, Entry, FileType, Upload};
 use crate::error::{Error, IoContext, Result};
 
 /// A local directory backend.
@@ -176,6 +176,39 @@ impl Backend for Local {
         result
     }
 
+    fn upload(&self, t: FileType) -> Result<Box<dyn Upload>> {
+        let dir = self.root.join(t.dir());
+        if !dir.is_dir() {
+            mkdir(&dir)?;
+        }
+        // In the repository itself, so committing is a rename on the same file system;
+        // restic ignores names that are not ids.
+        let tf = tempfile::Builder::new()
+            .prefix(".sluice-upload-")
+            .tempfile_in(&dir)
+            .ctx_path(&dir)?;
+        Ok(Box::new(LocalUpload { tf, t, root: self.root.clone(), written: 0 }))
+    }
+
+    fn create(&self) -> Result<()> {
+        if self.exists(FileType::Config, "")? {
+            return Err(Error::Usage(format!(
+                "repository {} already exists (it has a config file)",
+                self.location
+            )));
+        }
+        if let Ok(mut rd) = fs::read_dir(&self.root) {
+            if rd.next().is_some() && !self.root.join("keys").is_dir() {
+                return Err(Error::Usage(format!(
+                    "{} is not empty and not a repository; refusing to create one there",
+                    self.location
+                )));
+            }
+        }
+        mkdir(&self.root)?;
+        self.create_layout()
+    }
+
     fn remove(&self, t: FileType, name: &str) -> Result<()> {
         let p = self.path(t, name);
         match fs::remove_file(&p) {
@@ -183,6 +216,44 @@ impl Backend for Local {
             Err(e) if not_found(&e) => Ok(()),
             Err(e) => Err(Error::io(p.display().to_string(), e)),
         }
+    }
+}
+
+struct LocalUpload {
+    tf: tempfile::NamedTempFile,
+    t: FileType,
+    root: PathBuf,
+    written: u64,
+}
+
+impl Write for LocalUpload {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.tf.as_file_mut().write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.tf.as_file_mut().flush()
+    }
+}
+
+impl Upload for LocalUpload {
+    fn written(&self) -> u64 {
+        self.written
+    }
+
+    fn commit(self: Box<Self>, name: &str) -> Result<()> {
+        let dest = self.root.join(self.t.path(name));
+        let dir = dest.parent().expect("repository paths have a parent").to_path_buf();
+        if !dir.is_dir() {
+            mkdir(&dir)?;
+        }
+        let tmp = self.tf.path().to_path_buf();
+        self.tf.as_file().sync_all().ctx_path(&tmp)?;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o400)).ctx_path(&tmp)?;
+        self.tf.persist(&dest).map_err(|e| Error::io(dest.display().to_string(), e.error))?;
+        File::open(&dir).and_then(|d| d.sync_all()).ctx_path(&dir)?;
+        Ok(())
     }
 }
 

@@ -67,6 +67,20 @@ pub trait Backend: Send + Sync {
     fn write(&self, t: FileType, name: &str, data: &mut dyn Read, len: u64) -> Result<()>;
     /// Removes a file.
     fn remove(&self, t: FileType, name: &str) -> Result<()>;
+    /// Starts a new file of type `t` whose name is known only at the end (a pack, named by
+    /// the hash of its bytes). It stays invisible until `Upload::commit`.
+    fn upload(&self, t: FileType) -> Result<Box<dyn Upload>>;
+    /// Creates the layout of a new repository; fails if one is there already.
+    fn create(&self) -> Result<()>;
+}
+
+/// A file being written; `commit` names it and makes it visible, dropping it without
+/// `commit` removes it.
+pub trait Upload: std::io::Write {
+    /// Bytes written so far.
+    fn written(&self) -> u64;
+    /// Makes the file durable and visible under `name`.
+    fn commit(self: Box<Self>, name: &str) -> Result<()>;
 }
 
 /// Opens the backend a repository string names: `/path`, `local:/path` (more to come).

@@ -1,0 +1,580 @@
+//! Walking the sources and turning them into node and chunk records.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::fs::{self, File, Metadata, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use common::chunker::{Chunker, Polynomial, Tables};
+use common::cli::warn;
+use common::error::{Error, IoContext, Result};
+use common::filter;
+use common::gostr::GoJsonFlavor;
+use common::index::Index;
+use common::node::{go_mode_from_unix, GoTime, Node, NodeType};
+use common::record::{text_and_raw, ChunkRecord, NodeRecord, SourceRecord, Writer};
+use common::{sys, Id};
+use serde_json::value::RawValue;
+
+use crate::parent::{find, latest_matching, Parent};
+use crate::Args;
+
+const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55";
+
+/// One backup target: where it is on disk and the path components it gets in the tree.
+struct Target {
+    fs: PathBuf,
+    comps: Vec<Vec<u8>>,
+}
+
+/// A directory level of the output tree, with the same directory's nodes in the parent.
+struct Level {
+    rel: Vec<u8>,
+    prev: Option<Vec<Node>>,
+}
+
+struct Scanner<'a, W: io::Write> {
+    args: &'a Args,
+    out: Writer<W>,
+    tables: Arc<Tables>,
+    parent: Option<Parent<'a>>,
+    index: &'a Index,
+    names: sys::Names,
+    stack: Vec<Level>,
+    buf: Vec<u8>,
+    json: Vec<u8>,
+    failed: u64,
+    excludes: filter::List,
+    larger_than: Option<u64>,
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let repo = args.repo.open()?;
+    let tables = Arc::new(Tables::new(Polynomial(repo.config.chunker_polynomial))?);
+    let host = args.host.clone().unwrap_or_else(sys::hostname);
+    let patterns = exclude_patterns(args)?;
+    let excludes = filter::List::parse(&patterns)?;
+    let larger_than = args.exclude_larger_than.as_deref().map(parse_size).transpose()?;
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let start = GoTime::local(now.as_secs() as i64, now.subsec_nanos());
+    let cwd = std::env::current_dir().ctx("current directory")?;
+
+    let targets = if args.stdin {
+        Vec::new()
+    } else {
+        prepare_targets(&args.paths, &cwd)?
+    };
+    let mut abs_paths: Vec<String> = if args.stdin {
+        vec![cwd.join(&args.stdin_filename).to_string_lossy().into_owned()]
+    } else {
+        targets.iter().map(|t| absolute(&t.fs, &cwd).to_string_lossy().into_owned()).collect()
+    };
+    abs_paths.sort();
+    abs_paths.dedup();
+
+    let snaps = repo.snapshots()?;
+    let parent = if args.force {
+        None
+    } else if let Some(spec) = &args.parent {
+        Some(repo.resolve_snapshot(spec, &snaps)?.clone())
+    } else {
+        latest_matching(&snaps, &host, &abs_paths).cloned()
+    };
+    let index = if parent.is_some() { repo.load_index()? } else { Index::new() };
+
+    let mut s = Scanner {
+        args,
+        out: Writer::stdout(),
+        tables,
+        parent: parent.as_ref().map(|_| Parent { repo: &repo, index: &index }),
+        index: &index,
+        names: sys::Names::default(),
+        stack: Vec::new(),
+        buf: Vec::new(),
+        json: Vec::new(),
+        failed: 0,
+        excludes,
+        larger_than,
+    };
+    s.out.header("chunk", None)?;
+    let source = SourceRecord {
+        paths: abs_paths,
+        hostname: host,
+        excludes: patterns,
+        parent: parent.as_ref().map(|p| p.0),
+        time: start.to_string(),
+    };
+    s.out.write("source", &source)?;
+    let root_prev = match (&s.parent, &parent) {
+        (Some(p), Some((_, snap))) => Some(p.tree(&snap.tree)?),
+        _ => None,
+    };
+    s.stack.push(Level { rel: Vec::new(), prev: root_prev });
+    if args.stdin {
+        s.stdin(start)?;
+    } else {
+        s.targets(&targets, &cwd)?;
+    }
+    let failed = s.failed;
+    s.out.finish()?;
+    if failed > 0 {
+        return Err(Error::SomeFailed(format!("{failed} items could not be read and are not in the backup")));
+    }
+    Ok(())
+}
+
+fn exclude_patterns(args: &Args) -> Result<Vec<String>> {
+    let mut out = args.exclude.clone();
+    for f in &args.exclude_file {
+        let text = fs::read_to_string(f).ctx_path(f)?;
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            out.push(expand_env(line));
+        }
+    }
+    Ok(out)
+}
+
+/// `$VAR` and `${VAR}`, as restic expands them in exclude files.
+fn expand_env(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let (name, tail) = if let Some(b) = after.strip_prefix('{') {
+            match b.find('}') {
+                Some(j) => (&b[..j], &b[j + 1..]),
+                None => ("", after),
+            }
+        } else {
+            let j = after.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(after.len());
+            (&after[..j], &after[j..])
+        };
+        if name.is_empty() {
+            out.push('$');
+            rest = after;
+        } else {
+            out.push_str(&std::env::var(name).unwrap_or_default());
+            rest = tail;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Sizes as restic takes them: bytes, or with a k/m/g/t suffix (powers of 1024).
+fn parse_size(s: &str) -> Result<u64> {
+    let s = s.trim();
+    let (num, mul) = match s.chars().last().map(|c| c.to_ascii_lowercase()) {
+        Some('k') => (&s[..s.len() - 1], 1u64 << 10),
+        Some('m') => (&s[..s.len() - 1], 1 << 20),
+        Some('g') => (&s[..s.len() - 1], 1 << 30),
+        Some('t') => (&s[..s.len() - 1], 1 << 40),
+        Some('b') => (&s[..s.len() - 1], 1),
+        _ => (s, 1),
+    };
+    num.parse::<u64>()
+        .map(|n| n * mul)
+        .map_err(|_| Error::Usage(format!("invalid size {s:?}")))
+}
+
+fn absolute(p: &Path, cwd: &Path) -> PathBuf {
+    let joined = if p.is_absolute() { p.to_path_buf() } else { cwd.join(p) };
+    let mut out = PathBuf::from("/");
+    for c in joined.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The tree path of each target, as restic builds it: the components of the path as given
+/// (absolute or relative; `..` resolved against the current directory).
+fn prepare_targets(paths: &[PathBuf], cwd: &Path) -> Result<Vec<Target>> {
+    let mut out: Vec<Target> = Vec::new();
+    for p in paths {
+        fs::symlink_metadata(p).ctx_path(p)?;
+        let has_parent = p.components().any(|c| c == Component::ParentDir);
+        let fs_path = if has_parent { absolute(p, cwd) } else { p.clone() };
+        let comps = fs_path
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.as_bytes().to_vec()),
+                _ => None,
+            })
+            .collect();
+        out.push(Target { fs: fs_path, comps });
+    }
+    out.sort_by(|a, b| a.comps.cmp(&b.comps));
+    // A target inside another one is already covered by it.
+    let mut kept: Vec<Target> = Vec::new();
+    for t in out {
+        if kept.iter().any(|k| t.comps.starts_with(&k.comps)) {
+            continue;
+        }
+        kept.push(t);
+    }
+    Ok(kept)
+}
+
+fn go_time(secs: i64, nanos: i64) -> GoTime {
+    GoTime::local(secs, nanos as u32)
+}
+
+impl<W: io::Write> Scanner<'_, W> {
+    fn fail(&mut self, what: impl std::fmt::Display) {
+        warn("chunk", what);
+        self.failed += 1;
+    }
+
+    /// Builds the restic node for a file system entry (content and subtree left empty).
+    fn node(&mut self, path: &Path, name: &[u8], md: &Metadata) -> Option<Node> {
+        let ft = md.file_type();
+        use std::os::unix::fs::FileTypeExt;
+        let node_type = if ft.is_file() {
+            NodeType::File
+        } else if ft.is_dir() {
+            NodeType::Dir
+        } else if ft.is_symlink() {
+            NodeType::Symlink
+        } else if ft.is_block_device() {
+            NodeType::Dev
+        } else if ft.is_char_device() {
+            NodeType::Chardev
+        } else if ft.is_fifo() {
+            NodeType::Fifo
+        } else {
+            // Sockets: restic does not back them up.
+            return None;
+        };
+        let mtime = go_time(md.mtime(), md.mtime_nsec());
+        let atime = if self.args.with_atime { go_time(md.atime(), md.atime_nsec()) } else { mtime.clone() };
+        let mut node = Node {
+            name: name.to_vec(),
+            mode: go_mode_from_unix(md.mode()),
+            mtime,
+            atime,
+            ctime: go_time(md.ctime(), md.ctime_nsec()),
+            uid: md.uid(),
+            gid: md.gid(),
+            user: self.names.user(md.uid()),
+            group: self.names.group(md.gid()),
+            inode: md.ino(),
+            device_id: md.dev(),
+            links: if node_type == NodeType::Dir { 0 } else { md.nlink() },
+            ..Node::default()
+        };
+        match node_type {
+            NodeType::File => {
+                node.size = md.len();
+                node.content = Some(Vec::new());
+            }
+            NodeType::Symlink => match fs::read_link(path) {
+                Ok(t) => node.linktarget = t.as_os_str().as_bytes().to_vec(),
+                Err(e) => {
+                    self.fail(format!("{}: {e}", path.display()));
+                    return None;
+                }
+            },
+            NodeType::Dev | NodeType::Chardev => node.device = md.rdev(),
+            _ => {}
+        }
+        node.node_type = node_type;
+        if let Ok(names) = xattr::list(path) {
+            for n in names {
+                if let Ok(Some(v)) = xattr::get(path, &n) {
+                    node.extended_attributes.push((n.as_bytes().to_vec(), v));
+                }
+            }
+        }
+        Some(node)
+    }
+
+    /// Writes a node record for `node` at tree path `rel`.
+    fn emit(&mut self, rel: &[u8], node: &Node, status: Option<&str>, parent_tree: Option<Id>) -> Result<()> {
+        self.json.clear();
+        node.write_json(&mut self.json, GoJsonFlavor::default());
+        let text = String::from_utf8(std::mem::take(&mut self.json))
+            .map_err(|_| Error::format("node JSON is not UTF-8"))?;
+        let raw = RawValue::from_string(text).map_err(|e| Error::format(format!("node JSON: {e}")))?;
+        let (path, path_raw) = text_and_raw(rel);
+        let rec = NodeRecord {
+            path,
+            path_raw,
+            node: raw,
+            blobs: Vec::new(),
+            hardlink: None,
+            hardlink_raw: None,
+            status: status.map(str::to_string),
+            parent_tree,
+        };
+        self.out.write("node", &rec)
+    }
+
+    /// Handles one entry whose containing directory is `self.stack[depth]`.
+    fn entry(&mut self, depth: usize, fs_path: &Path, name: &[u8], md: &Metadata) -> Result<()> {
+        self.stack.truncate(depth + 1);
+        let mut rel = self.stack[depth].rel.clone();
+        if !rel.is_empty() {
+            rel.push(b'/');
+        }
+        rel.extend_from_slice(name);
+        let Some(mut node) = self.node(fs_path, name, md) else { return Ok(()) };
+        let prev = self.stack[depth].prev.as_deref().and_then(|p| find(p, name)).cloned();
+        match node.node_type {
+            NodeType::Dir => {
+                let prev_tree = prev.as_ref().filter(|p| p.node_type == NodeType::Dir).and_then(|p| p.subtree);
+                self.emit(&rel, &node, None, prev_tree)?;
+                let prev_nodes = match (&self.parent, prev_tree) {
+                    (Some(p), Some(t)) => Some(p.tree(&t)?),
+                    _ => None,
+                };
+                self.stack.push(Level { rel, prev: prev_nodes });
+            }
+            NodeType::File => {
+                let status = match &prev {
+                    None => "new",
+                    Some(p) if self.unchanged(&node, p) => "unmodified",
+                    Some(_) => "changed",
+                };
+                if status == "unmodified" {
+                    node.content = prev.and_then(|p| p.content);
+                } else {
+                    match self.read_file(fs_path, md)? {
+                        Some((content, size)) => {
+                            node.content = Some(content);
+                            node.size = size;
+                        }
+                        None => return Ok(()),
+                    }
+                }
+                self.emit(&rel, &node, Some(status), None)?;
+            }
+            _ => self.emit(&rel, &node, None, None)?,
+        }
+        Ok(())
+    }
+
+    /// restic's test: same type, mtime, ctime, inode and size, and every blob still indexed.
+    fn unchanged(&self, now: &Node, prev: &Node) -> bool {
+        prev.node_type == NodeType::File
+            && prev.mtime.secs == now.mtime.secs
+            && prev.mtime.nanos == now.mtime.nanos
+            && prev.ctime.secs == now.ctime.secs
+            && prev.ctime.nanos == now.ctime.nanos
+            && prev.inode == now.inode
+            && prev.size == now.size
+            && prev.content.as_ref().is_some_and(|c| c.iter().all(|id| self.index.contains(id)))
+    }
+
+    /// Reads and chunks one file. `None` when it could not be read (reported, counted).
+    fn read_file(&mut self, path: &Path, before: &Metadata) -> Result<Option<(Vec<Id>, u64)>> {
+        let file = match open_noatime(path) {
+            Ok(f) => f,
+            Err(e) => {
+                self.fail(format!("{}: {e}", path.display()));
+                return Ok(None);
+            }
+        };
+        match self.chunk_stream(file) {
+            Ok(r) => {
+                if let Ok(after) = fs::symlink_metadata(path) {
+                    if after.len() != r.1
+                        || after.mtime() != before.mtime()
+                        || after.mtime_nsec() != before.mtime_nsec()
+                    {
+                        self.fail(format!(
+                            "{}: file changed while it was read (the backup holds the {} bytes read)",
+                            path.display(),
+                            r.1
+                        ));
+                    }
+                }
+                Ok(Some(r))
+            }
+            Err(Error::Io { source, .. }) if source.kind() != io::ErrorKind::BrokenPipe => {
+                self.fail(format!("{}: read error: {source}", path.display()));
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Cuts a stream into chunks and writes a chunk record for each.
+    fn chunk_stream(&mut self, r: impl Read) -> Result<(Vec<Id>, u64)> {
+        let mut ch = Chunker::with_tables(r, self.tables.clone());
+        let mut ids = Vec::new();
+        let mut size = 0u64;
+        loop {
+            let more = ch.next_chunk(&mut self.buf).map_err(|e| Error::io("read", e))?;
+            if !more {
+                break;
+            }
+            let id = Id::hash(&self.buf);
+            self.out.write_with_data("chunk", &ChunkRecord { id, data: String::new() }, &self.buf)?;
+            ids.push(id);
+            size += self.buf.len() as u64;
+        }
+        Ok((ids, size))
+    }
+
+    fn stdin(&mut self, now: GoTime) -> Result<()> {
+        let (content, size) = self.chunk_stream(io::stdin().lock())?;
+        let (uid, gid) = sys::ids();
+        let node = Node {
+            name: self.args.stdin_filename.as_bytes().to_vec(),
+            node_type: NodeType::File,
+            mode: 0o644,
+            mtime: now.clone(),
+            atime: now.clone(),
+            ctime: now,
+            uid,
+            gid,
+            user: self.names.user(uid),
+            group: self.names.group(gid),
+            size,
+            content: Some(content),
+            ..Node::default()
+        };
+        let name = node.name.clone();
+        self.emit(&name, &node, Some("new"), None)
+    }
+
+    fn targets(&mut self, targets: &[Target], cwd: &Path) -> Result<()> {
+        for t in targets {
+            // The directories leading to the target, with the metadata of the real ones.
+            let n = t.comps.len();
+            for i in 0..n.saturating_sub(1) {
+                let depth = i;
+                let rel: Vec<u8> = t.comps[..=i].join(&b'/');
+                if self.stack.len() > depth + 1 && self.stack[depth + 1].rel == rel {
+                    continue;
+                }
+                let mut p = if t.fs.is_absolute() { PathBuf::from("/") } else { PathBuf::new() };
+                for c in &t.comps[..=i] {
+                    p.push(OsStr::from_bytes(c));
+                }
+                let md = fs::metadata(&p).ctx_path(&p)?;
+                self.entry(depth, &p, &t.comps[i], &md)?;
+            }
+            let base = n.saturating_sub(1);
+            self.walk(&t.fs, base, n == 0, cwd)?;
+        }
+        Ok(())
+    }
+
+    /// Walks one target; its entries land at tree depth `base` (its contents at `base`
+    /// when `contents_only`, for a target such as `.`).
+    fn walk(&mut self, root: &Path, base: usize, contents_only: bool, _cwd: &Path) -> Result<()> {
+        let cache_dirs: RefCell<HashSet<PathBuf>> = RefCell::new(HashSet::new());
+        // Moved out for the walk: the filter closure borrows it while the loop borrows self.
+        let excludes = std::mem::take(&mut self.excludes);
+        let larger = self.larger_than;
+        let exclude_caches = self.args.exclude_caches;
+        let walker = walkdir::WalkDir::new(root)
+            .follow_links(false)
+            .same_file_system(self.args.one_file_system)
+            .sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()))
+            .min_depth(usize::from(contents_only))
+            .into_iter()
+            .filter_entry(|e| {
+                let excludes = &excludes;
+                let abs = e.path().to_string_lossy();
+                if !excludes.is_empty() && excludes.matches(&abs) {
+                    return false;
+                }
+                if let Some(limit) = larger {
+                    if e.file_type().is_file() && e.metadata().map(|m| m.len() > limit).unwrap_or(false) {
+                        return false;
+                    }
+                }
+                if exclude_caches && e.depth() > 0 && e.file_name() != "CACHEDIR.TAG" {
+                    if let Some(parent) = e.path().parent() {
+                        if cache_dirs.borrow().contains(parent) {
+                            return false;
+                        }
+                    }
+                }
+                true
+            });
+        for item in walker {
+            let e = match item {
+                Ok(e) => e,
+                Err(err) => {
+                    let p = err.path().map(|p| p.display().to_string()).unwrap_or_default();
+                    self.fail(format!("{p}: {}", err.io_error().map(|e| e.to_string()).unwrap_or(err.to_string())));
+                    continue;
+                }
+            };
+            let md = match e.metadata() {
+                Ok(m) => m,
+                Err(err) => {
+                    self.fail(format!("{}: {err}", e.path().display()));
+                    continue;
+                }
+            };
+            if exclude_caches && md.is_dir() && is_cache_dir(e.path()) {
+                cache_dirs.borrow_mut().insert(e.path().to_path_buf());
+            }
+            let depth = base + e.depth() - usize::from(contents_only);
+            let name: Vec<u8> = if e.depth() == 0 {
+                match root.file_name() {
+                    Some(n) => n.as_bytes().to_vec(),
+                    None => continue,
+                }
+            } else {
+                e.file_name().as_bytes().to_vec()
+            };
+            self.entry(depth, e.path(), &name, &md)?;
+        }
+        self.excludes = excludes;
+        Ok(())
+    }
+}
+
+fn is_cache_dir(dir: &Path) -> bool {
+    let mut buf = [0u8; 43];
+    match File::open(dir.join("CACHEDIR.TAG")) {
+        Ok(mut f) => f.read_exact(&mut buf).is_ok() && buf[..] == *CACHEDIR_SIGNATURE,
+        Err(_) => false,
+    }
+}
+
+/// Opens without following a final symlink and, where allowed, without touching atime.
+fn open_noatime(p: &Path) -> io::Result<File> {
+    let open = |flags| OpenOptions::new().read(true).custom_flags(flags).open(p);
+    match open(libc::O_NOFOLLOW | libc::O_NOATIME) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(libc::O_NOFOLLOW),
+        r => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_env() {
+        assert_eq!(parse_size("10").unwrap(), 10);
+        assert_eq!(parse_size("2k").unwrap(), 2048);
+        assert_eq!(parse_size("3M").unwrap(), 3 << 20);
+        assert!(parse_size("x").is_err());
+        std::env::set_var("SLUICE_T", "v");
+        assert_eq!(expand_env("a/$SLUICE_T/${SLUICE_T}x/$"), "a/v/vx/$");
+    }
+}

@@ -1,0 +1,297 @@
+//! Storing blobs into packs, and the index and snapshot files that follow them.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use common::error::{Error, Result, ResultExt};
+use common::index::{Index, IdMap};
+use common::lock::{self, Lock};
+use common::node::GoTime;
+use common::pack::{BlobType, Builder, Entry};
+use common::record::{
+    decode_b64, tag_of, ChunkRecord, NodeRecord, PackDataRecord, PackHeaderRecord, Reader,
+    RepoFileRecord, SourceRecord, SummaryRecord, Writer,
+};
+use common::repo::Repo;
+use common::snapshot::{Snapshot, Summary};
+use common::{sys, Id};
+
+use crate::trees::Trees;
+use crate::Args;
+
+/// restic writes an index file once it holds this many blobs.
+const INDEX_BLOBS: usize = 50_000;
+
+/// One open pack per blob type.
+struct Open {
+    seq: u64,
+    builder: Builder,
+}
+
+/// Everything that writes blobs: dedup set, open packs, pending index, output.
+pub struct Store<'a, W: io::Write> {
+    pub repo: &'a Repo,
+    pub out: Writer<W>,
+    known: IdMap<()>,
+    open: [Option<Open>; 2],
+    next_seq: u64,
+    target: u64,
+    pending: Vec<(Id, Vec<Entry>)>,
+    pending_blobs: usize,
+    sealed: Vec<u8>,
+    compressed: Vec<u8>,
+    compressor: Option<zstd::bulk::Compressor<'static>>,
+    pub stats: SummaryRecord,
+    lock_id: Option<Id>,
+    lock_at: Instant,
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let started = Instant::now();
+    let repo = args.repo.open()?;
+    let level = match (repo.version(), args.compression.as_str()) {
+        (_, "off") => None,
+        (1, "auto") => None,
+        (1, other) => {
+            return Err(Error::Usage(format!(
+                "--compression {other} needs a format 2 repository (this one is format 1)"
+            )))
+        }
+        (_, "auto") => Some(3),
+        (_, "fastest") => Some(1),
+        (_, "better") => Some(7),
+        (_, "max") => Some(19),
+        (_, other) => return Err(Error::Usage(format!("unknown compression mode {other:?}"))),
+    };
+    if args.pack_size < 4 && std::env::var_os("SLUICE_ALLOW_SMALL_PACKS").is_none() {
+        return Err(Error::Usage(format!("--pack-size {} is below restic's minimum of 4 MiB", args.pack_size)));
+    }
+    lock::check_no_exclusive(&repo)?;
+    let index = repo.load_index()?;
+    let mut input = Reader::stdin();
+    input.read_header()?;
+    let mut store = Store::new(&repo, &index, args.pack_size << 20, level)?;
+    store.out.header("pack", None)?;
+    store.refresh_lock()?;
+
+    let source: SourceRecord = match input.next_line()? {
+        Some(line) if tag_of(line.text).as_deref() == Ok("source") => serde_json::from_str(line.text)
+            .map_err(|e| Error::Record { line: line.no, msg: format!("malformed source record: {e}") })?,
+        Some(line) => {
+            return Err(Error::Record { line: line.no, msg: "the stream must start with a source record".into() })
+        }
+        None => return Err(input.err("empty stream: no source record")),
+    };
+    let mut trees = Trees::default();
+    let mut plain = Vec::new();
+    while let Some(line) = input.next_line()? {
+        let no = line.no;
+        let rerr = |msg: String| Error::Record { line: no, msg };
+        match tag_of(line.text).map_err(rerr)?.as_str() {
+            "chunk" => {
+                let c: ChunkRecord = serde_json::from_str(line.text).map_err(|e| rerr(format!("malformed chunk record: {e}")))?;
+                decode_b64(&c.data, &mut plain).map_err(rerr)?;
+                if Id::hash(&plain) != c.id {
+                    return Err(rerr(format!("chunk {} does not match its id", c.id.short())));
+                }
+                store.stats.bytes_read += plain.len() as u64;
+                store.put(BlobType::Data, c.id, &plain).context(format!("line {no}"))?;
+            }
+            "node" => {
+                let rec: NodeRecord = serde_json::from_str(line.text).map_err(|e| rerr(format!("malformed node record: {e}")))?;
+                trees.node(rec, &mut store).context(format!("line {no}"))?;
+            }
+            other => return Err(rerr(format!("a {other} record does not belong in pack's input"))),
+        }
+        store.maybe_refresh_lock()?;
+    }
+    let root = trees.finish(&mut store)?;
+    store.close_all()?;
+    store.flush_index()?;
+
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let end = GoTime::local(now.as_secs() as i64, now.subsec_nanos());
+    let start = GoTime::parse(&source.time).context("source record time")?;
+    let mut tags: Vec<String> = args.tag.iter().flat_map(|t| t.split(',')).filter(|t| !t.is_empty()).map(String::from).collect();
+    tags.dedup();
+    let (uid, gid) = sys::ids();
+    let st = &store.stats;
+    let snap = Snapshot {
+        time: start.clone(),
+        parent: source.parent,
+        tree: root,
+        paths: source.paths.clone(),
+        hostname: args.host.clone().unwrap_or(source.hostname.clone()),
+        username: sys::username(),
+        uid,
+        gid,
+        excludes: source.excludes.clone(),
+        tags,
+        original: None,
+        program_version: format!("sluice {}", env!("CARGO_PKG_VERSION")),
+        summary: Some(Summary {
+            backup_start: start,
+            backup_end: end,
+            files_new: st.files_new,
+            files_changed: st.files_changed,
+            files_unmodified: st.files_unmodified,
+            dirs_new: st.dirs_new,
+            dirs_changed: st.dirs_changed,
+            dirs_unmodified: st.dirs_unmodified,
+            data_blobs: st.data_blobs,
+            tree_blobs: st.tree_blobs,
+            data_added: st.data_added,
+            data_added_packed: st.data_added_packed,
+            total_files_processed: st.total_files_processed,
+            total_bytes_processed: st.total_bytes_processed,
+        }),
+    };
+    let sealed = common::file::encode(&repo.key, &snap.to_json(), repo.version());
+    let snap_id = Id::hash(&sealed);
+    store.out.write_with_data("repo_file", &RepoFileRecord { kind: "snapshot".into(), id: snap_id, data: String::new() }, &sealed)?;
+    store.stats.snapshot_id = snap_id;
+    store.stats.total_duration = started.elapsed().as_secs_f64();
+    let summary = store.stats.clone();
+    store.out.write("summary", &summary)?;
+    store.out.finish()?;
+    Ok(())
+}
+
+impl<'a> Store<'a, io::BufWriter<io::Stdout>> {
+    fn new(repo: &'a Repo, index: &Index, target: u64, level: Option<i32>) -> Result<Self> {
+        let mut known = IdMap::default();
+        known.reserve(index.len());
+        for id in index.ids() {
+            known.insert(id, ());
+        }
+        let compressor = match level {
+            Some(l) => Some(zstd::bulk::Compressor::new(l).map_err(|e| Error::format(format!("zstd: {e}")))?),
+            None => None,
+        };
+        Ok(Store {
+            repo,
+            out: Writer::stdout(),
+            known,
+            open: [None, None],
+            next_seq: 0,
+            target,
+            pending: Vec::new(),
+            pending_blobs: 0,
+            sealed: Vec::new(),
+            compressed: Vec::new(),
+            compressor,
+            stats: SummaryRecord::default(),
+            lock_id: None,
+            lock_at: Instant::now(),
+        })
+    }
+}
+
+impl<W: io::Write> Store<'_, W> {
+    /// Whether the repository (or this run) has the blob already.
+    pub fn has(&self, id: &Id) -> bool {
+        self.known.contains_key(id)
+    }
+
+    /// Stores a blob unless it is known; returns whether it was new.
+    pub fn put(&mut self, t: BlobType, id: Id, plain: &[u8]) -> Result<bool> {
+        if self.known.contains_key(&id) {
+            return Ok(false);
+        }
+        self.known.insert(id, ());
+        let key = &self.repo.key;
+        self.sealed.clear();
+        // restic never compresses empty blobs (0 means "not compressed" in its index).
+        let uncompressed = match (&mut self.compressor, plain.is_empty()) {
+            (Some(c), false) => {
+                self.compressed.clear();
+                self.compressed.reserve(zstd::zstd_safe::compress_bound(plain.len()));
+                c.compress_to_buffer(plain, &mut self.compressed)
+                    .map_err(|e| Error::format(format!("zstd: {e}")))?;
+                key.seal_into(&self.compressed, &mut self.sealed);
+                Some(plain.len() as u32)
+            }
+            _ => {
+                key.seal_into(plain, &mut self.sealed);
+                None
+            }
+        };
+        let slot = match t {
+            BlobType::Data => 0,
+            BlobType::Tree => 1,
+        };
+        if self.open[slot].is_none() {
+            self.open[slot] = Some(Open { seq: self.next_seq, builder: Builder::new() });
+            self.next_seq += 1;
+        }
+        let open = self.open[slot].as_mut().expect("just opened");
+        let offset = open.builder.add(t, id, &self.sealed, uncompressed);
+        let rec = PackDataRecord { seq: Some(open.seq), offset, data: String::new() };
+        self.out.write_with_data("pack_data", &rec, &self.sealed)?;
+        match t {
+            BlobType::Data => self.stats.data_blobs += 1,
+            BlobType::Tree => self.stats.tree_blobs += 1,
+        }
+        self.stats.data_added += plain.len() as u64;
+        self.stats.data_added_packed += self.sealed.len() as u64;
+        if open.builder.size() >= self.target || open.builder.header_full() {
+            self.close(slot)?;
+        }
+        Ok(true)
+    }
+
+    fn close(&mut self, slot: usize) -> Result<()> {
+        let Some(open) = self.open[slot].take() else { return Ok(()) };
+        let (id, tail, entries, size) = open.builder.finish(&self.repo.key);
+        let header = &tail[..tail.len() - 4];
+        let rec = PackHeaderRecord {
+            seq: Some(open.seq),
+            pack: Some(id),
+            size,
+            header: common::record::encode_b64(header),
+        };
+        self.out.write("pack_header", &rec)?;
+        self.pending_blobs += entries.len();
+        self.pending.push((id, entries));
+        if self.pending_blobs >= INDEX_BLOBS {
+            self.flush_index()?;
+        }
+        Ok(())
+    }
+
+    /// Closes both open packs.
+    pub fn close_all(&mut self) -> Result<()> {
+        self.close(0)?;
+        self.close(1)
+    }
+
+    /// Writes an index file for the packs closed since the last one.
+    pub fn flush_index(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let json = common::index::encode(&self.pending);
+        let sealed = common::file::encode(&self.repo.key, &json, self.repo.version());
+        let id = Id::hash(&sealed);
+        self.out.write_with_data("repo_file", &RepoFileRecord { kind: "index".into(), id, data: String::new() }, &sealed)?;
+        self.pending.clear();
+        self.pending_blobs = 0;
+        Ok(())
+    }
+
+    fn refresh_lock(&mut self) -> Result<()> {
+        let sealed = Lock::new(false).encode(self.repo);
+        let id = Id::hash(&sealed);
+        self.out.write_with_data("repo_file", &RepoFileRecord { kind: "lock".into(), id, data: String::new() }, &sealed)?;
+        self.lock_id = Some(id);
+        self.lock_at = Instant::now();
+        Ok(())
+    }
+
+    fn maybe_refresh_lock(&mut self) -> Result<()> {
+        if self.lock_at.elapsed() >= Duration::from_secs(lock::REFRESH_SECS) {
+            self.refresh_lock()?;
+        }
+        Ok(())
+    }
+}

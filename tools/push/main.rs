@@ -1,0 +1,36 @@
+//! push — store what `pack` wrote in the repository.
+//!
+//! Reads `pack_data`/`pack_header` records (pieces of packs, then each pack's header) and
+//! `repo_file` records (lock, index, snapshot), and writes them to the backend in the order
+//! they come: packs, then the index files naming them, then the snapshot. Every file appears
+//! under its name only when complete and checked against its SHA-256 name; a file already
+//! there is left alone, so re-running a stream is harmless. It holds no key and sees only
+//! ciphertext, so it can run on another host: `chunk | pack | ssh host push -r /srv/repo`.
+//! The lock `pack` made is stored first and removed at the end. Prints a summary like
+//! restic's on stderr; `--json` prints restic's JSON summary on stdout.
+
+mod store;
+
+use clap::Parser;
+use common::cli::{self, RepoArgs};
+
+/// Write packs, index files and the snapshot from pack's output into the repository.
+#[derive(Parser, Debug)]
+#[command(name = "push", version)]
+pub struct Args {
+    /// Print restic's JSON summary message on stdout
+    #[arg(long)]
+    pub json: bool,
+
+    /// Do not print the summary
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+
+    #[command(flatten)]
+    pub repo: RepoArgs,
+}
+
+fn main() {
+    let args = Args::parse();
+    cli::run("push", || store::run(&args))
+}

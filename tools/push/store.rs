@@ -1,0 +1,185 @@
+//! Writing the stream's files to the backend.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use common::backend::{Backend, FileType, Upload};
+use common::error::{Error, Result};
+use common::record::{decode_b64, Reader, Record, SummaryRecord};
+use common::Id;
+use sha2::{Digest, Sha256};
+
+use crate::Args;
+
+struct Pending {
+    up: Box<dyn Upload>,
+    hash: Sha256,
+}
+
+struct Pusher<'a> {
+    backend: &'a dyn Backend,
+    packs: HashMap<u64, Pending>,
+    lock: Option<String>,
+    buf: Vec<u8>,
+    stored: [u64; 3],
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let backend = args.repo.backend()?;
+    if !backend.exists(FileType::Config, "")? {
+        return Err(Error::NoRepository(backend.location().to_string()));
+    }
+    let mut input = Reader::stdin();
+    input.read_header()?;
+    let mut p = Pusher { backend: backend.as_ref(), packs: HashMap::new(), lock: None, buf: Vec::new(), stored: [0; 3] };
+    let result = p.consume(&mut input);
+    // Unfinished packs vanish when dropped; the lock goes in every case.
+    p.packs.clear();
+    if let Some(l) = p.lock.take() {
+        let _ = backend.remove(FileType::Lock, &l);
+    }
+    let summary = result?;
+    match summary {
+        Some(s) if !args.quiet || args.json => report(args, &s, p.stored)?,
+        Some(_) => {}
+        None => return Err(Error::format("the stream had no summary record (was it made by pack?)")),
+    }
+    Ok(())
+}
+
+impl Pusher<'_> {
+    fn consume(&mut self, input: &mut Reader<impl std::io::BufRead>) -> Result<Option<SummaryRecord>> {
+        let mut summary = None;
+        while let Some(rec) = input.next_record()? {
+            let no = input.line_no();
+            let at = |e: Error| e.context(format!("line {no}"));
+            match rec {
+                Record::PackData(d) => {
+                    let seq = d.seq.ok_or_else(|| input.err("pack_data without seq"))?;
+                    decode_b64(&d.data, &mut self.buf).map_err(|e| input.err(e))?;
+                    if d.offset == 0 && !self.packs.contains_key(&seq) {
+                        let up = self.backend.upload(FileType::Pack).map_err(at)?;
+                        self.packs.insert(seq, Pending { up, hash: Sha256::new() });
+                    }
+                    let p = self.packs.get_mut(&seq).ok_or_else(|| input.err(format!("pack_data for pack {seq} at offset {} before its start", d.offset)))?;
+                    if p.up.written() != d.offset {
+                        return Err(input.err(format!("pack {seq}: piece at offset {}, expected {}", d.offset, p.up.written())));
+                    }
+                    p.hash.update(&self.buf);
+                    p.up.write_all(&self.buf).map_err(|e| at(Error::io(format!("pack {seq}"), e)))?;
+                }
+                Record::PackHeader(h) => {
+                    let seq = h.seq.ok_or_else(|| input.err("pack_header without seq"))?;
+                    let id = h.pack.ok_or_else(|| input.err("pack_header without pack id"))?;
+                    let mut p = self.packs.remove(&seq).ok_or_else(|| input.err(format!("pack_header for pack {seq}, which has no data")))?;
+                    decode_b64(&h.header, &mut self.buf).map_err(|e| input.err(e))?;
+                    self.buf.extend_from_slice(&(self.buf.len() as u32).to_le_bytes());
+                    p.hash.update(&self.buf);
+                    p.up.write_all(&self.buf).map_err(|e| at(Error::io(format!("pack {id}"), e)))?;
+                    if p.up.written() != h.size || Id(p.hash.finalize().into()) != id {
+                        return Err(at(Error::integrity(format!("pack {id}: the bytes received do not match its name and size"))));
+                    }
+                    if self.backend.exists(FileType::Pack, &id.to_hex())? {
+                        continue;
+                    }
+                    p.up.commit(&id.to_hex()).map_err(|e| at(e.context(format!("pack {id}"))))?;
+                    self.stored[0] += 1;
+                }
+                Record::RepoFile(f) => {
+                    let t = match f.kind.as_str() {
+                        "index" => FileType::Index,
+                        "snapshot" => FileType::Snapshot,
+                        "lock" => FileType::Lock,
+                        other => return Err(input.err(format!("unknown repo_file kind {other:?}"))),
+                    };
+                    decode_b64(&f.data, &mut self.buf).map_err(|e| input.err(e))?;
+                    if Id::hash(&self.buf) != f.id {
+                        return Err(input.err(format!("{} {}: data does not match its id", f.kind, f.id.short())));
+                    }
+                    if !self.packs.is_empty() && t != FileType::Lock {
+                        return Err(input.err(format!("{} {} arrives while a pack is unfinished", f.kind, f.id.short())));
+                    }
+                    let name = f.id.to_hex();
+                    if !self.backend.exists(t, &name)? {
+                        self.backend
+                            .write(t, &name, &mut &self.buf[..], self.buf.len() as u64)
+                            .map_err(|e| at(e.context(format!("{} {}", f.kind, f.id.short()))))?;
+                    }
+                    match t {
+                        FileType::Lock => {
+                            if let Some(old) = self.lock.replace(name) {
+                                let _ = self.backend.remove(FileType::Lock, &old);
+                            }
+                        }
+                        FileType::Index => self.stored[1] += 1,
+                        _ => self.stored[2] += 1,
+                    }
+                }
+                Record::Summary(s) => summary = Some(s),
+                other => return Err(input.err(format!("a {} record does not belong in push's input", other.type_name()))),
+            }
+        }
+        if let Some(seq) = self.packs.keys().next() {
+            return Err(Error::format(format!("stream ended with pack {seq} unfinished")));
+        }
+        Ok(summary)
+    }
+}
+
+fn human(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < units.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.3} {}", units[u])
+    }
+}
+
+fn report(args: &Args, s: &SummaryRecord, stored: [u64; 3]) -> Result<()> {
+    if args.json {
+        let mut v = serde_json::to_value(s).map_err(|e| Error::format(e.to_string()))?;
+        let obj = v.as_object_mut().expect("a struct is an object");
+        obj.insert("snapshot_id".into(), serde_json::Value::String(s.snapshot_id.short()));
+        let mut line = b"{\"message_type\":\"summary\",".to_vec();
+        let body = serde_json::to_vec(&v).map_err(|e| Error::format(e.to_string()))?;
+        line.extend_from_slice(&body[1..]);
+        line.push(b'\n');
+        std::io::stdout().write_all(&line).map_err(|e| Error::io("stdout", e))?;
+    }
+    if !args.quiet {
+        let secs = s.total_duration as u64;
+        let msg = format!(
+            "\nFiles:       {:5} new, {:5} changed, {:5} unmodified\n\
+             Dirs:        {:5} new, {:5} changed, {:5} unmodified\n\
+             Added to the repository: {} ({} stored)\n\
+             Read {} files, {}; stored {} packs, {} index files\n\n\
+             processed {} files, {} in {}:{:02}\n\
+             snapshot {} saved",
+            s.files_new,
+            s.files_changed,
+            s.files_unmodified,
+            s.dirs_new,
+            s.dirs_changed,
+            s.dirs_unmodified,
+            human(s.data_added),
+            human(s.data_added_packed),
+            s.files_read,
+            human(s.bytes_read),
+            stored[0],
+            stored[1],
+            s.total_files_processed,
+            human(s.total_bytes_processed),
+            secs / 60,
+            secs % 60,
+            s.snapshot_id.short(),
+        );
+        common::cli::warn("push", msg.trim_start());
+    }
+    Ok(())
+}
