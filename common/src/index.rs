@@ -181,6 +181,11 @@ impl Index {
         });
     }
 
+    /// Whether any index file lists the pack.
+    pub fn has_pack(&self, pack: &Id) -> bool {
+        self.pack_no.contains_key(pack)
+    }
+
     /// Every blob id.
     pub fn ids(&self) -> impl Iterator<Item = Id> + '_ {
         self.blobs.keys().copied()

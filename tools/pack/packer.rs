@@ -71,6 +71,7 @@ pub fn run(args: &Args) -> Result<()> {
     let mut input = Reader::stdin();
     input.read_header()?;
     let mut store = Store::new(&repo, &index, args.pack_size << 20, level)?;
+    store.adopt_orphans(&index)?;
     store.out.header("pack", None)?;
     store.refresh_lock()?;
 
@@ -188,6 +189,33 @@ impl<'a> Store<'a, io::BufWriter<io::Stdout>> {
 }
 
 impl<W: io::Write> Store<'_, W> {
+    /// Packs in `data/` that no index lists were left by a run that died before writing its
+    /// index. Their blobs are whole and checked, so this run uses them instead of storing
+    /// the same blobs again, and indexes them with its own packs.
+    fn adopt_orphans(&mut self, index: &Index) -> Result<()> {
+        let backend = self.repo.backend.as_ref();
+        for e in backend.list(common::backend::FileType::Pack)? {
+            let id = Id::parse(&e.name)?;
+            if index.has_pack(&id) {
+                continue;
+            }
+            let read = common::pack::read_header(&self.repo.key, e.size, |off, len, buf| {
+                backend.read_range(common::backend::FileType::Pack, &e.name, off, len, buf)
+            });
+            match read {
+                Ok((entries, _)) => {
+                    for en in &entries {
+                        self.known.insert(en.id, ());
+                    }
+                    self.pending_blobs += entries.len();
+                    self.pending.push((id, entries));
+                }
+                Err(err) => common::cli::warn("pack", format!("pack {} is in no index and unreadable, ignored: {err}", id.short())),
+            }
+        }
+        Ok(())
+    }
+
     /// Whether the repository (or this run) has the blob already.
     pub fn has(&self, id: &Id) -> bool {
         self.known.contains_key(id)
