@@ -16,7 +16,7 @@ pub struct RepoArgs {
     #[arg(short = 'r', long = "repo", env = "RESTIC_REPOSITORY", value_name = "REPOSITORY")]
     pub repo: Option<String>,
 
-    /// Read the password from the first line of FILE
+    /// Read the password from FILE (surrounding white space is trimmed)
     #[arg(short = 'p', long, env = "RESTIC_PASSWORD_FILE", value_name = "FILE")]
     pub password_file: Option<PathBuf>,
 
