@@ -106,7 +106,7 @@ impl SnapshotFilter {
     /// Whether a snapshot passes, with restic's rules: any of the hosts; any of the tag
     /// lists, each list needing all its comma-separated tags; all of the paths.
     pub fn keep(&self, s: &crate::snapshot::Snapshot) -> bool {
-        let host_ok = self.host.is_empty() || self.host.iter().any(|h| *h == s.hostname);
+        let host_ok = self.host.is_empty() || self.host.contains(&s.hostname);
         let tag_ok = self.tag.is_empty()
             || self.tag.iter().any(|list| {
                 list.split(',').filter(|t| !t.is_empty()).all(|t| s.tags.iter().any(|x| x == t))

@@ -461,7 +461,9 @@ impl<R: BufRead> Reader<R> {
         } else if self.line.len() > MAX_LINE {
             return Err(self.err(format!("line longer than {MAX_LINE} bytes")));
         } else {
-            return Err(self.err("stream cut off in the middle of a line"));
+            return Err(self.err(
+                "stream cut off in the middle of a line, before its end record (did the previous stage fail?)",
+            ));
         }
         Ok(true)
     }

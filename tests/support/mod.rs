@@ -3,7 +3,8 @@
 //! * [`make_tree`] builds a reproducible directory tree full of edge cases,
 //! * [`compare_trees`] checks that a restored tree equals its source, metadata included,
 //! * [`Restic`] drives the real `restic` binary, the reference implementation,
-//! * [`pipeline`] / [`Pipeline`] run our binaries as real processes joined by pipes.
+//! * [`pipeline`] / [`Pipeline`] run our binaries as real processes joined by pipes,
+//! * [`restore_pipeline`] and friends run sluice's restore against a restic repository.
 //!
 //! Each test crate uses only part of this, hence the `dead_code` allowance.
 #![allow(dead_code, unused_imports)]
@@ -11,11 +12,16 @@
 pub mod compare;
 pub mod restic;
 pub mod run;
+pub mod sluice;
 pub mod tree;
 
 pub use compare::{compare_trees, go_lossy_utf8, show, CompareOpts};
 pub use restic::{restic_bin, restored_path, snapshot_subpath, Restic, PASSWORD};
 pub use run::{argv, bin, bin_dir, pipeline, run_cmd, Pipeline, PipelineResult};
+pub use sluice::{
+    assert_nothing_incomplete, assert_restore_ok, count_files, framed_records, one_line, record_for, repo_args,
+    restore_pipeline, tool, walk_records,
+};
 pub use tree::{is_root, make_tree, set_times, TreeInfo, TreeOpts};
 
 /// A fresh temporary directory, removed when the returned guard is dropped.

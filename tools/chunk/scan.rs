@@ -263,7 +263,7 @@ impl<W: io::Write> Scanner<'_, W> {
             return None;
         };
         let mtime = go_time(md.mtime(), md.mtime_nsec());
-        let atime = if self.args.with_atime { go_time(md.atime(), md.atime_nsec()) } else { mtime.clone() };
+        let atime = if self.args.with_atime { go_time(md.atime(), md.atime_nsec()) } else { mtime };
         let mut node = Node {
             name: name.to_vec(),
             mode: go_mode_from_unix(md.mode()),
@@ -440,8 +440,8 @@ impl<W: io::Write> Scanner<'_, W> {
             name: self.args.stdin_filename.as_bytes().to_vec(),
             node_type: NodeType::File,
             mode: 0o644,
-            mtime: now.clone(),
-            atime: now.clone(),
+            mtime: now,
+            atime: now,
             ctime: now,
             uid,
             gid,

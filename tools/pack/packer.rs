@@ -118,7 +118,7 @@ pub fn run(args: &Args) -> Result<()> {
     let (uid, gid) = sys::ids();
     let st = &store.stats;
     let snap = Snapshot {
-        time: start.clone(),
+        time: start,
         parent: source.parent,
         tree: root,
         paths: source.paths.clone(),

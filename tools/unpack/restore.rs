@@ -329,6 +329,10 @@ impl<W: io::Write> Unpacker<W> {
         let len = plain.len() as u64;
         if !(self.sparse && plain.iter().all(|b| *b == 0)) {
             cur.file.write_all_at(plain, cur.offset).ctx_path(&cur.tmp)?;
+        } else {
+            // The hole must exist now: a later use of this blob in the same file copies
+            // from here, and a read past the end would come up short.
+            cur.file.set_len(cur.offset + len).ctx_path(&cur.tmp)?;
         }
         self.seen.entry(rec.id).or_insert((cur.idx, cur.offset));
         cur.offset += len;

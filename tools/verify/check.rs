@@ -18,6 +18,8 @@ pub fn run(args: &Args) -> Result<()> {
     let mut out = Writer::stdout();
     out.header("verify", header.snapshot)?;
     let (mut bad, mut files) = (0u64, 0u64);
+    // The first difference goes into the summary, so stderr alone says which file to look at.
+    let mut first_bad: Option<String> = None;
     let mut buf = Vec::new();
     while let Some(rec) = input.next_record()? {
         let rec = match rec {
@@ -31,8 +33,9 @@ pub fn run(args: &Args) -> Result<()> {
         }
         files += 1;
         let error = check_file(args, &rec, &mut buf).err();
-        if error.is_some() {
+        if let Some(e) = &error {
             bad += 1;
+            first_bad.get_or_insert_with(|| format!("{:?}: {e}", rec.path));
         }
         if error.is_some() || !args.quiet {
             let size = rec.blobs.iter().map(|b| b.plain_len()).sum();
@@ -42,7 +45,8 @@ pub fn run(args: &Args) -> Result<()> {
     }
     out.finish()?;
     if bad > 0 {
-        return Err(Error::SomeFailed(format!("{bad} of {files} files differ from the snapshot")));
+        let first = first_bad.unwrap_or_default();
+        return Err(Error::SomeFailed(format!("{bad} of {files} files differ from the snapshot, first {first}")));
     }
     Ok(())
 }

@@ -41,6 +41,10 @@ struct Walker<'a, W: std::io::Write> {
     select: Selection,
     /// (inode, device id) of files with several links → the path of the first one emitted.
     links: HashMap<(u64, u64), Vec<u8>>,
+    /// Directories walked into but not selected themselves, outermost first: written only once
+    /// something below them is, so that (as `restic restore --include` does) the parents of
+    /// a selected node get their own metadata, and directories without one are left out.
+    pending: Vec<(Box<serde_json::value::RawValue>, Vec<u8>)>,
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -83,6 +87,7 @@ pub fn run(args: &Args) -> Result<()> {
         out: Writer::stdout(),
         select,
         links: HashMap::new(),
+        pending: Vec::new(),
     };
     w.out.header("walk", Some(*snap_id))?;
     w.walk(&tree, &mut Vec::new())?;
@@ -115,14 +120,21 @@ impl<W: std::io::Write> Walker<'_, W> {
             let item = format!("/{}", String::from_utf8_lossy(prefix));
             let is_dir = node.node_type == NodeType::Dir;
             let (selected, descend) = self.select.check(&item, is_dir);
+            let sub = node.subtree;
             if selected {
                 self.emit(e.raw, node, prefix)?;
+            } else if descend {
+                self.pending.push((e.raw, prefix.clone()));
             }
             if descend {
-                let sub = node.subtree.ok_or_else(|| {
+                let sub = sub.ok_or_else(|| {
                     Error::format(format!("{}: directory without a subtree", &item[1..]))
                 })?;
                 self.walk(&sub, prefix)?;
+                // Still pending: nothing below was selected, so the directory is not restored.
+                if self.pending.last().is_some_and(|(_, p)| p == prefix) {
+                    self.pending.pop();
+                }
             }
             prefix.truncate(len);
         }
@@ -135,6 +147,20 @@ impl<W: std::io::Write> Walker<'_, W> {
         node: &common::node::Node,
         path: &[u8],
     ) -> Result<()> {
+        for (raw, dir) in std::mem::take(&mut self.pending) {
+            let (text, path_raw) = text_and_raw(&dir);
+            let rec = NodeRecord {
+                path: text,
+                path_raw,
+                node: raw,
+                blobs: Vec::new(),
+                hardlink: None,
+                hardlink_raw: None,
+                status: None,
+                parent_tree: None,
+            };
+            self.out.write("node", &rec)?;
+        }
         let (text, path_raw) = text_and_raw(path);
         let mut blobs = Vec::new();
         let mut hardlink = None;
