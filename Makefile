@@ -6,15 +6,24 @@ MANDIR = $(DESTDIR)$(PREFIX)/share/man
 TOOLS = snapshots walk fetch-pack unpack verify init-repo chunk pack push
 CARGO ?= cargo
 
-.PHONY: all build test lint man-lint check bench bench-restore demo install uninstall clean
+.PHONY: all build deps test lint man-lint check bench bench-restore demo install uninstall clean
 
 all: build
 
 build:
 	$(CARGO) build --release
 
+# What the tests run besides our binaries: restic (the interop oracle) and mandoc.
+deps:
+	@missing=""; for c in restic mandoc; do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing from Debian's packages" >&2; \
+		sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing; \
+	fi
+
 # The test command of the README: unit tests, pipeline tests, interop with restic.
-test: man-lint
+test: deps man-lint
 	$(CARGO) test --workspace
 
 lint:
@@ -22,9 +31,7 @@ lint:
 	$(CARGO) fmt --all -- --check
 
 man-lint:
-	@if command -v mandoc >/dev/null; then \
-		mandoc -Tlint -W warning man/*.[157] && echo "man pages: clean"; \
-	else echo "man-lint: mandoc not installed, skipped" >&2; fi
+	mandoc -Tlint -W warning man/*.[157] && echo "man pages: clean"
 
 check: lint test
 
