@@ -670,6 +670,24 @@ impl<W: Write> Writer<W> {
     }
 }
 
+/// Splits a line our writer made with `write_with_data` into the record without its
+/// payload (as JSON) and the payload's base64 text, so megabytes of base64 are neither
+/// copied into a `String` nor scanned for escapes by the JSON parser. `None` when the line
+/// does not have that shape (then parse it whole).
+pub fn split_payload(line: &str) -> Option<(String, &str)> {
+    const KEY: &str = ",\"data\":\"";
+    let body = line.strip_suffix("\"}")?;
+    let at = body.rfind(KEY)?;
+    let data = &body[at + KEY.len()..];
+    if memchr::memchr2(b'"', b'\\', data.as_bytes()).is_some() {
+        return None;
+    }
+    let mut head = String::with_capacity(at + 1);
+    head.push_str(&line[..at]);
+    head.push('}');
+    Some((head, data))
+}
+
 /// Decodes standard base64 into `out` (reused between calls).
 pub fn decode_b64(s: &str, out: &mut Vec<u8>) -> std::result::Result<(), String> {
     out.clear();
@@ -730,6 +748,19 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(r.next_record().unwrap().is_none());
+    }
+
+    #[test]
+    fn payload_split() {
+        let mut w = Writer::new(Vec::new());
+        w.write_with_data("chunk", &ChunkRecord { id: Id::hash(b"x"), data: String::new() }, b"xyz").unwrap();
+        let text = String::from_utf8(w.out.clone()).unwrap();
+        let (head, data) = split_payload(text.trim_end()).unwrap();
+        assert_eq!(data, "eHl6");
+        let c: ChunkRecord = serde_json::from_str(&head).unwrap();
+        assert_eq!(c.id, Id::hash(b"x"));
+        assert!(split_payload(r#"{"type":"end","records":1}"#).is_none());
+        assert!(split_payload(r#"{"type":"x","data":"a\"b"}"#).is_none());
     }
 
     #[test]

@@ -4,11 +4,13 @@
 //! * [`compare_trees`] checks that a restored tree equals its source, metadata included,
 //! * [`Restic`] drives the real `restic` binary, the reference implementation,
 //! * [`pipeline`] / [`Pipeline`] run our binaries as real processes joined by pipes,
-//! * [`restore_pipeline`] and friends run sluice's restore against a restic repository.
+//! * [`restore_pipeline`] and friends run sluice's restore against a restic repository,
+//! * [`backup`] drives init-repo and the backup pipeline `chunk | pack | push`.
 //!
 //! Each test crate uses only part of this, hence the `dead_code` allowance.
 #![allow(dead_code, unused_imports)]
 
+pub mod backup;
 pub mod compare;
 pub mod restic;
 pub mod run;

@@ -30,6 +30,9 @@ const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55"
 /// One backup target: where it is on disk and the path components it gets in the tree.
 struct Target {
     fs: PathBuf,
+    /// Where the directories leading to the target are read: `/`, the current directory
+    /// (empty) or as many `..` as the cleaned relative path starts with.
+    root: PathBuf,
     comps: Vec<Vec<u8>>,
 }
 
@@ -65,6 +68,9 @@ pub fn run(args: &Args) -> Result<()> {
     let start = GoTime::local(now.as_secs() as i64, now.subsec_nanos());
     let cwd = std::env::current_dir().ctx("current directory")?;
 
+    if args.stdin && (args.stdin_filename.contains('/') || matches!(args.stdin_filename.as_str(), "" | "." | "..")) {
+        return Err(Error::Usage(format!("--stdin-filename {:?} must be a plain file name", args.stdin_filename)));
+    }
     let targets = if args.stdin {
         Vec::new()
     } else {
@@ -203,22 +209,39 @@ fn absolute(p: &Path, cwd: &Path) -> PathBuf {
     out
 }
 
-/// The tree path of each target, as restic builds it: the components of the path as given
-/// (absolute or relative; `..` resolved against the current directory).
-fn prepare_targets(paths: &[PathBuf], cwd: &Path) -> Result<Vec<Target>> {
+/// The tree path of each target, as restic builds it: the components of the path cleaned
+/// lexically as if it were rooted (so `../x/y` is `x/y` in the tree, `a/../b` is `b`), read
+/// from the path as given. Directories leading to the target are read below the `..` prefix.
+fn prepare_targets(paths: &[PathBuf], _cwd: &Path) -> Result<Vec<Target>> {
     let mut out: Vec<Target> = Vec::new();
     for p in paths {
         fs::symlink_metadata(p).ctx_path(p)?;
-        let has_parent = p.components().any(|c| c == Component::ParentDir);
-        let fs_path = if has_parent { absolute(p, cwd) } else { p.clone() };
-        let comps = fs_path
-            .components()
-            .filter_map(|c| match c {
-                Component::Normal(n) => Some(n.as_bytes().to_vec()),
-                _ => None,
-            })
-            .collect();
-        out.push(Target { fs: fs_path, comps });
+        // Go's path.Clean on the path, and on the path rooted at `/`.
+        let mut rel: Vec<&OsStr> = Vec::new();
+        let mut comps: Vec<Vec<u8>> = Vec::new();
+        for c in p.components() {
+            match c {
+                Component::Normal(n) => {
+                    rel.push(n);
+                    comps.push(n.as_bytes().to_vec());
+                }
+                Component::ParentDir => {
+                    if rel.last().is_some_and(|l| *l != OsStr::new("..")) {
+                        rel.pop();
+                    } else if !p.is_absolute() {
+                        rel.push(OsStr::new(".."));
+                    }
+                    comps.pop();
+                }
+                _ => {}
+            }
+        }
+        let root = if p.is_absolute() {
+            PathBuf::from("/")
+        } else {
+            rel.iter().take_while(|c| **c == OsStr::new("..")).collect()
+        };
+        out.push(Target { fs: p.clone(), root, comps });
     }
     out.sort_by(|a, b| a.comps.cmp(&b.comps));
     // A target inside another one is already covered by it.
@@ -276,7 +299,11 @@ impl<W: io::Write> Scanner<'_, W> {
             group: self.names.group(md.gid()),
             inode: md.ino(),
             device_id: md.dev(),
-            links: if node_type == NodeType::Dir { 0 } else { md.nlink() },
+            // restic records the link count of files, symlinks and devices only.
+            links: match node_type {
+                NodeType::Dir | NodeType::Fifo => 0,
+                _ => md.nlink(),
+            },
             ..Node::default()
         };
         match node_type {
@@ -308,7 +335,9 @@ impl<W: io::Write> Scanner<'_, W> {
     /// Writes a node record for `node` at tree path `rel`.
     fn emit(&mut self, rel: &[u8], node: &Node, status: Option<&str>, parent_tree: Option<Id>) -> Result<()> {
         self.json.clear();
-        node.write_json(&mut self.json, GoJsonFlavor::default());
+        // restic 0.14's bytes, except that a symlink target which is not UTF-8 also goes into
+        // `linktarget_raw` (restic >= 0.16) so that it is not lost; restic 0.14 ignores it.
+        node.write_json(&mut self.json, GoJsonFlavor::RESTIC_0_16);
         let text = String::from_utf8(std::mem::take(&mut self.json))
             .map_err(|_| Error::format("node JSON is not UTF-8"))?;
         let raw = RawValue::from_string(text).map_err(|e| Error::format(format!("node JSON: {e}")))?;
@@ -465,7 +494,7 @@ impl<W: io::Write> Scanner<'_, W> {
                 if self.stack.len() > depth + 1 && self.stack[depth + 1].rel == rel {
                     continue;
                 }
-                let mut p = if t.fs.is_absolute() { PathBuf::from("/") } else { PathBuf::new() };
+                let mut p = t.root.clone();
                 for c in &t.comps[..=i] {
                     p.push(OsStr::from_bytes(c));
                 }
@@ -473,14 +502,15 @@ impl<W: io::Write> Scanner<'_, W> {
                 self.entry(depth, &p, &t.comps[i], &md)?;
             }
             let base = n.saturating_sub(1);
-            self.walk(&t.fs, base, n == 0, cwd)?;
+            self.walk(&t.fs, base, t.comps.last().map(Vec::as_slice), cwd)?;
         }
         Ok(())
     }
 
     /// Walks one target; its entries land at tree depth `base` (its contents at `base`
-    /// when `contents_only`, for a target such as `.`).
-    fn walk(&mut self, root: &Path, base: usize, contents_only: bool, _cwd: &Path) -> Result<()> {
+    /// when it has no `root_name` in the tree, for a target such as `.`).
+    fn walk(&mut self, root: &Path, base: usize, root_name: Option<&[u8]>, cwd: &Path) -> Result<()> {
+        let contents_only = root_name.is_none();
         let cache_dirs: RefCell<HashSet<PathBuf>> = RefCell::new(HashSet::new());
         // Moved out for the walk: the filter closure borrows it while the loop borrows self.
         let excludes = std::mem::take(&mut self.excludes);
@@ -494,8 +524,8 @@ impl<W: io::Write> Scanner<'_, W> {
             .into_iter()
             .filter_entry(|e| {
                 let excludes = &excludes;
-                let abs = e.path().to_string_lossy();
-                if !excludes.is_empty() && excludes.matches(&abs) {
+                // restic matches exclude patterns against absolute paths.
+                if !excludes.is_empty() && excludes.matches(&cwd.join(e.path()).to_string_lossy()) {
                     return false;
                 }
                 if let Some(limit) = larger {
@@ -533,8 +563,8 @@ impl<W: io::Write> Scanner<'_, W> {
             }
             let depth = base + e.depth() - usize::from(contents_only);
             let name: Vec<u8> = if e.depth() == 0 {
-                match root.file_name() {
-                    Some(n) => n.as_bytes().to_vec(),
+                match root_name {
+                    Some(n) => n.to_vec(),
                     None => continue,
                 }
             } else {

@@ -2,7 +2,8 @@
 //!
 //! Reads `pack_data`/`pack_header` records (pieces of packs, then each pack's header) and
 //! `repo_file` records (lock, index, snapshot), and writes them to the backend in the order
-//! they come: packs, then the index files naming them, then the snapshot. Every file appears
+//! they come: packs, then the index files naming them, then the snapshot, which is stored only
+//! once the stream's end record has arrived (a cut stream makes no snapshot). Every file appears
 //! under its name only when complete and checked against its SHA-256 name; a file already
 //! there is left alone, so re-running a stream is harmless. It holds no key and sees only
 //! ciphertext, so it can run on another host: `chunk | pack | ssh host push -r /srv/repo`.

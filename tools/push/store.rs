@@ -50,6 +50,7 @@ pub fn run(args: &Args) -> Result<()> {
 impl Pusher<'_> {
     fn consume(&mut self, input: &mut Reader<impl std::io::BufRead>) -> Result<Option<SummaryRecord>> {
         let mut summary = None;
+        let mut snapshot: Option<(String, Vec<u8>)> = None;
         while let Some(rec) = input.next_record()? {
             let no = input.line_no();
             let at = |e: Error| e.context(format!("line {no}"));
@@ -66,7 +67,8 @@ impl Pusher<'_> {
                         return Err(input.err(format!("pack {seq}: piece at offset {}, expected {}", d.offset, p.up.written())));
                     }
                     p.hash.update(&self.buf);
-                    p.up.write_all(&self.buf).map_err(|e| at(Error::io(format!("pack {seq}"), e)))?;
+                    let loc = self.backend.location();
+                    p.up.write_all(&self.buf).map_err(|e| at(Error::io(format!("writing pack {seq} into {loc}"), e)))?;
                 }
                 Record::PackHeader(h) => {
                     let seq = h.seq.ok_or_else(|| input.err("pack_header without seq"))?;
@@ -75,7 +77,8 @@ impl Pusher<'_> {
                     decode_b64(&h.header, &mut self.buf).map_err(|e| input.err(e))?;
                     self.buf.extend_from_slice(&(self.buf.len() as u32).to_le_bytes());
                     p.hash.update(&self.buf);
-                    p.up.write_all(&self.buf).map_err(|e| at(Error::io(format!("pack {id}"), e)))?;
+                    let loc = self.backend.location();
+                    p.up.write_all(&self.buf).map_err(|e| at(Error::io(format!("writing pack {id} into {loc}"), e)))?;
                     if p.up.written() != h.size || Id(p.hash.finalize().into()) != id {
                         return Err(at(Error::integrity(format!("pack {id}: the bytes received do not match its name and size"))));
                     }
@@ -96,23 +99,30 @@ impl Pusher<'_> {
                     if Id::hash(&self.buf) != f.id {
                         return Err(input.err(format!("{} {}: data does not match its id", f.kind, f.id.short())));
                     }
-                    if !self.packs.is_empty() && t != FileType::Lock {
-                        return Err(input.err(format!("{} {} arrives while a pack is unfinished", f.kind, f.id.short())));
-                    }
+                    // An index may arrive while the other blob type's pack is still open: it
+                    // names only packs whose header came, and those are stored already.
                     let name = f.id.to_hex();
+                    if t == FileType::Snapshot {
+                        // Only a stream that arrives whole may make a snapshot: it is stored
+                        // after the end record, when nothing before it can still be missing.
+                        if snapshot.is_some() {
+                            return Err(input.err("a second snapshot in one stream"));
+                        }
+                        snapshot = Some((name, std::mem::take(&mut self.buf)));
+                        continue;
+                    }
                     if !self.backend.exists(t, &name)? {
                         self.backend
                             .write(t, &name, &mut &self.buf[..], self.buf.len() as u64)
                             .map_err(|e| at(e.context(format!("{} {}", f.kind, f.id.short()))))?;
-                    }
-                    match t {
-                        FileType::Lock => {
-                            if let Some(old) = self.lock.replace(name) {
-                                let _ = self.backend.remove(FileType::Lock, &old);
-                            }
+                        if t == FileType::Index {
+                            self.stored[1] += 1;
                         }
-                        FileType::Index => self.stored[1] += 1,
-                        _ => self.stored[2] += 1,
+                    }
+                    if t == FileType::Lock {
+                        if let Some(old) = self.lock.replace(name) {
+                            let _ = self.backend.remove(FileType::Lock, &old);
+                        }
                     }
                 }
                 Record::Summary(s) => summary = Some(s),
@@ -121,6 +131,14 @@ impl Pusher<'_> {
         }
         if let Some(seq) = self.packs.keys().next() {
             return Err(Error::format(format!("stream ended with pack {seq} unfinished")));
+        }
+        if let Some((name, data)) = snapshot {
+            if !self.backend.exists(FileType::Snapshot, &name)? {
+                self.backend
+                    .write(FileType::Snapshot, &name, &mut &data[..], data.len() as u64)
+                    .map_err(|e| e.context(format!("snapshot {}", &name[..8])))?;
+            }
+            self.stored[2] += 1;
         }
         Ok(summary)
     }

@@ -13,7 +13,7 @@ use common::error::{Error, IoContext, Result, ResultExt};
 use common::index::IdMap;
 use common::node::{Node, NodeType};
 use common::pack::open_blob;
-use common::record::{decode_b64, tag_of, BlobRecord, NodeRecord, Reader, Writer};
+use common::record::{decode_b64, split_payload, tag_of, BlobRecord, NodeRecord, Reader, Writer};
 use common::Id;
 
 use crate::meta;
@@ -41,7 +41,6 @@ struct OpenDir {
 }
 
 struct Unpacker<W: io::Write> {
-    key: Key,
     target: PathBuf,
     sparse: bool,
     root: bool,
@@ -52,10 +51,26 @@ struct Unpacker<W: io::Write> {
     files: Vec<PathBuf>,
     /// Where the plaintext of each blob seen so far can be copied from: (file, offset).
     seen: IdMap<(u32, u64)>,
-    sealed: Vec<u8>,
     plain: Vec<u8>,
     failed: u64,
 }
+
+/// What the decoder thread hands the writer, in stream order.
+enum Item {
+    Node(u64, NodeRecord),
+    /// A blob record; its plaintext (checked against the id) when the record carried data.
+    Blob(u64, BlobRecord, Option<Plain>),
+}
+
+/// A checked plaintext inside a pooled buffer.
+struct Plain {
+    buf: Vec<u8>,
+    range: std::ops::Range<usize>,
+}
+
+/// Blobs decoded ahead of the writer; with the one being decoded and the one being written,
+/// at most this + 2 blobs are in memory.
+const AHEAD: usize = 2;
 
 pub fn run(args: &Args) -> Result<()> {
     let target = args.target.clone().expect("clap requires --target");
@@ -68,7 +83,6 @@ pub fn run(args: &Args) -> Result<()> {
         .create(&target)
         .ctx_path(&target)?;
     let mut u = Unpacker {
-        key: repo.key.clone(),
         target,
         sparse: args.sparse,
         root: meta::is_root(),
@@ -77,32 +91,46 @@ pub fn run(args: &Args) -> Result<()> {
         cur: None,
         files: Vec::new(),
         seen: IdMap::default(),
-        sealed: Vec::new(),
         plain: Vec::new(),
         failed: 0,
     };
     u.out.header("unpack", header.snapshot)?;
-    while let Some(line) = input.next_line()? {
-        let no = line.no;
-        let rerr = |msg: String| Error::Record { line: no, msg };
-        let tag = tag_of(line.text).map_err(rerr)?;
-        match tag.as_str() {
-            "node" => {
-                let rec: NodeRecord = serde_json::from_str(line.text)
-                    .map_err(|e| rerr(format!("malformed node record: {e}")))?;
-                u.node(rec).context(format!("line {no}"))?;
-            }
-            "blob" => {
-                let rec: BlobRecord = serde_json::from_str(line.text)
-                    .map_err(|e| rerr(format!("malformed blob record: {e}")))?;
-                u.blob(rec).context(format!("line {no}"))?;
-            }
-            "restored" | "verdict" | "snapshot" | "pack_header" | "pack_data" | "blob_check" => {
-                return Err(rerr(format!("a {tag} record does not belong in unpack's input")));
-            }
-            other => return Err(rerr(format!("unknown record type {other:?}"))),
+
+    // Decrypting and checking runs on its own thread so that it overlaps the file system
+    // work; buffers travel back through `pool` so pages are touched once, not per blob.
+    let (items_tx, items) = std::sync::mpsc::sync_channel::<Result<Item>>(AHEAD);
+    let (pool, pool_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let key = repo.key.clone();
+    let decoder = std::thread::spawn(move || {
+        let result = decode(&mut input, &key, &items_tx, &pool_rx);
+        if let Err(e) = result {
+            let _ = items_tx.send(Err(e));
         }
-    }
+    });
+    let result = (|| -> Result<()> {
+        for item in items.iter() {
+            match item {
+                Ok(Item::Node(no, rec)) => u.node(rec).context(format!("line {no}"))?,
+                Ok(Item::Blob(no, rec, plain)) => {
+                    let r = u.blob(rec, plain.as_ref().map(|p| &p.buf[p.range.clone()]));
+                    if let Some(p) = plain {
+                        let _ = pool.send(p.buf);
+                    }
+                    r.context(format!("line {no}"))?;
+                }
+                Err(e) => {
+                    return Err(match &u.cur {
+                        Some(c) => e.context(&c.rec.path),
+                        None => e,
+                    })
+                }
+            }
+        }
+        Ok(())
+    })();
+    drop(items);
+    let _ = decoder.join();
+    result?;
     if let Some(c) = &u.cur {
         return Err(Error::format(format!(
             "stream ended before {} got all its blobs ({} of {})",
@@ -118,6 +146,82 @@ pub fn run(args: &Args) -> Result<()> {
     u.out.finish()?;
     if failed > 0 {
         return Err(Error::SomeFailed(format!("{failed} items were not restored completely")));
+    }
+    Ok(())
+}
+
+/// The decoder thread: reads the stream, decrypts and checks every blob that carries data.
+fn decode(
+    input: &mut Reader<io::BufReader<io::Stdin>>,
+    key: &Key,
+    items: &std::sync::mpsc::SyncSender<Result<Item>>,
+    pool: &std::sync::mpsc::Receiver<Vec<u8>>,
+) -> Result<()> {
+    let mut spare: Vec<Vec<u8>> = Vec::new();
+    let take = |spare: &mut Vec<Vec<u8>>| spare.pop().or_else(|| pool.try_recv().ok()).unwrap_or_default();
+    while let Some(line) = input.next_line()? {
+        let no = line.no;
+        let rerr = |msg: String| Error::Record { line: no, msg };
+        let tag = tag_of(line.text).map_err(rerr)?;
+        let item = match tag.as_str() {
+            "node" => {
+                let rec: NodeRecord = serde_json::from_str(line.text)
+                    .map_err(|e| rerr(format!("malformed node record: {e}")))?;
+                Item::Node(no, rec)
+            }
+            "blob" => {
+                let (mut rec, data): (BlobRecord, Option<&str>) = match split_payload(line.text) {
+                    Some((head, data)) => (
+                        serde_json::from_str(&head).map_err(|e| rerr(format!("malformed blob record: {e}")))?,
+                        Some(data),
+                    ),
+                    None => {
+                        let r: BlobRecord = serde_json::from_str(line.text)
+                            .map_err(|e| rerr(format!("malformed blob record: {e}")))?;
+                        (r, None)
+                    }
+                };
+                let owned = rec.data.take();
+                let data = data.or(owned.as_deref());
+                let plain = match data {
+                    None => None,
+                    Some(b64) => {
+                        let what = || format!("line {no}: blob {} in pack {}", rec.id.short(), rec.pack.short());
+                        let mut sealed = take(&mut spare);
+                        decode_b64(b64, &mut sealed).map_err(|e| Error::format(format!("{}: {e}", what())))?;
+                        if sealed.len() != rec.length as usize {
+                            return Err(Error::format(format!(
+                                "{}: {} bytes of data, the record says {}",
+                                what(),
+                                sealed.len(),
+                                rec.length
+                            )));
+                        }
+                        let mut out = take(&mut spare);
+                        let len = open_blob(key, &rec.id, &mut sealed, rec.uncompressed_length, &mut out)
+                            .context(what())?
+                            .len();
+                        Some(if rec.uncompressed_length.is_some() {
+                            spare.push(sealed);
+                            Plain { buf: out, range: 0..len }
+                        } else {
+                            spare.push(out);
+                            Plain { buf: sealed, range: common::crypto::IV_LEN..common::crypto::IV_LEN + len }
+                        })
+                    }
+                };
+                Item::Blob(no, rec, plain)
+            }
+            "restored" | "verdict" | "snapshot" | "pack_header" | "pack_data" | "blob_check" | "source"
+            | "chunk" | "repo_file" | "summary" => {
+                return Err(rerr(format!("a {tag} record does not belong in unpack's input")));
+            }
+            other => return Err(rerr(format!("unknown record type {other:?}"))),
+        };
+        if items.send(Ok(item)).is_err() {
+            // The writer stopped; it reports why.
+            return Ok(());
+        }
     }
     Ok(())
 }
@@ -276,7 +380,7 @@ impl<W: io::Write> Unpacker<W> {
         self.out.write("restored", &d.rec)
     }
 
-    fn blob(&mut self, rec: BlobRecord) -> Result<()> {
+    fn blob(&mut self, rec: BlobRecord, data: Option<&[u8]>) -> Result<()> {
         let Some(mut cur) = self.cur.take() else {
             return Err(Error::format(format!("blob {} does not follow a file node", rec.id.short())));
         };
@@ -290,20 +394,8 @@ impl<W: io::Write> Unpacker<W> {
             )));
         }
         let what = || format!("{}: blob {} in pack {}", cur.rec.path, rec.id.short(), rec.pack.short());
-        let plain: &[u8] = match &rec.data {
-            Some(b64) => {
-                decode_b64(b64, &mut self.sealed).map_err(|e| Error::format(format!("{}: {e}", what())))?;
-                if self.sealed.len() != rec.length as usize {
-                    return Err(Error::format(format!(
-                        "{}: {} bytes of data, the record says {}",
-                        what(),
-                        self.sealed.len(),
-                        rec.length
-                    )));
-                }
-                open_blob(&self.key, &rec.id, &mut self.sealed, rec.uncompressed_length, &mut self.plain)
-                    .context(what())?
-            }
+        let plain: &[u8] = match data {
+            Some(p) => p,
             None => {
                 let Some(&(idx, off)) = self.seen.get(&rec.id) else {
                     return Err(Error::format(format!(
