@@ -6,7 +6,7 @@ MANDIR = $(DESTDIR)$(PREFIX)/share/man
 TOOLS = snapshots walk fetch-pack unpack verify init-repo chunk pack push
 CARGO ?= cargo
 
-.PHONY: all build deps test lint man-lint check bench bench-restore demo install uninstall clean
+.PHONY: all build deps test lint man-lint check bench bench-restore bench-backup demo install uninstall clean
 
 all: build
 
@@ -35,11 +35,14 @@ man-lint:
 
 check: lint test
 
-# Side-by-side restore benchmark against restic; prints a table (see bench/RESULTS.md).
-bench: bench-restore
+# Side-by-side benchmarks against restic; print tables (see bench/RESULTS.md).
+bench: bench-restore bench-backup
 
 bench-restore: build
 	bash bench/restore.sh
+
+bench-backup: build
+	bash bench/backup.sh
 
 # The main job: back up a directory, restore it, verify it (DIR=… to choose the directory).
 demo: build

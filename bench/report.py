@@ -37,17 +37,19 @@ print()
 for pack in sorted({r.split("-")[-1] for r in totals}):
     r, s = totals.get(f"restic-restore-{pack}"), totals.get(f"sluice-restore-{pack}")
     rv, sv = totals.get(f"restic-verify-{pack}"), totals.get(f"sluice-verify-{pack}")
-    for label, a, b in (("restore", r, s), ("restore+verify", rv, sv)):
+    rb, sb = totals.get(f"restic-backup-{pack}"), totals.get(f"sluice-backup-{pack}")
+    for label, a, b in (("restore", r, s), ("restore+verify", rv, sv), ("backup", rb, sb)):
         if a and b:
             print(f"- {pack} MiB packs, {label}: sluice/restic wall {b[0] / a[0]:.2f}, "
                   f"CPU {b[1] / a[1]:.2f}, peak RSS {b[2] / a[2]:.2f}")
-packs = sorted({r.split("-")[-1] for r in totals if r.startswith("sluice-verify-")}, key=int)
-if len(packs) >= 2:
-    lo, hi = totals[f"sluice-verify-{packs[0]}"][3], totals[f"sluice-verify-{packs[-1]}"][3]
+for kind in ("verify", "backup"):
+  packs = sorted({r.split("-")[-1] for r in totals if r.startswith(f"sluice-{kind}-")}, key=int)
+  if len(packs) >= 2:
+    lo, hi = totals[f"sluice-{kind}-{packs[0]}"][3], totals[f"sluice-{kind}-{packs[-1]}"][3]
     worst = 0.0
-    for (name, a), (_, b) in zip(lo, hi):
+    for (name, a), (_, b) in zip(sorted(lo, key=lambda x: x[0]), sorted(hi, key=lambda x: x[0])):
         diff = mib(b["rss_kib"] - a["rss_kib"])
         worst = max(worst, abs(diff))
-        print(f"- {a['cmd']}: peak RSS {mib(a['rss_kib']):.1f} MiB at {packs[0]} MiB packs, "
+        print(f"- {kind}: {a['cmd']}: peak RSS {mib(a['rss_kib']):.1f} MiB at {packs[0]} MiB packs, "
               f"{mib(b['rss_kib']):.1f} MiB at {packs[-1]} MiB packs ({diff:+.1f})")
-    print(f"- largest per-stage RSS difference between pack sizes: {worst:.1f} MiB")
+    print(f"- {kind}: largest per-stage RSS difference between pack sizes: {worst:.1f} MiB")

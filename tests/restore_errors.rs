@@ -177,7 +177,10 @@ fn missing_repository_exits_10() {
         (vec!["unpack", "--list"], Some(stream.clone())),
     ] {
         let mut cmd = argv(&args);
-        cmd.extend(argv(["--repo", gone.to_str().unwrap(), "--password-file", pw]));
+        cmd.extend(argv(["--repo", gone.to_str().unwrap()]));
+        if args[0] != "fetch-pack" {
+            cmd.extend(argv(["--password-file", pw]));
+        }
         let mut p = Pipeline::new().stage(cmd);
         if let Some(i) = input {
             p = p.stdin(i);

@@ -12,9 +12,8 @@ use crate::repo::Repo;
 /// Repository options, flattened into every tool that reads or writes a repository.
 #[derive(clap::Args, Debug, Clone)]
 pub struct RepoArgs {
-    /// Repository: /path, local:/path
-    #[arg(short = 'r', long = "repo", env = "RESTIC_REPOSITORY", value_name = "REPOSITORY")]
-    pub repo: Option<String>,
+    #[command(flatten)]
+    pub location: RepoLocation,
 
     /// Read the password from FILE (surrounding white space is trimmed)
     #[arg(short = 'p', long, env = "RESTIC_PASSWORD_FILE", value_name = "FILE")]
@@ -29,7 +28,16 @@ pub struct RepoArgs {
     pub key_hint: Option<String>,
 }
 
-impl RepoArgs {
+/// Where the repository is, and nothing else: for the stages that move ciphertext only
+/// (`fetch-pack`, `push`) and so never take a password.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct RepoLocation {
+    /// Repository: /path, local:/path
+    #[arg(short = 'r', long = "repo", env = "RESTIC_REPOSITORY", value_name = "REPOSITORY")]
+    pub repo: Option<String>,
+}
+
+impl RepoLocation {
     /// The repository string, or a usage error naming how to give one.
     pub fn location(&self) -> Result<&str> {
         match self.repo.as_deref() {
@@ -40,9 +48,16 @@ impl RepoArgs {
         }
     }
 
-    /// The backend, without opening the repository (for tools that need no key).
+    /// The backend, without opening the repository.
     pub fn backend(&self) -> Result<Box<dyn Backend>> {
         backend::open(self.location()?)
+    }
+}
+
+impl RepoArgs {
+    /// The backend, without opening the repository.
+    pub fn backend(&self) -> Result<Box<dyn Backend>> {
+        self.location.backend()
     }
 
     /// The password, from (in restic's order) the password command, the password file,

@@ -548,6 +548,9 @@ impl<R: BufRead> Reader<R> {
     }
 }
 
+/// Payload bytes base64-encoded per step (a multiple of 3, so pieces join seamlessly).
+const B64_PIECE: usize = 3 * 64 * 1024;
+
 /// Writes a framed record stream. EPIPE turns into `Error::BrokenPipe` (exit 141, no message).
 pub struct Writer<W: Write> {
     out: W,
@@ -556,11 +559,35 @@ pub struct Writer<W: Write> {
     b64: Vec<u8>,
 }
 
-impl Writer<io::BufWriter<io::Stdout>> {
+/// Standard output as a plain file descriptor. `std::io::Stdout` is line-buffered: it
+/// would scan every megabyte we hand it for newlines and copy the tail once more.
+pub struct StdoutFd(std::mem::ManuallyDrop<std::fs::File>);
+
+impl StdoutFd {
+    fn new() -> StdoutFd {
+        use std::os::fd::FromRawFd;
+        // fd 1 stays open for the life of the process; ManuallyDrop keeps us from closing it.
+        StdoutFd(std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(1) }))
+    }
+}
+
+impl io::Write for StdoutFd {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The writer every tool uses for its records.
+pub type StdoutWriter = Writer<io::BufWriter<StdoutFd>>;
+
+impl Writer<io::BufWriter<StdoutFd>> {
     /// A writer on stdout with a large buffer.
     pub fn stdout() -> Self {
         enlarge_pipe(1);
-        Writer::new(io::BufWriter::with_capacity(1 << 20, io::stdout()))
+        Writer::new(io::BufWriter::with_capacity(1 << 20, StdoutFd::new()))
     }
 }
 
@@ -639,11 +666,15 @@ impl<W: Write> Writer<W> {
             o.write_all(body).map_err(out_err)?;
         }
         if let Some(p) = payload {
-            let len = base64_simd::STANDARD.encoded_length(p.len());
-            self.b64.resize(len, 0);
-            let _ = base64_simd::STANDARD.encode(p, base64_simd::Out::from_slice(&mut self.b64));
             o.write_all(b",\"data\":\"").map_err(out_err)?;
-            o.write_all(&self.b64).map_err(out_err)?;
+            // In pieces of whole 3-byte groups, so no buffer as large as the payload is
+            // needed and the output stays one valid base64 string.
+            self.b64.resize(base64_simd::STANDARD.encoded_length(B64_PIECE), 0);
+            for piece in p.chunks(B64_PIECE) {
+                let n = base64_simd::STANDARD.encoded_length(piece.len());
+                let _ = base64_simd::STANDARD.encode(piece, base64_simd::Out::from_slice(&mut self.b64[..n]));
+                o.write_all(&self.b64[..n]).map_err(out_err)?;
+            }
             o.write_all(b"\"").map_err(out_err)?;
         }
         o.write_all(b"}\n").map_err(out_err)?;
@@ -677,7 +708,9 @@ impl<W: Write> Writer<W> {
 pub fn split_payload(line: &str) -> Option<(String, &str)> {
     const KEY: &str = ",\"data\":\"";
     let body = line.strip_suffix("\"}")?;
-    let at = body.rfind(KEY)?;
+    // Searched from the front: the payload is last, and an unescaped `,"data":"` cannot
+    // occur inside an earlier JSON string, so the first one is the key.
+    let at = body.find(KEY)?;
     let data = &body[at + KEY.len()..];
     if memchr::memchr2(b'"', b'\\', data.as_bytes()).is_some() {
         return None;
@@ -690,7 +723,7 @@ pub fn split_payload(line: &str) -> Option<(String, &str)> {
 
 /// Decodes standard base64 into `out` (reused between calls).
 pub fn decode_b64(s: &str, out: &mut Vec<u8>) -> std::result::Result<(), String> {
-    out.clear();
+    // No clear(): resizing a reused buffer then zero-fills only what it grows by.
     let n = base64_simd::STANDARD
         .decoded_length(s.as_bytes())
         .map_err(|e| format!("bad base64: {e}"))?;

@@ -23,7 +23,11 @@ pub fn repo_flags(r: &Restic) -> Vec<OsString> {
 /// `tool -r REPO --password-file FILE extra…` as an argv.
 pub fn tool(name: &str, r: &Restic, extra: &[&OsStr]) -> Vec<OsString> {
     let mut a = argv([name]);
-    a.extend(repo_flags(r));
+    if super::sluice::keyless(name) {
+        a.extend(argv([OsStr::new("-r"), r.repo.as_os_str()]));
+    } else {
+        a.extend(repo_flags(r));
+    }
     a.extend(extra.iter().map(|s| s.to_os_string()));
     a
 }

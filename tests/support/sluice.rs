@@ -20,8 +20,17 @@ pub fn repo_args(r: &Restic) -> Vec<OsString> {
 pub fn tool(r: &Restic, name: &str, args: &[&str]) -> Vec<OsString> {
     let mut v: Vec<OsString> = vec![name.into()];
     v.extend(args.iter().map(OsString::from));
-    v.extend(repo_args(r));
+    if keyless(name) {
+        v.extend(["--repo".into(), r.repo.clone().into()]);
+    } else {
+        v.extend(repo_args(r));
+    }
     v
+}
+
+/// The stages that move ciphertext only and take no password options.
+pub fn keyless(name: &str) -> bool {
+    matches!(name, "fetch-pack" | "push")
 }
 
 /// `walk SPEC <walk_args…> | fetch-pack | unpack --target TARGET <unpack_args…> | verify

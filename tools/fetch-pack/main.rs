@@ -11,7 +11,7 @@
 mod fetcher;
 
 use clap::Parser;
-use common::cli::{self, RepoArgs};
+use common::cli::{self, RepoLocation};
 
 /// Fetch the ciphertext of the blobs that node records point at, or stream one whole pack.
 #[derive(Parser, Debug)]
@@ -30,7 +30,7 @@ pub struct Args {
     pub max_read: u64,
 
     #[command(flatten)]
-    pub repo: RepoArgs,
+    pub repo: RepoLocation,
 }
 
 fn main() {

@@ -19,7 +19,7 @@ pub fn run(args: &Args) -> Result<()> {
     };
     let pol = if args.copy_chunker_params {
         let from = RepoArgs {
-            repo: args.from_repo.clone(),
+            location: common::cli::RepoLocation { repo: args.from_repo.clone() },
             password_file: args.from_password_file.clone(),
             password_command: args.from_password_command.clone(),
             key_hint: None,

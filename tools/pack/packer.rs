@@ -1,6 +1,7 @@
 //! Storing blobs into packs, and the index and snapshot files that follow them.
 
 use std::io;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::error::{Error, Result, ResultExt};
@@ -9,7 +10,7 @@ use common::lock::{self, Lock};
 use common::node::GoTime;
 use common::pack::{BlobType, Builder, Entry};
 use common::record::{
-    decode_b64, tag_of, ChunkRecord, NodeRecord, PackDataRecord, PackHeaderRecord, Reader,
+    decode_b64, split_payload, tag_of, ChunkRecord, NodeRecord, PackDataRecord, PackHeaderRecord, Reader,
     RepoFileRecord, SourceRecord, SummaryRecord, Writer,
 };
 use common::repo::Repo;
@@ -21,6 +22,69 @@ use crate::Args;
 
 /// restic writes an index file once it holds this many blobs.
 const INDEX_BLOBS: usize = 50_000;
+
+/// A blob for the worker to compress and seal.
+struct Job {
+    t: BlobType,
+    id: Id,
+    plain: Vec<u8>,
+    sealed: Vec<u8>,
+    /// Check that `plain` hashes to `id` (chunks from the stream).
+    verify: bool,
+}
+
+/// A sealed blob, ready to go into its pack.
+struct Done {
+    t: BlobType,
+    id: Id,
+    plain: Vec<u8>,
+    sealed: Vec<u8>,
+    uncompressed: Option<u32>,
+    plain_len: usize,
+}
+
+/// The worker thread: hash check, zstd and sealing, the CPU-heavy part of packing, so it
+/// runs beside the main thread's parsing, base64 and writing.
+fn worker(
+    key: common::crypto::Key,
+    mut compressor: Option<zstd::bulk::Compressor<'static>>,
+    jobs: mpsc::Receiver<Job>,
+    done: mpsc::SyncSender<Result<Done>>,
+) {
+    for job in jobs {
+        let Job { t, id, plain, mut sealed, verify } = job;
+        let r = (|| {
+            if verify && Id::hash(&plain) != id {
+                return Err(Error::integrity(format!("chunk {} does not match its id", id.short())));
+            }
+            sealed.clear();
+            // restic never compresses empty blobs (0 means "not compressed" in its index).
+            let uncompressed = match (&mut compressor, plain.is_empty()) {
+                (Some(c), false) => {
+                    // Compressed straight behind room for the IV, then sealed in place: no
+                    // separate buffer for the zstd frame.
+                    sealed.resize(common::crypto::IV_LEN, 0);
+                    sealed.reserve(zstd::zstd_safe::compress_bound(plain.len()) + common::crypto::MAC_LEN);
+                    let mut at = std::io::Cursor::new(&mut sealed);
+                    at.set_position(common::crypto::IV_LEN as u64);
+                    c.compress_to_buffer(&plain[..], &mut at).map_err(|e| Error::format(format!("zstd: {e}")))?;
+                    key.seal_prepared(&mut sealed, 0);
+                    Some(plain.len() as u32)
+                }
+                _ => {
+                    key.seal_into(&plain, &mut sealed);
+                    None
+                }
+            };
+            let plain_len = plain.len();
+            Ok(Done { t, id, plain, sealed, uncompressed, plain_len })
+        })();
+        let failed = r.is_err();
+        if done.send(r).is_err() || failed {
+            return;
+        }
+    }
+}
 
 /// One open pack per blob type.
 struct Open {
@@ -38,9 +102,11 @@ pub struct Store<'a, W: io::Write> {
     target: u64,
     pending: Vec<(Id, Vec<Entry>)>,
     pending_blobs: usize,
-    sealed: Vec<u8>,
-    compressed: Vec<u8>,
-    compressor: Option<zstd::bulk::Compressor<'static>>,
+    jobs: mpsc::SyncSender<Job>,
+    done: mpsc::Receiver<Result<Done>>,
+    in_flight: bool,
+    /// Buffers of finished blobs, reused so their pages are touched once.
+    spare: Vec<Vec<u8>>,
     pub stats: SummaryRecord,
     lock_id: Option<Id>,
     lock_at: Instant,
@@ -84,19 +150,25 @@ pub fn run(args: &Args) -> Result<()> {
         None => return Err(input.err("empty stream: no source record")),
     };
     let mut trees = Trees::default();
-    let mut plain = Vec::new();
     while let Some(line) = input.next_line()? {
         let no = line.no;
         let rerr = |msg: String| Error::Record { line: no, msg };
         match tag_of(line.text).map_err(rerr)?.as_str() {
             "chunk" => {
-                let c: ChunkRecord = serde_json::from_str(line.text).map_err(|e| rerr(format!("malformed chunk record: {e}")))?;
-                decode_b64(&c.data, &mut plain).map_err(rerr)?;
-                if Id::hash(&plain) != c.id {
-                    return Err(rerr(format!("chunk {} does not match its id", c.id.short())));
-                }
+                let (c, data): (ChunkRecord, Option<&str>) = match split_payload(line.text) {
+                    Some((head, data)) => (
+                        serde_json::from_str(&head).map_err(|e| rerr(format!("malformed chunk record: {e}")))?,
+                        Some(data),
+                    ),
+                    None => (
+                        serde_json::from_str(line.text).map_err(|e| rerr(format!("malformed chunk record: {e}")))?,
+                        None,
+                    ),
+                };
+                let mut plain = store.buffer();
+                decode_b64(data.unwrap_or(&c.data), &mut plain).map_err(rerr)?;
                 store.stats.bytes_read += plain.len() as u64;
-                store.put(BlobType::Data, c.id, &plain).context(format!("line {no}"))?;
+                store.put_chunk(c.id, plain).context(format!("line {no}"))?;
             }
             "node" => {
                 let rec: NodeRecord = serde_json::from_str(line.text).map_err(|e| rerr(format!("malformed node record: {e}")))?;
@@ -158,7 +230,7 @@ pub fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
-impl<'a> Store<'a, io::BufWriter<io::Stdout>> {
+impl<'a> Store<'a, io::BufWriter<common::record::StdoutFd>> {
     fn new(repo: &'a Repo, index: &Index, target: u64, level: Option<i32>) -> Result<Self> {
         let mut known = IdMap::default();
         known.reserve(index.len());
@@ -169,6 +241,10 @@ impl<'a> Store<'a, io::BufWriter<io::Stdout>> {
             Some(l) => Some(zstd::bulk::Compressor::new(l).map_err(|e| Error::format(format!("zstd: {e}")))?),
             None => None,
         };
+        let (jobs, job_rx) = mpsc::sync_channel::<Job>(1);
+        let (done_tx, done) = mpsc::sync_channel::<Result<Done>>(1);
+        let key = repo.key.clone();
+        std::thread::spawn(move || worker(key, compressor, job_rx, done_tx));
         Ok(Store {
             repo,
             out: Writer::stdout(),
@@ -178,9 +254,10 @@ impl<'a> Store<'a, io::BufWriter<io::Stdout>> {
             target,
             pending: Vec::new(),
             pending_blobs: 0,
-            sealed: Vec::new(),
-            compressed: Vec::new(),
-            compressor,
+            jobs,
+            done,
+            in_flight: false,
+            spare: Vec::new(),
             stats: SummaryRecord::default(),
             lock_id: None,
             lock_at: Instant::now(),
@@ -226,24 +303,70 @@ impl<W: io::Write> Store<'_, W> {
         if self.known.contains_key(&id) {
             return Ok(false);
         }
-        self.known.insert(id, ());
-        let key = &self.repo.key;
-        self.sealed.clear();
-        // restic never compresses empty blobs (0 means "not compressed" in its index).
-        let uncompressed = match (&mut self.compressor, plain.is_empty()) {
-            (Some(c), false) => {
-                self.compressed.clear();
-                self.compressed.reserve(zstd::zstd_safe::compress_bound(plain.len()));
-                c.compress_to_buffer(plain, &mut self.compressed)
-                    .map_err(|e| Error::format(format!("zstd: {e}")))?;
-                key.seal_into(&self.compressed, &mut self.sealed);
-                Some(plain.len() as u32)
-            }
-            _ => {
-                key.seal_into(plain, &mut self.sealed);
-                None
-            }
-        };
+        let mut buf = self.spare.pop().unwrap_or_default();
+        buf.clear();
+        buf.extend_from_slice(plain);
+        let sealed = self.spare.pop().unwrap_or_default();
+        self.submit(Job { t, id, plain: buf, sealed, verify: false })?;
+        Ok(true)
+    }
+
+    /// Like `put`, for a chunk from the stream: takes its buffer, and checks on the worker
+    /// that the bytes hash to the id `chunk` gave them.
+    pub fn put_chunk(&mut self, id: Id, plain: Vec<u8>) -> Result<()> {
+        if self.known.contains_key(&id) {
+            self.spare.push(plain);
+            return Ok(());
+        }
+        let sealed = self.spare.pop().unwrap_or_default();
+        self.submit(Job { t: BlobType::Data, id, plain, sealed, verify: true })
+    }
+
+    /// A buffer for the next chunk's bytes.
+    pub fn buffer(&mut self) -> Vec<u8> {
+        self.spare.pop().unwrap_or_default()
+    }
+
+    /// Hands a blob to the worker, then writes out the one finished before it while the
+    /// worker seals this one: two blobs at most are in flight.
+    fn submit(&mut self, job: Job) -> Result<()> {
+        self.known.insert(job.id, ());
+        let prev = if self.in_flight { Some(self.receive()?) } else { None };
+        if self.jobs.send(job).is_err() {
+            return Err(self.worker_failed());
+        }
+        self.in_flight = true;
+        if let Some(d) = prev {
+            self.emit(d)?;
+        }
+        Ok(())
+    }
+
+    fn receive(&mut self) -> Result<Done> {
+        self.in_flight = false;
+        match self.done.recv() {
+            Ok(r) => r,
+            Err(_) => Err(self.worker_failed()),
+        }
+    }
+
+    fn worker_failed(&self) -> Error {
+        Error::format("the compression thread stopped")
+    }
+
+    /// Writes out every blob still in flight.
+    pub fn drain(&mut self) -> Result<()> {
+        if self.in_flight {
+            let d = self.receive()?;
+            self.emit(d)?;
+        }
+        Ok(())
+    }
+
+    /// Appends a sealed blob to its type's open pack and writes it out.
+    fn emit(&mut self, d: Done) -> Result<()> {
+        let Done { t, id, plain, sealed, uncompressed, plain_len } = d;
+        self.spare.push(plain);
         let slot = match t {
             BlobType::Data => 0,
             BlobType::Tree => 1,
@@ -253,19 +376,21 @@ impl<W: io::Write> Store<'_, W> {
             self.next_seq += 1;
         }
         let open = self.open[slot].as_mut().expect("just opened");
-        let offset = open.builder.add(t, id, &self.sealed, uncompressed);
+        let offset = open.builder.add(t, id, &sealed, uncompressed);
         let rec = PackDataRecord { seq: Some(open.seq), offset, data: String::new() };
-        self.out.write_with_data("pack_data", &rec, &self.sealed)?;
+        self.out.write_with_data("pack_data", &rec, &sealed)?;
         match t {
             BlobType::Data => self.stats.data_blobs += 1,
             BlobType::Tree => self.stats.tree_blobs += 1,
         }
-        self.stats.data_added += plain.len() as u64;
-        self.stats.data_added_packed += self.sealed.len() as u64;
-        if open.builder.size() >= self.target || open.builder.header_full() {
+        self.stats.data_added += plain_len as u64;
+        self.stats.data_added_packed += sealed.len() as u64;
+        let full = open.builder.size() >= self.target || open.builder.header_full();
+        self.spare.push(sealed);
+        if full {
             self.close(slot)?;
         }
-        Ok(true)
+        Ok(())
     }
 
     fn close(&mut self, slot: usize) -> Result<()> {
@@ -287,8 +412,9 @@ impl<W: io::Write> Store<'_, W> {
         Ok(())
     }
 
-    /// Closes both open packs.
+    /// Writes out what is in flight and closes both open packs.
     pub fn close_all(&mut self) -> Result<()> {
+        self.drain()?;
         self.close(0)?;
         self.close(1)
     }

@@ -13,7 +13,7 @@
 mod store;
 
 use clap::Parser;
-use common::cli::{self, RepoArgs};
+use common::cli::{self, RepoLocation};
 
 /// Write packs, index files and the snapshot from pack's output into the repository.
 #[derive(Parser, Debug)]
@@ -28,7 +28,7 @@ pub struct Args {
     pub quiet: bool,
 
     #[command(flatten)]
-    pub repo: RepoArgs,
+    pub repo: RepoLocation,
 }
 
 fn main() {

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Backup benchmark: restic and sluice side by side, each into a fresh repository.
+#
+#   bench/backup.sh            (make bench-backup)
+#
+# Uses the same data set as bench/restore.sh (made once with a fixed seed, kept in
+# BENCH_DIR). For each pack size in PACKS, backs the set up with `restic backup` and with
+# `chunk | pack | push` (each into its own new repository made by restic init), measuring
+# every process (wall, CPU, peak RSS), then checks sluice's repository with
+# `restic check --read-data`. Prints a markdown table and ratios.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/.." && pwd)
+BENCH_DIR=${BENCH_DIR:-$top/target/bench}
+PACKS=${PACKS:-16 128}
+SHARED=${SHARED:-$top/../shared}
+bin=$top/target/release
+m="python3 $here/measure.py"
+
+mkdir -p "$BENCH_DIR"
+data=$BENCH_DIR/data
+if [ ! -e "$data.complete" ]; then
+  rm -rf "$data"
+  SEED=${SEED:-sluice-bench} bash "$SHARED/bench/mkdata.sh" "$data" >&2
+  touch "$data.complete"
+fi
+
+export RESTIC_PASSWORD=bench RESTIC_CACHE_DIR=$BENCH_DIR/cache
+results=$BENCH_DIR/backup-results-$(date +%s)
+mkdir -p "$results"
+
+for pack in $PACKS; do
+  r=$BENCH_DIR/backup-restic-$pack s=$BENCH_DIR/backup-sluice-$pack
+  rm -rf "$r" "$s"
+  restic init -q --repo "$r" >&2
+  restic init -q --repo "$s" >&2
+  sync
+  (cd "$data" && $m "$results/restic-backup-$pack.json" restic backup -q --no-cache --repo "$r" --pack-size "$pack" .) >&2
+  sync
+  (cd "$data" && export RESTIC_REPOSITORY=$s \
+    && $m "$results/sluice-backup-$pack.1.json" "$bin/chunk" . \
+    | $m "$results/sluice-backup-$pack.2.json" "$bin/pack" --pack-size "$pack" \
+    | $m "$results/sluice-backup-$pack.3.json" "$bin/push" -q)
+  restic check -q --no-cache --read-data --repo "$s" >&2 || { echo "restic check failed on sluice's repository" >&2; exit 1; }
+  rm -rf "$r" "$s"
+done
+
+python3 "$here/report.py" "$results" | tee "$BENCH_DIR/backup-results.md"
