@@ -29,11 +29,15 @@ export RESTIC_PASSWORD=bench RESTIC_CACHE_DIR=$BENCH_DIR/cache
 results=$BENCH_DIR/backup-results-$(date +%s)
 mkdir -p "$results"
 
+# One chunker polynomial for every repository, so all runs cut the same blobs.
+poly=$BENCH_DIR/backup-polynomial
+rm -rf "$poly"
+restic init -q --repo "$poly" >&2
 for pack in $PACKS; do
   r=$BENCH_DIR/backup-restic-$pack s=$BENCH_DIR/backup-sluice-$pack
   rm -rf "$r" "$s"
-  restic init -q --repo "$r" >&2
-  restic init -q --repo "$s" >&2
+  RESTIC_FROM_PASSWORD=$RESTIC_PASSWORD restic init -q --repo "$r" --copy-chunker-params --from-repo "$poly" >&2
+  RESTIC_FROM_PASSWORD=$RESTIC_PASSWORD restic init -q --repo "$s" --copy-chunker-params --from-repo "$poly" >&2
   sync
   (cd "$data" && $m "$results/restic-backup-$pack.json" restic backup -q --no-cache --repo "$r" --pack-size "$pack" .) >&2
   sync
@@ -44,5 +48,6 @@ for pack in $PACKS; do
   restic check -q --no-cache --read-data --repo "$s" >&2 || { echo "restic check failed on sluice's repository" >&2; exit 1; }
   rm -rf "$r" "$s"
 done
+rm -rf "$poly"
 
 python3 "$here/report.py" "$results" | tee "$BENCH_DIR/backup-results.md"

@@ -30,14 +30,23 @@ export RESTIC_PASSWORD=bench RESTIC_CACHE_DIR=$BENCH_DIR/cache
 results=$BENCH_DIR/results-$(date +%s)
 mkdir -p "$results"
 
+first=
 for pack in $PACKS; do
   repo=$BENCH_DIR/repo-$pack
   if [ ! -e "$repo.complete" ]; then
     rm -rf "$repo"
-    restic init -q --repo "$repo" >&2
+    if [ -z "$first" ]; then
+      restic init -q --repo "$repo" >&2
+    else
+      # Same chunker polynomial as the first repository: the same blobs, so only the pack
+      # size differs between the runs being compared.
+      RESTIC_FROM_PASSWORD=$RESTIC_PASSWORD restic init -q --repo "$repo" \
+        --copy-chunker-params --from-repo "$first" >&2
+    fi
     (cd "$data" && restic backup -q --repo "$repo" --pack-size "$pack" .) >&2
     touch "$repo.complete"
   fi
+  first=${first:-$repo}
   export RESTIC_REPOSITORY=$repo
   out=$BENCH_DIR/out
   sync

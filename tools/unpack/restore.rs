@@ -68,9 +68,12 @@ struct Plain {
     range: std::ops::Range<usize>,
 }
 
-/// Blobs decoded ahead of the writer; with the one being decoded and the one being written,
-/// at most this + 2 blobs are in memory.
-const AHEAD: usize = 2;
+/// Blobs decoded ahead of the writer.
+const AHEAD: usize = 1;
+/// Blob buffers in existence at most: one per blob waiting or being written, and two for the
+/// blob being decoded (ciphertext, and plaintext when compressed). Memory is bounded by
+/// this many blobs, whatever the pack size.
+const BUFFERS: usize = AHEAD + 1 + 2;
 
 pub fn run(args: &Args) -> Result<()> {
     let target = args.target.clone().expect("clap requires --target");
@@ -158,7 +161,19 @@ fn decode(
     pool: &std::sync::mpsc::Receiver<Vec<u8>>,
 ) -> Result<()> {
     let mut spare: Vec<Vec<u8>> = Vec::new();
-    let take = |spare: &mut Vec<Vec<u8>>| spare.pop().or_else(|| pool.try_recv().ok()).unwrap_or_default();
+    let mut made = 0usize;
+    // A recycled buffer if there is one; a new one while fewer than BUFFERS exist; else wait
+    // for the writer to give one back.
+    let mut take = |spare: &mut Vec<Vec<u8>>| -> Result<Vec<u8>> {
+        if let Some(b) = spare.pop().or_else(|| pool.try_recv().ok()) {
+            return Ok(b);
+        }
+        if made < BUFFERS {
+            made += 1;
+            return Ok(Vec::new());
+        }
+        pool.recv().map_err(|_| Error::format("the writer stopped"))
+    };
     while let Some(line) = input.next_line()? {
         let no = line.no;
         let rerr = |msg: String| Error::Record { line: no, msg };
@@ -187,7 +202,7 @@ fn decode(
                     None => None,
                     Some(b64) => {
                         let what = || format!("line {no}: blob {} in pack {}", rec.id.short(), rec.pack.short());
-                        let mut sealed = take(&mut spare);
+                        let mut sealed = take(&mut spare)?;
                         decode_b64(b64, &mut sealed).map_err(|e| Error::format(format!("{}: {e}", what())))?;
                         if sealed.len() != rec.length as usize {
                             return Err(Error::format(format!(
@@ -197,7 +212,7 @@ fn decode(
                                 rec.length
                             )));
                         }
-                        let mut out = take(&mut spare);
+                        let mut out = take(&mut spare)?;
                         let len = open_blob(key, &rec.id, &mut sealed, rec.uncompressed_length, &mut out)
                             .context(what())?
                             .len();
