@@ -16,8 +16,13 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use rand::{RngCore, SeedableRng};
-use support::backup::{count, files_in, init_repo, repo_files_not_named_by_hash, restore, summary_of, tool, Backup};
-use support::{bin, compare_trees, is_root, make_tree, set_times, snapshot_subpath, tempdir, CompareOpts, Pipeline, Restic, TreeOpts};
+use support::backup::{
+    count, files_in, init_repo, repo_files_not_named_by_hash, restore, summary_of, tool, Backup,
+};
+use support::{
+    bin, compare_trees, is_root, make_tree, set_times, snapshot_subpath, tempdir, CompareOpts, Pipeline,
+    Restic, TreeOpts,
+};
 
 fn random_bytes(seed: u64, n: usize) -> Vec<u8> {
     let mut v = vec![0u8; n];
@@ -35,7 +40,11 @@ fn assert_no_snapshot_and_clean(r: &Restic, what: &str) {
     assert_eq!(files_in(&r.repo, "snapshots"), 0, "{what}: a snapshot was written");
     assert_eq!(files_in(&r.repo, "locks"), 0, "{what}: a lock was left behind");
     let bad = repo_files_not_named_by_hash(&r.repo);
-    assert!(bad.is_empty(), "{what}: files in the repository that are not what their names say:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "{what}: files in the repository that are not what their names say:\n{}",
+        bad.join("\n")
+    );
 }
 
 /// Reads a child's pipe to the end on a thread.
@@ -96,9 +105,14 @@ fn unreadable_file_is_warned_skipped_and_exits_3() {
     init_repo(&r, 2);
 
     // Root reads anything; without capabilities (setpriv) it is bound by the modes like anyone.
-    let wrap: Vec<OsString> = if is_root() { vec!["setpriv".into(), "--bounding-set=-all".into()] } else { vec![] };
+    let wrap: Vec<OsString> =
+        if is_root() { vec!["setpriv".into(), "--bounding-set=-all".into()] } else { vec![] };
     let probe = Command::new(if wrap.is_empty() { "cat" } else { "setpriv" })
-        .args(if wrap.is_empty() { vec![] } else { vec![OsString::from("--bounding-set=-all"), "cat".into()] })
+        .args(if wrap.is_empty() {
+            vec![]
+        } else {
+            vec![OsString::from("--bounding-set=-all"), "cat".into()]
+        })
         .arg(src.join("secret-file"))
         .output()
         .expect("run the read probe");
@@ -122,7 +136,10 @@ fn unreadable_file_is_warned_skipped_and_exits_3() {
     let res = p.run();
     assert_eq!(res.codes(), vec![3, 0, 0], "{}", res.report());
     let err = res.stderr_str(0);
-    assert!(err.contains("secret-file") && err.contains("ermission denied"), "the unreadable file is not named:\n{err}");
+    assert!(
+        err.contains("secret-file") && err.contains("ermission denied"),
+        "the unreadable file is not named:\n{err}"
+    );
     assert!(err.contains("locked-dir"), "the unlistable directory is not named:\n{err}");
     assert!(!err.contains("panick"), "{err}");
     let s = summary_of(&res);
@@ -133,7 +150,10 @@ fn unreadable_file_is_warned_skipped_and_exits_3() {
     let ls = String::from_utf8(r.run(&["ls", "latest"]).stdout).unwrap();
     let sub = format!("/{}", snapshot_subpath(&src));
     for present in ["a.txt", "sub/b.txt", "z-after.txt", "locked-dir"] {
-        assert!(ls.lines().any(|l| l == format!("{sub}/{present}")), "{present} missing from the snapshot:\n{ls}");
+        assert!(
+            ls.lines().any(|l| l == format!("{sub}/{present}")),
+            "{present} missing from the snapshot:\n{ls}"
+        );
     }
     assert!(!ls.contains("secret-file"), "{ls}");
     assert!(!ls.contains("inside"), "{ls}");
@@ -143,7 +163,12 @@ fn unreadable_file_is_warned_skipped_and_exits_3() {
 /// Runs chunk over `src` until it is inside `victim` (it blocks writing, as nobody reads its
 /// output yet), lets `change` modify the file, then lets chunk finish and stores its output
 /// with pack | push. Returns chunk's exit code and stderr, and push's summary.
-fn backup_changing(r: &Restic, src: &Path, victim: &Path, change: impl FnOnce(&Path)) -> (i32, String, serde_json::Value) {
+fn backup_changing(
+    r: &Restic,
+    src: &Path,
+    victim: &Path,
+    change: impl FnOnce(&Path),
+) -> (i32, String, serde_json::Value) {
     let mut chunk = spawn(tool("chunk", r, &[src.as_os_str()]), Stdio::null());
     let err = drain(chunk.stderr.take().unwrap());
     let fd_dir = PathBuf::from(format!("/proc/{}/fd", chunk.id()));
@@ -195,7 +220,10 @@ fn file_changed_while_read_is_reported() {
 
         let (code, err, s) = backup_changing(&r, &src, &victim, change);
         assert_eq!(code, 3, "{what}: chunk should finish with 'some items failed'; stderr:\n{err}");
-        assert!(err.contains("a-big.bin") && err.contains("changed"), "{what}: the change is not reported by name:\n{err}");
+        assert!(
+            err.contains("a-big.bin") && err.contains("changed"),
+            "{what}: the change is not reported by name:\n{err}"
+        );
         assert!(!err.contains("b-small"), "{what}: {err}");
         assert_eq!(count(&s, "files_new"), 2, "{what}: {s}");
         assert_eq!(r.snapshots_json().len(), 1, "{what}");
@@ -223,12 +251,21 @@ fn killed_pack_leaves_no_snapshot_and_rerun_reuses_packs() {
     let mut chunk = spawn(stages[0].clone(), Stdio::null());
     let mut pack = spawn(stages[1].clone(), Stdio::piped());
     let mut push = spawn(stages[2].clone(), Stdio::from(pack.stdout.take().unwrap()));
-    let errs = [drain(chunk.stderr.take().unwrap()), drain(pack.stderr.take().unwrap()), drain(push.stderr.take().unwrap())];
+    let errs = [
+        drain(chunk.stderr.take().unwrap()),
+        drain(pack.stderr.take().unwrap()),
+        drain(push.stderr.take().unwrap()),
+    ];
     let push_out = drain(push.stdout.take().unwrap());
 
     // Relay chunk's records to pack until nearly all of the stream (base64 makes it 4/3 of
     // the file bytes, plus record overhead) went through.
-    let total: u64 = walkdir::WalkDir::new(&src).into_iter().filter_map(Result::ok).filter(|e| e.file_type().is_file()).map(|e| e.metadata().unwrap().len()).sum();
+    let total: u64 = walkdir::WalkDir::new(&src)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
     let limit = total * 4 / 3 * 96 / 100;
     let mut from_chunk = BufReader::new(chunk.stdout.take().unwrap());
     let mut to_pack = pack.stdin.take().unwrap();
@@ -257,7 +294,8 @@ fn killed_pack_leaves_no_snapshot_and_rerun_reuses_packs() {
     drop(to_pack);
     drop(from_chunk);
     let codes = [code(&chunk.wait().unwrap()), code(&pack.wait().unwrap()), code(&push.wait().unwrap())];
-    let errs: Vec<String> = errs.into_iter().map(|h| String::from_utf8_lossy(&h.join().unwrap()).into_owned()).collect();
+    let errs: Vec<String> =
+        errs.into_iter().map(|h| String::from_utf8_lossy(&h.join().unwrap()).into_owned()).collect();
     let _ = push_out.join();
     assert_eq!(codes[1], 137, "pack should have died of SIGKILL; stderrs: {errs:#?}");
     // chunk either finished writing into the pipe before it closed, or met the closed pipe.
@@ -266,7 +304,10 @@ fn killed_pack_leaves_no_snapshot_and_rerun_reuses_packs() {
     assert!(cut_reported(&errs[2]), "push should say the stream was cut: {}", errs[2]);
     assert!(errs[0].is_empty(), "chunk should exit quietly on EPIPE: {}", errs[0]);
     assert_no_snapshot_and_clean(&r, "after killing pack");
-    assert!(orphan_bytes > 12 << 20, "only {orphans} packs ({orphan_bytes} bytes) were stored before the kill");
+    assert!(
+        orphan_bytes > 12 << 20,
+        "only {orphans} packs ({orphan_bytes} bytes) were stored before the kill"
+    );
     r.run(&["check"]);
 
     // The re-run completes and stores only what the killed run had not.
@@ -299,12 +340,17 @@ fn killed_chunk_leaves_no_snapshot() {
     let mut chunk = spawn(stages[0].clone(), Stdio::null());
     let mut pack = spawn(stages[1].clone(), Stdio::from(chunk.stdout.take().unwrap()));
     let mut push = spawn(stages[2].clone(), Stdio::from(pack.stdout.take().unwrap()));
-    let errs = [drain(chunk.stderr.take().unwrap()), drain(pack.stderr.take().unwrap()), drain(push.stderr.take().unwrap())];
+    let errs = [
+        drain(chunk.stderr.take().unwrap()),
+        drain(pack.stderr.take().unwrap()),
+        drain(push.stderr.take().unwrap()),
+    ];
     let _out = drain(push.stdout.take().unwrap());
     wait_for(60, "the first pack in the repository", || !r.pack_files().is_empty());
     chunk.kill().unwrap();
     let codes = [code(&chunk.wait().unwrap()), code(&pack.wait().unwrap()), code(&push.wait().unwrap())];
-    let errs: Vec<String> = errs.into_iter().map(|h| String::from_utf8_lossy(&h.join().unwrap()).into_owned()).collect();
+    let errs: Vec<String> =
+        errs.into_iter().map(|h| String::from_utf8_lossy(&h.join().unwrap()).into_owned()).collect();
     assert_eq!(codes[0], 137, "chunk should have died of SIGKILL (it finished first?); {errs:#?}");
     assert_ne!(codes[1], 0, "pack must fail on a cut stream: {errs:#?}");
     assert_ne!(codes[2], 0, "push must fail on a cut stream: {errs:#?}");
@@ -332,7 +378,11 @@ impl Tmpfs {
     }
 
     fn resize(&self, mib: u64) {
-        let s = Command::new("mount").args(["-o", &format!("remount,size={mib}m")]).arg(&self.0).status().unwrap();
+        let s = Command::new("mount")
+            .args(["-o", &format!("remount,size={mib}m")])
+            .arg(&self.0)
+            .status()
+            .unwrap();
         assert!(s.success(), "remount {:?}", self.0);
     }
 }
@@ -376,7 +426,8 @@ fn full_disk_gives_one_clear_error_and_nothing_half_visible() {
         let mut stages = b.stages(&r);
         if !use_tmpfs {
             // 2048 blocks: 1 MiB in dash, 2 MiB in bash; a pack is 4 MiB.
-            let mut sh: Vec<OsString> = vec!["sh".into(), "-c".into(), "trap '' XFSZ; ulimit -f 2048; exec \"$0\" \"$@\"".into()];
+            let mut sh: Vec<OsString> =
+                vec!["sh".into(), "-c".into(), "trap '' XFSZ; ulimit -f 2048; exec \"$0\" \"$@\"".into()];
             sh.push(bin("push").into_os_string());
             sh.extend(stages[2][1..].iter().cloned());
             stages[2] = sh;
@@ -387,7 +438,11 @@ fn full_disk_gives_one_clear_error_and_nothing_half_visible() {
         }
         let res = p.run();
         let codes = res.codes();
-        assert!(codes[2] != 0 && codes[2] < 128, "{what}: push must fail with an error, not a signal or success:\n{}", res.report());
+        assert!(
+            codes[2] != 0 && codes[2] < 128,
+            "{what}: push must fail with an error, not a signal or success:\n{}",
+            res.report()
+        );
         let err = res.stderr_str(2);
         let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
         assert_eq!(lines.len(), 1, "{what}: push should print one error line:\n{err}");
@@ -395,7 +450,10 @@ fn full_disk_gives_one_clear_error_and_nothing_half_visible() {
         assert!(msg.starts_with("push: "), "{msg}");
         let cause = if use_tmpfs { "No space left on device" } else { "File too large" };
         assert!(msg.contains(cause), "{what}: the cause is not named: {msg}");
-        assert!(msg.contains("pack") && msg.contains(r.repo.to_str().unwrap()), "{what}: what was being written, and where, is not named: {msg}");
+        assert!(
+            msg.contains("pack") && msg.contains(r.repo.to_str().unwrap()),
+            "{what}: what was being written, and where, is not named: {msg}"
+        );
         for i in 0..2 {
             assert!(!res.stderr_str(i).contains("panick"), "{}", res.report());
         }
@@ -469,7 +527,8 @@ fn push_rejects_a_cut_stream() {
     let res = Pipeline::new().stage(stages[0].clone()).stage(stages[1].clone()).run();
     res.assert_ok();
     let stream = res.stdout;
-    let line_ends: Vec<usize> = stream.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i + 1).collect();
+    let line_ends: Vec<usize> =
+        stream.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i + 1).collect();
     let lines: Vec<&[u8]> = {
         let mut v = Vec::new();
         let mut start = 0;
@@ -480,7 +539,10 @@ fn push_rejects_a_cut_stream() {
         v
     };
     let find = |needle: &str| -> usize {
-        let i = lines.iter().rposition(|l| l.windows(needle.len()).any(|w| w == needle.as_bytes())).unwrap_or_else(|| panic!("no {needle} in pack's output"));
+        let i = lines
+            .iter()
+            .rposition(|l| l.windows(needle.len()).any(|w| w == needle.as_bytes()))
+            .unwrap_or_else(|| panic!("no {needle} in pack's output"));
         line_ends[i]
     };
     let last_header = find("\"type\":\"pack_header\"");

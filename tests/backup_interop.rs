@@ -13,7 +13,9 @@ use std::time::Instant;
 
 use serde_json::Value;
 use support::backup::{count, count_files, init_repo, restore, Backup};
-use support::{compare_trees, make_tree, restored_path, snapshot_subpath, tempdir, CompareOpts, Restic, TreeOpts};
+use support::{
+    compare_trees, make_tree, restored_path, snapshot_subpath, tempdir, CompareOpts, Restic, TreeOpts,
+};
 
 /// Sum of the sizes of all regular-file names under `dir` (hard links counted per name).
 fn bytes_by_name(dir: &Path) -> u64 {
@@ -42,7 +44,12 @@ fn restic_backup(r: &Restic, dir: &Path, args: &[&OsStr]) -> Value {
     c.arg("backup").arg("--json").args(args).current_dir(dir);
     let out = c.output().expect("run restic (is it installed?)");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "restic backup {args:?} failed: {}\n{stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "restic backup {args:?} failed: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     stdout
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -114,7 +121,9 @@ fn restic_accepts(c: Combo) {
     assert_eq!(r.config_json()["version"], c.version);
 
     let mib = c.pack_mib.to_string();
-    let s = Backup::of(&[&src]).pack_args(&["--compression", c.compression, "--pack-size", &mib, "--tag", "interop,x"]).run(&r);
+    let s = Backup::of(&[&src])
+        .pack_args(&["--compression", c.compression, "--pack-size", &mib, "--tag", "interop,x"])
+        .run(&r);
     let nfiles = count_files(&src);
     assert_eq!(count(&s, "files_new"), nfiles, "{s}");
     assert_eq!(count(&s, "files_read"), nfiles, "{s}");
@@ -133,7 +142,10 @@ fn restic_accepts(c: Combo) {
     let blobs = indexed_blobs(&r);
     let files: Vec<u64> = r.pack_files().iter().map(|p| fs::metadata(p).unwrap().len()).collect();
     let target = c.pack_mib << 20;
-    assert!(files.iter().all(|&n| n <= target + (8 << 20) + (64 << 10)), "a pack above {target} + one blob: {files:?}");
+    assert!(
+        files.iter().all(|&n| n <= target + (8 << 20) + (64 << 10)),
+        "a pack above {target} + one blob: {files:?}"
+    );
     let mut packs: std::collections::BTreeMap<(&str, &str), u64> = Default::default();
     for b in &blobs {
         *packs.entry((b.1.as_str(), b.0.as_str())).or_default() += b.2;
@@ -177,7 +189,14 @@ fn restic_accepts(c: Combo) {
     restore(&r, &id, &ours);
     compare_trees(&src, &ours.join(snapshot_subpath(&src)), &CompareOpts::strict())
         .unwrap_or_else(|e| panic!("our restore differs from the source:\n{e}"));
-    eprintln!("restic_accepts v{} {} {} MiB big={}: {:.1?}", c.version, c.compression, c.pack_mib, c.big, t0.elapsed());
+    eprintln!(
+        "restic_accepts v{} {} {} MiB big={}: {:.1?}",
+        c.version,
+        c.compression,
+        c.pack_mib,
+        c.big,
+        t0.elapsed()
+    );
 }
 
 #[test]
@@ -223,10 +242,20 @@ fn target_paths_make_the_trees_restic_makes() {
         ("relative", base.clone(), vec!["src".into()], true),
         ("dot", src.clone(), vec![".".into()], true),
         ("dot-slash", base.clone(), vec!["./src/".into()], true),
-        ("several relative", base.clone(), vec!["src/links".into(), "src/deep".into(), "src/data/one".into()], false),
+        (
+            "several relative",
+            base.clone(),
+            vec!["src/links".into(), "src/deep".into(), "src/data/one".into()],
+            false,
+        ),
         ("dot-dot", src.join("data"), vec!["../names".into()], false),
         ("dot-dot nested", src.join("data"), vec!["../deep/l1/l2".into(), "../links".into()], false),
-        ("inner dot-dot", base.clone(), vec!["src/deep/../links".into(), "src/data/../hard/sub".into()], false),
+        (
+            "inner dot-dot",
+            base.clone(),
+            vec!["src/deep/../links".into(), "src/data/../hard/sub".into()],
+            false,
+        ),
         ("absolute", PathBuf::from("/"), vec![abs], false),
     ];
     for (what, dir, args, same_tree) in cases {
@@ -275,7 +304,10 @@ fn sluice_after_restic_adds_no_data() {
         assert_eq!(count(&ours, "data_blobs"), 0, "{how}: sluice stored data restic had stored: {ours}");
         assert_eq!(count(&ours, "tree_blobs"), 0, "{how}: sluice's trees differ from restic's: {ours}");
         assert_eq!(count(&ours, "data_added"), 0, "{how}: {ours}");
-        let (ts, os) = (snapshot(&r, theirs["snapshot_id"].as_str().unwrap()), snapshot(&r, ours["snapshot_id"].as_str().unwrap()));
+        let (ts, os) = (
+            snapshot(&r, theirs["snapshot_id"].as_str().unwrap()),
+            snapshot(&r, ours["snapshot_id"].as_str().unwrap()),
+        );
         assert_eq!(ts["tree"], os["tree"], "{how}: root tree ids differ");
 
         // restic's snapshot is a parent like any other (same host, same paths).
@@ -311,7 +343,10 @@ fn restic_after_sluice_adds_no_data() {
         assert_eq!(count(&theirs, "data_blobs"), 0, "{how}: restic stored data sluice had stored: {theirs}");
         assert_eq!(count(&theirs, "tree_blobs"), 0, "{how}: restic's trees differ from sluice's: {theirs}");
         assert!(count(&theirs, "data_added") < 4096, "{how}: {theirs}");
-        let (ts, os) = (snapshot(&r, theirs["snapshot_id"].as_str().unwrap()), snapshot(&r, ours["snapshot_id"].as_str().unwrap()));
+        let (ts, os) = (
+            snapshot(&r, theirs["snapshot_id"].as_str().unwrap()),
+            snapshot(&r, ours["snapshot_id"].as_str().unwrap()),
+        );
         assert_eq!(ts["tree"], os["tree"], "{how}: root tree ids differ");
         r.check_read_data();
     }
@@ -338,7 +373,10 @@ fn incremental_backup_reads_only_what_changed() {
     assert_eq!(count(&second, "files_new") + count(&second, "files_changed"), 0, "{second}");
     assert_eq!(count(&second, "data_blobs"), 0, "{second}");
     assert_eq!(count(&second, "total_bytes_processed"), count(&first, "total_bytes_processed"));
-    let (s1, s2) = (snapshot(&r, first["snapshot_id"].as_str().unwrap()), snapshot(&r, second["snapshot_id"].as_str().unwrap()));
+    let (s1, s2) = (
+        snapshot(&r, first["snapshot_id"].as_str().unwrap()),
+        snapshot(&r, second["snapshot_id"].as_str().unwrap()),
+    );
     assert_eq!(s2["parent"], s1["id"]);
     assert_eq!(listing(&r, s1["id"].as_str().unwrap()), listing(&r, s2["id"].as_str().unwrap()));
     // Reading nothing makes it a small fraction of the first (pack's own clock).
@@ -381,21 +419,31 @@ fn round_trip_many_seeds() {
         let src = base.join(&name);
         fs::create_dir(&src).unwrap();
         let scale = [0.3, 1.0, 0.6][seed as usize % 3];
-        make_tree(&src, 1000 + seed, &TreeOpts { size_scale: scale, non_utf8: seed % 4 != 3, ..TreeOpts::default() });
+        make_tree(
+            &src,
+            1000 + seed,
+            &TreeOpts { size_scale: scale, non_utf8: seed % 4 != 3, ..TreeOpts::default() },
+        );
         let r = &repos[seed as usize % 2];
-        let comp = if seed % 2 == 0 { "auto" } else { compressions[(seed as usize / 2) % compressions.len()] };
+        let comp =
+            if seed % 2 == 0 { "auto" } else { compressions[(seed as usize / 2) % compressions.len()] };
         let pack = ["4", "16", "5"][seed as usize % 3];
         let (backup, restored, opts): (Backup, PathBuf, CompareOpts) = match seed % 3 {
             0 => (Backup::of(&[&src]), snapshot_subpath(&src).into(), CompareOpts::strict()),
             1 => (Backup::of(&[&name]).in_dir(&base), name.clone().into(), CompareOpts::strict()),
-            _ => (Backup::of(&["."]).in_dir(&src), PathBuf::new(), CompareOpts { skip_root: true, ..CompareOpts::strict() }),
+            _ => (
+                Backup::of(&["."]).in_dir(&src),
+                PathBuf::new(),
+                CompareOpts { skip_root: true, ..CompareOpts::strict() },
+            ),
         };
         let s = backup.pack_args(&["--compression", comp, "--pack-size", pack]).run(r);
         let out = base.join(format!("out-{seed}"));
         let res = restore(r, s["snapshot_id"].as_str().unwrap(), &out);
         assert!(res.codes().iter().all(|&c| c == 0));
-        compare_trees(&src, &out.join(&restored), &opts)
-            .unwrap_or_else(|e| panic!("seed {seed} (format {}, {comp}, {pack} MiB): restore differs:\n{e}", seed % 2 + 1));
+        compare_trees(&src, &out.join(&restored), &opts).unwrap_or_else(|e| {
+            panic!("seed {seed} (format {}, {comp}, {pack} MiB): restore differs:\n{e}", seed % 2 + 1)
+        });
     }
     eprintln!("round trip of 12 trees: {:.1?}", t0.elapsed());
     assert!(t0.elapsed().as_secs() < 120, "round trip took {:?}", t0.elapsed());

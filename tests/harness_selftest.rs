@@ -126,7 +126,13 @@ fn compare_reports_each_kind_of_difference() {
 
     let l = b.join(&info.symlink);
     keeping_times(&[&l, &b.join("links")], || replace_symlink(&l, b"../data/empty"));
-    expect_diffs(&a, &b, &opts, 5, &["\"links/rel\": link target: expected \"../data/one\", actual \"../data/empty\""]);
+    expect_diffs(
+        &a,
+        &b,
+        &opts,
+        5,
+        &["\"links/rel\": link target: expected \"../data/one\", actual \"../data/empty\""],
+    );
 
     // Break the three-name file into a two-name one plus an identical copy.
     let lone = b.join("hard/sub/three-b");
@@ -136,7 +142,13 @@ fn compare_reports_each_kind_of_difference() {
         fs::write(&lone, c).unwrap();
         fs::set_permissions(&lone, fs::Permissions::from_mode(0o644)).unwrap();
     });
-    expect_diffs(&a, &b, &opts, 6, &["hard links: expected [\"hard/sub/three-b\", \"hard/three-a\", \"names/three c\"]"]);
+    expect_diffs(
+        &a,
+        &b,
+        &opts,
+        6,
+        &["hard links: expected [\"hard/sub/three-b\", \"hard/three-a\", \"names/three c\"]"],
+    );
     expect_diffs(&a, &b, &CompareOpts { hard_links: false, ..opts.clone() }, 5, &[]);
 
     keeping_times(&[&b.join("names")], || fs::remove_file(b.join("names/<a>&")).unwrap());
@@ -170,7 +182,13 @@ fn compare_tolerances() {
         set_times(&b.join(rel), at, (1_600_000_000, ns / 1000 * 1000));
     }
     let exact = CompareOpts::strict();
-    expect_diffs(&a, &b, &exact, 2, &["\"data/mid.txt\": mtime: expected 1600000000.123456789, actual 1600000000.123456000"]);
+    expect_diffs(
+        &a,
+        &b,
+        &exact,
+        2,
+        &["\"data/mid.txt\": mtime: expected 1600000000.123456789, actual 1600000000.123456000"],
+    );
     compare_trees(&a, &b, &CompareOpts { mtime_resolution_ns: 1000, ..exact.clone() }).unwrap();
     compare_trees(&a, &b, &CompareOpts { mtime_resolution_ns: 0, ..exact.clone() }).unwrap();
 
@@ -236,7 +254,13 @@ fn restic_v2_round_trip_is_exact() {
     let opts = CompareOpts::restic_014();
     let f = restored.join(info.big_file.as_ref().unwrap());
     keeping_times(&[&f], || flip_byte(&f, 5 << 20));
-    expect_diffs(&src, &restored, &opts, 1, &["\"big/repeat.bin\": content: first difference at byte 5242880"]);
+    expect_diffs(
+        &src,
+        &restored,
+        &opts,
+        1,
+        &["\"big/repeat.bin\": content: first difference at byte 5242880"],
+    );
     fs::set_permissions(restored.join("data/text-01.txt"), fs::Permissions::from_mode(0o604)).unwrap();
     expect_diffs(&src, &restored, &opts, 2, &["\"data/text-01.txt\": mode: expected 0644, actual 0604"]);
     let (at, (s, ns)) = times(&restored.join("hard/two-a"));
@@ -285,7 +309,11 @@ fn restic_v1_small_packs_backup_of_dot() {
     let sub2 = td.path().join("names-only");
     r.restore(&format!("{}:/names/", &id[..8]), &sub2, &[]);
     compare_trees(&src.join("names"), &sub2, &CompareOpts::restic_014()).unwrap();
-    assert!(fs::read_dir(td.path()).unwrap().all(|e| !e.unwrap().file_name().as_bytes().starts_with(b".restic")));
+    assert!(fs::read_dir(td.path()).unwrap().all(|e| !e
+        .unwrap()
+        .file_name()
+        .as_bytes()
+        .starts_with(b".restic")));
     let _ = info;
 }
 

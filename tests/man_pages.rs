@@ -55,11 +55,7 @@ fn tools() -> Vec<String> {
             }
         }
     }
-    assert!(
-        !tools.is_empty(),
-        "no [[bin]] names found in {}",
-        manifest.display()
-    );
+    assert!(!tools.is_empty(), "no [[bin]] names found in {}", manifest.display());
     tools
 }
 
@@ -89,10 +85,7 @@ fn headings(roff: &str) -> Vec<String> {
 /// The roff source of one section: the lines after `.SH NAME` up to the next `.SH`.
 fn section<'a>(roff: &'a str, name: &str) -> Option<Vec<&'a str>> {
     let mut lines = roff.lines();
-    lines.by_ref().find(|l| {
-        l.strip_prefix(".SH ")
-            .is_some_and(|h| h.trim().trim_matches('"') == name)
-    })?;
+    lines.by_ref().find(|l| l.strip_prefix(".SH ").is_some_and(|h| h.trim().trim_matches('"') == name))?;
     Some(lines.take_while(|l| !l.starts_with(".SH ")).collect())
 }
 
@@ -221,31 +214,19 @@ fn help(tool: &str) -> Help {
     ] {
         cmd.env_remove(var);
     }
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("run {} --help: {e}", bin.display()));
-    assert!(
-        out.status.success(),
-        "{tool} --help failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = cmd.output().unwrap_or_else(|e| panic!("run {} --help: {e}", bin.display()));
+    assert!(out.status.success(), "{tool} --help failed: {}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).expect("help is UTF-8");
     let mut h = Help::default();
-    for line in text
-        .lines()
-        .map(str::trim_start)
-        .filter(|l| l.starts_with('-'))
-    {
+    for line in text.lines().map(str::trim_start).filter(|l| l.starts_with('-')) {
         for word in line.split_whitespace() {
             let word = word.trim_end_matches(',');
             if !word.starts_with('-') {
                 break;
             }
             if let Some(long) = word.strip_prefix("--") {
-                let name: String = long
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
-                    .collect();
+                let name: String =
+                    long.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
                 h.long.insert(format!("--{name}"));
             } else if let Some(c) = word.strip_prefix('-').and_then(|s| s.chars().next()) {
                 h.short.insert(c);
@@ -254,17 +235,11 @@ fn help(tool: &str) -> Help {
         let mut rest = line;
         while let Some(at) = rest.find("[env: ") {
             rest = &rest[at + "[env: ".len()..];
-            let name: String = rest
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect();
+            let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
             h.env.insert(name);
         }
     }
-    assert!(
-        h.long.contains("--help"),
-        "could not parse the flags of {tool} --help:\n{text}"
-    );
+    assert!(h.long.contains("--help"), "could not parse the flags of {tool} --help:\n{text}");
     h
 }
 
@@ -287,16 +262,10 @@ fn every_tool_has_a_page_and_every_page_a_tool() {
         }
     }
     for entry in std::fs::read_dir(man_dir()).expect("read man/") {
-        let name = entry
-            .expect("read man/")
-            .file_name()
-            .to_string_lossy()
-            .into_owned();
+        let name = entry.expect("read man/").file_name().to_string_lossy().into_owned();
         if let Some(tool) = name.strip_suffix(".1") {
             if !tools.iter().any(|t| t == tool) {
-                problems.push(format!(
-                    "man/{name} documents {tool}, which is not a [[bin]] in Cargo.toml"
-                ));
+                problems.push(format!("man/{name} documents {tool}, which is not a [[bin]] in Cargo.toml"));
             }
         }
     }
@@ -369,9 +338,7 @@ fn every_help_flag_is_documented() {
                 ));
             }
         }
-        let env = section(&roff, "ENVIRONMENT")
-            .map(|s| plain(&s.join("\n")))
-            .unwrap_or_default();
+        let env = section(&roff, "ENVIRONMENT").map(|s| plain(&s.join("\n"))).unwrap_or_default();
         for var in &help.env {
             if !env.contains(var.as_str()) {
                 problems.push(format!(
@@ -445,11 +412,7 @@ fn every_record_type_is_documented() {
 #[test]
 fn overview_lists_every_tool() {
     let roff = std::fs::read_to_string(man_dir().join("sluice.7")).expect("read man/sluice.7");
-    let see_also = plain(
-        &section(&roff, "SEE ALSO")
-            .expect("sluice.7 has SEE ALSO")
-            .join("\n"),
-    );
+    let see_also = plain(&section(&roff, "SEE ALSO").expect("sluice.7 has SEE ALSO").join("\n"));
     let mut problems = Vec::new();
     for tool in tools() {
         if !see_also.contains(&format!(".BR {tool} (1)")) {
@@ -464,22 +427,13 @@ fn pages_are_lint_clean() {
     let mut pages: Vec<PathBuf> = std::fs::read_dir(man_dir())
         .expect("read man/")
         .map(|e| e.expect("read man/").path())
-        .filter(|p| {
-            matches!(
-                p.extension().and_then(|e| e.to_str()),
-                Some("1" | "5" | "7")
-            )
-        })
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("1" | "5" | "7")))
         .collect();
     pages.sort();
     assert!(!pages.is_empty(), "no man pages in {}", man_dir().display());
     let mut problems = Vec::new();
     for p in &pages {
-        let out = match Command::new("mandoc")
-            .args(["-Tlint", "-W", "warning"])
-            .arg(p)
-            .output()
-        {
+        let out = match Command::new("mandoc").args(["-Tlint", "-W", "warning"]).arg(p).output() {
             Ok(out) => out,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
                 "mandoc is not installed, and the man page lint needs it \
@@ -487,11 +441,8 @@ fn pages_are_lint_clean() {
             ),
             Err(e) => panic!("run mandoc: {e}"),
         };
-        let said = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let said =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         if !out.status.success() || !said.trim().is_empty() {
             problems.push(format!(
                 "mandoc -Tlint -W warning {} ({}):\n{}",
@@ -515,16 +466,10 @@ fn helpers_read_roff_and_help_as_intended() {
     let (long, short) = tag_flags(&lines);
     assert_eq!(long, BTreeSet::from(["--repo".to_string()]));
     assert_eq!(short, BTreeSet::from(['r']), "-c is prose, not a tag");
-    assert_eq!(
-        long_flags("a--b --max-gap, (--x-) \\-\\-no"),
-        ["--max-gap", "--x"].map(String::from).into()
-    );
+    assert_eq!(long_flags("a--b --max-gap, (--x-) \\-\\-no"), ["--max-gap", "--x"].map(String::from).into());
 
     let h = help("fetch-pack");
-    assert!(
-        h.long.contains("--max-gap") && h.long.contains("--repo"),
-        "{h:?}"
-    );
+    assert!(h.long.contains("--max-gap") && h.long.contains("--repo"), "{h:?}");
     assert!(h.short.contains(&'r') && h.short.contains(&'h'), "{h:?}");
     assert!(h.env.contains("RESTIC_REPOSITORY"), "{h:?}");
     assert!(!h.long.iter().any(|f| f.contains('<')), "{h:?}");

@@ -53,8 +53,10 @@ impl Fx {
 
     /// `walk | fetch-pack`'s output.
     fn fetch_stream(&self) -> Vec<u8> {
-        let res =
-            Pipeline::new().stage(tool(&self.r, "walk", &["latest"])).stage(tool(&self.r, "fetch-pack", &[])).run();
+        let res = Pipeline::new()
+            .stage(tool(&self.r, "walk", &["latest"]))
+            .stage(tool(&self.r, "fetch-pack", &[]))
+            .run();
         res.assert_ok();
         res.stdout
     }
@@ -63,7 +65,11 @@ impl Fx {
     fn multi_record(&self) -> Value {
         let records = walk_records(&self.r, "latest", &[]);
         let rec = record_for(&records, MULTI).clone();
-        assert!(rec["blobs"].as_array().unwrap().len() >= 2, "{MULTI} should be several blobs: {}", rec["blobs"]);
+        assert!(
+            rec["blobs"].as_array().unwrap().len() >= 2,
+            "{MULTI} should be several blobs: {}",
+            rec["blobs"]
+        );
         rec
     }
 
@@ -96,7 +102,10 @@ fn join(lines: &[&[u8]]) -> Vec<u8> {
 /// Index (0-based) of the line holding the node record of `path`.
 fn node_line(lines: &[&[u8]], path: &str) -> usize {
     let needle = format!("{{\"type\":\"node\",\"path\":{}", serde_json::to_string(path).unwrap());
-    lines.iter().position(|l| l.starts_with(needle.as_bytes())).unwrap_or_else(|| panic!("no node line for {path}"))
+    lines
+        .iter()
+        .position(|l| l.starts_with(needle.as_bytes()))
+        .unwrap_or_else(|| panic!("no node line for {path}"))
 }
 
 /// The stream with `extra` inserted as line number `no` (1-based).
@@ -126,7 +135,12 @@ fn wrong_password_exits_12() {
     let flags = |name: &str, args: &[&str]| {
         let mut v: Vec<OsString> = vec![name.into()];
         v.extend(args.iter().map(OsString::from));
-        v.extend(["--repo".into(), fx.r.repo.clone().into_os_string(), "--password-file".into(), bad.clone().into()]);
+        v.extend([
+            "--repo".into(),
+            fx.r.repo.clone().into_os_string(),
+            "--password-file".into(),
+            bad.clone().into(),
+        ]);
         v
     };
     let stream = fx.fetch_stream();
@@ -188,7 +202,10 @@ fn missing_repository_exits_10() {
         let res = p.run();
         assert_eq!(res.codes(), vec![10], "{}", res.report());
         let msg = one_line(&res.stderrs[0], args[0]);
-        assert_eq!(msg, format!("{}: repository {} does not exist (no config file)", args[0], gone.display()));
+        assert_eq!(
+            msg,
+            format!("{}: repository {} does not exist (no config file)", args[0], gone.display())
+        );
     }
     assert!(!target.exists());
     assert!(!gone.exists(), "a tool created the missing repository");
@@ -275,7 +292,8 @@ fn malformed_line_and_unknown_record_type() {
         if bad.starts_with("{\"type\":\"blob\"") {
             continue;
         }
-        let res = Pipeline::new().stage(tool(&fx.r, "fetch-pack", &[])).stdin(with_line_at(&walked, 3, bad)).run();
+        let res =
+            Pipeline::new().stage(tool(&fx.r, "fetch-pack", &[])).stdin(with_line_at(&walked, 3, bad)).run();
         assert_eq!(res.codes(), vec![1], "{bad}: {}", res.report());
         let msg = one_line(&res.stderrs[0], "fetch-pack");
         assert!(msg.starts_with("fetch-pack: line 3: "), "{bad}: {msg}");
@@ -353,7 +371,10 @@ fn open_up(td: &Path) {
     fs::set_permissions(td, fs::Permissions::from_mode(mode | 0o005)).unwrap();
     for p in td.ancestors().skip(1) {
         let mode = fs::metadata(p).unwrap().permissions().mode();
-        assert!(mode & 0o001 != 0, "{p:?} is not traversable by others; point TMPDIR elsewhere for this test");
+        assert!(
+            mode & 0o001 != 0,
+            "{p:?} is not traversable by others; point TMPDIR elsewhere for this test"
+        );
     }
 }
 
@@ -497,7 +518,10 @@ fn verify_names_a_file_altered_after_restore() {
     let res = verify();
     assert_eq!(res.codes(), vec![3], "{}", res.report());
     let msg = one_line(&res.stderrs[0], "verify");
-    assert!(msg.starts_with(&format!("verify: 1 of {n} files differ")) && msg.contains("data/mid.bin"), "{msg}");
+    assert!(
+        msg.starts_with(&format!("verify: 1 of {n} files differ")) && msg.contains("data/mid.bin"),
+        "{msg}"
+    );
     let verdicts = framed_records(&res);
     assert_eq!(verdicts.len(), n);
     let bad: Vec<&Value> = verdicts.iter().filter(|v| v["ok"] != true).collect();
@@ -514,6 +538,7 @@ fn verify_names_a_file_altered_after_restore() {
     let msg = one_line(&res.stderrs[0], "verify");
     // hard/two-a has a second name, data/hard-two-b, and both now differ.
     assert!(msg.starts_with(&format!("verify: 3 of {n} files differ")), "{msg}");
-    let paths: Vec<String> = framed_records(&res).iter().map(|v| v["path"].as_str().unwrap().to_string()).collect();
+    let paths: Vec<String> =
+        framed_records(&res).iter().map(|v| v["path"].as_str().unwrap().to_string()).collect();
     assert_eq!(paths, ["data/hard-two-b", "data/mid.bin", "hard/two-a"]);
 }

@@ -69,7 +69,11 @@ fn round_trip(version: u32, backup_args: &[&str], seed: u64, big: bool) -> (Repo
     let records = walk_records(&repo.r, "latest", &[]);
     let compressed = blobs(&records).iter().filter(|(_, b)| b.get("uncompressed_length").is_some()).count();
     let want_compressed = version == 2 && !backup_args.contains(&"off");
-    assert_eq!(compressed > 0, want_compressed, "{compressed} compressed blobs with {backup_args:?}, v{version}");
+    assert_eq!(
+        compressed > 0,
+        want_compressed,
+        "{compressed} compressed blobs with {backup_args:?}, v{version}"
+    );
     (repo, records)
 }
 
@@ -117,7 +121,8 @@ fn v2_auto_pack_4_big() {
 fn v2_max_pack_128_big() {
     let (repo, records) = round_trip(2, &["--compression", "max", "--pack-size", "128"], 105, true);
     // Every data blob of the 28 MiB tree fits the one data pack a 128 MiB limit allows.
-    let data_packs: BTreeSet<&str> = blobs(&records).iter().map(|(_, b)| b["pack"].as_str().unwrap()).collect();
+    let data_packs: BTreeSet<&str> =
+        blobs(&records).iter().map(|(_, b)| b["pack"].as_str().unwrap()).collect();
     assert_eq!(data_packs.len(), 1, "{data_packs:?}");
     let big = record_for(&records, "big/repeat.bin");
     assert!(big["blobs"].as_array().unwrap().len() >= 9, "repeat.bin should be many blobs: {}", big["blobs"]);
@@ -229,7 +234,10 @@ fn sparse_restore_is_identical_and_has_holes() {
     if supports_holes(repo.td.path()) {
         assert!(d >= size, "dense copy has holes: {d} bytes allocated for {size}");
         let holes = n_zero as u64 * (512 << 10);
-        assert!(s + holes <= size + (64 << 10), "sparse copy: {s} bytes allocated for {size}, {holes} should be holes");
+        assert!(
+            s + holes <= size + (64 << 10),
+            "sparse copy: {s} bytes allocated for {size}, {holes} should be holes"
+        );
     }
 }
 
@@ -243,7 +251,9 @@ fn subpath_and_filters_match_restic() {
 
     // SNAP:PATH, with and without the leading slash, non-UTF-8 names inside.
     for (n, (spec, sub)) in
-        [("latest:/deep/l1", "deep/l1"), ("latest:names", "names"), ("latest:hard/", "hard")].into_iter().enumerate()
+        [("latest:/deep/l1", "deep/l1"), ("latest:names", "names"), ("latest:hard/", "hard")]
+            .into_iter()
+            .enumerate()
     {
         let ours = base.join(format!("sub-ours-{n}"));
         let theirs = base.join(format!("sub-restic-{n}"));
@@ -268,7 +278,8 @@ fn subpath_and_filters_match_restic() {
         OsStr::new("--include"),
         OsStr::new("*.txt"),
     ]);
-    compare_trees(&theirs.join("deep"), &ours, &strict_no_root).unwrap_or_else(|e| panic!("deep with *.txt: {e}"));
+    compare_trees(&theirs.join("deep"), &ours, &strict_no_root)
+        .unwrap_or_else(|e| panic!("deep with *.txt: {e}"));
 
     // (flag, pattern, a path that must be restored, a path that must not)
     let cases = [
@@ -374,7 +385,8 @@ fn one_pack_listed_and_damage_named() {
     let tree_pack = index.iter().find(|(_, v)| v.iter().all(|e| e.1 == "tree")).expect("a tree pack").0;
     let path = files.iter().find(|p| p.file_name().unwrap() == data_pack.as_str()).unwrap();
 
-    for spec in [OsStr::new(data_pack), OsStr::new(&data_pack[..12]), path.as_os_str(), OsStr::new(tree_pack)] {
+    for spec in [OsStr::new(data_pack), OsStr::new(&data_pack[..12]), path.as_os_str(), OsStr::new(tree_pack)]
+    {
         let res = list_pack(&repo.r, spec);
         res.assert_ok();
         let want = &index[if spec == OsStr::new(tree_pack) { tree_pack } else { data_pack }];

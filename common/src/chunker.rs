@@ -102,10 +102,7 @@ impl Polynomial {
             )));
         }
         if !self.is_irreducible() {
-            return Err(Error::format(format!(
-                "chunker polynomial {:x} is not irreducible",
-                self.0
-            )));
+            return Err(Error::format(format!("chunker polynomial {:x} is not irreducible", self.0)));
         }
         Ok(())
     }
@@ -208,14 +205,7 @@ impl Tables {
             slide_out[b as usize] = mul_mod(b, x512, p) << align;
             enter[b as usize] = b << align;
         }
-        Ok(Tables {
-            pol,
-            align,
-            mask: SPLIT_MASK << align,
-            reduce,
-            slide_out,
-            enter,
-        })
+        Ok(Tables { pol, align, mask: SPLIT_MASK << align, reduce, slide_out, enter })
     }
 
     /// The polynomial these tables were built for.
@@ -289,12 +279,7 @@ impl Tables {
     /// `find_cut` over `L · lane` bytes from `pos`, as `L` interleaved hash chains; the digest
     /// it returns is still aligned.
     #[inline(always)]
-    fn find_cut_lanes<const L: usize>(
-        &self,
-        data: &[u8],
-        pos: usize,
-        lane: usize,
-    ) -> Option<(usize, u64)> {
+    fn find_cut_lanes<const L: usize>(&self, data: &[u8], pos: usize, lane: usize) -> Option<(usize, u64)> {
         // Lane k's old bytes are block[k·lane + j], its new bytes block[64 + k·lane + j].
         let block = &data[pos - WINDOW..pos + L * lane];
         let mut d = [0u64; L];
@@ -359,13 +344,7 @@ impl<R: Read> Chunker<R> {
 
     /// A chunker for `reader` sharing precomputed tables.
     pub fn with_tables(reader: R, tables: Arc<Tables>) -> Self {
-        Chunker {
-            reader,
-            tables,
-            carry: Vec::new(),
-            eof: false,
-            last_cut: 0,
-        }
+        Chunker { reader, tables, carry: Vec::new(), eof: false, last_cut: 0 }
     }
 
     /// Reads the next chunk into `buf` (its old contents are replaced; its capacity is reused).
@@ -464,9 +443,8 @@ impl<R: Read> Chunker<R> {
 /// uses it to skip hashing such chunks and to restore them sparsely.
 pub fn zero_chunk_id() -> Id {
     Id([
-        0x07, 0x85, 0x4d, 0x2f, 0xef, 0x29, 0x7a, 0x06, 0xba, 0x81, 0x68, 0x5e, 0x66, 0x0c, 0x33,
-        0x2d, 0xe3, 0x6d, 0x5d, 0x18, 0xd5, 0x46, 0x92, 0x7d, 0x30, 0xda, 0xad, 0x6d, 0x7f, 0xda,
-        0x15, 0x41,
+        0x07, 0x85, 0x4d, 0x2f, 0xef, 0x29, 0x7a, 0x06, 0xba, 0x81, 0x68, 0x5e, 0x66, 0x0c, 0x33, 0x2d, 0xe3,
+        0x6d, 0x5d, 0x18, 0xd5, 0x46, 0x92, 0x7d, 0x30, 0xda, 0xad, 0x6d, 0x7f, 0xda, 0x15, 0x41,
     ])
 }
 
@@ -565,20 +543,10 @@ mod tests {
         for p in [0x3DA3358B4DC173, 0x2482734cacca49] {
             assert!(Polynomial(p).is_irreducible(), "{p:x}");
         }
-        for p in [
-            0x38f1e565e288df,
-            0x30a8295b9d5c91,
-            0x255f4350b962cb,
-            0x267f776110a235,
-        ] {
+        for p in [0x38f1e565e288df, 0x30a8295b9d5c91, 0x255f4350b962cb, 0x267f776110a235] {
             assert!(!Polynomial(p).is_irreducible(), "{p:x}");
         }
-        for p in [
-            0x25b468838dcb75,
-            0x249971770ab0ff,
-            0x351c8e211239a3,
-            0x3245e832598389,
-        ] {
+        for p in [0x25b468838dcb75, 0x249971770ab0ff, 0x351c8e211239a3, 0x3245e832598389] {
             assert!(Polynomial(p).is_irreducible(), "real config {p:x}");
             assert!(Polynomial(p).check().is_ok());
         }
@@ -626,9 +594,7 @@ mod tests {
     fn tables_match_their_definition() {
         let t = Tables::new(POL).unwrap();
         // The rolling update must equal the window read as one big polynomial, reduced.
-        let window: Vec<u8> = (0..64u8)
-            .map(|i| i.wrapping_mul(37).wrapping_add(11))
-            .collect();
+        let window: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(37).wrapping_add(11)).collect();
         let mut big = 0u64;
         for &b in &window {
             big = poly_mod(u128::from(big) << 8 | u128::from(b), POL.0);
@@ -658,10 +624,7 @@ mod tests {
         let chunks = chunks_of(&data[..], POL);
         assert_eq!(chunks.len(), 4);
         for (i, &(off, len, cut, id)) in chunks.iter().enumerate() {
-            assert_eq!(
-                (off, len, cut, id),
-                (i * MIN_SIZE, MIN_SIZE, 0, zero_chunk_id())
-            );
+            assert_eq!((off, len, cut, id), (i * MIN_SIZE, MIN_SIZE, 0, zero_chunk_id()));
         }
     }
 
@@ -722,13 +685,7 @@ mod tests {
             assert_eq!(got.3.to_hex(), f[3], "id, {line}");
         }
         // Tiny reads must not change anything.
-        let trickled = chunks_of(
-            Trickle {
-                data: &data[..6 << 20],
-                calls: 0,
-            },
-            POL,
-        );
+        let trickled = chunks_of(Trickle { data: &data[..6 << 20], calls: 0 }, POL);
         let whole = chunks_of(&data[..6 << 20], POL);
         assert_eq!(trickled, whole);
         assert_eq!(whole[..3], chunks[..3]);
@@ -780,16 +737,7 @@ mod tests {
         assert_eq!(got_pairs, want);
         assert!(want.iter().any(|c| c.0 == MAX_SIZE));
         assert!(want.len() > 10);
-        assert_eq!(
-            chunks_of(
-                Trickle {
-                    data: &data,
-                    calls: 0
-                },
-                pol
-            ),
-            got
-        );
+        assert_eq!(chunks_of(Trickle { data: &data, calls: 0 }, pol), got);
     }
 
     /// The lane search must report the first candidate even when several lanes, or several
@@ -803,9 +751,7 @@ mod tests {
             data[at..at + 100].fill(0);
         }
         let naive = |from: usize, to: usize| {
-            (from..to)
-                .map(|i| (i, t.fingerprint(&data[i - 63..=i])))
-                .find(|&(_, d)| d & SPLIT_MASK == 0)
+            (from..to).map(|i| (i, t.fingerprint(&data[i - 63..=i]))).find(|&(_, d)| d & SPLIT_MASK == 0)
         };
         let len = data.len();
         for (from, to) in [
@@ -837,17 +783,8 @@ mod tests {
         let b: Vec<Id> = chunks_of(&edited[..], POL).iter().map(|c| c.3).collect();
         assert!(a.len() >= 8, "only {} chunks", a.len());
         assert_ne!(a[0], b[0]);
-        let same = a
-            .iter()
-            .rev()
-            .zip(b.iter().rev())
-            .take_while(|(x, y)| x == y)
-            .count();
-        assert!(
-            same + 2 >= a.len() && same + 2 >= b.len(),
-            "{same} of {} equal",
-            a.len()
-        );
+        let same = a.iter().rev().zip(b.iter().rev()).take_while(|(x, y)| x == y).count();
+        assert!(same + 2 >= a.len() && same + 2 >= b.len(), "{same} of {} equal", a.len());
     }
 
     /// A buffer reused across chunks of different sizes (and pre-filled with junk) must not
@@ -882,10 +819,7 @@ mod tests {
     /// This thread's CPU time: the machine may be shared, and wall time would then measure the
     /// neighbours.
     fn cpu_seconds() -> f64 {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
         // SAFETY: `ts` is a valid timespec for the call to fill.
         unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
         ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9

@@ -42,9 +42,7 @@ impl RepoLocation {
     pub fn location(&self) -> Result<&str> {
         match self.repo.as_deref() {
             Some(r) if !r.is_empty() => Ok(r),
-            _ => Err(Error::Usage(
-                "no repository given: use -r/--repo or set RESTIC_REPOSITORY".into(),
-            )),
+            _ => Err(Error::Usage("no repository given: use -r/--repo or set RESTIC_REPOSITORY".into())),
         }
     }
 
@@ -80,13 +78,10 @@ impl RepoArgs {
             use std::os::unix::ffi::OsStringExt;
             p.into_vec()
         } else if std::io::stderr().is_terminal() {
-            rpassword::prompt_password("enter password for repository: ")
-                .ctx("password prompt")?
-                .into_bytes()
+            rpassword::prompt_password("enter password for repository: ").ctx("password prompt")?.into_bytes()
         } else {
             return Err(Error::Usage(
-                "no password: set RESTIC_PASSWORD_FILE, RESTIC_PASSWORD_COMMAND or RESTIC_PASSWORD"
-                    .into(),
+                "no password: set RESTIC_PASSWORD_FILE, RESTIC_PASSWORD_COMMAND or RESTIC_PASSWORD".into(),
             ));
         };
         if pw.is_empty() {
@@ -123,9 +118,10 @@ impl SnapshotFilter {
     pub fn keep(&self, s: &crate::snapshot::Snapshot) -> bool {
         let host_ok = self.host.is_empty() || self.host.contains(&s.hostname);
         let tag_ok = self.tag.is_empty()
-            || self.tag.iter().any(|list| {
-                list.split(',').filter(|t| !t.is_empty()).all(|t| s.tags.iter().any(|x| x == t))
-            });
+            || self
+                .tag
+                .iter()
+                .any(|list| list.split(',').filter(|t| !t.is_empty()).all(|t| s.tags.iter().any(|x| x == t)));
         let path_ok = self.path.iter().all(|p| {
             let p = p.trim_end_matches('/');
             s.paths.iter().any(|x| x.trim_end_matches('/') == p)

@@ -28,13 +28,10 @@ impl Config {
     pub fn decode(key: &Key, sealed: &[u8]) -> Result<Config> {
         let plain = key.open(sealed)?;
         // serde_json accepts trailing whitespace after the value, so old files need no trim.
-        let cfg: Config = serde_json::from_slice(&plain)
-            .map_err(|e| Error::format(format!("invalid config JSON: {e}")))?;
+        let cfg: Config =
+            serde_json::from_slice(&plain).map_err(|e| Error::format(format!("invalid config JSON: {e}")))?;
         if !(1..=2).contains(&cfg.version) {
-            return Err(Error::format(format!(
-                "unsupported repository version {}",
-                cfg.version
-            )));
+            return Err(Error::format(format!("unsupported repository version {}", cfg.version)));
         }
         Ok(cfg)
     }
@@ -51,11 +48,7 @@ impl Config {
     pub fn new(version: u32, chunker_polynomial: u64) -> Config {
         let mut id = [0u8; 32];
         OsRng.fill_bytes(&mut id);
-        Config {
-            version,
-            id: hex::encode(id),
-            chunker_polynomial,
-        }
+        Config { version, id: hex::encode(id), chunker_polynomial }
     }
 }
 
@@ -72,9 +65,7 @@ mod hex_poly {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         // from_str_radix alone would also take a leading '+', which Go's ParseUint refuses.
         if s.is_empty() || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(de::Error::custom(format!(
-                "invalid chunker polynomial {s:?}"
-            )));
+            return Err(de::Error::custom(format!("invalid chunker polynomial {s:?}")));
         }
         u64::from_str_radix(&s, 16)
             .map_err(|_| de::Error::custom(format!("chunker polynomial {s:?} exceeds 64 bits")))
@@ -112,10 +103,7 @@ mod tests {
         );
         let cfg = Config::decode(&master(), &CONFIG).unwrap();
         assert_eq!(cfg.version, 1);
-        assert_eq!(
-            cfg.id,
-            "9b908d2539170f6fcdbbaa9941bfb4a99ee7eb5c0ac02e7e05008d594fc80975"
-        );
+        assert_eq!(cfg.id, "9b908d2539170f6fcdbbaa9941bfb4a99ee7eb5c0ac02e7e05008d594fc80975");
         assert_eq!(cfg.chunker_polynomial, 0x3245e832598389);
     }
 
@@ -123,9 +111,7 @@ mod tests {
     fn wrong_key_is_integrity_error() {
         let err = Config::decode(&Key::random(), &CONFIG).unwrap_err();
         assert!(matches!(err, Error::Integrity(_)), "{err}");
-        assert!(err
-            .to_string()
-            .starts_with("ciphertext verification failed"));
+        assert!(err.to_string().starts_with("ciphertext verification failed"));
     }
 
     #[test]
@@ -138,10 +124,7 @@ mod tests {
         let json = String::from_utf8(key.open(&sealed).unwrap()).unwrap();
         assert_eq!(
             json,
-            format!(
-                r#"{{"version":2,"id":"{}","chunker_polynomial":"25b468838dcb75"}}"#,
-                cfg.id
-            )
+            format!(r#"{{"version":2,"id":"{}","chunker_polynomial":"25b468838dcb75"}}"#, cfg.id)
         );
         assert_eq!(Config::decode(&key, &sealed).unwrap(), cfg);
     }
@@ -149,8 +132,8 @@ mod tests {
     #[test]
     fn tolerates_trailing_whitespace() {
         let key = Key::random();
-        let sealed = key
-            .seal(b"{\"version\":2,\"id\":\"ab\",\"chunker_polynomial\":\"3DA3358B4DC173\"}\n \n");
+        let sealed =
+            key.seal(b"{\"version\":2,\"id\":\"ab\",\"chunker_polynomial\":\"3DA3358B4DC173\"}\n \n");
         let cfg = Config::decode(&key, &sealed).unwrap();
         assert_eq!(cfg.chunker_polynomial, 0x3da3358b4dc173);
     }
@@ -160,22 +143,10 @@ mod tests {
         let key = Key::random();
         let decode = |json: &str| Config::decode(&key, &key.seal(json.as_bytes()));
         for v in [0, 3] {
-            let err = decode(&format!(
-                r#"{{"version":{v},"id":"x","chunker_polynomial":"1"}}"#
-            ))
-            .unwrap_err();
-            assert_eq!(
-                err.to_string(),
-                format!("unsupported repository version {v}")
-            );
+            let err = decode(&format!(r#"{{"version":{v},"id":"x","chunker_polynomial":"1"}}"#)).unwrap_err();
+            assert_eq!(err.to_string(), format!("unsupported repository version {v}"));
         }
-        for p in [
-            r#""""#,
-            r#""0x3da3""#,
-            r#""+3da3""#,
-            r#""11112222333344445""#,
-            "123",
-        ] {
+        for p in [r#""""#, r#""0x3da3""#, r#""+3da3""#, r#""11112222333344445""#, "123"] {
             let json = format!(r#"{{"version":2,"id":"x","chunker_polynomial":{p}}}"#);
             assert!(matches!(decode(&json), Err(Error::Format(_))), "{p}");
         }

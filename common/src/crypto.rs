@@ -166,10 +166,7 @@ impl Key {
     /// Like [`Key::open_in_place`], but a MAC mismatch is `Ok(None)` instead of an error,
     /// for callers to whom a mismatch is an expected answer (trying a password on a key
     /// file) while a malformed object is still an error.
-    pub(crate) fn try_open_in_place<'a>(
-        &self,
-        sealed: &'a mut [u8],
-    ) -> Result<Option<&'a mut [u8]>> {
+    pub(crate) fn try_open_in_place<'a>(&self, sealed: &'a mut [u8]) -> Result<Option<&'a mut [u8]>> {
         let Some((iv, _)) = self.verify(sealed)? else {
             return Ok(None);
         };
@@ -183,10 +180,7 @@ impl Key {
     /// and the still-encrypted ciphertext.
     fn verify<'a>(&self, sealed: &'a [u8]) -> Result<Option<([u8; IV_LEN], &'a [u8])>> {
         if sealed.len() < OVERHEAD {
-            return Err(Error::integrity(format!(
-                "ciphertext too short ({} bytes)",
-                sealed.len()
-            )));
+            return Err(Error::integrity(format!("ciphertext too short ({} bytes)", sealed.len())));
         }
         let (iv_bytes, rest) = sealed.split_at(IV_LEN);
         let (ct, tag) = rest.split_at(rest.len() - MAC_LEN);
@@ -285,10 +279,7 @@ mod tests {
             let mut bad = V1_OBJECT;
             bad[pos] ^= 0x88;
             let err = key.open(&bad).unwrap_err().to_string();
-            assert_eq!(
-                err,
-                "ciphertext verification failed (wrong key or corrupted data)"
-            );
+            assert_eq!(err, "ciphertext verification failed (wrong key or corrupted data)");
             assert!(key.open_in_place(&mut bad).is_err());
             // The buffer must stay untouched: nothing is decrypted before the MAC checks.
             let mut orig = V1_OBJECT;
@@ -325,12 +316,7 @@ mod tests {
             ),
         ];
         for (msg, r, k, nonce, mac) in rows {
-            assert_eq!(
-                poly1305_aes_raw(r, k, nonce, msg),
-                mac,
-                "msg {}",
-                hex::encode(msg)
-            );
+            assert_eq!(poly1305_aes_raw(r, k, nonce, msg), mac, "msg {}", hex::encode(msg));
         }
     }
 
@@ -349,9 +335,7 @@ mod tests {
             let mut one_time = [0u8; 32];
             one_time[..16].copy_from_slice(&r);
             one_time[16..].copy_from_slice(&s);
-            let want: [u8; 16] = Poly1305::new(&one_time.into())
-                .compute_unpadded(&msg[..len])
-                .into();
+            let want: [u8; 16] = Poly1305::new(&one_time.into()).compute_unpadded(&msg[..len]).into();
             assert_eq!(poly1305_aes(&r, &k, &nonce, &msg[..len]), want, "len {len}");
         }
     }
@@ -363,16 +347,10 @@ mod tests {
         assert_eq!(err, "ciphertext too short (31 bytes)");
         let mut zero_iv = V1_OBJECT;
         zero_iv[..16].fill(0);
-        assert_eq!(
-            key.open(&zero_iv).unwrap_err().to_string(),
-            "nonce is invalid"
-        );
+        assert_eq!(key.open(&zero_iv).unwrap_err().to_string(), "nonce is invalid");
         let mut zero_iv = V1_OBJECT;
         zero_iv[..16].fill(0);
-        assert_eq!(
-            key.open_in_place(&mut zero_iv).unwrap_err().to_string(),
-            "nonce is invalid"
-        );
+        assert_eq!(key.open_in_place(&mut zero_iv).unwrap_err().to_string(), "nonce is invalid");
     }
 
     #[test]
@@ -462,11 +440,7 @@ mod tests {
             key.open_in_place(&mut buf).unwrap();
         });
         let mb = plain.len() as f64 / 1e6;
-        let msg = format!(
-            "seal_into {:.0} MB/s, copy+open_in_place {:.0} MB/s\n",
-            mb / seal,
-            mb / open
-        );
+        let msg = format!("seal_into {:.0} MB/s, copy+open_in_place {:.0} MB/s\n", mb / seal, mb / open);
         // print macros are denied crate-wide; a direct write shows with --nocapture.
         std::io::Write::write_all(&mut std::io::stderr(), msg.as_bytes()).unwrap();
     }

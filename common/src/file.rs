@@ -31,32 +31,21 @@ pub fn decode(key: &Key, sealed: &[u8], repo_version: u32) -> Result<Vec<u8>> {
     match plain.first() {
         None | Some(b'{') | Some(b'[') => Ok(plain),
         Some(&ZSTD) => decompress(&plain[1..], MAX_DECOMPRESSED),
-        Some(&other) => Err(Error::format(format!(
-            "unsupported encoding format 0x{other:02x}"
-        ))),
+        Some(&other) => Err(Error::format(format!("unsupported encoding format 0x{other:02x}"))),
     }
 }
 
 /// Streams through the decoder because restic's frames often omit the content size; the
 /// size, when present, only pre-sizes the buffer (never beyond `limit`).
 fn decompress(frame: &[u8], limit: u64) -> Result<Vec<u8>> {
-    let hint = zstd::zstd_safe::get_frame_content_size(frame)
-        .ok()
-        .flatten()
-        .unwrap_or(0);
+    let hint = zstd::zstd_safe::get_frame_content_size(frame).ok().flatten().unwrap_or(0);
     let mut out = Vec::with_capacity(hint.min(limit) as usize);
-    let decoder = zstd::stream::read::Decoder::with_buffer(frame)
-        .map_err(|e| Error::format(format!("zstd: {e}")))?;
+    let decoder =
+        zstd::stream::read::Decoder::with_buffer(frame).map_err(|e| Error::format(format!("zstd: {e}")))?;
     // One byte past the cap tells "exactly at the cap" from "over it".
-    decoder
-        .take(limit + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| Error::format(format!("zstd: {e}")))?;
+    decoder.take(limit + 1).read_to_end(&mut out).map_err(|e| Error::format(format!("zstd: {e}")))?;
     if out.len() as u64 > limit {
-        return Err(Error::format(format!(
-            "zstd: decompressed file exceeds {} MiB",
-            limit >> 20
-        )));
+        return Err(Error::format(format!("zstd: decompressed file exceeds {} MiB", limit >> 20)));
     }
     Ok(out)
 }
@@ -122,10 +111,7 @@ mod tests {
         assert_eq!(obj.len(), keys.len(), "{text}");
         let pos: Vec<usize> = keys
             .iter()
-            .map(|k| {
-                text.find(&format!("\"{k}\":"))
-                    .unwrap_or_else(|| panic!("{k} in {text}"))
-            })
+            .map(|k| text.find(&format!("\"{k}\":")).unwrap_or_else(|| panic!("{k} in {text}")))
             .collect();
         assert!(pos.windows(2).all(|w| w[0] < w[1]), "key order in {text}");
         assert!(obj["tree"].as_str().unwrap().starts_with("80ad1948"));
@@ -140,9 +126,7 @@ mod tests {
     #[test]
     fn round_trips() {
         let key = Key::random();
-        let big: Vec<u8> = (0..200_000u32)
-            .flat_map(|i| format!("{{\"n\":{i}}},").into_bytes())
-            .collect();
+        let big: Vec<u8> = (0..200_000u32).flat_map(|i| format!("{{\"n\":{i}}},").into_bytes()).collect();
         for json in [&b"{}"[..], b"[1,2,3]\n", b"", &big] {
             let v1 = encode(&key, json, 1);
             assert_eq!(key.open(&v1).unwrap(), json);
@@ -186,10 +170,7 @@ mod tests {
         let mut sealed = encode(&key, b"{}", 2);
         sealed[20] ^= 1;
         assert!(matches!(decode(&key, &sealed, 2), Err(Error::Integrity(_))));
-        assert!(matches!(
-            decode(&Key::random(), &encode(&key, b"{}", 2), 2),
-            Err(Error::Integrity(_))
-        ));
+        assert!(matches!(decode(&Key::random(), &encode(&key, b"{}", 2), 2), Err(Error::Integrity(_))));
     }
 
     #[test]
@@ -203,10 +184,7 @@ mod tests {
         assert_eq!(decompress(&frame, limit).unwrap().len(), limit as usize);
         let mut streamed = Vec::new();
         zstd::stream::copy_encode(&vec![0u8; limit as usize][..], &mut streamed, 1).unwrap();
-        assert_eq!(
-            zstd::zstd_safe::get_frame_content_size(&streamed).unwrap(),
-            None
-        );
+        assert_eq!(zstd::zstd_safe::get_frame_content_size(&streamed).unwrap(), None);
         assert_eq!(decompress(&streamed, limit).unwrap().len(), limit as usize);
         assert_eq!(MAX_DECOMPRESSED, 1 << 30);
     }

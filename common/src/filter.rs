@@ -64,8 +64,7 @@ impl Pattern {
         if self.absolute {
             return match_at(&self.parts, path);
         }
-        (0..=path.len()).any(|start| match_at(&self.parts, &path[start..]))
-            && !self.parts.is_empty()
+        (0..=path.len()).any(|start| match_at(&self.parts, &path[start..])) && !self.parts.is_empty()
     }
 
     /// Whether something below `path` could still match.

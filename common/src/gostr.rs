@@ -29,20 +29,11 @@ pub struct GoJsonFlavor {
 
 impl GoJsonFlavor {
     /// Debian's restic 0.14.0, built with Go 1.19: our test oracle and the default.
-    pub const RESTIC_0_14: GoJsonFlavor = GoJsonFlavor {
-        short_bf_escapes: false,
-        linktarget_raw: false,
-    };
+    pub const RESTIC_0_14: GoJsonFlavor = GoJsonFlavor { short_bf_escapes: false, linktarget_raw: false };
     /// restic 0.16 to 0.17 as released (built with Go < 1.22).
-    pub const RESTIC_0_16: GoJsonFlavor = GoJsonFlavor {
-        short_bf_escapes: false,
-        linktarget_raw: true,
-    };
+    pub const RESTIC_0_16: GoJsonFlavor = GoJsonFlavor { short_bf_escapes: false, linktarget_raw: true };
     /// Current restic releases (Go ≥ 1.22).
-    pub const RESTIC_LATEST: GoJsonFlavor = GoJsonFlavor {
-        short_bf_escapes: true,
-        linktarget_raw: true,
-    };
+    pub const RESTIC_LATEST: GoJsonFlavor = GoJsonFlavor { short_bf_escapes: true, linktarget_raw: true };
 }
 
 impl Default for GoJsonFlavor {
@@ -155,9 +146,7 @@ pub fn go_quote(raw: &[u8], out: &mut String) {
 }
 
 fn hex_value(digits: &[u8]) -> Option<u32> {
-    digits
-        .iter()
-        .try_fold(0u32, |acc, &d| Some(acc * 16 + (d as char).to_digit(16)?))
+    digits.iter().try_fold(0u32, |acc, &d| Some(acc * 16 + (d as char).to_digit(16)?))
 }
 
 /// The inverse of [`go_quote`]: Go's `strconv.Unquote` applied to `"` + `quoted` + `"`.
@@ -211,10 +200,8 @@ pub fn go_unquote(quoted: &str) -> Result<Vec<u8>> {
                     b'u' => 4,
                     _ => 8,
                 };
-                let v = b
-                    .get(i..i + n)
-                    .and_then(hex_value)
-                    .ok_or_else(|| bad("truncated or non-hex escape"))?;
+                let v =
+                    b.get(i..i + n).and_then(hex_value).ok_or_else(|| bad("truncated or non-hex escape"))?;
                 i += n;
                 if e == b'x' {
                     // \x is a byte, not a rune: this is how invalid UTF-8 survives.
@@ -226,9 +213,7 @@ pub fn go_unquote(quoted: &str) -> Result<Vec<u8>> {
                 }
             }
             b'0'..=b'7' => {
-                let digits = b
-                    .get(i - 1..i + 2)
-                    .ok_or_else(|| bad("truncated octal escape"))?;
+                let digits = b.get(i - 1..i + 2).ok_or_else(|| bad("truncated octal escape"))?;
                 let mut v = 0u32;
                 for &d in digits {
                     if !(b'0'..=b'7').contains(&d) {
@@ -295,9 +280,9 @@ pub fn go_json_string_flavor(s: &[u8], flavor: GoJsonFlavor, out: &mut Vec<u8>) 
         let end = (i + 4).min(s.len());
         let rune = match std::str::from_utf8(&s[i..end]) {
             Ok(t) => t.chars().next(),
-            Err(e) if e.valid_up_to() > 0 => std::str::from_utf8(&s[i..i + e.valid_up_to()])
-                .ok()
-                .and_then(|t| t.chars().next()),
+            Err(e) if e.valid_up_to() > 0 => {
+                std::str::from_utf8(&s[i..i + e.valid_up_to()]).ok().and_then(|t| t.chars().next())
+            }
             Err(_) => None,
         };
         match rune {
@@ -309,11 +294,7 @@ pub fn go_json_string_flavor(s: &[u8], flavor: GoJsonFlavor, out: &mut Vec<u8>) 
             }
             Some(c @ ('\u{2028}' | '\u{2029}')) => {
                 out.extend_from_slice(&s[start..i]);
-                out.extend_from_slice(if c == '\u{2028}' {
-                    b"\\u2028"
-                } else {
-                    b"\\u2029"
-                });
+                out.extend_from_slice(if c == '\u{2028}' { b"\\u2028" } else { b"\\u2029" });
                 i += 3;
                 start = i;
             }
@@ -329,9 +310,7 @@ pub fn go_json_bytes(b: &[u8], out: &mut Vec<u8>) {
     out.push(b'"');
     let start = out.len();
     out.resize(start + base64::encoded_len(b.len(), true).unwrap_or(0), 0);
-    let n = base64::engine::general_purpose::STANDARD
-        .encode_slice(b, &mut out[start..])
-        .unwrap_or(0);
+    let n = base64::engine::general_purpose::STANDARD.encode_slice(b, &mut out[start..]).unwrap_or(0);
     out.truncate(start + n);
     out.push(b'"');
 }
@@ -350,9 +329,7 @@ pub fn go_base64_decode(s: &str) -> Result<Vec<u8>> {
     } else {
         Cow::Borrowed(s)
     };
-    LENIENT
-        .decode(s.as_bytes())
-        .map_err(|e| Error::format(format!("bad base64 {s:?}: {e}")))
+    LENIENT.decode(s.as_bytes()).map_err(|e| Error::format(format!("bad base64 {s:?}: {e}")))
 }
 
 /// Go's `json.Compact` with HTML escaping, as `json.Marshal` applies it to a `json.RawMessage`:
@@ -610,14 +587,8 @@ mod tests {
     fn quote_other_escapes() {
         assert_eq!(quote(b"\x08\x0c\r\x0b\x00\x1f"), r"\b\f\r\v\x00\x1f");
         // C1 controls and format characters are runes, so \u; astral non-printables get \U.
-        assert_eq!(
-            quote("\u{85}\u{ad}\u{200d}\u{feff}".as_bytes()),
-            r"\u0085\u00ad\u200d\ufeff"
-        );
-        assert_eq!(
-            quote("\u{e0001}\u{10ffff}".as_bytes()),
-            r"\U000e0001\U0010ffff"
-        );
+        assert_eq!(quote("\u{85}\u{ad}\u{200d}\u{feff}".as_bytes()), r"\u0085\u00ad\u200d\ufeff");
+        assert_eq!(quote("\u{e0001}\u{10ffff}".as_bytes()), r"\U000e0001\U0010ffff");
         // Go walks invalid UTF-8 byte by byte: a truncated sequence is two escapes, not one.
         assert_eq!(quote(b"\xe2\x82A\xed\xa0\x80"), r"\xe2\x82A\xed\xa0\x80");
         // A real U+FFFD is printable and stays; only invalid bytes become \x.
@@ -628,9 +599,7 @@ mod tests {
 
     #[test]
     fn is_print_matches_go_1_19() {
-        for c in [
-            ' ', 'a', '~', 'é', '\u{301}', '中', '😀', '\u{fffd}', '€', '\u{2028}',
-        ] {
+        for c in [' ', 'a', '~', 'é', '\u{301}', '中', '😀', '\u{fffd}', '€', '\u{2028}'] {
             assert_eq!(go_is_print(c), c != '\u{2028}', "{c:?}");
         }
         // Spaces other than ASCII space, controls, format, private use, unassigned in Unicode
@@ -662,10 +631,7 @@ mod tests {
     #[test]
     fn not_print_count_matches_restic_0_14_measurement() {
         // restic 0.14 escaped 968,351 of the code points from U+0080 up (surrogates aside).
-        let n = (0x80..=0x10ffffu32)
-            .filter_map(char::from_u32)
-            .filter(|&c| !go_is_print(c))
-            .count();
+        let n = (0x80..=0x10ffffu32).filter_map(char::from_u32).filter(|&c| !go_is_print(c)).count();
         assert_eq!(n, 968_351);
     }
 
@@ -678,14 +644,8 @@ mod tests {
 
     #[test]
     fn unquote_escapes() {
-        assert_eq!(
-            go_unquote(r"\101\377\x41\xFF\0007").unwrap(),
-            b"A\xffA\xff\x007"
-        );
-        assert_eq!(
-            go_unquote(r#"\a\b\f\n\r\t\v\\\""#).unwrap(),
-            b"\x07\x08\x0c\n\r\t\x0b\\\""
-        );
+        assert_eq!(go_unquote(r"\101\377\x41\xFF\0007").unwrap(), b"A\xffA\xff\x007");
+        assert_eq!(go_unquote(r#"\a\b\f\n\r\t\v\\\""#).unwrap(), b"\x07\x08\x0c\n\r\t\x0b\\\"");
         assert_eq!(go_unquote(r"\u00e9\U0001F600").unwrap(), "é😀".as_bytes());
         assert_eq!(go_unquote("plain ü").unwrap(), "plain ü".as_bytes());
         assert_eq!(go_unquote("").unwrap(), b"");
@@ -715,9 +675,7 @@ mod tests {
     #[test]
     fn quote_unquote_round_trip_random_bytes() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let alphabet: Vec<char> = "aé中😀\u{a0}\u{200d}\u{2028}\"\\\n\t\u{7f}\u{e000}"
-            .chars()
-            .collect();
+        let alphabet: Vec<char> = "aé中😀\u{a0}\u{200d}\u{2028}\"\\\n\t\u{7f}\u{e000}".chars().collect();
         for _ in 0..2000 {
             let len = rng.gen_range(0..24);
             let mut raw = Vec::new();
@@ -739,19 +697,10 @@ mod tests {
     fn json_string_go_1_19_vs_1_22() {
         // Bytes restic 0.14 stored for a symlink target b"ctl\x08\x0c\x01<&>\u2028".
         let raw = b"ctl\x08\x0c\x01<&>\xe2\x80\xa8";
-        assert_eq!(
-            json(raw),
-            r#""ctl\u0008\u000c\u0001\u003c\u0026\u003e\u2028""#
-        );
-        assert_eq!(
-            json_latest(raw),
-            r#""ctl\b\f\u0001\u003c\u0026\u003e\u2028""#
-        );
+        assert_eq!(json(raw), r#""ctl\u0008\u000c\u0001\u003c\u0026\u003e\u2028""#);
+        assert_eq!(json_latest(raw), r#""ctl\b\f\u0001\u003c\u0026\u003e\u2028""#);
         assert_eq!(json(b"bad\xfex"), r#""bad\ufffdx""#);
-        assert_eq!(
-            json(b"\xe2\x82A\xf0\x9f\x98"),
-            r#""\ufffd\ufffdA\ufffd\ufffd\ufffd""#
-        );
+        assert_eq!(json(b"\xe2\x82A\xf0\x9f\x98"), r#""\ufffd\ufffdA\ufffd\ufffd\ufffd""#);
         assert_eq!(
             json("\u{7f}\u{fffd}\u{2029}é\"\\\n\r\t\x1f".as_bytes()),
             "\"\u{7f}\u{fffd}\\u2029é\\\"\\\\\\n\\r\\t\\u001f\""
@@ -762,10 +711,7 @@ mod tests {
     fn lossy_utf8_is_per_byte() {
         assert_eq!(go_lossy_utf8(b"ok"), "ok");
         assert!(matches!(go_lossy_utf8(b"ok"), Cow::Borrowed(_)));
-        assert_eq!(
-            go_lossy_utf8(b"a\xe2\x82b\xff"),
-            "a\u{fffd}\u{fffd}b\u{fffd}"
-        );
+        assert_eq!(go_lossy_utf8(b"a\xe2\x82b\xff"), "a\u{fffd}\u{fffd}b\u{fffd}");
     }
 
     #[test]
@@ -786,13 +732,7 @@ mod tests {
     #[test]
     fn compact_like_go() {
         let mut out = Vec::new();
-        go_json_compact(
-            "{ \"a\" : \"<x> &\u{2028}\\\" }\" ,\n \"b\":[1, 2] }",
-            &mut out,
-        );
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            r#"{"a":"\u003cx\u003e \u0026\u2028\" }","b":[1,2]}"#
-        );
+        go_json_compact("{ \"a\" : \"<x> &\u{2028}\\\" }\" ,\n \"b\":[1, 2] }", &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), r#"{"a":"\u003cx\u003e \u0026\u2028\" }","b":[1,2]}"#);
     }
 }

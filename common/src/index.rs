@@ -115,8 +115,8 @@ impl Index {
     /// Adds the blobs of one decoded index file. `allow_compressed` is false for v1
     /// repositories, where compressed entries are an error as in restic.
     pub fn add_json(&mut self, json: &[u8], allow_compressed: bool) -> Result<()> {
-        let parsed: AnyFile<'_> = serde_json::from_slice(json)
-            .map_err(|e| Error::format(format!("index does not parse: {e}")))?;
+        let parsed: AnyFile<'_> =
+            serde_json::from_slice(json).map_err(|e| Error::format(format!("index does not parse: {e}")))?;
         let packs = match parsed {
             AnyFile::Current(f) => f.packs,
             AnyFile::Legacy(p) => p,
@@ -215,10 +215,8 @@ impl Index {
 
 /// Encodes one index file's JSON for the given packs and their header entries.
 pub fn encode(packs: &[(Id, Vec<Entry>)]) -> Vec<u8> {
-    let ids: Vec<(String, Vec<(String, &Entry)>)> = packs
-        .iter()
-        .map(|(p, es)| (p.to_hex(), es.iter().map(|e| (e.id.to_hex(), e)).collect()))
-        .collect();
+    let ids: Vec<(String, Vec<(String, &Entry)>)> =
+        packs.iter().map(|(p, es)| (p.to_hex(), es.iter().map(|e| (e.id.to_hex(), e)).collect())).collect();
     #[derive(Serialize)]
     struct Out<'a> {
         packs: Vec<PackJson<'a>>,
@@ -254,8 +252,20 @@ mod tests {
     fn parse_lookup_and_encode() {
         let p = Id::hash(b"pack");
         let es = vec![
-            Entry { blob_type: BlobType::Data, id: Id::hash(b"a"), offset: 0, length: 47, uncompressed_length: Some(6) },
-            Entry { blob_type: BlobType::Tree, id: Id::hash(b"b"), offset: 47, length: 405, uncompressed_length: None },
+            Entry {
+                blob_type: BlobType::Data,
+                id: Id::hash(b"a"),
+                offset: 0,
+                length: 47,
+                uncompressed_length: Some(6),
+            },
+            Entry {
+                blob_type: BlobType::Tree,
+                id: Id::hash(b"b"),
+                offset: 47,
+                length: 405,
+                uncompressed_length: None,
+            },
         ];
         let json = encode(&[(p, es.clone())]);
         let text = std::str::from_utf8(&json).unwrap();

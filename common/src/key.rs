@@ -65,14 +65,11 @@ pub struct ScryptParams {
 /// If `SLUICE_TEST_SCRYPT` is set to `N,r,p` those are used instead, so tests can make
 /// cheap keys; a value that does not parse is ignored.
 pub fn default_params() -> ScryptParams {
-    std::env::var("SLUICE_TEST_SCRYPT")
-        .ok()
-        .and_then(|v| parse_params(&v))
-        .unwrap_or(ScryptParams {
-            n: 32768,
-            r: 8,
-            p: 1,
-        })
+    std::env::var("SLUICE_TEST_SCRYPT").ok().and_then(|v| parse_params(&v)).unwrap_or(ScryptParams {
+        n: 32768,
+        r: 8,
+        p: 1,
+    })
 }
 
 fn parse_params(v: &str) -> Option<ScryptParams> {
@@ -110,12 +107,8 @@ struct MacJson {
 }
 
 fn decode_fixed<const N: usize>(what: &str, b64: &str) -> Result<[u8; N]> {
-    let bytes = B64
-        .decode(b64)
-        .map_err(|e| Error::format(format!("{what} is not valid base64: {e}")))?;
-    bytes
-        .try_into()
-        .map_err(|b: Vec<u8>| Error::format(format!("{what} is {} bytes, want {N}", b.len())))
+    let bytes = B64.decode(b64).map_err(|e| Error::format(format!("{what} is not valid base64: {e}")))?;
+    bytes.try_into().map_err(|b: Vec<u8>| Error::format(format!("{what} is {} bytes, want {N}", b.len())))
 }
 
 fn parse_master_key(json: &[u8]) -> Result<Key> {
@@ -132,12 +125,7 @@ fn parse_master_key(json: &[u8]) -> Result<Key> {
 /// into the scrypt crate's form. N must be a power of two because scrypt indexes its table
 /// with `N - 1` as a mask; Go's scrypt refuses other values too.
 fn scrypt_params(p: &ScryptParams) -> Result<scrypt::Params> {
-    let bad = || {
-        Error::format(format!(
-            "invalid scrypt parameters N={} r={} p={}",
-            p.n, p.r, p.p
-        ))
-    };
+    let bad = || Error::format(format!("invalid scrypt parameters N={} r={} p={}", p.n, p.r, p.p));
     let max_int = (1u64 << 31) - 1;
     if p.n <= 1 || !p.n.is_power_of_two() || p.r == 0 || p.p == 0 {
         return Err(bad());
@@ -161,11 +149,7 @@ impl KeyFile {
     }
 
     fn params(&self) -> ScryptParams {
-        ScryptParams {
-            n: self.n,
-            r: self.r,
-            p: self.p,
-        }
+        ScryptParams { n: self.n, r: self.r, p: self.p }
     }
 
     /// Everything `parse` promises, returning what derivation needs. Re-run by `open`
@@ -199,13 +183,9 @@ impl KeyFile {
     /// because it means a damaged key file rather than a wrong password.
     pub fn open(&self, password: &[u8]) -> Result<Option<Key>> {
         let user = Key::from_scrypt_output(&self.derive(password)?);
-        let mut data = B64
-            .decode(&self.data)
-            .map_err(|e| Error::format(format!("data is not valid base64: {e}")))?;
-        match user
-            .try_open_in_place(&mut data)
-            .map_err(|e| e.context("data"))?
-        {
+        let mut data =
+            B64.decode(&self.data).map_err(|e| Error::format(format!("data is not valid base64: {e}")))?;
+        match user.try_open_in_place(&mut data).map_err(|e| e.context("data"))? {
             Some(json) => parse_master_key(json).map(Some),
             None => Ok(None),
         }
@@ -236,8 +216,7 @@ impl KeyFile {
         };
         let user = Key::from_scrypt_output(&kf.derive(password)?);
         kf.data = B64.encode(user.seal(&master_key_json(master)));
-        let bytes = serde_json::to_vec(&kf)
-            .map_err(|e| Error::format(format!("encoding key file: {e}")))?;
+        let bytes = serde_json::to_vec(&kf).map_err(|e| Error::format(format!("encoding key file: {e}")))?;
         Ok((bytes, kf))
     }
 }
@@ -245,9 +224,7 @@ impl KeyFile {
 /// The current time as Go's RFC 3339 with nanoseconds prints it, in UTC (`Z`): restic
 /// parses any offset, and UTC needs no time-zone database.
 fn now_rfc3339() -> String {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     rfc3339_utc(d.as_secs(), d.subsec_nanos())
 }
 
@@ -257,12 +234,7 @@ fn rfc3339_utc(secs: u64, nanos: u32) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
-    let mut s = format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    );
+    let mut s = format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}", rem / 3600, rem / 60 % 60, rem % 60);
     if nanos != 0 {
         let frac = format!("{nanos:09}");
         s.push('.');
@@ -299,11 +271,7 @@ mod tests {
     const MASTER_JSON: &str = r#"{"mac":{"k":"WdVg6TeG0YmI4Y3+TF3p5g==","r":"RlOoBXACnwY8s44MPN2TAA=="},"encrypt":"BTTFlc0dexqPcaIfEvJhQZBtO6Z877liBYc2wRC8wcw="}"#;
 
     fn small() -> ScryptParams {
-        ScryptParams {
-            n: 1024,
-            r: 8,
-            p: 1,
-        }
+        ScryptParams { n: 1024, r: 8, p: 1 }
     }
 
     #[test]
@@ -328,10 +296,7 @@ mod tests {
         // Stored unclamped: the MAC must clamp at use for this to open at all.
         assert_eq!(user.mac_r(), &hex!("33d16f0ca3d0d6f53dc63105cb9c1bc5"));
         let mut data = B64.decode(&kf.data).unwrap();
-        assert_eq!(
-            user.open_in_place(&mut data).unwrap(),
-            MASTER_JSON.as_bytes()
-        );
+        assert_eq!(user.open_in_place(&mut data).unwrap(), MASTER_JSON.as_bytes());
 
         let master = kf.open(b"geheim").unwrap().expect("password opens the key");
         assert_eq!(
@@ -354,11 +319,7 @@ mod tests {
     fn damaged_data_is_an_error_not_none() {
         let mut kf = KeyFile::parse(KEY_FILE.as_bytes()).unwrap();
         kf.data = B64.encode([1u8; 20]);
-        assert!(kf
-            .open(b"geheim")
-            .unwrap_err()
-            .to_string()
-            .contains("too short"));
+        assert!(kf.open(b"geheim").unwrap_err().to_string().contains("too short"));
         kf.data = "not base64!".into();
         assert!(kf.open(b"geheim").is_err());
         // Right password, but the payload is not master-key JSON.
@@ -369,11 +330,7 @@ mod tests {
         kf.data = B64.encode(user.seal(
             br#"{"mac":{"k":"AAAAAAAAAAAAAAAAAAAAAA==","r":"RlOoBXACnwY8s44MPN2TAA=="},"encrypt":"BTTFlc0dexqPcaIfEvJhQZBtO6Z877liBYc2wRC8wcw="}"#,
         ));
-        assert!(kf
-            .open(b"geheim")
-            .unwrap_err()
-            .to_string()
-            .contains("all zeros"));
+        assert!(kf.open(b"geheim").unwrap_err().to_string().contains("all zeros"));
     }
 
     #[test]
@@ -386,7 +343,11 @@ mod tests {
         assert!(err.to_string().contains("pbkdf2"), "{err}");
         // 63-byte salt.
         let short_salt = B64.encode([7u8; 63]);
-        let err = with("7iys1GDH2ZDwUrki1HX/Zga8PChxwOFlUjOQ9PBPp4kM1IhUyEl1g5Wq9z4ljx/TWu+Y3Sw31UucSOMcQANaMw==", &short_salt).unwrap_err();
+        let err = with(
+            "7iys1GDH2ZDwUrki1HX/Zga8PChxwOFlUjOQ9PBPp4kM1IhUyEl1g5Wq9z4ljx/TWu+Y3Sw31UucSOMcQANaMw==",
+            &short_salt,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("63 bytes"), "{err}");
         for bad in [r#""N":0"#, r#""N":1"#, r#""N":96"#, r#""N":4294967296"#] {
             assert!(with(r#""N":128"#, bad).is_err(), "{bad}");
@@ -430,21 +391,14 @@ mod tests {
 
     #[test]
     fn create_rejects_bad_params() {
-        let bad = ScryptParams {
-            n: 1000,
-            r: 8,
-            p: 1,
-        };
+        let bad = ScryptParams { n: 1000, r: 8, p: 1 };
         assert!(KeyFile::create(&Key::random(), b"pw", bad, "", "").is_err());
     }
 
     #[test]
     fn params_from_env_value() {
         assert_eq!(parse_params("1024,8,1"), Some(small()));
-        assert_eq!(
-            parse_params(" 16 , 1 , 2 "),
-            Some(ScryptParams { n: 16, r: 1, p: 2 })
-        );
+        assert_eq!(parse_params(" 16 , 1 , 2 "), Some(ScryptParams { n: 16, r: 1, p: 2 }));
         assert_eq!(parse_params("1024,8"), None);
         assert_eq!(parse_params("1024,8,1,1"), None);
         assert_eq!(parse_params("x,8,1"), None);
@@ -453,14 +407,7 @@ mod tests {
     #[test]
     fn default_is_restic_n_and_r() {
         if std::env::var_os("SLUICE_TEST_SCRYPT").is_none() {
-            assert_eq!(
-                default_params(),
-                ScryptParams {
-                    n: 32768,
-                    r: 8,
-                    p: 1
-                }
-            );
+            assert_eq!(default_params(), ScryptParams { n: 32768, r: 8, p: 1 });
         }
         assert!(scrypt_params(&default_params()).is_ok());
     }
@@ -468,20 +415,11 @@ mod tests {
     #[test]
     fn timestamps_like_go() {
         assert_eq!(rfc3339_utc(0, 0), "1970-01-01T00:00:00Z");
-        assert_eq!(
-            rfc3339_utc(1_594_296_350, 767_321_194),
-            "2020-07-09T12:05:50.767321194Z"
-        );
-        assert_eq!(
-            rfc3339_utc(1_594_296_350, 500_000_000),
-            "2020-07-09T12:05:50.5Z"
-        );
+        assert_eq!(rfc3339_utc(1_594_296_350, 767_321_194), "2020-07-09T12:05:50.767321194Z");
+        assert_eq!(rfc3339_utc(1_594_296_350, 500_000_000), "2020-07-09T12:05:50.5Z");
         // 2000-02-29 (leap day of a century year divisible by 400) and the day after.
         assert_eq!(rfc3339_utc(951_782_400, 0), "2000-02-29T00:00:00Z");
-        assert_eq!(
-            rfc3339_utc(951_868_799, 10),
-            "2000-02-29T23:59:59.00000001Z"
-        );
+        assert_eq!(rfc3339_utc(951_868_799, 10), "2000-02-29T23:59:59.00000001Z");
         assert_eq!(rfc3339_utc(4_107_542_400, 0), "2100-03-01T00:00:00Z");
         let now = now_rfc3339();
         assert!(now.starts_with("20") && now.ends_with('Z'), "{now}");

@@ -36,9 +36,7 @@ fn is_zero(v: &u32) -> bool {
 impl Lock {
     /// A lock for this process, now.
     pub fn new(exclusive: bool) -> Lock {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let (uid, gid) = sys::ids();
         Lock {
             time: GoTime::local(now.as_secs() as i64, now.subsec_nanos()).to_string(),

@@ -12,8 +12,8 @@ use serde_json::value::RawValue;
 
 use crate::error::{Error, Result};
 use crate::gostr::{
-    go_base64_decode, go_json_bytes, go_json_compact, go_json_string_flavor, go_lossy_utf8,
-    go_quote, go_unquote, GoJsonFlavor,
+    go_base64_decode, go_json_bytes, go_json_compact, go_json_string_flavor, go_lossy_utf8, go_quote,
+    go_unquote, GoJsonFlavor,
 };
 use crate::id::Id;
 
@@ -44,13 +44,8 @@ pub const MODE_STICKY: u32 = 1 << 20;
 /// Go `os.ModeIrregular`: a file Go could not classify.
 pub const MODE_IRREGULAR: u32 = 1 << 19;
 /// Go `os.ModeType`: all file-type bits.
-pub const MODE_TYPE: u32 = MODE_DIR
-    | MODE_SYMLINK
-    | MODE_NAMED_PIPE
-    | MODE_SOCKET
-    | MODE_DEVICE
-    | MODE_CHAR_DEVICE
-    | MODE_IRREGULAR;
+pub const MODE_TYPE: u32 =
+    MODE_DIR | MODE_SYMLINK | MODE_NAMED_PIPE | MODE_SOCKET | MODE_DEVICE | MODE_CHAR_DEVICE | MODE_IRREGULAR;
 /// Go `os.ModePerm`: the rwx permission bits, numerically the same as POSIX.
 pub const MODE_PERM: u32 = 0o777;
 
@@ -158,11 +153,7 @@ const GO_ZERO_SECS: i64 = -62_135_596_800;
 impl Default for GoTime {
     /// Go's zero time, `0001-01-01T00:00:00Z`.
     fn default() -> Self {
-        GoTime {
-            secs: GO_ZERO_SECS,
-            nanos: 0,
-            offset_secs: 0,
-        }
+        GoTime { secs: GO_ZERO_SECS, nanos: 0, offset_secs: 0 }
     }
 }
 
@@ -207,11 +198,7 @@ impl GoTime {
     /// A time from Unix seconds and nanoseconds, recorded at `offset_secs` east of UTC.
     pub fn from_unix(secs: i64, nanos: u32, offset_secs: i32) -> GoTime {
         let carry = i64::from(nanos / 1_000_000_000);
-        GoTime {
-            secs: secs + carry,
-            nanos: nanos % 1_000_000_000,
-            offset_secs,
-        }
+        GoTime { secs: secs + carry, nanos: nanos % 1_000_000_000, offset_secs }
     }
 
     /// A time in this machine's local zone (`TZ`, `/etc/localtime`), as Go's `time.Local`
@@ -299,13 +286,8 @@ impl GoTime {
             }
             _ => return Err(bad("expected Z or ±hh:mm at the end")),
         };
-        let local =
-            days_from_civil(year, month, day) * 86_400 + i64::from(hour * 3600 + min * 60 + sec);
-        Ok(GoTime {
-            secs: local - i64::from(offset_secs),
-            nanos,
-            offset_secs,
-        })
+        let local = days_from_civil(year, month, day) * 86_400 + i64::from(hour * 3600 + min * 60 + sec);
+        Ok(GoTime { secs: local - i64::from(offset_secs), nanos, offset_secs })
     }
 
     /// Appends Go's RFC 3339 form (no quotes). Years outside 0..=9999, which Go refuses to
@@ -412,10 +394,7 @@ impl<'de> Deserialize<'de> for GoKey {
                 f.write_str("an object key")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<GoKey, E> {
-                let mut key = GoKey {
-                    buf: [0; 32],
-                    len: 0,
-                };
+                let mut key = GoKey { buf: [0; 32], len: 0 };
                 for c in v.chars() {
                     let folded = match c {
                         '\u{212a}' => 'k',
@@ -448,19 +427,11 @@ impl<'de> Deserialize<'de> for Xattr {
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("an extended attribute object")
             }
-            fn visit_map<A: MapAccess<'de>>(
-                self,
-                mut m: A,
-            ) -> std::result::Result<Xattr, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> std::result::Result<Xattr, A::Error> {
                 let mut x = Xattr(Vec::new(), Vec::new());
                 while let Some(k) = m.next_key::<GoKey>()? {
                     match k.as_str() {
-                        "name" => {
-                            x.0 = m
-                                .next_value::<Option<String>>()?
-                                .unwrap_or_default()
-                                .into_bytes()
-                        }
+                        "name" => x.0 = m.next_value::<Option<String>>()?.unwrap_or_default().into_bytes(),
                         "value" => {
                             x.1 = match m.next_value::<Option<String>>()? {
                                 Some(s) => go_base64_decode(&s).map_err(de::Error::custom)?,
@@ -637,18 +608,14 @@ impl<'de> Deserialize<'de> for Node {
                             }
                         }
                         "extended_attributes" => {
-                            n.extended_attributes = vec_or_null::<Xattr, A>(&mut m)?
-                                .into_iter()
-                                .map(|x| (x.0, x.1))
-                                .collect()
+                            n.extended_attributes =
+                                vec_or_null::<Xattr, A>(&mut m)?.into_iter().map(|x| (x.0, x.1)).collect()
                         }
                         "generic_attributes" => {
                             let raw = m.next_value::<Option<Box<RawValue>>>()?;
                             if let Some(r) = &raw {
                                 if !r.get().starts_with('{') {
-                                    return Err(de::Error::custom(
-                                        "generic_attributes is not an object",
-                                    ));
+                                    return Err(de::Error::custom("generic_attributes is not an object"));
                                 }
                             }
                             n.generic_attributes = raw;
@@ -708,11 +675,10 @@ pub(crate) fn push_id(out: &mut Vec<u8>, id: &Id) {
 /// Appends a Go map of raw JSON: keys sorted bytewise, values compacted and HTML-escaped.
 /// Returns false (appending nothing) for an empty or unreadable map, which Go omits.
 fn push_raw_map(out: &mut Vec<u8>, raw: &RawValue, flavor: GoJsonFlavor) -> bool {
-    let map: std::collections::BTreeMap<String, Box<RawValue>> =
-        match serde_json::from_str(raw.get()) {
-            Ok(m) => m,
-            Err(_) => return false,
-        };
+    let map: std::collections::BTreeMap<String, Box<RawValue>> = match serde_json::from_str(raw.get()) {
+        Ok(m) => m,
+        Err(_) => return false,
+    };
     if map.is_empty() {
         return false;
     }
@@ -833,10 +799,7 @@ impl Node {
     /// not `.` or `..`, no `/`. Restore must refuse other names (restic: "invalid child node
     /// name").
     pub fn name_is_clean(&self) -> bool {
-        !self.name.is_empty()
-            && self.name != b"."
-            && self.name != b".."
-            && !self.name.contains(&b'/')
+        !self.name.is_empty() && self.name != b"." && self.name != b".." && !self.name.contains(&b'/')
     }
 
     /// The POSIX mode bits for `chmod`: permissions plus setuid/setgid/sticky moved back from
@@ -884,10 +847,7 @@ mod tests {
     }
 
     fn find<'a>(name: &str) -> &'a str {
-        RESTIC_0_14_NODES
-            .iter()
-            .find(|s| s.starts_with(&format!("{{\"name\":\"{name}\"")))
-            .unwrap()
+        RESTIC_0_14_NODES.iter().find(|s| s.starts_with(&format!("{{\"name\":\"{name}\""))).unwrap()
     }
 
     #[test]
@@ -912,57 +872,29 @@ mod tests {
     fn restic_nodes_parse_to_the_right_values() {
         let f = Node::parse(find("plain").as_bytes()).unwrap();
         assert_eq!(f.node_type, NodeType::File);
-        assert_eq!(
-            (f.mode, f.size, f.links, f.uid, f.user.as_str()),
-            (420, 6, 1, 0, "root")
-        );
+        assert_eq!((f.mode, f.size, f.links, f.uid, f.user.as_str()), (420, 6, 1, 0, "root"));
         assert_eq!((f.inode, f.device_id), (10011209, 65024));
-        assert_eq!(
-            f.mtime,
-            GoTime {
-                secs: 1577934245,
-                nanos: 0,
-                offset_secs: 7200
-            }
-        );
+        assert_eq!(f.mtime, GoTime { secs: 1577934245, nanos: 0, offset_secs: 7200 });
         assert_eq!(
             f.extended_attributes,
-            vec![
-                (b"user.foo".to_vec(), b"bar\x00\xff".to_vec()),
-                (b"user.<x>".to_vec(), Vec::new()),
-            ]
+            vec![(b"user.foo".to_vec(), b"bar\x00\xff".to_vec()), (b"user.<x>".to_vec(), Vec::new()),]
         );
         assert_eq!(f.content.as_ref().map(Vec::len), Some(1));
         let e = Node::parse(find("empty").as_bytes()).unwrap();
         assert_eq!((e.size, e.content), (0, Some(vec![])));
         let l = Node::parse(find("link_inv").as_bytes()).unwrap();
-        assert_eq!(
-            (l.node_type, l.linktarget, l.content),
-            (NodeType::Symlink, "bad\u{fffd}x".into(), None)
-        );
+        assert_eq!((l.node_type, l.linktarget, l.content), (NodeType::Symlink, "bad\u{fffd}x".into(), None));
         let c = Node::parse(find("chardev").as_bytes()).unwrap();
-        assert_eq!(
-            (c.node_type, c.device, c.mode),
-            (NodeType::Chardev, 259, 69206400)
-        );
+        assert_eq!((c.node_type, c.device, c.mode), (NodeType::Chardev, 259, 69206400));
         let b = Node::parse(find("blockdev").as_bytes()).unwrap();
         assert_eq!((b.node_type, b.device), (NodeType::Dev, 1792));
         let d = Node::parse(find("sticky").as_bytes()).unwrap();
         assert_eq!(d.node_type, NodeType::Dir);
         assert_eq!(d.subtree.unwrap().to_hex(), crate::tree::EMPTY_TREE_ID);
         assert_eq!((d.unix_mode(), d.mtime.nanos), (0o1777, 100_000_000));
-        assert_eq!(
-            Node::parse(find("suid").as_bytes()).unwrap().unix_mode(),
-            0o4755
-        );
-        assert_eq!(
-            Node::parse(find("sgid").as_bytes()).unwrap().unix_mode(),
-            0o2750
-        );
-        assert_eq!(
-            Node::parse(find("nanos").as_bytes()).unwrap().mtime.nanos,
-            640307380
-        );
+        assert_eq!(Node::parse(find("suid").as_bytes()).unwrap().unix_mode(), 0o4755);
+        assert_eq!(Node::parse(find("sgid").as_bytes()).unwrap().unix_mode(), 0o2750);
+        assert_eq!(Node::parse(find("nanos").as_bytes()).unwrap().mtime.nanos, 640307380);
     }
 
     /// FORMAT.md §10.4's verified examples, from POSIX st_mode to Go's FileMode and back.
@@ -982,10 +914,7 @@ mod tests {
         ];
         for (st_mode, go, back) in cases {
             assert_eq!(go_mode_from_unix(st_mode), go, "st_mode {st_mode:o}");
-            let n = Node {
-                mode: go,
-                ..Node::default()
-            };
+            let n = Node { mode: go, ..Node::default() };
             assert_eq!(n.unix_mode(), back, "mode {go}");
         }
         assert_eq!(
@@ -1001,27 +930,13 @@ mod tests {
                 MODE_STICKY,
                 MODE_IRREGULAR
             ],
-            [
-                2147483648, 134217728, 67108864, 33554432, 16777216, 8388608, 4194304, 2097152,
-                1048576, 524288
-            ]
+            [2147483648, 134217728, 67108864, 33554432, 16777216, 8388608, 4194304, 2097152, 1048576, 524288]
         );
     }
 
     #[test]
     fn node_types() {
-        for s in [
-            "file",
-            "dir",
-            "symlink",
-            "dev",
-            "chardev",
-            "fifo",
-            "socket",
-            "irregular",
-            "",
-            "door",
-        ] {
+        for s in ["file", "dir", "symlink", "dev", "chardev", "fifo", "socket", "irregular", "", "door"] {
             let t = NodeType::parse(s);
             assert_eq!(t.as_str(), s);
             assert_eq!(matches!(t, NodeType::Other(_)), s.is_empty() || s == "door");
@@ -1052,31 +967,15 @@ mod tests {
         let neg = GoTime::parse("2020-01-01T23:34:05-03:30").unwrap();
         assert_eq!((neg.secs, neg.offset_secs), (1577934245, -12600));
         assert_eq!(GoTime::default().to_string(), "0001-01-01T00:00:00Z");
-        assert_eq!(
-            GoTime::from_unix(0, 1_500_000_000, 0).to_string(),
-            "1970-01-01T00:00:01.5Z"
-        );
+        assert_eq!(GoTime::from_unix(0, 1_500_000_000, 0).to_string(), "1970-01-01T00:00:01.5Z");
     }
 
     #[test]
     fn time_parsing_is_go_lenient_and_strict() {
         // Go takes a comma too, reads nine fraction digits and drops the rest; +00:00 is Z.
-        assert_eq!(
-            GoTime::parse("2020-01-02T03:04:05,5Z").unwrap().nanos,
-            500_000_000
-        );
-        assert_eq!(
-            GoTime::parse("2020-01-02T03:04:05.1234567891Z")
-                .unwrap()
-                .nanos,
-            123_456_789
-        );
-        assert_eq!(
-            GoTime::parse("2020-01-02T03:04:05+00:00")
-                .unwrap()
-                .to_string(),
-            "2020-01-02T03:04:05Z"
-        );
+        assert_eq!(GoTime::parse("2020-01-02T03:04:05,5Z").unwrap().nanos, 500_000_000);
+        assert_eq!(GoTime::parse("2020-01-02T03:04:05.1234567891Z").unwrap().nanos, 123_456_789);
+        assert_eq!(GoTime::parse("2020-01-02T03:04:05+00:00").unwrap().to_string(), "2020-01-02T03:04:05Z");
         for bad in [
             "2020-13-02T03:04:05Z",
             "2021-02-29T03:04:05Z",
@@ -1097,20 +996,11 @@ mod tests {
     #[test]
     fn out_of_range_years_are_clamped_like_restic() {
         let y10000 = days_from_civil(10000, 2, 29) * 86_400;
-        assert_eq!(
-            GoTime::from_unix(y10000, 0, 0).to_string(),
-            "9999-03-01T00:00:00Z"
-        );
+        assert_eq!(GoTime::from_unix(y10000, 0, 0).to_string(), "9999-03-01T00:00:00Z");
         let y_minus1 = days_from_civil(-1, 6, 1) * 86_400 + 3600;
-        assert_eq!(
-            GoTime::from_unix(y_minus1, 0, 0).to_string(),
-            "0000-06-01T01:00:00Z"
-        );
+        assert_eq!(GoTime::from_unix(y_minus1, 0, 0).to_string(), "0000-06-01T01:00:00Z");
         // LMT-style offsets with seconds print whole minutes, truncated toward zero.
-        assert_eq!(
-            GoTime::from_unix(0, 0, -(53 * 60 + 28)).to_string(),
-            "1969-12-31T23:06:32-00:53"
-        );
+        assert_eq!(GoTime::from_unix(0, 0, -(53 * 60 + 28)).to_string(), "1969-12-31T23:06:32-00:53");
     }
 
     #[test]
@@ -1133,25 +1023,13 @@ mod tests {
             ..Node::default()
         };
         let old = write(&n, GoJsonFlavor::RESTIC_0_14);
-        assert!(
-            old.contains(r#""linktarget":"bad\ufffdx","content":null"#),
-            "{old}"
-        );
+        assert!(old.contains(r#""linktarget":"bad\ufffdx","content":null"#), "{old}");
         let new = write(&n, GoJsonFlavor::RESTIC_0_16);
-        assert!(
-            new.contains(r#""linktarget":"bad\ufffdx","linktarget_raw":"YmFk/ng=","content""#),
-            "{new}"
-        );
+        assert!(new.contains(r#""linktarget":"bad\ufffdx","linktarget_raw":"YmFk/ng=","content""#), "{new}");
         assert_eq!(Node::parse(new.as_bytes()).unwrap(), n);
-        assert_eq!(
-            Node::parse(old.as_bytes()).unwrap().linktarget,
-            "bad\u{fffd}x".as_bytes()
-        );
+        assert_eq!(Node::parse(old.as_bytes()).unwrap().linktarget, "bad\u{fffd}x".as_bytes());
         // Valid UTF-8 targets never get the raw copy.
-        let ok = Node {
-            linktarget: b"fine".to_vec(),
-            ..n
-        };
+        let ok = Node { linktarget: b"fine".to_vec(), ..n };
         assert!(!write(&ok, GoJsonFlavor::RESTIC_LATEST).contains("linktarget_raw"));
     }
 
@@ -1167,13 +1045,8 @@ mod tests {
             write(&n, GoJsonFlavor::default()),
             r#"{"name":"x","type":"fifo","mtime":"1970-01-01T00:00:00Z","atime":"0001-01-01T00:00:00Z","ctime":"0001-01-01T00:00:00Z","uid":0,"gid":0,"content":null}"#
         );
-        let e = Node {
-            error: "boom".into(),
-            size: 1,
-            ..n.clone()
-        };
-        assert!(write(&e, GoJsonFlavor::default())
-            .ends_with(r#""size":1,"content":null,"error":"boom"}"#));
+        let e = Node { error: "boom".into(), size: 1, ..n.clone() };
+        assert!(write(&e, GoJsonFlavor::default()).ends_with(r#""size":1,"content":null,"error":"boom"}"#));
     }
 
     #[test]
@@ -1184,15 +1057,9 @@ mod tests {
                  "future":{"x":[1,2]},"\u017fubtree":null}"#,
         )
         .unwrap();
-        assert_eq!(
-            (n.name.as_slice(), n.node_type, n.uid, n.size),
-            (&b"a\x00b"[..], NodeType::File, 7, 5)
-        );
+        assert_eq!((n.name.as_slice(), n.node_type, n.uid, n.size), (&b"a\x00b"[..], NodeType::File, 7, 5));
         assert_eq!(n.extended_attributes, vec![(b"user.n".to_vec(), vec![])]);
-        assert_eq!(
-            (n.content, n.subtree, n.mtime),
-            (None, None, GoTime::default())
-        );
+        assert_eq!((n.content, n.subtree, n.mtime), (None, None, GoTime::default()));
         // Later duplicates win, as in Go.
         assert_eq!(Node::parse(br#"{"uid":1,"uid":2}"#).unwrap().uid, 2);
     }
@@ -1212,11 +1079,7 @@ mod tests {
             br#"[]"#,
             br#"{"name":"a"} x"#,
         ] {
-            assert!(
-                Node::parse(bad).is_err(),
-                "{}",
-                String::from_utf8_lossy(bad)
-            );
+            assert!(Node::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
     }
 
@@ -1245,10 +1108,7 @@ mod tests {
             (b"a/b", false),
             (b"/", false),
         ] {
-            let n = Node {
-                name: name.to_vec(),
-                ..Node::default()
-            };
+            let n = Node { name: name.to_vec(), ..Node::default() };
             assert_eq!(n.name_is_clean(), clean, "{name:?}");
         }
     }

@@ -214,9 +214,7 @@ pub fn decompress_into(frame: &[u8], len: usize, out: &mut Vec<u8>) -> Result<()
         .read_to_end(out)
         .map_err(|e| Error::integrity(format!("zstd: {e}")))?;
     if got != len {
-        return Err(Error::integrity(format!(
-            "decompressed to {got} bytes, the index says {len}"
-        )));
+        return Err(Error::integrity(format!("decompressed to {got} bytes, the index says {len}")));
     }
     Ok(())
 }
@@ -257,7 +255,13 @@ impl Builder {
     }
 
     /// Adds a sealed blob (the bytes the caller writes out); returns its offset.
-    pub fn add(&mut self, blob_type: BlobType, id: Id, sealed: &[u8], uncompressed_length: Option<u32>) -> u64 {
+    pub fn add(
+        &mut self,
+        blob_type: BlobType,
+        id: Id,
+        sealed: &[u8],
+        uncompressed_length: Option<u32>,
+    ) -> u64 {
         use sha2::Digest;
         let offset = self.size;
         self.hash.update(sealed);
@@ -312,7 +316,10 @@ mod tests {
         .unwrap();
         assert_eq!(entries.len(), 1);
         let e = &entries[0];
-        assert_eq!((e.blob_type, e.offset, e.length, e.uncompressed_length), (BlobType::Data, 0, 47, Some(6)));
+        assert_eq!(
+            (e.blob_type, e.offset, e.length, e.uncompressed_length),
+            (BlobType::Data, 0, 47, Some(6))
+        );
         let mut sealed = pack[..47].to_vec();
         let mut out = Vec::new();
         let plain = open_blob(&key, &e.id, &mut sealed, e.uncompressed_length, &mut out).unwrap();
@@ -354,8 +361,20 @@ mod tests {
     #[test]
     fn header_round_trip_and_errors() {
         let es = vec![
-            Entry { blob_type: BlobType::Data, id: Id::hash(b"a"), offset: 0, length: 40, uncompressed_length: None },
-            Entry { blob_type: BlobType::Tree, id: Id::hash(b"b"), offset: 40, length: 50, uncompressed_length: Some(99) },
+            Entry {
+                blob_type: BlobType::Data,
+                id: Id::hash(b"a"),
+                offset: 0,
+                length: 40,
+                uncompressed_length: None,
+            },
+            Entry {
+                blob_type: BlobType::Tree,
+                id: Id::hash(b"b"),
+                offset: 40,
+                length: 50,
+                uncompressed_length: Some(99),
+            },
         ];
         let enc = encode_header(&es);
         assert_eq!(enc.len(), 37 + 41);

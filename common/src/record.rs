@@ -312,8 +312,20 @@ pub enum Record {
 
 /// The record type names, for messages.
 pub const TYPES: &[&str] = &[
-    "header", "end", "snapshot", "node", "blob", "pack_header", "pack_data", "restored", "verdict",
-    "blob_check", "source", "chunk", "repo_file", "summary",
+    "header",
+    "end",
+    "snapshot",
+    "node",
+    "blob",
+    "pack_header",
+    "pack_data",
+    "restored",
+    "verdict",
+    "blob_check",
+    "source",
+    "chunk",
+    "repo_file",
+    "summary",
 ];
 
 impl Record {
@@ -476,9 +488,7 @@ impl<R: BufRead> Reader<R> {
         let text = std::str::from_utf8(&self.line).map_err(|_| self.err("line is not UTF-8"))?;
         let h = match Record::parse(text) {
             Ok(Record::Header(h)) => h,
-            Ok(other) => {
-                return Err(self.err(format!("expected a header record, got {}", other.type_name())))
-            }
+            Ok(other) => return Err(self.err(format!("expected a header record, got {}", other.type_name()))),
             Err(e) => return Err(self.err(e)),
         };
         if h.format != FORMAT {
@@ -501,9 +511,7 @@ impl<R: BufRead> Reader<R> {
             return Ok(None);
         }
         if !self.read_line()? {
-            return Err(self.err(
-                "stream ended without its end record (did the previous stage fail?)",
-            ));
+            return Err(self.err("stream ended without its end record (did the previous stage fail?)"));
         }
         let text = std::str::from_utf8(&self.line).map_err(|_| self.err("line is not UTF-8"))?;
         if text.starts_with("{\"type\":\"end\"") || tag_of(text).as_deref() == Ok("end") {
@@ -513,10 +521,7 @@ impl<R: BufRead> Reader<R> {
                 Err(e) => return Err(self.err(e)),
             };
             if end.records != self.count {
-                let msg = format!(
-                    "end record counts {} records but {} arrived",
-                    end.records, self.count
-                );
+                let msg = format!("end record counts {} records but {} arrived", end.records, self.count);
                 return Err(self.err(msg));
             }
             self.ended = true;
@@ -602,12 +607,7 @@ impl<W: Write> Writer<W> {
 
     /// Writes the header. Call once, first.
     pub fn header(&mut self, producer: &str, snapshot: Option<Id>) -> Result<()> {
-        let h = Header {
-            format: FORMAT.into(),
-            version: VERSION,
-            producer: producer.into(),
-            snapshot,
-        };
+        let h = Header { format: FORMAT.into(), version: VERSION, producer: producer.into(), snapshot };
         self.put("header", &h, None)?;
         self.count = 0;
         Ok(())
@@ -724,9 +724,7 @@ pub fn split_payload(line: &str) -> Option<(String, &str)> {
 /// Decodes standard base64 into `out` (reused between calls).
 pub fn decode_b64(s: &str, out: &mut Vec<u8>) -> std::result::Result<(), String> {
     // No clear(): resizing a reused buffer then zero-fills only what it grows by.
-    let n = base64_simd::STANDARD
-        .decoded_length(s.as_bytes())
-        .map_err(|e| format!("bad base64: {e}"))?;
+    let n = base64_simd::STANDARD.decoded_length(s.as_bytes()).map_err(|e| format!("bad base64: {e}"))?;
     out.resize(n, 0);
     let got = base64_simd::STANDARD
         .decode(s.as_bytes(), base64_simd::Out::from_slice(out))

@@ -104,9 +104,7 @@ impl Repo {
     /// Loads one blob by id through the index: a ranged read of exactly its bytes, then
     /// decrypt, decompress and hash check.
     pub fn load_blob(&self, index: &Index, id: &Id) -> Result<Vec<u8>> {
-        let loc = index
-            .get(id)
-            .ok_or_else(|| Error::format(format!("blob {id} is not in the index")))?;
+        let loc = index.get(id).ok_or_else(|| Error::format(format!("blob {id} is not in the index")))?;
         let what = || format!("blob {} in pack {}", id.short(), loc.pack.short());
         let mut sealed = Vec::new();
         self.backend

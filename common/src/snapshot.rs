@@ -83,10 +83,7 @@ impl<'de> Deserialize<'de> for Summary {
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a snapshot summary object")
             }
-            fn visit_map<A: MapAccess<'de>>(
-                self,
-                mut m: A,
-            ) -> std::result::Result<Summary, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> std::result::Result<Summary, A::Error> {
                 let mut s = Summary::default();
                 while let Some(k) = m.next_key::<GoKey>()? {
                     let slot = match k.as_str() {
@@ -132,10 +129,7 @@ impl<'de> Deserialize<'de> for Snapshot {
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a snapshot object")
             }
-            fn visit_map<A: MapAccess<'de>>(
-                self,
-                mut m: A,
-            ) -> std::result::Result<Snapshot, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> std::result::Result<Snapshot, A::Error> {
                 let mut tree = None;
                 let mut s = Snapshot {
                     time: GoTime::default(),
@@ -200,8 +194,7 @@ fn push_strings(out: &mut Vec<u8>, list: &[String], flavor: GoJsonFlavor) {
 impl Snapshot {
     /// Parses a snapshot file's plaintext JSON.
     pub fn parse(json: &[u8]) -> Result<Snapshot> {
-        serde_json::from_str(&go_lossy_utf8(json))
-            .map_err(|e| Error::format(format!("snapshot JSON: {e}")))
+        serde_json::from_str(&go_lossy_utf8(json)).map_err(|e| Error::format(format!("snapshot JSON: {e}")))
     }
 
     /// The JSON restic 0.14 would write for this snapshot; see [`Snapshot::to_json_flavor`].
@@ -310,22 +303,12 @@ mod tests {
         let tagged = Snapshot::parse(RESTIC_0_14_SNAPSHOTS[3].as_bytes()).unwrap();
         assert_eq!(tagged.tags[2], "<a>&\"é");
         assert_eq!(tagged.original.unwrap().short(), "548e0cb7");
-        assert_eq!(
-            tagged.time,
-            GoTime {
-                secs: 1_795_566_916,
-                nanos: 323_521_120,
-                offset_secs: 7200
-            }
-        );
+        assert_eq!(tagged.time, GoTime { secs: 1_795_566_916, nanos: 323_521_120, offset_secs: 7200 });
         let child = Snapshot::parse(RESTIC_0_14_SNAPSHOTS[1].as_bytes()).unwrap();
         assert_eq!(child.parent, tagged.original);
         assert_eq!(child.time.offset_secs, -(3 * 3600 + 30 * 60));
         let nobody = Snapshot::parse(RESTIC_0_14_SNAPSHOTS[2].as_bytes()).unwrap();
-        assert_eq!(
-            (nobody.uid, nobody.gid, nobody.summary),
-            (65534, 65534, None)
-        );
+        assert_eq!((nobody.uid, nobody.gid, nobody.summary), (65534, 65534, None));
     }
 
     /// FORMAT.md §9's field order, with every field present.

@@ -34,18 +34,12 @@ impl<'de> Deserialize<'de> for RawTree {
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a tree object {\"nodes\":[...]}")
             }
-            fn visit_map<A: MapAccess<'de>>(
-                self,
-                mut m: A,
-            ) -> std::result::Result<RawTree, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> std::result::Result<RawTree, A::Error> {
                 let mut nodes = None;
                 while let Some(k) = m.next_key::<GoKey>()? {
                     if k.as_str() == "nodes" {
                         // restic 0.14 decodes `null` as an empty tree.
-                        nodes = Some(
-                            m.next_value::<Option<Vec<Box<RawValue>>>>()?
-                                .unwrap_or_default(),
-                        );
+                        nodes = Some(m.next_value::<Option<Vec<Box<RawValue>>>>()?.unwrap_or_default());
                     } else {
                         m.next_value::<IgnoredAny>()?;
                     }
@@ -62,16 +56,12 @@ impl<'de> Deserialize<'de> for RawTree {
 /// Node order is not checked (restic's readers do not check it either).
 pub fn parse_tree(bytes: &[u8]) -> Result<Vec<TreeEntry>> {
     let text = go_lossy_utf8(bytes);
-    let tree: RawTree =
-        serde_json::from_str(&text).map_err(|e| Error::format(format!("tree JSON: {e}")))?;
-    let raws = tree
-        .0
-        .ok_or_else(|| Error::format("tree JSON has no \"nodes\" key"))?;
+    let tree: RawTree = serde_json::from_str(&text).map_err(|e| Error::format(format!("tree JSON: {e}")))?;
+    let raws = tree.0.ok_or_else(|| Error::format("tree JSON has no \"nodes\" key"))?;
     raws.into_iter()
         .enumerate()
         .map(|(i, raw)| {
-            let node =
-                Node::parse_str(raw.get()).map_err(|e| e.context(format!("tree node {i}")))?;
+            let node = Node::parse_str(raw.get()).map_err(|e| e.context(format!("tree node {i}")))?;
             Ok(TreeEntry { raw, node })
         })
         .collect()
@@ -178,18 +168,9 @@ const RESTIC_0_14_SUB_NEG_OFFSET: &str = concat!(
     #[test]
     fn restic_trees_round_trip_byte_exact() {
         for (fixture, id) in [
-            (
-                RESTIC_0_14_DIR,
-                "6b35592844c4e644c8879d7bdc96adc643c71ca98dc86bdae2518e98f490e8ac",
-            ),
-            (
-                RESTIC_0_14_ROOT_NEG_OFFSET,
-                "6ded0697daf162886e16d1d257132f760fd78cc7edc332856a52f9ab74f383dc",
-            ),
-            (
-                RESTIC_0_14_SUB_NEG_OFFSET,
-                "cefd2ef57677198fe93260535bf692f4d9387e5159c9df819e2649399ca0b960",
-            ),
+            (RESTIC_0_14_DIR, "6b35592844c4e644c8879d7bdc96adc643c71ca98dc86bdae2518e98f490e8ac"),
+            (RESTIC_0_14_ROOT_NEG_OFFSET, "6ded0697daf162886e16d1d257132f760fd78cc7edc332856a52f9ab74f383dc"),
+            (RESTIC_0_14_SUB_NEG_OFFSET, "cefd2ef57677198fe93260535bf692f4d9387e5159c9df819e2649399ca0b960"),
         ] {
             // The fixture is what restic stored: its hash is the blob id restic gave it.
             assert_eq!(Id::hash(fixture.as_bytes()).to_hex(), id);
@@ -235,26 +216,14 @@ const RESTIC_0_14_SUB_NEG_OFFSET: &str = concat!(
             b"sp ace",
             b"empty",
         ] {
-            assert!(
-                names.contains(&want),
-                "{:?} missing",
-                String::from_utf8_lossy(want)
-            );
+            assert!(names.contains(&want), "{:?} missing", String::from_utf8_lossy(want));
         }
-        assert!(
-            names.windows(2).all(|w| w[0] < w[1]),
-            "restic sorts by raw bytes"
-        );
+        assert!(names.windows(2).all(|w| w[0] < w[1]), "restic sorts by raw bytes");
         let ctl = entries.iter().find(|e| e.node.name == b"link_ctl").unwrap();
         assert_eq!(ctl.node.linktarget, "ctl\x08\x0c\x01<&>\u{2028}".as_bytes());
-        let hard: Vec<_> = entries
-            .iter()
-            .filter(|e| e.node.inode == 10011213)
-            .collect();
+        let hard: Vec<_> = entries.iter().filter(|e| e.node.inode == 10011213).collect();
         assert_eq!(hard.len(), 2);
-        assert!(hard
-            .iter()
-            .all(|e| e.node.links == 2 && e.node.content == hard[0].node.content));
+        assert!(hard.iter().all(|e| e.node.links == 2 && e.node.content == hard[0].node.content));
         let types: Vec<_> = entries.iter().map(|e| e.node.node_type.clone()).collect();
         for t in [
             NodeType::File,
@@ -270,34 +239,23 @@ const RESTIC_0_14_SUB_NEG_OFFSET: &str = concat!(
 
     #[test]
     fn flavors_differ_only_where_go_differs() {
-        let mut nodes: Vec<Node> = parse_tree(RESTIC_0_14_DIR.as_bytes())
-            .unwrap()
-            .into_iter()
-            .map(|e| e.node)
-            .collect();
+        let mut nodes: Vec<Node> =
+            parse_tree(RESTIC_0_14_DIR.as_bytes()).unwrap().into_iter().map(|e| e.node).collect();
         for n in &mut nodes {
             if n.name == b"link_inv" {
                 n.linktarget = b"bad\xfex".to_vec();
             }
         }
-        let latest =
-            String::from_utf8(write_tree(&nodes, GoJsonFlavor::RESTIC_LATEST).unwrap()).unwrap();
+        let latest = String::from_utf8(write_tree(&nodes, GoJsonFlavor::RESTIC_LATEST).unwrap()).unwrap();
         let expected = RESTIC_0_14_DIR
             .replace(r#""ctl\u0008\u000c"#, r#""ctl\b\f"#)
-            .replace(
-                r#""bad\ufffdx","#,
-                r#""bad\ufffdx","linktarget_raw":"YmFk/ng=","#,
-            );
+            .replace(r#""bad\ufffdx","#, r#""bad\ufffdx","linktarget_raw":"YmFk/ng=","#);
         assert_eq!(latest, expected);
     }
 
     #[test]
     fn unsorted_duplicate_or_empty_names_are_refused() {
-        let node = |name: &[u8]| Node {
-            name: name.to_vec(),
-            node_type: NodeType::File,
-            ..Node::default()
-        };
+        let node = |name: &[u8]| Node { name: name.to_vec(), node_type: NodeType::File, ..Node::default() };
         let f = GoJsonFlavor::default();
         assert!(write_tree(&[node(b"a"), node(b"b")], f).is_ok());
         assert!(write_tree(&[node(b"b"), node(b"a")], f).is_err());
@@ -315,13 +273,9 @@ const RESTIC_0_14_SUB_NEG_OFFSET: &str = concat!(
         assert_eq!(e[0].raw.get(), r#"{"name":"a","type":"file","content":[]}"#);
         assert!(parse_tree(br#"{"nodes":null}"#).unwrap().is_empty());
         assert!(parse_tree(b"{\"nodes\":[]}\n\n").unwrap().is_empty());
-        for bad in [
-            &b"{}"[..],
-            b"[]",
-            b"{\"nodes\":{}}",
-            b"{\"nodes\":[]} {}",
-            b"{\"nodes\":[{\"name\":\"\\\"\"}]}",
-        ] {
+        for bad in
+            [&b"{}"[..], b"[]", b"{\"nodes\":{}}", b"{\"nodes\":[]} {}", b"{\"nodes\":[{\"name\":\"\\\"\"}]}"]
+        {
             assert!(parse_tree(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
     }

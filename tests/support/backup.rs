@@ -171,7 +171,8 @@ pub fn repo_files_not_named_by_hash(repo: &Path) -> Vec<String> {
                 continue;
             }
             let name = e.file_name().as_bytes();
-            let is_id = name.len() == 64 && name.iter().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+            let is_id =
+                name.len() == 64 && name.iter().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
             if !is_id {
                 bad.push(format!("{}: not an id name (left-over temporary?)", e.path().display()));
                 continue;

@@ -259,13 +259,16 @@ pub fn compare_trees(expected: &Path, actual: &Path, opts: &CompareOpts) -> Resu
                 } else {
                     match first_difference(&pe, &pa) {
                         Ok(None) => {}
-                        Ok(Some(off)) => d(p, "content", format!("first difference at byte {off} of {}", e.size)),
+                        Ok(Some(off)) => {
+                            d(p, "content", format!("first difference at byte {off} of {}", e.size))
+                        }
                         Err(err) => d(p, "content", format!("cannot read: {err}")),
                     }
                 }
             }
             Kind::Symlink => {
-                let (te_, ta_) = (e.target.as_deref().unwrap_or_default(), a.target.as_deref().unwrap_or_default());
+                let (te_, ta_) =
+                    (e.target.as_deref().unwrap_or_default(), a.target.as_deref().unwrap_or_default());
                 let ok = te_ == ta_ || (opts.lossy_link_targets && go_lossy_utf8(te_) == ta_);
                 if !ok {
                     d(p, "link target", format!("expected {}, actual {}", show(te_), show(ta_)));
@@ -292,7 +295,9 @@ pub fn compare_trees(expected: &Path, actual: &Path, opts: &CompareOpts) -> Resu
                 Kind::Symlink => opts.symlink_mtime,
                 _ => true,
             };
-        if want_mtime && floor_ns(e.mtime, opts.mtime_resolution_ns) != floor_ns(a.mtime, opts.mtime_resolution_ns) {
+        if want_mtime
+            && floor_ns(e.mtime, opts.mtime_resolution_ns) != floor_ns(a.mtime, opts.mtime_resolution_ns)
+        {
             d(p, "mtime", format!("expected {}, actual {}", fmt_time(e.mtime), fmt_time(a.mtime)));
         }
         if opts.atime && e.atime != a.atime {

@@ -75,7 +75,8 @@ impl Restic {
         fs::create_dir_all(dir).unwrap_or_else(|e| panic!("mkdir {dir:?}: {e}"));
         let dir = absolute(dir);
         let password_file = dir.join("password");
-        fs::write(&password_file, format!("{PASSWORD}\n")).unwrap_or_else(|e| panic!("write {password_file:?}: {e}"));
+        fs::write(&password_file, format!("{PASSWORD}\n"))
+            .unwrap_or_else(|e| panic!("write {password_file:?}: {e}"));
         let cache_dir = dir.join("cache");
         fs::create_dir_all(&cache_dir).unwrap_or_else(|e| panic!("mkdir {cache_dir:?}: {e}"));
         Restic { repo: dir.join("repo"), password_file, cache_dir }
@@ -108,13 +109,16 @@ impl Restic {
     pub fn run<S: AsRef<OsStr>>(&self, args: &[S]) -> Output {
         let mut c = self.command();
         c.args(args);
-        let out = c.output().unwrap_or_else(|e| panic!("cannot run `{}` (is restic installed?): {e}", describe(&c)));
+        let out = c
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run `{}` (is restic installed?): {e}", describe(&c)));
         check(&c, out)
     }
 
     /// `restic init --repository-version <version> <extra…>`; `version` is 1 or 2.
     pub fn init(&self, version: u32, extra: &[&str]) {
-        let mut args: Vec<OsString> = vec!["init".into(), "--repository-version".into(), version.to_string().into()];
+        let mut args: Vec<OsString> =
+            vec!["init".into(), "--repository-version".into(), version.to_string().into()];
         args.extend(extra.iter().map(OsString::from));
         self.run(&args);
     }
@@ -152,7 +156,9 @@ impl Restic {
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
             .find(|v| v["message_type"] == "summary")
             .and_then(|v| v["snapshot_id"].as_str().map(str::to_string))
-            .unwrap_or_else(|| panic!("`{}`: no summary with snapshot_id in output:\n{stdout}", describe(&c)));
+            .unwrap_or_else(|| {
+                panic!("`{}`: no summary with snapshot_id in output:\n{stdout}", describe(&c))
+            });
         self.full_id(&id)
     }
 
@@ -181,13 +187,15 @@ impl Restic {
     /// exist or be empty): the result is `target` = that directory, metadata included.
     pub fn restore(&self, snapshot: &str, target: &Path, extra: &[&str]) {
         let Some((snap, sub)) = snapshot.split_once(':') else {
-            let mut args: Vec<OsString> = vec!["restore".into(), snapshot.into(), "--target".into(), target.into()];
+            let mut args: Vec<OsString> =
+                vec!["restore".into(), snapshot.into(), "--target".into(), target.into()];
             args.extend(extra.iter().map(OsString::from));
             self.run(&args);
             return;
         };
         let sub = sub.trim_matches('/');
-        let parent = absolute(target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")));
+        let parent =
+            absolute(target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")));
         let scratch = tempfile::Builder::new()
             .prefix(".restic-restore-")
             .tempdir_in(&parent)

@@ -66,7 +66,13 @@ pub struct Pipeline {
 
 impl Default for Pipeline {
     fn default() -> Self {
-        Pipeline { stages: Vec::new(), env: Vec::new(), stdin: None, dir: None, timeout: Duration::from_secs(600) }
+        Pipeline {
+            stages: Vec::new(),
+            env: Vec::new(),
+            stdin: None,
+            dir: None,
+            timeout: Duration::from_secs(600),
+        }
     }
 }
 
@@ -270,7 +276,8 @@ impl PipelineResult {
 
     /// The last stage's stdout as UTF-8 (panics if it is not).
     pub fn stdout_str(&self) -> &str {
-        std::str::from_utf8(&self.stdout).unwrap_or_else(|e| panic!("stdout is not UTF-8: {e}\n{}", self.report()))
+        std::str::from_utf8(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not UTF-8: {e}\n{}", self.report()))
     }
 
     /// Stage `i`'s stderr, lossily decoded.
@@ -295,7 +302,11 @@ impl PipelineResult {
         }
         for (i, a) in self.argv.iter().enumerate() {
             let cmd: Vec<String> = a.iter().map(|x| quote(x)).collect();
-            s.push_str(&format!("stage {i}: {}\n  status: {}\n", cmd.join(" "), status_text(&self.statuses[i])));
+            s.push_str(&format!(
+                "stage {i}: {}\n  status: {}\n",
+                cmd.join(" "),
+                status_text(&self.statuses[i])
+            ));
             let err = String::from_utf8_lossy(&self.stderrs[i]);
             if err.is_empty() {
                 s.push_str("  stderr: (empty)\n");

@@ -80,7 +80,12 @@ pub fn assert_restore_ok(res: &PipelineResult, expected: &Path) -> usize {
         paths.push(v["path"].as_str().unwrap_or_default().to_string());
     }
     let files = count_files(expected);
-    assert_eq!(verdicts.len(), files, "{} verdicts for {files} files in {expected:?}: {paths:?}", verdicts.len());
+    assert_eq!(
+        verdicts.len(),
+        files,
+        "{} verdicts for {files} files in {expected:?}: {paths:?}",
+        verdicts.len()
+    );
     verdicts.len()
 }
 

@@ -94,7 +94,12 @@ pub fn is_root() -> bool {
 /// [`super::compare_trees`] finds identical. Note restic 0.14 does not keep atimes (it stores
 /// and restores atime = mtime), so compare atimes only between trees made here.
 pub fn make_tree(dir: &Path, seed: u64, opts: &TreeOpts) -> TreeInfo {
-    let mut g = Gen { root: dir.to_path_buf(), rng: StdRng::seed_from_u64(seed), scale: opts.size_scale, info: TreeInfo::default() };
+    let mut g = Gen {
+        root: dir.to_path_buf(),
+        rng: StdRng::seed_from_u64(seed),
+        scale: opts.size_scale,
+        info: TreeInfo::default(),
+    };
     g.build(opts);
     set_times_bottom_up(dir, &mut g.rng);
     g.info
@@ -108,10 +113,46 @@ struct Gen {
 }
 
 const WORDS: &[&str] = &[
-    "restic", "sluice", "pack", "blob", "tree", "index", "snapshot", "chunk", "the", "a", "of",
-    "backup", "restore", "repository", "key", "nonce", "mac", "zstd", "data", "file", "and",
-    "to", "is", "in", "that", "lorem", "ipsum", "dolor", "sit", "amet", "consectetur",
-    "adipiscing", "elit", "sed", "do", "eiusmod", "tempor", "incididunt", "ut", "labore",
+    "restic",
+    "sluice",
+    "pack",
+    "blob",
+    "tree",
+    "index",
+    "snapshot",
+    "chunk",
+    "the",
+    "a",
+    "of",
+    "backup",
+    "restore",
+    "repository",
+    "key",
+    "nonce",
+    "mac",
+    "zstd",
+    "data",
+    "file",
+    "and",
+    "to",
+    "is",
+    "in",
+    "that",
+    "lorem",
+    "ipsum",
+    "dolor",
+    "sit",
+    "amet",
+    "consectetur",
+    "adipiscing",
+    "elit",
+    "sed",
+    "do",
+    "eiusmod",
+    "tempor",
+    "incididunt",
+    "ut",
+    "labore",
 ];
 
 impl Gen {
@@ -251,8 +292,18 @@ impl Gen {
 
         self.dir(b"names", 0o755);
         let mut names: Vec<Vec<u8>> = [
-            "with space", "dq\"uote", "sq'uote", "new\nline", "tab\tname", "back\\slash",
-            "<a>&", "ctl-\u{1}\u{8}\u{c}\u{7f}", "ü-umlaut", "emoji-😀", "-dash", " lead space",
+            "with space",
+            "dq\"uote",
+            "sq'uote",
+            "new\nline",
+            "tab\tname",
+            "back\\slash",
+            "<a>&",
+            "ctl-\u{1}\u{8}\u{c}\u{7f}",
+            "ü-umlaut",
+            "emoji-😀",
+            "-dash",
+            " lead space",
         ]
         .iter()
         .map(|s| s.as_bytes().to_vec())
@@ -301,7 +352,8 @@ impl Gen {
         self.hard(b"hard/three-a", b"hard/sub/three-b");
         self.hard(b"hard/three-a", b"names/three c");
         self.info.hard_link = "hard/three-a".into();
-        self.info.hard_link_group = vec!["hard/three-a".into(), "hard/sub/three-b".into(), "names/three c".into()];
+        self.info.hard_link_group =
+            vec!["hard/three-a".into(), "hard/sub/three-b".into(), "names/three c".into()];
         self.file(b"hard/empty-a", b"", 0o644);
         self.hard(b"hard/empty-a", b"hard/empty-b");
 

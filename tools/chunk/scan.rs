@@ -68,14 +68,15 @@ pub fn run(args: &Args) -> Result<()> {
     let start = GoTime::local(now.as_secs() as i64, now.subsec_nanos());
     let cwd = std::env::current_dir().ctx("current directory")?;
 
-    if args.stdin && (args.stdin_filename.contains('/') || matches!(args.stdin_filename.as_str(), "" | "." | "..")) {
-        return Err(Error::Usage(format!("--stdin-filename {:?} must be a plain file name", args.stdin_filename)));
+    if args.stdin
+        && (args.stdin_filename.contains('/') || matches!(args.stdin_filename.as_str(), "" | "." | ".."))
+    {
+        return Err(Error::Usage(format!(
+            "--stdin-filename {:?} must be a plain file name",
+            args.stdin_filename
+        )));
     }
-    let targets = if args.stdin {
-        Vec::new()
-    } else {
-        prepare_targets(&args.paths, &cwd)?
-    };
+    let targets = if args.stdin { Vec::new() } else { prepare_targets(&args.paths, &cwd)? };
     let mut abs_paths: Vec<String> = if args.stdin {
         vec![cwd.join(&args.stdin_filename).to_string_lossy().into_owned()]
     } else {
@@ -189,9 +190,7 @@ fn parse_size(s: &str) -> Result<u64> {
         Some('b') => (&s[..s.len() - 1], 1),
         _ => (s, 1),
     };
-    num.parse::<u64>()
-        .map(|n| n * mul)
-        .map_err(|_| Error::Usage(format!("invalid size {s:?}")))
+    num.parse::<u64>().map(|n| n * mul).map_err(|_| Error::Usage(format!("invalid size {s:?}")))
 }
 
 fn absolute(p: &Path, cwd: &Path) -> PathBuf {
@@ -367,7 +366,8 @@ impl<W: io::Write> Scanner<'_, W> {
         let prev = self.stack[depth].prev.as_deref().and_then(|p| find(p, name)).cloned();
         match node.node_type {
             NodeType::Dir => {
-                let prev_tree = prev.as_ref().filter(|p| p.node_type == NodeType::Dir).and_then(|p| p.subtree);
+                let prev_tree =
+                    prev.as_ref().filter(|p| p.node_type == NodeType::Dir).and_then(|p| p.subtree);
                 self.emit(&rel, &node, None, prev_tree)?;
                 let prev_nodes = match (&self.parent, prev_tree) {
                     (Some(p), Some(t)) => Some(p.tree(&t)?),
@@ -547,7 +547,10 @@ impl<W: io::Write> Scanner<'_, W> {
                 Ok(e) => e,
                 Err(err) => {
                     let p = err.path().map(|p| p.display().to_string()).unwrap_or_default();
-                    self.fail(format!("{p}: {}", err.io_error().map(|e| e.to_string()).unwrap_or(err.to_string())));
+                    self.fail(format!(
+                        "{p}: {}",
+                        err.io_error().map(|e| e.to_string()).unwrap_or(err.to_string())
+                    ));
                     continue;
                 }
             };

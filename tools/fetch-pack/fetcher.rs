@@ -9,8 +9,7 @@ use common::error::{Error, IoContext, Result, ResultExt};
 use common::index::IdMap;
 use common::pack::{header_len, EAGER_TAIL};
 use common::record::{
-    tag_of, BlobLoc, BlobRecord, NodeRecord, PackDataRecord, PackHeaderRecord, Reader, Writer,
-    TYPES,
+    tag_of, BlobLoc, BlobRecord, NodeRecord, PackDataRecord, PackHeaderRecord, Reader, Writer, TYPES,
 };
 use common::Id;
 
@@ -33,10 +32,8 @@ pub fn run(args: &Args) -> Result<()> {
         let no = line.no;
         let tag = tag_of(line.text).map_err(|e| Error::Record { line: no, msg: e })?;
         if tag == "node" {
-            let rec: NodeRecord = serde_json::from_str(line.text).map_err(|e| Error::Record {
-                line: no,
-                msg: format!("malformed node record: {e}"),
-            })?;
+            let rec: NodeRecord = serde_json::from_str(line.text)
+                .map_err(|e| Error::Record { line: no, msg: format!("malformed node record: {e}") })?;
             out.raw_line(line.text)?;
             if rec.hardlink.is_none() && !rec.blobs.is_empty() {
                 f.fetch(&rec.blobs, &mut out).context(format!("line {no}: {}", rec.path))?;
@@ -151,17 +148,16 @@ impl Source for RepoPack<'_> {
 fn stream_pack(args: &Args, spec: &str) -> Result<()> {
     let path = Path::new(spec);
     let backend;
-    let (source, size, name): (Box<dyn Source>, u64, String) =
-        if spec.contains('/') || path.is_file() {
-            let f = File::open(path).ctx_path(path)?;
-            let size = f.metadata().ctx_path(path)?.len();
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            (Box::new(LocalFile(f, spec.to_string())), size, name)
-        } else {
-            backend = repository(args)?;
-            let (name, size) = common::repo::resolve_pack(backend.as_ref(), spec)?;
-            (Box::new(RepoPack(backend.as_ref(), name.clone())), size, name)
-        };
+    let (source, size, name): (Box<dyn Source>, u64, String) = if spec.contains('/') || path.is_file() {
+        let f = File::open(path).ctx_path(path)?;
+        let size = f.metadata().ctx_path(path)?.len();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        (Box::new(LocalFile(f, spec.to_string())), size, name)
+    } else {
+        backend = repository(args)?;
+        let (name, size) = common::repo::resolve_pack(backend.as_ref(), spec)?;
+        (Box::new(RepoPack(backend.as_ref(), name.clone())), size, name)
+    };
     let what = format!("pack {name}");
     let mut buf = Vec::new();
     let eager = EAGER_TAIL.min(size);
@@ -188,7 +184,11 @@ fn stream_pack(args: &Args, spec: &str) -> Result<()> {
     while off < body {
         let n = PIECE.min(body - off);
         source.read_at(off, n, &mut buf).context(&what)?;
-        out.write_with_data("pack_data", &PackDataRecord { seq: None, offset: off, data: String::new() }, &buf)?;
+        out.write_with_data(
+            "pack_data",
+            &PackDataRecord { seq: None, offset: off, data: String::new() },
+            &buf,
+        )?;
         off += n;
     }
     out.finish()?;

@@ -37,7 +37,8 @@ pub fn run(args: &Args) -> Result<()> {
     let config = Config::new(version, pol.0);
     let sealed = config.encode(&master);
     backend.write(FileType::Config, "", &mut &sealed[..], sealed.len() as u64)?;
-    let (bytes, _) = KeyFile::create(&master, &password, default_params(), &sys::username(), &sys::hostname())?;
+    let (bytes, _) =
+        KeyFile::create(&master, &password, default_params(), &sys::username(), &sys::hostname())?;
     let name = Id::hash(&bytes).to_hex();
     backend.write(FileType::Key, &name, &mut &bytes[..], bytes.len() as u64)?;
     common::cli::warn(

@@ -5,7 +5,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::error::{Error, Result, ResultExt};
-use common::index::{Index, IdMap};
+use common::index::{IdMap, Index};
 use common::lock::{self, Lock};
 use common::node::GoTime;
 use common::pack::{BlobType, Builder, Entry};
@@ -67,7 +67,8 @@ fn worker(
                     sealed.reserve(zstd::zstd_safe::compress_bound(plain.len()) + common::crypto::MAC_LEN);
                     let mut at = std::io::Cursor::new(&mut sealed);
                     at.set_position(common::crypto::IV_LEN as u64);
-                    c.compress_to_buffer(&plain[..], &mut at).map_err(|e| Error::format(format!("zstd: {e}")))?;
+                    c.compress_to_buffer(&plain[..], &mut at)
+                        .map_err(|e| Error::format(format!("zstd: {e}")))?;
                     key.seal_prepared(&mut sealed, 0);
                     Some(plain.len() as u32)
                 }
@@ -130,7 +131,10 @@ pub fn run(args: &Args) -> Result<()> {
         (_, other) => return Err(Error::Usage(format!("unknown compression mode {other:?}"))),
     };
     if args.pack_size < 4 && std::env::var_os("SLUICE_ALLOW_SMALL_PACKS").is_none() {
-        return Err(Error::Usage(format!("--pack-size {} is below restic's minimum of 4 MiB", args.pack_size)));
+        return Err(Error::Usage(format!(
+            "--pack-size {} is below restic's minimum of 4 MiB",
+            args.pack_size
+        )));
     }
     lock::check_no_exclusive(&repo)?;
     let index = repo.load_index()?;
@@ -145,7 +149,10 @@ pub fn run(args: &Args) -> Result<()> {
         Some(line) if tag_of(line.text).as_deref() == Ok("source") => serde_json::from_str(line.text)
             .map_err(|e| Error::Record { line: line.no, msg: format!("malformed source record: {e}") })?,
         Some(line) => {
-            return Err(Error::Record { line: line.no, msg: "the stream must start with a source record".into() })
+            return Err(Error::Record {
+                line: line.no,
+                msg: "the stream must start with a source record".into(),
+            })
         }
         None => return Err(input.err("empty stream: no source record")),
     };
@@ -157,11 +164,13 @@ pub fn run(args: &Args) -> Result<()> {
             "chunk" => {
                 let (c, data): (ChunkRecord, Option<&str>) = match split_payload(line.text) {
                     Some((head, data)) => (
-                        serde_json::from_str(&head).map_err(|e| rerr(format!("malformed chunk record: {e}")))?,
+                        serde_json::from_str(&head)
+                            .map_err(|e| rerr(format!("malformed chunk record: {e}")))?,
                         Some(data),
                     ),
                     None => (
-                        serde_json::from_str(line.text).map_err(|e| rerr(format!("malformed chunk record: {e}")))?,
+                        serde_json::from_str(line.text)
+                            .map_err(|e| rerr(format!("malformed chunk record: {e}")))?,
                         None,
                     ),
                 };
@@ -171,7 +180,8 @@ pub fn run(args: &Args) -> Result<()> {
                 store.put_chunk(c.id, plain).context(format!("line {no}"))?;
             }
             "node" => {
-                let rec: NodeRecord = serde_json::from_str(line.text).map_err(|e| rerr(format!("malformed node record: {e}")))?;
+                let rec: NodeRecord = serde_json::from_str(line.text)
+                    .map_err(|e| rerr(format!("malformed node record: {e}")))?;
                 trees.node(rec, &mut store).context(format!("line {no}"))?;
             }
             other => return Err(rerr(format!("a {other} record does not belong in pack's input"))),
@@ -185,7 +195,8 @@ pub fn run(args: &Args) -> Result<()> {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let end = GoTime::local(now.as_secs() as i64, now.subsec_nanos());
     let start = GoTime::parse(&source.time).context("source record time")?;
-    let mut tags: Vec<String> = args.tag.iter().flat_map(|t| t.split(',')).filter(|t| !t.is_empty()).map(String::from).collect();
+    let mut tags: Vec<String> =
+        args.tag.iter().flat_map(|t| t.split(',')).filter(|t| !t.is_empty()).map(String::from).collect();
     tags.dedup();
     let (uid, gid) = sys::ids();
     let st = &store.stats;
@@ -221,7 +232,11 @@ pub fn run(args: &Args) -> Result<()> {
     };
     let sealed = common::file::encode(&repo.key, &snap.to_json(), repo.version());
     let snap_id = Id::hash(&sealed);
-    store.out.write_with_data("repo_file", &RepoFileRecord { kind: "snapshot".into(), id: snap_id, data: String::new() }, &sealed)?;
+    store.out.write_with_data(
+        "repo_file",
+        &RepoFileRecord { kind: "snapshot".into(), id: snap_id, data: String::new() },
+        &sealed,
+    )?;
     store.stats.snapshot_id = snap_id;
     store.stats.total_duration = started.elapsed().as_secs_f64();
     let summary = store.stats.clone();
@@ -287,7 +302,10 @@ impl<W: io::Write> Store<'_, W> {
                     self.pending_blobs += entries.len();
                     self.pending.push((id, entries));
                 }
-                Err(err) => common::cli::warn("pack", format!("pack {} is in no index and unreadable, ignored: {err}", id.short())),
+                Err(err) => common::cli::warn(
+                    "pack",
+                    format!("pack {} is in no index and unreadable, ignored: {err}", id.short()),
+                ),
             }
         }
         Ok(())
@@ -427,7 +445,11 @@ impl<W: io::Write> Store<'_, W> {
         let json = common::index::encode(&self.pending);
         let sealed = common::file::encode(&self.repo.key, &json, self.repo.version());
         let id = Id::hash(&sealed);
-        self.out.write_with_data("repo_file", &RepoFileRecord { kind: "index".into(), id, data: String::new() }, &sealed)?;
+        self.out.write_with_data(
+            "repo_file",
+            &RepoFileRecord { kind: "index".into(), id, data: String::new() },
+            &sealed,
+        )?;
         self.pending.clear();
         self.pending_blobs = 0;
         Ok(())
@@ -436,7 +458,11 @@ impl<W: io::Write> Store<'_, W> {
     fn refresh_lock(&mut self) -> Result<()> {
         let sealed = Lock::new(false).encode(self.repo);
         let id = Id::hash(&sealed);
-        self.out.write_with_data("repo_file", &RepoFileRecord { kind: "lock".into(), id, data: String::new() }, &sealed)?;
+        self.out.write_with_data(
+            "repo_file",
+            &RepoFileRecord { kind: "lock".into(), id, data: String::new() },
+            &sealed,
+        )?;
         self.lock_id = Some(id);
         self.lock_at = Instant::now();
         Ok(())

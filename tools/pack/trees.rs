@@ -78,10 +78,7 @@ impl Trees {
             self.close(store)?;
         }
         if self.stack.last().expect("root stays").rel != parent {
-            return Err(Error::format(format!(
-                "{}: its directory did not come before it",
-                rec.path
-            )));
+            return Err(Error::format(format!("{}: its directory did not come before it", rec.path)));
         }
         let node = Node::parse(rec.node.get().as_bytes()).context(&rec.path)?;
         if node.name != name {
@@ -93,7 +90,10 @@ impl Trees {
                 return Ok(());
             }
             NodeType::File => {
-                let content = node.content.as_ref().ok_or_else(|| Error::format(format!("{}: file without content", rec.path)))?;
+                let content = node
+                    .content
+                    .as_ref()
+                    .ok_or_else(|| Error::format(format!("{}: file without content", rec.path)))?;
                 for id in content {
                     if !store.has(id) {
                         return Err(Error::format(format!(

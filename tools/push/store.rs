@@ -31,7 +31,13 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let mut input = Reader::stdin();
     input.read_header()?;
-    let mut p = Pusher { backend: backend.as_ref(), packs: HashMap::new(), lock: None, buf: Vec::new(), stored: [0; 3] };
+    let mut p = Pusher {
+        backend: backend.as_ref(),
+        packs: HashMap::new(),
+        lock: None,
+        buf: Vec::new(),
+        stored: [0; 3],
+    };
     let result = p.consume(&mut input);
     // Unfinished packs vanish when dropped; the lock goes in every case.
     p.packs.clear();
@@ -62,25 +68,38 @@ impl Pusher<'_> {
                         let up = self.backend.upload(FileType::Pack).map_err(at)?;
                         self.packs.insert(seq, Pending { up, hash: Sha256::new() });
                     }
-                    let p = self.packs.get_mut(&seq).ok_or_else(|| input.err(format!("pack_data for pack {seq} at offset {} before its start", d.offset)))?;
+                    let p = self.packs.get_mut(&seq).ok_or_else(|| {
+                        input.err(format!("pack_data for pack {seq} at offset {} before its start", d.offset))
+                    })?;
                     if p.up.written() != d.offset {
-                        return Err(input.err(format!("pack {seq}: piece at offset {}, expected {}", d.offset, p.up.written())));
+                        return Err(input.err(format!(
+                            "pack {seq}: piece at offset {}, expected {}",
+                            d.offset,
+                            p.up.written()
+                        )));
                     }
                     p.hash.update(&self.buf);
                     let loc = self.backend.location();
-                    p.up.write_all(&self.buf).map_err(|e| at(Error::io(format!("writing pack {seq} into {loc}"), e)))?;
+                    p.up.write_all(&self.buf)
+                        .map_err(|e| at(Error::io(format!("writing pack {seq} into {loc}"), e)))?;
                 }
                 Record::PackHeader(h) => {
                     let seq = h.seq.ok_or_else(|| input.err("pack_header without seq"))?;
                     let id = h.pack.ok_or_else(|| input.err("pack_header without pack id"))?;
-                    let mut p = self.packs.remove(&seq).ok_or_else(|| input.err(format!("pack_header for pack {seq}, which has no data")))?;
+                    let mut p = self
+                        .packs
+                        .remove(&seq)
+                        .ok_or_else(|| input.err(format!("pack_header for pack {seq}, which has no data")))?;
                     decode_b64(&h.header, &mut self.buf).map_err(|e| input.err(e))?;
                     self.buf.extend_from_slice(&(self.buf.len() as u32).to_le_bytes());
                     p.hash.update(&self.buf);
                     let loc = self.backend.location();
-                    p.up.write_all(&self.buf).map_err(|e| at(Error::io(format!("writing pack {id} into {loc}"), e)))?;
+                    p.up.write_all(&self.buf)
+                        .map_err(|e| at(Error::io(format!("writing pack {id} into {loc}"), e)))?;
                     if p.up.written() != h.size || Id(p.hash.finalize().into()) != id {
-                        return Err(at(Error::integrity(format!("pack {id}: the bytes received do not match its name and size"))));
+                        return Err(at(Error::integrity(format!(
+                            "pack {id}: the bytes received do not match its name and size"
+                        ))));
                     }
                     if self.backend.exists(FileType::Pack, &id.to_hex())? {
                         continue;
@@ -97,7 +116,11 @@ impl Pusher<'_> {
                     };
                     decode_b64(&f.data, &mut self.buf).map_err(|e| input.err(e))?;
                     if Id::hash(&self.buf) != f.id {
-                        return Err(input.err(format!("{} {}: data does not match its id", f.kind, f.id.short())));
+                        return Err(input.err(format!(
+                            "{} {}: data does not match its id",
+                            f.kind,
+                            f.id.short()
+                        )));
                     }
                     // An index may arrive while the other blob type's pack is still open: it
                     // names only packs whose header came, and those are stored already.
@@ -126,7 +149,11 @@ impl Pusher<'_> {
                     }
                 }
                 Record::Summary(s) => summary = Some(s),
-                other => return Err(input.err(format!("a {} record does not belong in push's input", other.type_name()))),
+                other => {
+                    return Err(
+                        input.err(format!("a {} record does not belong in push's input", other.type_name()))
+                    )
+                }
             }
         }
         if let Some(seq) = self.packs.keys().next() {

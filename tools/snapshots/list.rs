@@ -69,8 +69,16 @@ fn table(chosen: &[&(Id, Snapshot)]) -> Result<()> {
     for (id, s) in chosen {
         let t = s.time.to_string();
         let t = t.get(..19).unwrap_or(&t).replace('T', " ");
-        writeln!(o, "{:<8}  {:<19}  {:<12}  {:<12}  {}", id.short(), t, s.hostname, s.tags.join(","), s.paths.join(" "))
-            .map_err(e)?;
+        writeln!(
+            o,
+            "{:<8}  {:<19}  {:<12}  {:<12}  {}",
+            id.short(),
+            t,
+            s.hostname,
+            s.tags.join(","),
+            s.paths.join(" ")
+        )
+        .map_err(e)?;
     }
     writeln!(o, "{}", "-".repeat(72)).map_err(e)?;
     writeln!(o, "{} snapshots", chosen.len()).map_err(e)?;

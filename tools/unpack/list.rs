@@ -107,7 +107,10 @@ pub fn run(args: &Args) -> Result<()> {
                 buf = sealed;
             }
             Record::Node(_) => {}
-            other => return Err(input.err(format!("a {} record does not belong in unpack --list's input", other.type_name()))),
+            other => {
+                return Err(input
+                    .err(format!("a {} record does not belong in unpack --list's input", other.type_name())))
+            }
         }
     }
     if let Some(p) = pack.take() {

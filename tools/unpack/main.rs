@@ -41,11 +41,5 @@ pub struct Args {
 
 fn main() {
     let args = Args::parse();
-    cli::run("unpack", || {
-        if args.list {
-            list::run(&args)
-        } else {
-            restore::run(&args)
-        }
-    })
+    cli::run("unpack", || if args.list { list::run(&args) } else { restore::run(&args) })
 }

@@ -62,9 +62,7 @@ pub fn apply(path: &Path, node: &Node, root: bool) -> io::Result<Vec<String>> {
         }
     }
     let times = [timespec(&node.atime), timespec(&node.mtime)];
-    check(unsafe {
-        libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW)
-    })?;
+    check(unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) })?;
     if !symlink {
         check(unsafe { libc::chmod(c.as_ptr(), node.unix_mode() & 0o7777) })?;
     }

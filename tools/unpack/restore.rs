@@ -80,11 +80,7 @@ pub fn run(args: &Args) -> Result<()> {
     let repo = args.repo.open()?;
     let mut input = Reader::stdin();
     let header = input.read_header()?;
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&target)
-        .ctx_path(&target)?;
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(&target).ctx_path(&target)?;
     let mut u = Unpacker {
         target,
         sparse: args.sparse,
@@ -187,7 +183,8 @@ fn decode(
             "blob" => {
                 let (mut rec, data): (BlobRecord, Option<&str>) = match split_payload(line.text) {
                     Some((head, data)) => (
-                        serde_json::from_str(&head).map_err(|e| rerr(format!("malformed blob record: {e}")))?,
+                        serde_json::from_str(&head)
+                            .map_err(|e| rerr(format!("malformed blob record: {e}")))?,
                         Some(data),
                     ),
                     None => {
@@ -201,9 +198,11 @@ fn decode(
                 let plain = match data {
                     None => None,
                     Some(b64) => {
-                        let what = || format!("line {no}: blob {} in pack {}", rec.id.short(), rec.pack.short());
+                        let what =
+                            || format!("line {no}: blob {} in pack {}", rec.id.short(), rec.pack.short());
                         let mut sealed = take(&mut spare)?;
-                        decode_b64(b64, &mut sealed).map_err(|e| Error::format(format!("{}: {e}", what())))?;
+                        decode_b64(b64, &mut sealed)
+                            .map_err(|e| Error::format(format!("{}: {e}", what())))?;
                         if sealed.len() != rec.length as usize {
                             return Err(Error::format(format!(
                                 "{}: {} bytes of data, the record says {}",
@@ -255,7 +254,8 @@ fn safe_rel(path: &[u8]) -> Result<()> {
 fn part_name(final_path: &Path, n: usize) -> PathBuf {
     let name = final_path.file_name().unwrap_or_default().as_bytes();
     let mut tmp = Vec::with_capacity(name.len() + PART.len() + 1);
-    if name.len() + PART.len() + 1 <= 255 {
+    // A leading dot, the name and the suffix must fit NAME_MAX (255).
+    if name.len() + PART.len() < 255 {
         tmp.push(b'.');
         tmp.extend_from_slice(name);
         tmp.extend_from_slice(PART.as_bytes());
@@ -268,10 +268,7 @@ fn part_name(final_path: &Path, n: usize) -> PathBuf {
 /// Removes whatever is at `p` (not a directory), so a new node can take its place.
 fn clear(p: &Path) -> Result<()> {
     match fs::symlink_metadata(p) {
-        Ok(m) if m.is_dir() => Err(Error::format(format!(
-            "{}: a directory is in the way",
-            p.display()
-        ))),
+        Ok(m) if m.is_dir() => Err(Error::format(format!("{}: a directory is in the way", p.display()))),
         Ok(_) => fs::remove_file(p).ctx_path(p),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::io(p.display().to_string(), e)),
@@ -333,8 +330,9 @@ impl<W: io::Write> Unpacker<W> {
                     safe_rel(&first)?;
                     let first = self.abs(&first);
                     clear(&path)?;
-                    fs::hard_link(&first, &path)
-                        .map_err(|e| Error::io(format!("{} (link to {})", path.display(), first.display()), e))?;
+                    fs::hard_link(&first, &path).map_err(|e| {
+                        Error::io(format!("{} (link to {})", path.display(), first.display()), e)
+                    })?;
                     self.out.write("restored", &rec)?;
                     return Ok(());
                 }

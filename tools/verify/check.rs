@@ -25,7 +25,11 @@ pub fn run(args: &Args) -> Result<()> {
         let rec = match rec {
             Record::Restored(r) | Record::Node(r) => r,
             Record::Blob(_) | Record::Verdict(_) | Record::Snapshot(_) => continue,
-            other => return Err(input.err(format!("a {} record does not belong in verify's input", other.type_name()))),
+            other => {
+                return Err(
+                    input.err(format!("a {} record does not belong in verify's input", other.type_name()))
+                )
+            }
         };
         let node = Node::parse(rec.node.get().as_bytes()).map_err(|e| input.err(e))?;
         if node.node_type != NodeType::File {
@@ -39,14 +43,22 @@ pub fn run(args: &Args) -> Result<()> {
         }
         if error.is_some() || !args.quiet {
             let size = rec.blobs.iter().map(|b| b.plain_len()).sum();
-            let v = Verdict { path: rec.path.clone(), path_raw: rec.path_raw.clone(), ok: error.is_none(), size, error };
+            let v = Verdict {
+                path: rec.path.clone(),
+                path_raw: rec.path_raw.clone(),
+                ok: error.is_none(),
+                size,
+                error,
+            };
             out.write("verdict", &v)?;
         }
     }
     out.finish()?;
     if bad > 0 {
         let first = first_bad.unwrap_or_default();
-        return Err(Error::SomeFailed(format!("{bad} of {files} files differ from the snapshot, first {first}")));
+        return Err(Error::SomeFailed(format!(
+            "{bad} of {files} files differ from the snapshot, first {first}"
+        )));
     }
     Ok(())
 }

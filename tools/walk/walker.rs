@@ -73,10 +73,16 @@ pub fn run(args: &Args) -> Result<()> {
         let entries = load_tree(&repo, &index, &tree)?;
         let found = entries.into_iter().find(|e| e.node.name == comp.as_bytes());
         tree = match found {
-            Some(e) if e.node.node_type == NodeType::Dir => e.node.subtree.ok_or_else(|| {
-                Error::format(format!("{walked}: directory without a subtree"))
-            })?,
-            Some(_) => return Err(Error::Usage(format!("{walked} is not a directory in snapshot {}", snap_id.short()))),
+            Some(e) if e.node.node_type == NodeType::Dir => e
+                .node
+                .subtree
+                .ok_or_else(|| Error::format(format!("{walked}: directory without a subtree")))?,
+            Some(_) => {
+                return Err(Error::Usage(format!(
+                    "{walked} is not a directory in snapshot {}",
+                    snap_id.short()
+                )))
+            }
             None => return Err(Error::Usage(format!("{walked} not found in snapshot {}", snap_id.short()))),
         };
     }
@@ -127,9 +133,8 @@ impl<W: std::io::Write> Walker<'_, W> {
                 self.pending.push((e.raw, prefix.clone()));
             }
             if descend {
-                let sub = sub.ok_or_else(|| {
-                    Error::format(format!("{}: directory without a subtree", &item[1..]))
-                })?;
+                let sub =
+                    sub.ok_or_else(|| Error::format(format!("{}: directory without a subtree", &item[1..])))?;
                 self.walk(&sub, prefix)?;
                 // Still pending: nothing below was selected, so the directory is not restored.
                 if self.pending.last().is_some_and(|(_, p)| p == prefix) {
@@ -165,14 +170,16 @@ impl<W: std::io::Write> Walker<'_, W> {
         let mut blobs = Vec::new();
         let mut hardlink = None;
         if node.node_type == NodeType::File {
-            let content = node.content.as_ref().ok_or_else(|| {
-                Error::format(format!("{text}: file node without content"))
-            })?;
+            let content = node
+                .content
+                .as_ref()
+                .ok_or_else(|| Error::format(format!("{text}: file node without content")))?;
             blobs.reserve(content.len());
             for id in content {
-                let loc = self.index.get(id).ok_or_else(|| {
-                    Error::format(format!("{text}: blob {id} is not in the index"))
-                })?;
+                let loc = self
+                    .index
+                    .get(id)
+                    .ok_or_else(|| Error::format(format!("{text}: blob {id} is not in the index")))?;
                 blobs.push(loc);
             }
             if node.links > 1 {

@@ -110,14 +110,7 @@ impl Backend for Local {
         fs::read(&p).ctx_path(&p)
     }
 
-    fn read_range(
-        &self,
-        t: FileType,
-        name: &str,
-        offset: u64,
-        len: u64,
-        buf: &mut Vec<u8>,
-    ) -> Result<()> {
+    fn read_range(&self, t: FileType, name: &str, offset: u64, len: u64, buf: &mut Vec<u8>) -> Result<()> {
         let p = self.path(t, name);
         let f = File::open(&p).ctx_path(&p)?;
         buf.clear();
@@ -158,10 +151,7 @@ impl Backend for Local {
                 .ctx_path(&tmp)?;
             let n = io::copy(data, &mut f).ctx_path(&tmp)?;
             if n != len {
-                return Err(Error::format(format!(
-                    "{}: expected {len} bytes, got {n}",
-                    dest.display()
-                )));
+                return Err(Error::format(format!("{}: expected {len} bytes, got {n}", dest.display())));
             }
             f.flush().ctx_path(&tmp)?;
             f.sync_all().ctx_path(&tmp)?;
@@ -183,10 +173,7 @@ impl Backend for Local {
         }
         // In the repository itself, so committing is a rename on the same file system;
         // restic ignores names that are not ids.
-        let tf = tempfile::Builder::new()
-            .prefix(".sluice-upload-")
-            .tempfile_in(&dir)
-            .ctx_path(&dir)?;
+        let tf = tempfile::Builder::new().prefix(".sluice-upload-").tempfile_in(&dir).ctx_path(&dir)?;
         Ok(Box::new(LocalUpload { tf, t, root: self.root.clone(), written: 0 }))
     }
 

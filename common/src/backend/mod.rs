@@ -59,8 +59,7 @@ pub trait Backend: Send + Sync {
     /// A whole file (used for small files: config, keys, snapshots, index).
     fn read(&self, t: FileType, name: &str) -> Result<Vec<u8>>;
     /// Exactly `len` bytes at `offset`, into `buf` (cleared first, capacity reused).
-    fn read_range(&self, t: FileType, name: &str, offset: u64, len: u64, buf: &mut Vec<u8>)
-        -> Result<()>;
+    fn read_range(&self, t: FileType, name: &str, offset: u64, len: u64, buf: &mut Vec<u8>) -> Result<()>;
     /// The size of a file.
     fn size(&self, t: FileType, name: &str) -> Result<u64>;
     /// Stores a file atomically: it appears under its name only once complete.
@@ -97,9 +96,7 @@ pub fn open(repo: &str) -> Result<Box<dyn Backend>> {
         }
     }
     if repo.is_empty() {
-        return Err(Error::Usage(
-            "no repository given: use -r/--repo or set RESTIC_REPOSITORY".into(),
-        ));
+        return Err(Error::Usage("no repository given: use -r/--repo or set RESTIC_REPOSITORY".into()));
     }
     Ok(Box::new(local::Local::new(repo)))
 }
