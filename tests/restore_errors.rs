@@ -542,3 +542,43 @@ fn verify_names_a_file_altered_after_restore() {
         framed_records(&res).iter().map(|v| v["path"].as_str().unwrap().to_string()).collect();
     assert_eq!(paths, ["data/hard-two-b", "data/mid.bin", "hard/two-a"]);
 }
+
+#[test]
+fn interrupted_restore_resumes_keeping_finished_files() {
+    use std::os::unix::fs::MetadataExt;
+    let fx = fixture(207);
+    let stream = fx.fetch_stream();
+    let l = lines(&stream);
+    let at = node_line(&l, MULTI);
+    let target = fx.path("out");
+    let t = target.to_str().unwrap();
+
+    // The first run dies inside MULTI: what came before is complete, MULTI is a partial.
+    let res = fx.unpack(join(&l[..at + 2]), &target);
+    assert_eq!(res.codes(), vec![1], "{}", res.report());
+    assert_stopped_inside_multi(&fx, &target);
+    let done: Vec<(PathBuf, u64)> = walkdir::WalkDir::new(&target)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().is_file() && e.metadata().unwrap().len() > 0)
+        .filter(|e| !e.file_name().to_string_lossy().ends_with(".sluice-part"))
+        .map(|e| (e.path().to_path_buf(), e.metadata().unwrap().ino()))
+        .collect();
+    assert!(done.len() >= 3, "the first run should have finished some files: {done:?}");
+    // One finished file is damaged meanwhile (same size): it must be restored again.
+    let (damaged, damaged_ino) = done[0].clone();
+    let mut bytes = fs::read(&damaged).unwrap();
+    bytes[0] ^= 1;
+    fs::set_permissions(&damaged, fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(&damaged, &bytes).unwrap();
+
+    let res = Pipeline::new().stage(tool(&fx.r, "unpack", &["--target", t, "--resume"])).stdin(stream).run();
+    res.assert_ok();
+    compare_trees(&fx.src, &target, &CompareOpts { skip_root: true, ..CompareOpts::restic_014() })
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!target.join(MULTI_PART).exists(), "the partial file should be gone");
+    for (p, ino) in &done[1..] {
+        assert_eq!(fs::metadata(p).unwrap().ino(), *ino, "{} was written again", p.display());
+    }
+    assert_ne!(fs::metadata(&damaged).unwrap().ino(), damaged_ino, "the damaged file was kept");
+}

@@ -28,12 +28,17 @@ pub struct Args {
     pub target: Option<PathBuf>,
 
     /// Do not restore: list every blob of the stream with its verdict
-    #[arg(long, conflicts_with_all = ["target", "sparse"])]
+    #[arg(long, conflicts_with_all = ["target", "sparse", "resume"])]
     pub list: bool,
 
     /// Leave holes for all-zero blobs instead of writing zeros
     #[arg(long)]
     pub sparse: bool,
+
+    /// Keep files an earlier, interrupted run already restored: a file whose name holds the
+    /// right size and content (checked blob by blob) is not written again
+    #[arg(long)]
+    pub resume: bool,
 
     #[command(flatten)]
     pub repo: RepoArgs,

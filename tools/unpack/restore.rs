@@ -31,6 +31,8 @@ struct Current {
     next: usize,
     offset: u64,
     idx: u32,
+    /// Already restored and kept as it is (`--resume`): its blobs are only counted.
+    kept: bool,
 }
 
 struct OpenDir {
@@ -57,7 +59,8 @@ struct Unpacker<W: io::Write> {
 
 /// What the decoder thread hands the writer, in stream order.
 enum Item {
-    Node(u64, NodeRecord),
+    /// A node record, and for a file whether it is already restored (`--resume`) and kept.
+    Node(u64, NodeRecord, bool),
     /// A blob record; its plaintext (checked against the id) when the record carried data.
     Blob(u64, BlobRecord, Option<Plain>),
 }
@@ -100,8 +103,9 @@ pub fn run(args: &Args) -> Result<()> {
     let (items_tx, items) = std::sync::mpsc::sync_channel::<Result<Item>>(AHEAD);
     let (pool, pool_rx) = std::sync::mpsc::channel::<Vec<u8>>();
     let key = repo.key.clone();
+    let resume = args.resume.then(|| u.target.clone());
     let decoder = std::thread::spawn(move || {
-        let result = decode(&mut input, &key, &items_tx, &pool_rx);
+        let result = decode(&mut input, &key, resume.as_deref(), &items_tx, &pool_rx);
         if let Err(e) = result {
             let _ = items_tx.send(Err(e));
         }
@@ -109,7 +113,7 @@ pub fn run(args: &Args) -> Result<()> {
     let result = (|| -> Result<()> {
         for item in items.iter() {
             match item {
-                Ok(Item::Node(no, rec)) => u.node(rec).context(format!("line {no}"))?,
+                Ok(Item::Node(no, rec, keep)) => u.node(rec, keep).context(format!("line {no}"))?,
                 Ok(Item::Blob(no, rec, plain)) => {
                     let r = u.blob(rec, plain.as_ref().map(|p| &p.buf[p.range.clone()]));
                     if let Some(p) = plain {
@@ -153,6 +157,7 @@ pub fn run(args: &Args) -> Result<()> {
 fn decode(
     input: &mut Reader<io::BufReader<io::Stdin>>,
     key: &Key,
+    resume: Option<&Path>,
     items: &std::sync::mpsc::SyncSender<Result<Item>>,
     pool: &std::sync::mpsc::Receiver<Vec<u8>>,
 ) -> Result<()> {
@@ -170,6 +175,9 @@ fn decode(
         }
         pool.recv().map_err(|_| Error::format("the writer stopped"))
     };
+    // Whether the blobs that follow belong to a file kept as it is (not decrypted then).
+    let mut keeping = false;
+    let mut check_buf = Vec::new();
     while let Some(line) = input.next_line()? {
         let no = line.no;
         let rerr = |msg: String| Error::Record { line: no, msg };
@@ -178,7 +186,19 @@ fn decode(
             "node" => {
                 let rec: NodeRecord = serde_json::from_str(line.text)
                     .map_err(|e| rerr(format!("malformed node record: {e}")))?;
-                Item::Node(no, rec)
+                keeping = match resume {
+                    Some(target) => already_restored(target, &rec, &mut check_buf),
+                    None => false,
+                };
+                Item::Node(no, rec, keeping)
+            }
+            "blob" if keeping => {
+                let rec: BlobRecord = match split_payload(line.text) {
+                    Some((head, _)) => serde_json::from_str(&head),
+                    None => serde_json::from_str(line.text),
+                }
+                .map_err(|e| rerr(format!("malformed blob record: {e}")))?;
+                Item::Blob(no, BlobRecord { data: None, ..rec }, None)
             }
             "blob" => {
                 let (mut rec, data): (BlobRecord, Option<&str>) = match split_payload(line.text) {
@@ -240,6 +260,33 @@ fn decode(
     Ok(())
 }
 
+/// `--resume`: whether a file node's final name already holds exactly its content (right
+/// size, every blob-sized range hashing to its blob id). Such a file was completed by an
+/// earlier run: files appear under their final names only when whole.
+fn already_restored(target: &Path, rec: &NodeRecord, buf: &mut Vec<u8>) -> bool {
+    use std::io::Read;
+    if rec.hardlink.is_some() {
+        return false;
+    }
+    let is_file = Node::parse(rec.node.get().as_bytes()).is_ok_and(|n| n.node_type == NodeType::File);
+    let Ok(rel) = rec.path_bytes() else { return false };
+    if !is_file || safe_rel(&rel).is_err() {
+        return false;
+    }
+    let path = target.join(OsStr::from_bytes(&rel));
+    let want: u64 = rec.blobs.iter().map(|b| b.plain_len()).sum();
+    match fs::symlink_metadata(&path) {
+        Ok(md) if md.is_file() && md.len() == want => {}
+        _ => return false,
+    }
+    let Ok(f) = File::open(&path) else { return false };
+    let mut f = io::BufReader::with_capacity(1 << 20, f);
+    rec.blobs.iter().all(|b| {
+        buf.resize(b.plain_len() as usize, 0);
+        f.read_exact(buf).is_ok() && Id::hash(buf) == b.id
+    })
+}
+
 /// Checks that a record's path stays inside the target: relative, no `.`/`..`, no empty parts.
 fn safe_rel(path: &[u8]) -> Result<()> {
     if path.is_empty() || path.split(|b| *b == b'/').any(|c| c.is_empty() || c == b"." || c == b"..") {
@@ -289,7 +336,7 @@ impl<W: io::Write> Unpacker<W> {
         Ok(())
     }
 
-    fn node(&mut self, rec: NodeRecord) -> Result<()> {
+    fn node(&mut self, rec: NodeRecord, keep: bool) -> Result<()> {
         if let Some(c) = &self.cur {
             return Err(Error::format(format!(
                 "node {} arrived before {} got all its blobs ({} of {})",
@@ -338,6 +385,28 @@ impl<W: io::Write> Unpacker<W> {
                 }
                 let tmp = part_name(&path, self.files.len());
                 let _ = fs::remove_file(&tmp);
+                if keep {
+                    let file = File::open(&path).ctx_path(&path)?;
+                    let idx = self.files.len() as u32;
+                    self.files.push(path.clone());
+                    let cur = Current {
+                        rec,
+                        node,
+                        final_path: path.clone(),
+                        tmp: path,
+                        file,
+                        next: 0,
+                        offset: 0,
+                        idx,
+                        kept: true,
+                    };
+                    if cur.rec.blobs.is_empty() {
+                        self.finish_file(cur)?;
+                    } else {
+                        self.cur = Some(cur);
+                    }
+                    return Ok(());
+                }
                 let file = OpenOptions::new()
                     .write(true)
                     .read(true)
@@ -347,7 +416,8 @@ impl<W: io::Write> Unpacker<W> {
                     .ctx_path(&tmp)?;
                 let idx = self.files.len() as u32;
                 self.files.push(tmp.clone());
-                let cur = Current { rec, node, final_path: path, tmp, file, next: 0, offset: 0, idx };
+                let cur =
+                    Current { rec, node, final_path: path, tmp, file, next: 0, offset: 0, idx, kept: false };
                 if cur.rec.blobs.is_empty() {
                     self.finish_file(cur)?;
                 } else {
@@ -406,6 +476,17 @@ impl<W: io::Write> Unpacker<W> {
                 rec.id.short()
             )));
         }
+        if cur.kept {
+            self.seen.entry(rec.id).or_insert((cur.idx, cur.offset));
+            cur.offset += want.plain_len();
+            cur.next += 1;
+            return if cur.next == cur.rec.blobs.len() {
+                self.finish_file(cur)
+            } else {
+                self.cur = Some(cur);
+                Ok(())
+            };
+        }
         let what = || format!("{}: blob {} in pack {}", cur.rec.path, rec.id.short(), rec.pack.short());
         let plain: &[u8] = match data {
             Some(p) => p,
@@ -451,6 +532,10 @@ impl<W: io::Write> Unpacker<W> {
     }
 
     fn finish_file(&mut self, cur: Current) -> Result<()> {
+        if cur.kept {
+            self.meta(&cur.final_path, &cur.node)?;
+            return self.out.write("restored", &cur.rec);
+        }
         // Holes at the end of a sparse file need the length set explicitly.
         cur.file.set_len(cur.offset).ctx_path(&cur.tmp)?;
         drop(cur.file);
