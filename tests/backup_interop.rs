@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde_json::Value;
-use support::backup::{count, count_files, init_repo, restore, Backup};
+use support::backup::{count, init_repo, restore, Backup};
+use support::count_files;
 use support::{
     compare_trees, make_tree, restored_path, snapshot_subpath, tempdir, CompareOpts, Restic, TreeOpts,
 };
@@ -124,7 +125,7 @@ fn restic_accepts(c: Combo) {
     let s = Backup::of(&[&src])
         .pack_args(&["--compression", c.compression, "--pack-size", &mib, "--tag", "interop,x"])
         .run(&r);
-    let nfiles = count_files(&src);
+    let nfiles = count_files(&src) as u64;
     assert_eq!(count(&s, "files_new"), nfiles, "{s}");
     assert_eq!(count(&s, "files_read"), nfiles, "{s}");
     assert_eq!(count(&s, "bytes_read"), bytes_by_name(&src), "{s}");
@@ -289,7 +290,7 @@ fn sluice_after_restic_adds_no_data() {
         fs::create_dir(&src).unwrap();
         make_tree(&src, 21, &TreeOpts { big: restic_init, ..TreeOpts::default() });
         drop_non_utf8_link_target(&src);
-        let nfiles = count_files(&src);
+        let nfiles = count_files(&src) as u64;
         let r = Restic::new(&td.path().join("r"));
         if restic_init {
             r.init(2, &[]);
@@ -360,7 +361,7 @@ fn incremental_backup_reads_only_what_changed() {
     let src = td.path().join("src");
     fs::create_dir(&src).unwrap();
     let info = make_tree(&src, 31, &TreeOpts { big: true, ..TreeOpts::default() });
-    let nfiles = count_files(&src);
+    let nfiles = count_files(&src) as u64;
     let r = Restic::new(&td.path().join("r"));
     init_repo(&r, 2);
 

@@ -159,11 +159,6 @@ pub fn run(tool: &str, body: impl FnOnce() -> Result<()>) -> ! {
     std::process::exit(code)
 }
 
-/// Whether progress should be drawn: stderr is a terminal and the user did not say no.
-pub fn progress_wanted(forced: bool) -> bool {
-    forced || std::io::stderr().is_terminal()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

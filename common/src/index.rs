@@ -1,7 +1,7 @@
 //! The index: which pack holds each blob, at which offset (FORMAT.md §8).
 //!
 //! Kept compact because restores of large repositories hold all of it: a blob costs its 32-byte
-//! id plus 17 bytes of location in a hash table keyed by the id itself (ids are SHA-256 values,
+//! id plus 16 bytes of location in a hash table keyed by the id itself (ids are SHA-256 values,
 //! already uniformly distributed, so hashing them again would be wasted work).
 
 use std::collections::HashMap;
@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::pack::{BlobType, Entry};
+use crate::pack::Entry;
 use crate::record::BlobLoc;
 
 /// A hasher for keys that are already random: it takes eight bytes of the id as the hash.
@@ -43,7 +43,6 @@ struct Loc {
     length: u32,
     /// 0 when the blob is not compressed (compressed blobs never have length 0).
     uncompressed: u32,
-    tree: bool,
 }
 
 /// All index files of a repository, merged.
@@ -126,16 +125,14 @@ impl Index {
             let pn = self.pack_number(pack);
             for b in p.blobs {
                 let id = Id::parse(b.id)?;
-                let tree = match b.blob_type {
-                    "data" => false,
-                    "tree" => true,
-                    other => {
-                        return Err(Error::format(format!(
-                            "index: blob {} has unknown type {other:?}",
-                            id.short()
-                        )))
-                    }
-                };
+                // Only the type's validity matters here; readers take it from the tree.
+                if !matches!(b.blob_type, "data" | "tree") {
+                    return Err(Error::format(format!(
+                        "index: blob {} has unknown type {:?}",
+                        id.short(),
+                        b.blob_type
+                    )));
+                }
                 if b.uncompressed_length.is_some() && !allow_compressed {
                     return Err(Error::format(
                         "index uses compression, which repository version 1 does not support",
@@ -163,22 +160,10 @@ impl Index {
                     }
                 };
                 // The first copy wins, as in restic.
-                self.blobs.entry(id).or_insert(Loc { pack: pn, offset, length, uncompressed, tree });
+                self.blobs.entry(id).or_insert(Loc { pack: pn, offset, length, uncompressed });
             }
         }
         Ok(())
-    }
-
-    /// Adds a blob stored in `pack` (used while writing).
-    pub fn insert(&mut self, pack: Id, e: &Entry) {
-        let pn = self.pack_number(pack);
-        self.blobs.entry(e.id).or_insert(Loc {
-            pack: pn,
-            offset: e.offset as u32,
-            length: e.length,
-            uncompressed: e.uncompressed_length.unwrap_or(0),
-            tree: e.blob_type == BlobType::Tree,
-        });
     }
 
     /// Whether any index file lists the pack.
@@ -205,11 +190,6 @@ impl Index {
             length: l.length,
             uncompressed_length: (l.uncompressed != 0).then_some(l.uncompressed),
         })
-    }
-
-    /// The blob's type, if indexed.
-    pub fn blob_type(&self, id: &Id) -> Option<BlobType> {
-        self.blobs.get(id).map(|l| if l.tree { BlobType::Tree } else { BlobType::Data })
     }
 }
 
@@ -247,6 +227,7 @@ pub fn encode(packs: &[(Id, Vec<Entry>)]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pack::BlobType;
 
     #[test]
     fn parse_lookup_and_encode() {

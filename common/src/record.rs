@@ -585,9 +585,6 @@ impl io::Write for StdoutFd {
     }
 }
 
-/// The writer every tool uses for its records.
-pub type StdoutWriter = Writer<io::BufWriter<StdoutFd>>;
-
 impl Writer<io::BufWriter<StdoutFd>> {
     /// A writer on stdout with a large buffer.
     pub fn stdout() -> Self {

@@ -17,7 +17,7 @@ pub const TEST_SCRYPT: (&str, &str) = ("SLUICE_TEST_SCRYPT", "1024,8,1");
 
 /// `-r REPO --password-file FILE` for `r`.
 pub fn repo_flags(r: &Restic) -> Vec<OsString> {
-    argv([OsStr::new("-r"), r.repo.as_os_str(), OsStr::new("--password-file"), r.password_file.as_os_str()])
+    super::sluice::repo_args(r)
 }
 
 /// `tool -r REPO --password-file FILE extra…` as an argv.
@@ -144,15 +144,6 @@ pub fn pipeline_restore(r: &Restic, snapshot: &str, target: &Path) -> PipelineRe
         .stage(tool("unpack", r, &[OsStr::new("--target"), target.as_os_str()]))
         .stage(argv([OsStr::new("verify"), OsStr::new("--target"), target.as_os_str()]))
         .run()
-}
-
-/// Regular-file names under `dir` (each name of a hard-linked file counts, as restic counts).
-pub fn count_files(dir: &Path) -> u64 {
-    walkdir::WalkDir::new(dir)
-        .into_iter()
-        .map(|e| e.unwrap_or_else(|e| panic!("walking {dir:?}: {e}")))
-        .filter(|e| e.file_type().is_file())
-        .count() as u64
 }
 
 /// Every file under `repo/{data,index,snapshots,keys}` whose SHA-256 is not its name, and

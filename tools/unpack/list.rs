@@ -32,7 +32,6 @@ struct PackState {
     pos: u64,
     hash: Sha256,
     enc_header: Vec<u8>,
-    size: u64,
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -60,7 +59,6 @@ pub fn run(args: &Args) -> Result<()> {
                     pos: 0,
                     hash: Sha256::new(),
                     enc_header: buf.clone(),
-                    size: h.size,
                 });
             }
             Record::PackData(d) => {
@@ -165,7 +163,6 @@ impl<W: std::io::Write> Lister<W> {
                 common::cli::warn("unpack", format!("{name}: pack content hashes to {got}, not its name"));
             }
         }
-        let _ = p.size;
         Ok(())
     }
 }
