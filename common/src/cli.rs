@@ -142,7 +142,19 @@ fn trim(mut v: Vec<u8>) -> Vec<u8> {
 
 /// Writes one line to stderr, ignoring failure (there is nowhere left to report it).
 pub fn warn(tool: &str, msg: impl std::fmt::Display) {
-    let _ = writeln!(std::io::stderr(), "{tool}: {msg}");
+    let _ = writeln!(std::io::stderr(), "{tool}: {}", one_line(&msg.to_string()));
+}
+
+/// Escapes control characters (a newline in a file name, say) so that every message stays
+/// one line, as scripts reading stderr expect.
+fn one_line(msg: &str) -> std::borrow::Cow<'_, str> {
+    if !msg.chars().any(char::is_control) {
+        return msg.into();
+    }
+    msg.chars()
+        .flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] })
+        .collect::<String>()
+        .into()
 }
 
 /// Runs a tool's body and exits: 0 on success; otherwise one line `tool: message` on stderr
@@ -162,6 +174,12 @@ pub fn run(tool: &str, body: impl FnOnce() -> Result<()>) -> ! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_stay_one_line() {
+        assert_eq!(one_line("a/b\nc: Permission denied"), "a/b\\nc: Permission denied");
+        assert_eq!(one_line("plain"), "plain");
+    }
 
     #[test]
     fn trims_like_restic() {

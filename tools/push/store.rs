@@ -224,7 +224,8 @@ fn report(args: &Args, s: &SummaryRecord, stored: [u64; 3]) -> Result<()> {
             secs % 60,
             s.snapshot_id.short(),
         );
-        common::cli::warn("push", msg.trim_start());
+        // A report of several lines, like restic's, not a message: written as it is.
+        let _ = writeln!(std::io::stderr(), "{}", msg.trim_start());
     }
     Ok(())
 }
