@@ -100,6 +100,27 @@ impl NodeRecord {
         raw_or_text(&self.path, self.path_raw.as_deref())
     }
 
+    /// Checks a file record's `blobs` against the node it describes: the same ids as the
+    /// node's `content`, in order, whose plaintext lengths add up to the node's `size`.
+    /// A stream is untrusted input; without this a storage host could drop or swap blobs.
+    pub fn check_content(&self, node: &crate::node::Node) -> std::result::Result<(), String> {
+        let content = node.content.as_deref().unwrap_or(&[]);
+        if content.len() != self.blobs.len()
+            || content.iter().zip(&self.blobs).any(|(id, b)| *id != b.id)
+        {
+            return Err(format!(
+                "the record lists {} blobs that differ from the node's {} content ids",
+                self.blobs.len(),
+                content.len()
+            ));
+        }
+        let total: u64 = self.blobs.iter().map(|b| b.plain_len()).sum();
+        if total != node.size {
+            return Err(format!("its blobs hold {total} bytes but the node's size is {}", node.size));
+        }
+        Ok(())
+    }
+
     /// The raw bytes of `hardlink`, if any.
     pub fn hardlink_bytes(&self) -> std::result::Result<Option<Vec<u8>>, String> {
         match &self.hardlink {
@@ -261,6 +282,31 @@ pub struct SnapshotRecord {
     pub tags: Vec<String>,
 }
 
+/// A blob `fetch-pack` could not read (missing pack, short or failed read): passed on in the
+/// blob's place so `unpack` fails the files that need it, restores the rest, and exits 3.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BlobFailedRecord {
+    pub id: Id,
+    pub pack: Id,
+    pub offset: u64,
+    pub length: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncompressed_length: Option<u32>,
+    /// Why it could not be read, one line.
+    pub error: String,
+}
+
+/// What a backup stream relies on being in the repository already: the packs holding blobs
+/// that `pack` deduplicated against, and the index files that named them. `push` stores the
+/// snapshot only if all of them are still there (a prune in between would break it).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RequiresRecord {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packs: Vec<Id>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub indexes: Vec<Id>,
+}
+
 /// `verify`'s verdict on one restored file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Verdict {
@@ -308,6 +354,8 @@ pub enum Record {
     Chunk(ChunkRecord),
     RepoFile(RepoFileRecord),
     Summary(SummaryRecord),
+    BlobFailed(BlobFailedRecord),
+    Requires(RequiresRecord),
 }
 
 /// The record type names, for messages.
@@ -326,6 +374,8 @@ pub const TYPES: &[&str] = &[
     "chunk",
     "repo_file",
     "summary",
+    "blob_failed",
+    "requires",
 ];
 
 impl Record {
@@ -346,6 +396,8 @@ impl Record {
             Record::Chunk(_) => "chunk",
             Record::RepoFile(_) => "repo_file",
             Record::Summary(_) => "summary",
+            Record::BlobFailed(_) => "blob_failed",
+            Record::Requires(_) => "requires",
         }
     }
 
@@ -370,6 +422,8 @@ impl Record {
             "chunk" => Record::Chunk(de(line, &tag)?),
             "repo_file" => Record::RepoFile(de(line, &tag)?),
             "summary" => Record::Summary(de(line, &tag)?),
+            "blob_failed" => Record::BlobFailed(de(line, &tag)?),
+            "requires" => Record::Requires(de(line, &tag)?),
             other => return Err(format!("unknown record type {other:?}")),
         })
     }
@@ -637,6 +691,8 @@ impl<W: Write> Writer<W> {
             Record::Chunk(x) => self.put(tag, x, None),
             Record::RepoFile(x) => self.put(tag, x, None),
             Record::Summary(x) => self.put(tag, x, None),
+            Record::BlobFailed(x) => self.put(tag, x, None),
+            Record::Requires(x) => self.put(tag, x, None),
         }
     }
 
