@@ -380,10 +380,7 @@ fn incremental_backup_reads_only_what_changed() {
     );
     assert_eq!(s2["parent"], s1["id"]);
     assert_eq!(listing(&r, s1["id"].as_str().unwrap()), listing(&r, s2["id"].as_str().unwrap()));
-    // Reading nothing makes it a small fraction of the first (pack's own clock).
-    let (t1, t2) = (first["total_duration"].as_f64().unwrap(), second["total_duration"].as_f64().unwrap());
-    eprintln!("full backup {t1:.2}s, unchanged {t2:.2}s");
-    assert!(t2 * 4.0 < t1, "the unchanged backup took {t2:.2}s, the full one {t1:.2}s");
+    // No wall-clock ratio here: the counters above are the property; speed is `make bench`'s.
 
     // Change one file (it keeps its inode; size, mtime and ctime move).
     let changed = src.join(&info.text_file);

@@ -159,9 +159,18 @@ fn one_line(msg: &str) -> std::borrow::Cow<'_, str> {
 
 /// Runs a tool's body and exits: 0 on success; otherwise one line `tool: message` on stderr
 /// and the error's exit code. A closed stdout exits 141 without a message.
-pub fn run(tool: &str, body: impl FnOnce() -> Result<()>) -> ! {
+pub fn run(tool: &'static str, body: impl FnOnce() -> Result<()>) -> ! {
+    crate::signal::install(tool);
     let code = match body() {
         Ok(()) => 0,
+        Err(_) if crate::signal::received().is_some() => {
+            // The same Ctrl-C ended the stage before this one: say what happened, not what
+            // it looked like from here.
+            let sig = crate::signal::received().unwrap_or(0);
+            crate::signal::run_cleanups();
+            warn(tool, "interrupted");
+            128 + sig
+        }
         Err(Error::BrokenPipe) => crate::error::exit::BROKEN_PIPE,
         Err(e) => {
             warn(tool, &e);

@@ -51,7 +51,16 @@ pub struct Index {
     packs: Vec<Id>,
     pack_no: IdMap<u32>,
     blobs: IdMap<Loc>,
+    /// The index files read, and for each pack the one (by number) that first named it, so
+    /// a backup can say which files its deduplication relied on.
+    files: Vec<Id>,
+    pack_file: Vec<u32>,
+    /// The file being added, while `add_file` runs.
+    current: Option<u32>,
 }
+
+/// `pack_file` for packs added without a file name.
+const NO_FILE: u32 = u32::MAX;
 
 #[derive(Deserialize)]
 struct FileJson<'a> {
@@ -107,8 +116,18 @@ impl Index {
         }
         let n = self.packs.len() as u32;
         self.packs.push(pack);
+        self.pack_file.push(self.current.unwrap_or(NO_FILE));
         self.pack_no.insert(pack, n);
         n
+    }
+
+    /// Like `add_json`, for the index file named `file`.
+    pub fn add_file(&mut self, file: Id, json: &[u8], allow_compressed: bool) -> Result<()> {
+        self.current = Some(self.files.len() as u32);
+        self.files.push(file);
+        let r = self.add_json(json, allow_compressed);
+        self.current = None;
+        r
     }
 
     /// Adds the blobs of one decoded index file. `allow_compressed` is false for v1
@@ -179,6 +198,14 @@ impl Index {
     /// Whether the index knows the blob.
     pub fn contains(&self, id: &Id) -> bool {
         self.blobs.contains_key(id)
+    }
+
+    /// The pack holding the blob, and the index file that named that pack.
+    pub fn source(&self, id: &Id) -> Option<(Id, Option<Id>)> {
+        self.blobs.get(id).map(|l| {
+            let f = self.pack_file[l.pack as usize];
+            (self.packs[l.pack as usize], (f != NO_FILE).then(|| self.files[f as usize]))
+        })
     }
 
     /// Where the blob lives.

@@ -20,6 +20,7 @@ pub mod node;
 pub mod pack;
 pub mod record;
 pub mod repo;
+pub mod signal;
 pub mod snapshot;
 pub mod sys;
 pub mod tree;

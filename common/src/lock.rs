@@ -3,11 +3,17 @@
 //! A lock file is encrypted JSON, so only a stage holding the key can make one: `pack` makes
 //! it and `push`, which writes everything `pack` makes, stores it first and removes it last.
 
+use std::io::Write;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
 use serde::{Deserialize, Serialize};
 
 use crate::backend::FileType;
 use crate::error::{Error, Result};
+use crate::id::Id;
 use crate::node::GoTime;
+use crate::record::{RepoFileRecord, Writer};
 use crate::repo::Repo;
 use crate::sys;
 
@@ -57,18 +63,28 @@ impl Lock {
 }
 
 /// Fails with `Error::Locked` if another process holds an exclusive lock (prune, check, …).
-/// Unreadable lock files fail too, as in restic; empty ones (left by interrupted uploads)
-/// are skipped.
-pub fn check_no_exclusive(repo: &Repo) -> Result<()> {
+/// `own` is this run's lock, skipped. Lock files that cannot be read or decrypted are
+/// skipped with a warning, as restic does, so one corrupt file does not stop every backup;
+/// empty ones (left by interrupted uploads) are skipped silently.
+pub fn check_no_exclusive(repo: &Repo, own: Option<&Id>) -> Result<()> {
+    let own = own.map(Id::to_hex);
     for e in repo.backend.list(FileType::Lock)? {
-        if e.size == 0 {
+        if e.size == 0 || own.as_deref() == Some(e.name.as_str()) {
             continue;
         }
-        let json = repo
-            .load_json(FileType::Lock, &e.name)
-            .map_err(|err| Error::Locked(format!("lock {}: unreadable: {err}", &e.name[..8])))?;
-        let lock: Lock = serde_json::from_slice(&json)
-            .map_err(|err| Error::Locked(format!("lock {}: invalid lock file: {err}", &e.name[..8])))?;
+        let lock = match repo.load_json(FileType::Lock, &e.name) {
+            Ok(json) => serde_json::from_slice::<Lock>(&json).map_err(|err| err.to_string()),
+            // Removed between listing and reading: its holder let go.
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(err) => Err(err.to_string()),
+        };
+        let lock = match lock {
+            Ok(l) => l,
+            Err(err) => {
+                crate::cli::warn("pack", format!("lock {} is unreadable, ignored: {err}", &e.name[..8]));
+                continue;
+            }
+        };
         if lock.exclusive {
             return Err(Error::Locked(format!(
                 "repository is already locked exclusively by PID {} on {} by {} (since {}); \
@@ -82,4 +98,183 @@ pub fn check_no_exclusive(repo: &Repo) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// How long `pack` waits for `push` to store its lock before deciding that no `push` is
+/// storing it right now (the stream goes to a file, to be pushed later).
+const VISIBLE_WAIT: Duration = Duration::from_secs(3);
+/// restic's pause between storing its lock and looking for others, so that two processes
+/// locking at the same moment see each other.
+const SETTLE: Duration = Duration::from_millis(200);
+
+/// Seconds from an environment variable (for tests that cannot wait five minutes), else
+/// the default.
+fn secs_from_env(var: &str, default: u64) -> Duration {
+    let secs = std::env::var(var).ok().and_then(|v| v.parse::<u64>().ok()).filter(|s| *s > 0);
+    Duration::from_secs(secs.unwrap_or(default))
+}
+
+/// The lock of a backup, made by `pack` and stored by `push`.
+///
+/// `pack` holds the key, so it makes the lock files; `push` stores them. The keeper sends a
+/// lock record down the stream at once and then watches the repository: once its lock is
+/// there, it looks for exclusive locks (restic's order: lock first, then decide), renews
+/// the lock on a timer whatever the input does, and ends the process with one line if the
+/// lock disappears (`restic unlock --remove-all`) or cannot be renewed before it would go
+/// stale. A stream that goes to a file has no `push` storing its lock: then nothing is
+/// watched, and `push` checks what the backup relies on before it saves the snapshot.
+pub struct Keeper<'a, W: Write> {
+    repo: &'a Repo,
+    out: &'a Mutex<Writer<W>>,
+    state: Mutex<State>,
+    wake: Condvar,
+    refresh: Duration,
+    poll: Duration,
+}
+
+struct State {
+    /// Locks sent down the stream, oldest first: when the newest of them was seen in the
+    /// repository (`stored`), the first is that one; older ones are dropped.
+    chain: Vec<(Id, Instant)>,
+    /// Whether `chain[0]` was seen in the repository: a `push` is storing the stream.
+    stored: bool,
+    done: bool,
+}
+
+impl<'a, W: Write + Send> Keeper<'a, W> {
+    /// Sends the first lock down the stream and waits briefly for it to be stored. If it is,
+    /// fails with `Error::Locked` when another process holds an exclusive lock.
+    pub fn start(repo: &'a Repo, out: &'a Mutex<Writer<W>>) -> Result<Keeper<'a, W>> {
+        let first = send(repo, out)?;
+        let k = Keeper {
+            repo,
+            out,
+            state: Mutex::new(State { chain: vec![(first, Instant::now())], stored: false, done: false }),
+            wake: Condvar::new(),
+            refresh: secs_from_env("SLUICE_LOCK_REFRESH_SECS", REFRESH_SECS),
+            poll: secs_from_env("SLUICE_LOCK_POLL_SECS", 10),
+        };
+        let deadline = Instant::now() + VISIBLE_WAIT;
+        while Instant::now() < deadline {
+            if repo.backend.exists(FileType::Lock, &first.to_hex())? {
+                k.state().stored = true;
+                std::thread::sleep(SETTLE);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        check_no_exclusive(repo, Some(&first))?;
+        Ok(k)
+    }
+
+    /// Whether the lock is known to be in the repository (a `push` is storing the stream).
+    pub fn stored(&self) -> bool {
+        self.state().stored
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Renews and watches the lock until `stop`; run it on a thread of its own. When the
+    /// lock is lost, `lost` gets the error, called while `stop` cannot return, so a caller
+    /// that ends the process there never races the end of a finished stream.
+    pub fn watch(&self, lost: impl FnOnce(Error)) {
+        if let Err(e) = self.watching() {
+            let st = self.state();
+            if !st.done {
+                lost(e);
+            }
+            drop(st);
+        }
+    }
+
+    fn watching(&self) -> Result<()> {
+        let mut st = self.state();
+        loop {
+            let (st2, _) = self.wake.wait_timeout(st, self.poll).unwrap_or_else(|p| p.into_inner());
+            st = st2;
+            if st.done {
+                return Ok(());
+            }
+            let newest = st.chain.last().expect("never empty").1;
+            if newest.elapsed() >= self.refresh {
+                drop(st);
+                let id = send(self.repo, self.out)?;
+                st = self.state();
+                if !st.stored {
+                    // Nobody is storing these: remember only the newest.
+                    st.chain.clear();
+                }
+                st.chain.push((id, Instant::now()));
+            }
+            if !st.stored {
+                continue;
+            }
+            drop(st);
+            self.look()?;
+            st = self.state();
+            let made = st.chain[0].1;
+            if made.elapsed().as_secs() as i64 >= STALE_SECS - 60 {
+                return Err(Error::Locked(format!(
+                    "this backup's lock could not be renewed for {} minutes (is push stalled?); \
+                     stopping before it goes stale",
+                    (STALE_SECS - 60) / 60
+                )));
+            }
+        }
+    }
+
+    /// Finds the newest of this run's locks in the repository and forgets the older ones;
+    /// fails if none is there any more.
+    fn look(&self) -> Result<()> {
+        let chain = self.state().chain.clone();
+        let b = &self.repo.backend;
+        // Newest first: push stores a new lock before it removes the one before. The
+        // newest is asked again last, in case it was stored while the others were asked.
+        let newest = chain.len() - 1;
+        for (i, (id, _)) in chain.iter().enumerate().rev().chain(std::iter::once((newest, &chain[newest]))) {
+            if b.exists(FileType::Lock, &id.to_hex())? {
+                let mut st = self.state();
+                let drop_n = st.chain.iter().position(|(c, _)| c == id).unwrap_or(i);
+                st.chain.drain(..drop_n);
+                return Ok(());
+            }
+        }
+        Err(Error::Locked(format!(
+            "this backup's lock {} was removed from the repository (restic unlock?); \
+             stopping before anything refers to data a prune may delete",
+            chain[0].0.short()
+        )))
+    }
+
+    /// Before writing something that refers to stored data (index, snapshot): fails if the
+    /// lock was seen in the repository and is gone now.
+    pub fn confirm(&self) -> Result<()> {
+        if self.stored() {
+            self.look()
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Ends `watch`.
+    pub fn stop(&self) {
+        self.state().done = true;
+        self.wake.notify_all();
+    }
+}
+
+/// Makes a new lock and sends it down the stream at once.
+fn send<W: Write>(repo: &Repo, out: &Mutex<Writer<W>>) -> Result<Id> {
+    let sealed = Lock::new(false).encode(repo);
+    let id = Id::hash(&sealed);
+    let mut w = out.lock().unwrap_or_else(|p| p.into_inner());
+    w.write_with_data(
+        "repo_file",
+        &RepoFileRecord { kind: "lock".into(), id, data: String::new() },
+        &sealed,
+    )?;
+    w.flush()?;
+    Ok(id)
 }

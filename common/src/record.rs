@@ -33,6 +33,11 @@ pub struct Header {
     /// The snapshot the stream came from, where there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<Id>,
+    /// The repository the stream was made for: the SHA-256 of its `config` file as stored
+    /// (it holds the repository id; hashing the stored bytes needs no key). `pack` sets it
+    /// and `push` refuses a stream made for another repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<Id>,
 }
 
 /// Closes every stream; `records` counts the records between header and end.
@@ -105,9 +110,7 @@ impl NodeRecord {
     /// A stream is untrusted input; without this a storage host could drop or swap blobs.
     pub fn check_content(&self, node: &crate::node::Node) -> std::result::Result<(), String> {
         let content = node.content.as_deref().unwrap_or(&[]);
-        if content.len() != self.blobs.len()
-            || content.iter().zip(&self.blobs).any(|(id, b)| *id != b.id)
-        {
+        if content.len() != self.blobs.len() || content.iter().zip(&self.blobs).any(|(id, b)| *id != b.id) {
             return Err(format!(
                 "the record lists {} blobs that differ from the node's {} content ids",
                 self.blobs.len(),
@@ -658,7 +661,27 @@ impl<W: Write> Writer<W> {
 
     /// Writes the header. Call once, first.
     pub fn header(&mut self, producer: &str, snapshot: Option<Id>) -> Result<()> {
-        let h = Header { format: FORMAT.into(), version: VERSION, producer: producer.into(), snapshot };
+        self.header_record(Header {
+            format: FORMAT.into(),
+            version: VERSION,
+            producer: producer.into(),
+            snapshot,
+            repository: None,
+        })
+    }
+
+    /// Writes a header bound to a repository (see `Header::repository`). Call once, first.
+    pub fn header_for_repository(&mut self, producer: &str, repository: Id) -> Result<()> {
+        self.header_record(Header {
+            format: FORMAT.into(),
+            version: VERSION,
+            producer: producer.into(),
+            snapshot: None,
+            repository: Some(repository),
+        })
+    }
+
+    fn header_record(&mut self, h: Header) -> Result<()> {
         self.put("header", &h, None)?;
         self.count = 0;
         Ok(())
@@ -747,10 +770,15 @@ impl<W: Write> Writer<W> {
 
     /// Writes the end record and flushes. A stream without this looks cut off, as it should.
     pub fn finish(mut self) -> Result<W> {
+        self.end()?;
+        Ok(self.out)
+    }
+
+    /// `finish` for a writer that is shared (behind a lock) and so cannot be consumed.
+    pub fn end(&mut self) -> Result<()> {
         let end = End { records: self.count };
         self.put("end", &end, None)?;
-        self.out.flush().map_err(out_err)?;
-        Ok(self.out)
+        self.out.flush().map_err(out_err)
     }
 }
 

@@ -96,7 +96,8 @@ impl Repo {
         let mut idx = Index::new();
         for e in self.backend.list(FileType::Index)? {
             let json = self.load_json(FileType::Index, &e.name)?;
-            idx.add_json(&json, self.version() >= 2).context(format!("index {}", &e.name[..8]))?;
+            idx.add_file(Id::parse(&e.name)?, &json, self.version() >= 2)
+                .context(format!("index {}", &e.name[..8]))?;
         }
         Ok(idx)
     }
@@ -144,6 +145,15 @@ impl Repo {
 }
 
 /// Resolves a pack id or unique id prefix to the name and size of a stored pack.
+/// What binds a stream to its repository: the SHA-256 of the `config` file as stored. It
+/// changes with the repository id inside and needs no key, so `push` can check it too.
+pub fn binding(backend: &dyn Backend) -> Result<Id> {
+    if !backend.exists(FileType::Config, "")? {
+        return Err(Error::NoRepository(backend.location().to_string()));
+    }
+    Ok(Id::hash(&backend.read(FileType::Config, "")?))
+}
+
 pub fn resolve_pack(backend: &dyn Backend, spec: &str) -> Result<(String, u64)> {
     if crate::backend::is_id_name(spec) {
         let size = backend.size(FileType::Pack, spec).map_err(|e| match e {

@@ -20,6 +20,23 @@ pub fn ids() -> (u32, u32) {
     unsafe { (libc::geteuid(), libc::getegid()) }
 }
 
+/// Whether a process with this id exists on this host (a process of another user counts).
+pub fn process_alive(pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    // Signal 0 checks existence and permission without sending anything.
+    let rc = unsafe { libc::kill(pid, 0) };
+    let exists = rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    // A zombie (dead, not yet reaped: common in containers whose init reaps nothing) is gone.
+    exists && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| zombie(&st))
+}
+
+/// Whether a `/proc/PID/stat` line is a zombie's: the state follows the command in parentheses.
+fn zombie(stat: &str) -> bool {
+    stat.rfind(')').is_some_and(|i| stat[i + 1..].trim_start().starts_with('Z'))
+}
+
 /// Resolves user and group ids to names, caching every answer (misses included).
 #[derive(Default)]
 pub struct Names {

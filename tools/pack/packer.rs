@@ -1,17 +1,17 @@
 //! Storing blobs into packs, and the index and snapshot files that follow them.
 
 use std::io;
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::sync::{mpsc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use common::error::{Error, Result, ResultExt};
 use common::index::{IdMap, Index};
-use common::lock::{self, Lock};
+use common::lock::Keeper;
 use common::node::GoTime;
 use common::pack::{BlobType, Builder, Entry};
 use common::record::{
     decode_b64, split_payload, tag_of, ChunkRecord, NodeRecord, PackDataRecord, PackHeaderRecord, Reader,
-    RepoFileRecord, SourceRecord, SummaryRecord, Writer,
+    RepoFileRecord, RequiresRecord, SourceRecord, StdoutFd, SummaryRecord, Writer,
 };
 use common::repo::Repo;
 use common::snapshot::{Snapshot, Summary};
@@ -96,8 +96,15 @@ struct Open {
 /// Everything that writes blobs: dedup set, open packs, pending index, output.
 pub struct Store<'a, W: io::Write> {
     pub repo: &'a Repo,
-    pub out: Writer<W>,
+    out: &'a Mutex<Writer<W>>,
+    index: &'a Index,
+    keeper: &'a Keeper<'a, W>,
+    /// Blobs this run stores, or adopted from packs no index lists yet.
     known: IdMap<()>,
+    /// Packs already in the repository that this backup refers to (deduplicated blobs,
+    /// adopted packs), and the index files that list them: the `requires` record.
+    relied_packs: IdMap<()>,
+    relied_indexes: IdMap<()>,
     open: [Option<Open>; 2],
     next_seq: u64,
     target: u64,
@@ -109,8 +116,6 @@ pub struct Store<'a, W: io::Write> {
     /// Buffers of finished blobs, reused so their pages are touched once.
     spare: Vec<Vec<u8>>,
     pub stats: SummaryRecord,
-    lock_id: Option<Id>,
-    lock_at: Instant,
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -136,15 +141,42 @@ pub fn run(args: &Args) -> Result<()> {
             args.pack_size
         )));
     }
-    lock::check_no_exclusive(&repo)?;
+    // The lock goes down the stream before anything is decided from the index, so push
+    // stores it at once, whatever the input does (restic's order: lock, then look).
+    let out = Mutex::new(Writer::stdout());
+    {
+        let mut w = out.lock().unwrap_or_else(|p| p.into_inner());
+        w.header_for_repository("pack", common::repo::binding(repo.backend.as_ref())?)?;
+    }
+    let keeper = Keeper::start(&repo, &out)?;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            keeper.watch(|e| {
+                // The main thread may be blocked on a silent input: end here. The stream
+                // stays without its end record, so push stores no snapshot.
+                common::cli::warn("pack", &e);
+                std::process::exit(e.exit_code());
+            })
+        });
+        let r = pack(args, &repo, &out, &keeper, level, started);
+        keeper.stop();
+        r
+    })
+}
+
+fn pack(
+    args: &Args,
+    repo: &Repo,
+    out: &Mutex<Writer<io::BufWriter<StdoutFd>>>,
+    keeper: &Keeper<'_, io::BufWriter<StdoutFd>>,
+    level: Option<i32>,
+    started: Instant,
+) -> Result<()> {
     let index = repo.load_index()?;
     let mut input = Reader::stdin();
     input.read_header()?;
-    let mut store = Store::new(&repo, &index, args.pack_size << 20, level)?;
-    store.adopt_orphans(&index)?;
-    store.out.header("pack", None)?;
-    store.refresh_lock()?;
-
+    let mut store = Store::new(repo, &index, out, keeper, args.pack_size << 20, level)?;
+    store.adopt_orphans()?;
     let source: SourceRecord = match input.next_line()? {
         Some(line) if tag_of(line.text).as_deref() == Ok("source") => serde_json::from_str(line.text)
             .map_err(|e| Error::Record { line: line.no, msg: format!("malformed source record: {e}") })?,
@@ -186,11 +218,13 @@ pub fn run(args: &Args) -> Result<()> {
             }
             other => return Err(rerr(format!("a {other} record does not belong in pack's input"))),
         }
-        store.maybe_refresh_lock()?;
     }
     let root = trees.finish(&mut store)?;
     store.close_all()?;
     store.flush_index()?;
+    let requires =
+        RequiresRecord { packs: sorted(&store.relied_packs), indexes: sorted(&store.relied_indexes) };
+    store.out().write("requires", &requires)?;
 
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let end = GoTime::local(now.as_secs() as i64, now.subsec_nanos());
@@ -232,7 +266,8 @@ pub fn run(args: &Args) -> Result<()> {
     };
     let sealed = common::file::encode(&repo.key, &snap.to_json(), repo.version());
     let snap_id = Id::hash(&sealed);
-    store.out.write_with_data(
+    keeper.confirm()?;
+    store.out().write_with_data(
         "repo_file",
         &RepoFileRecord { kind: "snapshot".into(), id: snap_id, data: String::new() },
         &sealed,
@@ -240,18 +275,30 @@ pub fn run(args: &Args) -> Result<()> {
     store.stats.snapshot_id = snap_id;
     store.stats.total_duration = started.elapsed().as_secs_f64();
     let summary = store.stats.clone();
-    store.out.write("summary", &summary)?;
-    store.out.finish()?;
-    Ok(())
+    store.out().write("summary", &summary)?;
+    // Once push has the end record it stores the snapshot and removes the lock: the keeper
+    // must not be watching by then.
+    keeper.stop();
+    let r = store.out().end();
+    r
 }
 
-impl<'a> Store<'a, io::BufWriter<common::record::StdoutFd>> {
-    fn new(repo: &'a Repo, index: &Index, target: u64, level: Option<i32>) -> Result<Self> {
-        let mut known = IdMap::default();
-        known.reserve(index.len());
-        for id in index.ids() {
-            known.insert(id, ());
-        }
+fn sorted(set: &IdMap<()>) -> Vec<Id> {
+    let mut v: Vec<Id> = set.keys().copied().collect();
+    v.sort();
+    v
+}
+
+impl<'a, W: io::Write + Send> Store<'a, W> {
+    fn new(
+        repo: &'a Repo,
+        index: &'a Index,
+        out: &'a Mutex<Writer<W>>,
+        keeper: &'a Keeper<'a, W>,
+        target: u64,
+        level: Option<i32>,
+    ) -> Result<Self> {
+        let known = IdMap::default();
         let compressor = match level {
             Some(l) => Some(zstd::bulk::Compressor::new(l).map_err(|e| Error::format(format!("zstd: {e}")))?),
             None => None,
@@ -262,8 +309,12 @@ impl<'a> Store<'a, io::BufWriter<common::record::StdoutFd>> {
         std::thread::spawn(move || worker(key, compressor, job_rx, done_tx));
         Ok(Store {
             repo,
-            out: Writer::stdout(),
+            out,
+            index,
+            keeper,
             known,
+            relied_packs: IdMap::default(),
+            relied_indexes: IdMap::default(),
             open: [None, None],
             next_seq: 0,
             target,
@@ -274,17 +325,16 @@ impl<'a> Store<'a, io::BufWriter<common::record::StdoutFd>> {
             in_flight: false,
             spare: Vec::new(),
             stats: SummaryRecord::default(),
-            lock_id: None,
-            lock_at: Instant::now(),
         })
     }
 }
 
-impl<W: io::Write> Store<'_, W> {
+impl<'a, W: io::Write + Send> Store<'a, W> {
     /// Packs in `data/` that no index lists were left by a run that died before writing its
     /// index. Their blobs are whole and checked, so this run uses them instead of storing
     /// the same blobs again, and indexes them with its own packs.
-    fn adopt_orphans(&mut self, index: &Index) -> Result<()> {
+    fn adopt_orphans(&mut self) -> Result<()> {
+        let index = self.index;
         let backend = self.repo.backend.as_ref();
         for e in backend.list(common::backend::FileType::Pack)? {
             let id = Id::parse(&e.name)?;
@@ -299,6 +349,7 @@ impl<W: io::Write> Store<'_, W> {
                     for en in &entries {
                         self.known.insert(en.id, ());
                     }
+                    self.relied_packs.insert(id, ());
                     self.pending_blobs += entries.len();
                     self.pending.push((id, entries));
                 }
@@ -311,14 +362,27 @@ impl<W: io::Write> Store<'_, W> {
         Ok(())
     }
 
-    /// Whether the repository (or this run) has the blob already.
-    pub fn has(&self, id: &Id) -> bool {
-        self.known.contains_key(id)
+    /// Whether this run or the repository has the blob already. One in the repository
+    /// becomes something the backup relies on: its pack and index file go into `requires`.
+    pub fn has(&mut self, id: &Id) -> bool {
+        if self.known.contains_key(id) {
+            return true;
+        }
+        match self.index.source(id) {
+            Some((pack, file)) => {
+                self.relied_packs.insert(pack, ());
+                if let Some(f) = file {
+                    self.relied_indexes.insert(f, ());
+                }
+                true
+            }
+            None => false,
+        }
     }
 
     /// Stores a blob unless it is known; returns whether it was new.
     pub fn put(&mut self, t: BlobType, id: Id, plain: &[u8]) -> Result<bool> {
-        if self.known.contains_key(&id) {
+        if self.has(&id) {
             return Ok(false);
         }
         let mut buf = self.spare.pop().unwrap_or_default();
@@ -332,7 +396,7 @@ impl<W: io::Write> Store<'_, W> {
     /// Like `put`, for a chunk from the stream: takes its buffer, and checks on the worker
     /// that the bytes hash to the id `chunk` gave them.
     pub fn put_chunk(&mut self, id: Id, plain: Vec<u8>) -> Result<()> {
-        if self.known.contains_key(&id) {
+        if self.has(&id) {
             self.spare.push(plain);
             return Ok(());
         }
@@ -396,7 +460,7 @@ impl<W: io::Write> Store<'_, W> {
         let open = self.open[slot].as_mut().expect("just opened");
         let offset = open.builder.add(t, id, &sealed, uncompressed);
         let rec = PackDataRecord { seq: Some(open.seq), offset, data: String::new() };
-        self.out.write_with_data("pack_data", &rec, &sealed)?;
+        self.out.lock().unwrap_or_else(|p| p.into_inner()).write_with_data("pack_data", &rec, &sealed)?;
         match t {
             BlobType::Data => self.stats.data_blobs += 1,
             BlobType::Tree => self.stats.tree_blobs += 1,
@@ -421,7 +485,7 @@ impl<W: io::Write> Store<'_, W> {
             size,
             header: common::record::encode_b64(header),
         };
-        self.out.write("pack_header", &rec)?;
+        self.out().write("pack_header", &rec)?;
         self.pending_blobs += entries.len();
         self.pending.push((id, entries));
         if self.pending_blobs >= INDEX_BLOBS {
@@ -442,10 +506,12 @@ impl<W: io::Write> Store<'_, W> {
         if self.pending.is_empty() {
             return Ok(());
         }
+        // An index makes its packs' blobs count as stored: only under a lock still held.
+        self.keeper.confirm()?;
         let json = common::index::encode(&self.pending);
         let sealed = common::file::encode(&self.repo.key, &json, self.repo.version());
         let id = Id::hash(&sealed);
-        self.out.write_with_data(
+        self.out().write_with_data(
             "repo_file",
             &RepoFileRecord { kind: "index".into(), id, data: String::new() },
             &sealed,
@@ -455,23 +521,7 @@ impl<W: io::Write> Store<'_, W> {
         Ok(())
     }
 
-    fn refresh_lock(&mut self) -> Result<()> {
-        let sealed = Lock::new(false).encode(self.repo);
-        let id = Id::hash(&sealed);
-        self.out.write_with_data(
-            "repo_file",
-            &RepoFileRecord { kind: "lock".into(), id, data: String::new() },
-            &sealed,
-        )?;
-        self.lock_id = Some(id);
-        self.lock_at = Instant::now();
-        Ok(())
-    }
-
-    fn maybe_refresh_lock(&mut self) -> Result<()> {
-        if self.lock_at.elapsed() >= Duration::from_secs(lock::REFRESH_SECS) {
-            self.refresh_lock()?;
-        }
-        Ok(())
+    pub fn out(&self) -> MutexGuard<'a, Writer<W>> {
+        self.out.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

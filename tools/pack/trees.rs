@@ -68,7 +68,7 @@ fn split(rel: &[u8]) -> (&[u8], &[u8]) {
 
 impl Trees {
     /// Takes one node record.
-    pub fn node<W: io::Write>(&mut self, rec: NodeRecord, store: &mut Store<'_, W>) -> Result<()> {
+    pub fn node<W: io::Write + Send>(&mut self, rec: NodeRecord, store: &mut Store<'_, W>) -> Result<()> {
         let rel = rec.path_bytes().map_err(Error::Format)?;
         let (parent, name) = split(&rel);
         if name.is_empty() {
@@ -123,7 +123,7 @@ impl Trees {
     }
 
     /// Closes the innermost directory: stores its tree, hands its node to its parent.
-    fn close<W: io::Write>(&mut self, store: &mut Store<'_, W>) -> Result<Id> {
+    fn close<W: io::Write + Send>(&mut self, store: &mut Store<'_, W>) -> Result<Id> {
         let dir = self.stack.pop().expect("caller checks");
         let mut blob = Vec::with_capacity(dir.json.len() + 14);
         blob.extend_from_slice(b"{\"nodes\":[");
@@ -148,7 +148,7 @@ impl Trees {
     }
 
     /// Closes every directory; returns the root tree's id.
-    pub fn finish<W: io::Write>(&mut self, store: &mut Store<'_, W>) -> Result<Id> {
+    pub fn finish<W: io::Write + Send>(&mut self, store: &mut Store<'_, W>) -> Result<Id> {
         while self.stack.len() > 1 {
             self.close(store)?;
         }

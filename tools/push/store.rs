@@ -1,11 +1,15 @@
 //! Writing the stream's files to the backend.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
+use std::sync::Arc;
+use std::time::Instant;
 
 use common::backend::{Backend, FileType, Upload};
+use common::cli::warn;
 use common::error::{Error, Result};
-use common::record::{decode_b64, Reader, Record, SummaryRecord};
+use common::record::{decode_b64, Reader, Record, RequiresRecord, SummaryRecord};
+use common::signal;
 use common::Id;
 use sha2::{Digest, Sha256};
 
@@ -16,25 +20,51 @@ struct Pending {
     hash: Sha256,
 }
 
-struct Pusher<'a> {
-    backend: &'a dyn Backend,
+/// The lock this run stored, removed at the end or on a signal.
+struct HeldLock {
+    name: String,
+    _on_signal: signal::Guard,
+}
+
+struct Pusher {
+    backend: Arc<dyn Backend>,
     packs: HashMap<u64, Pending>,
-    lock: Option<String>,
+    lock: Option<HeldLock>,
+    requires: Option<RequiresRecord>,
     buf: Vec<u8>,
     stored: [u64; 3],
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let backend = args.repo.backend()?;
-    if !backend.exists(FileType::Config, "")? {
-        return Err(Error::NoRepository(backend.location().to_string()));
+    let started = Instant::now();
+    let backend: Arc<dyn Backend> = Arc::from(args.repo.backend()?);
+    let binding = common::repo::binding(backend.as_ref())?;
+    // Uploads of a run that was killed outright: nothing else would ever remove them.
+    if let Err(e) = backend.remove_stale_uploads() {
+        warn("push", format!("could not remove temporary files of dead runs: {e}"));
     }
     let mut input = Reader::stdin();
-    input.read_header()?;
+    let header = input.read_header()?;
+    match header.repository {
+        Some(r) if r == binding => {}
+        Some(_) => {
+            return Err(Error::Usage(format!(
+                "this stream was made by pack for another repository, not {} (its config differs); nothing stored",
+                backend.location()
+            )))
+        }
+        None => {
+            return Err(Error::Usage(
+                "the stream does not name the repository it was made for (was it made by pack?); nothing stored"
+                    .into(),
+            ))
+        }
+    }
     let mut p = Pusher {
-        backend: backend.as_ref(),
+        backend: backend.clone(),
         packs: HashMap::new(),
         lock: None,
+        requires: None,
         buf: Vec::new(),
         stored: [0; 3],
     };
@@ -42,19 +72,20 @@ pub fn run(args: &Args) -> Result<()> {
     // Unfinished packs vanish when dropped; the lock goes in every case.
     p.packs.clear();
     if let Some(l) = p.lock.take() {
-        let _ = backend.remove(FileType::Lock, &l);
+        if let Err(e) = backend.remove(FileType::Lock, &l.name) {
+            warn("push", format!("could not remove lock {}: {e}; `restic unlock` removes it", &l.name[..8]));
+        }
     }
-    let summary = result?;
-    match summary {
-        Some(s) if !args.quiet || args.json => report(args, &s, p.stored)?,
-        Some(_) => {}
-        None => return Err(Error::format("the stream had no summary record (was it made by pack?)")),
+    let mut summary = result?;
+    summary.total_duration = summary.total_duration.max(started.elapsed().as_secs_f64());
+    if !args.quiet || args.json {
+        report(args, &summary, p.stored)?;
     }
     Ok(())
 }
 
-impl Pusher<'_> {
-    fn consume(&mut self, input: &mut Reader<impl std::io::BufRead>) -> Result<Option<SummaryRecord>> {
+impl Pusher {
+    fn consume(&mut self, input: &mut Reader<impl std::io::BufRead>) -> Result<SummaryRecord> {
         let mut summary = None;
         let mut snapshot: Option<(String, Vec<u8>)> = None;
         while let Some(rec) = input.next_record()? {
@@ -125,6 +156,9 @@ impl Pusher<'_> {
                     // An index may arrive while the other blob type's pack is still open: it
                     // names only packs whose header came, and those are stored already.
                     let name = f.id.to_hex();
+                    if t == FileType::Index {
+                        self.check_lock()?;
+                    }
                     if t == FileType::Snapshot {
                         // Only a stream that arrives whole may make a snapshot: it is stored
                         // after the end record, when nothing before it can still be missing.
@@ -143,11 +177,22 @@ impl Pusher<'_> {
                         }
                     }
                     if t == FileType::Lock {
-                        if let Some(old) = self.lock.replace(name) {
-                            let _ = self.backend.remove(FileType::Lock, &old);
+                        let backend = self.backend.clone();
+                        let n = name.clone();
+                        let guard = signal::on_interrupt(move || {
+                            let _ = backend.remove(FileType::Lock, &n);
+                        });
+                        if let Some(old) = self.lock.replace(HeldLock { name, _on_signal: guard }) {
+                            if let Err(e) = self.backend.remove(FileType::Lock, &old.name) {
+                                warn(
+                                    "push",
+                                    format!("could not remove the replaced lock {}: {e}", &old.name[..8]),
+                                );
+                            }
                         }
                     }
                 }
+                Record::Requires(r) => self.requires = Some(r),
                 Record::Summary(s) => summary = Some(s),
                 other => {
                     return Err(
@@ -159,7 +204,14 @@ impl Pusher<'_> {
         if let Some(seq) = self.packs.keys().next() {
             return Err(Error::format(format!("stream ended with pack {seq} unfinished")));
         }
-        if let Some((name, data)) = snapshot {
+        let summary = summary
+            .ok_or_else(|| Error::format("the stream had no summary record (was it made by pack?)"))?;
+        let Some((name, data)) = snapshot else {
+            return Err(Error::format("the stream had no snapshot (was it made by pack?); none saved"));
+        };
+        {
+            self.check_lock()?;
+            self.check_requires()?;
             if !self.backend.exists(FileType::Snapshot, &name)? {
                 self.backend
                     .write(FileType::Snapshot, &name, &mut &data[..], data.len() as u64)
@@ -168,6 +220,57 @@ impl Pusher<'_> {
             self.stored[2] += 1;
         }
         Ok(summary)
+    }
+
+    /// Before anything that makes stored data count (an index, the snapshot): the lock must
+    /// be stored and still there, or a prune may be deleting what it names.
+    fn check_lock(&self) -> Result<()> {
+        let Some(l) = &self.lock else {
+            return Err(Error::Locked(
+                "the stream carries no lock before its index (was it made by pack?); nothing more stored"
+                    .into(),
+            ));
+        };
+        if !self.backend.exists(FileType::Lock, &l.name)? {
+            return Err(Error::Locked(format!(
+                "this backup's lock {} was removed from the repository (restic unlock?); no snapshot saved",
+                &l.name[..8]
+            )));
+        }
+        Ok(())
+    }
+
+    /// The snapshot refers to blobs pack found in the repository rather than sending them:
+    /// their packs and the index files naming them must all still be there.
+    fn check_requires(&self) -> Result<()> {
+        let Some(req) = &self.requires else {
+            return Err(Error::format(
+                "the stream does not say what it relies on in the repository (no requires record); \
+                 no snapshot saved",
+            ));
+        };
+        let gone = |what: &str, id: &Id| {
+            Error::format(format!(
+                "{what} {} that this backup relies on is no longer in the repository (pruned since \
+                 pack ran?); no snapshot saved: run the backup again",
+                id.short()
+            ))
+        };
+        if !req.packs.is_empty() {
+            let packs: HashSet<String> =
+                self.backend.list(FileType::Pack)?.into_iter().map(|e| e.name).collect();
+            if let Some(id) = req.packs.iter().find(|id| !packs.contains(&id.to_hex())) {
+                return Err(gone("pack", id));
+            }
+        }
+        if !req.indexes.is_empty() {
+            let files: HashSet<String> =
+                self.backend.list(FileType::Index)?.into_iter().map(|e| e.name).collect();
+            if let Some(id) = req.indexes.iter().find(|id| !files.contains(&id.to_hex())) {
+                return Err(gone("index file", id));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -1,8 +1,8 @@
 //! A repository in a local directory, laid out as restic's local backend lays it out.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::{is_id_name, Backend, Entry, FileType, Upload};
@@ -140,15 +140,11 @@ impl Backend for Local {
             mkdir(&dir)?;
         }
         // Temp name in the same directory, so the rename is atomic; restic ignores non-id names.
-        let tmp = dir.join(format!(".{}-tmp-{}", name, std::process::id()));
+        let tf = temp_in(&dir)?;
+        let tmp = tf.path().to_path_buf();
+        let _guard = remove_on_interrupt(&tmp);
         let result = (|| -> Result<()> {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)
-                .ctx_path(&tmp)?;
+            let (mut f, _) = tf.keep().map_err(|e| Error::io(tmp.display().to_string(), e.error))?;
             let n = io::copy(data, &mut f).ctx_path(&tmp)?;
             if n != len {
                 return Err(Error::format(format!("{}: expected {len} bytes, got {n}", dest.display())));
@@ -173,8 +169,33 @@ impl Backend for Local {
         }
         // In the repository itself, so committing is a rename on the same file system;
         // restic ignores names that are not ids.
-        let tf = tempfile::Builder::new().prefix(".sluice-upload-").tempfile_in(&dir).ctx_path(&dir)?;
-        Ok(Box::new(LocalUpload { tf, t, root: self.root.clone(), written: 0 }))
+        let tf = temp_in(&dir)?;
+        let guard = remove_on_interrupt(tf.path());
+        Ok(Box::new(LocalUpload { tf, t, root: self.root.clone(), written: 0, _guard: guard }))
+    }
+
+    fn remove_stale_uploads(&self) -> Result<usize> {
+        let me = crate::sys::hostname();
+        let mut removed = 0;
+        for t in [FileType::Pack, FileType::Index, FileType::Snapshot, FileType::Lock, FileType::Key] {
+            let dir = self.root.join(t.dir());
+            let Ok(rd) = fs::read_dir(&dir) else { continue };
+            for e in rd.flatten() {
+                let name = e.file_name();
+                let Some(name) = name.to_str() else { continue };
+                let Some(owner) = name.strip_prefix(TEMP_PREFIX) else { continue };
+                let age = e.metadata().ok().and_then(|m| m.modified().ok()).and_then(|m| m.elapsed().ok());
+                if is_stale(owner, &me, age) {
+                    let p = e.path();
+                    match fs::remove_file(&p) {
+                        Ok(()) => removed += 1,
+                        Err(err) if not_found(&err) => {}
+                        Err(err) => return Err(Error::io(p.display().to_string(), err)),
+                    }
+                }
+            }
+        }
+        Ok(removed)
     }
 
     fn create(&self) -> Result<()> {
@@ -206,11 +227,50 @@ impl Backend for Local {
     }
 }
 
+/// Temporary files in the repository start with this, then `HOST-PID-RANDOM`, so a later
+/// run can tell those of a dead process from those of one still writing.
+const TEMP_PREFIX: &str = ".sluice-upload-";
+
+/// Temporary files of another host count as abandoned only after this long, as nothing
+/// tells whether their writer is alive.
+const FOREIGN_TEMP_SECS: u64 = 24 * 3600;
+
+fn temp_in(dir: &Path) -> Result<tempfile::NamedTempFile> {
+    let prefix = format!("{TEMP_PREFIX}{}-{}-", crate::sys::hostname().replace('/', "_"), std::process::id());
+    tempfile::Builder::new()
+        .prefix(&prefix)
+        .permissions(fs::Permissions::from_mode(0o600))
+        .tempfile_in(dir)
+        .ctx_path(dir)
+}
+
+fn remove_on_interrupt(p: &Path) -> crate::signal::Guard {
+    let p = p.to_path_buf();
+    crate::signal::on_interrupt(move || {
+        let _ = fs::remove_file(&p);
+    })
+}
+
+/// Whether a temporary file named `HOST-PID-RANDOM` (after the prefix) was left by a writer
+/// that is gone: on this host, a process that no longer exists; elsewhere, a day untouched.
+fn is_stale(owner: &str, this_host: &str, age: Option<std::time::Duration>) -> bool {
+    let mut parts = owner.rsplitn(3, '-');
+    let (_rand, pid, host) = (parts.next(), parts.next(), parts.next());
+    let old = age.is_some_and(|a| a.as_secs() >= FOREIGN_TEMP_SECS);
+    match (host, pid.and_then(|p| p.parse::<i32>().ok())) {
+        (Some(h), Some(pid)) if h == this_host.replace('/', "_") => {
+            pid != std::process::id() as i32 && !crate::sys::process_alive(pid)
+        }
+        _ => old,
+    }
+}
+
 struct LocalUpload {
     tf: tempfile::NamedTempFile,
     t: FileType,
     root: PathBuf,
     written: u64,
+    _guard: crate::signal::Guard,
 }
 
 impl Write for LocalUpload {

@@ -71,6 +71,11 @@ pub trait Backend: Send + Sync {
     fn upload(&self, t: FileType) -> Result<Box<dyn Upload>>;
     /// Creates the layout of a new repository; fails if one is there already.
     fn create(&self) -> Result<()>;
+    /// Removes temporary uploads whose writer died (`kill -9`, a crash, a power loss);
+    /// returns how many. Uploads of live processes are left alone.
+    fn remove_stale_uploads(&self) -> Result<usize> {
+        Ok(0)
+    }
 }
 
 /// A file being written; `commit` names it and makes it visible, dropping it without

@@ -1,0 +1,114 @@
+//! What a stage owns outside itself (a lock in the repository, a temporary upload) is removed
+//! when SIGINT, SIGTERM or SIGHUP ends it, so Ctrl-C never leaves a repository that
+//! `restic check` refuses or a temporary pack that nothing ever deletes.
+//!
+//! A stage registers a clean-up when it creates such a thing and drops the returned guard
+//! once the thing is gone or has its final name. A thread waits for the signals; on one it
+//! runs every registered clean-up, says so in one line and exits with 128 + the signal's
+//! number (130, 143, 129), as a shell reports a process the signal killed.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, Once};
+
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+
+type Cleanup = Box<dyn FnOnce() + Send>;
+
+static CLEANUPS: Mutex<BTreeMap<u64, Cleanup>> = Mutex::new(BTreeMap::new());
+static NEXT: AtomicU64 = AtomicU64::new(0);
+static INSTALL: Once = Once::new();
+/// The signal received, set by the handler itself at once (the thread runs later).
+static RECEIVED: std::sync::OnceLock<std::sync::Arc<std::sync::atomic::AtomicUsize>> =
+    std::sync::OnceLock::new();
+
+/// Removes its clean-up from the list when dropped, without running it.
+#[must_use = "the clean-up is forgotten as soon as the guard is dropped"]
+pub struct Guard(u64);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Ok(mut m) = CLEANUPS.lock() {
+            m.remove(&self.0);
+        }
+    }
+}
+
+/// Registers `f` to run if a signal ends the process before the guard is dropped.
+pub fn on_interrupt(f: impl FnOnce() + Send + 'static) -> Guard {
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    if let Ok(mut m) = CLEANUPS.lock() {
+        m.insert(n, Box::new(f));
+    }
+    Guard(n)
+}
+
+/// Starts the thread that turns SIGINT, SIGTERM and SIGHUP into clean-up and exit. Called
+/// once per process by `cli::run`; later calls do nothing.
+pub fn install(tool: &'static str) {
+    INSTALL.call_once(|| {
+        let flag = RECEIVED.get_or_init(Default::default);
+        for sig in [SIGINT, SIGTERM, SIGHUP] {
+            let _ = signal_hook::flag::register_usize(sig, flag.clone(), sig as usize);
+        }
+        let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+            // Without the thread the default action still ends the process; only the
+            // clean-up is lost, which the next run's stale-upload sweep takes care of.
+            return;
+        };
+        std::thread::spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                let cleaned = run_cleanups();
+                let name = match sig {
+                    SIGINT => "SIGINT",
+                    SIGTERM => "SIGTERM",
+                    _ => "SIGHUP",
+                };
+                let what = if cleaned > 0 { "; removed its lock and temporary files" } else { "" };
+                crate::cli::warn(tool, format!("interrupted by {name}{what}"));
+                std::process::exit(128 + sig);
+            }
+        });
+    });
+}
+
+/// The signal that is ending the process, if one arrived. A stage that fails because the
+/// stage before it was killed by the same Ctrl-C exits with this signal's code rather than
+/// reporting a cut stream.
+pub fn received() -> Option<i32> {
+    let n = RECEIVED.get()?.load(Ordering::SeqCst);
+    (n != 0).then_some(n as i32)
+}
+
+/// Runs and forgets every registered clean-up, newest first; returns how many ran.
+pub fn run_cleanups() -> usize {
+    let all = match CLEANUPS.lock() {
+        Ok(mut m) => std::mem::take(&mut *m),
+        Err(p) => std::mem::take(&mut *p.into_inner()),
+    };
+    let n = all.len();
+    for (_, f) in all.into_iter().rev() {
+        f();
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    #[test]
+    fn dropped_guards_do_not_run() {
+        let ran = Arc::new(AtomicBool::new(false));
+        let r = ran.clone();
+        drop(on_interrupt(move || r.store(true, Ordering::SeqCst)));
+        let kept = Arc::new(AtomicBool::new(false));
+        let k = kept.clone();
+        let _g = on_interrupt(move || k.store(true, Ordering::SeqCst));
+        run_cleanups();
+        assert!(!ran.load(Ordering::SeqCst));
+        assert!(kept.load(Ordering::SeqCst));
+    }
+}
