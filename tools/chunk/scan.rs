@@ -525,7 +525,9 @@ impl<W: io::Write> Scanner<'_, W> {
             .filter_entry(|e| {
                 let excludes = &excludes;
                 // restic matches exclude patterns against absolute paths.
-                if !excludes.is_empty() && excludes.matches(&cwd.join(e.path()).to_string_lossy()) {
+                // Cleaned, as restic's filepath.Abs does: `chunk .` walks `./x`, which must
+                // match `/cwd/x`.
+                if !excludes.is_empty() && excludes.matches(&absolute(e.path(), cwd).to_string_lossy()) {
                     return false;
                 }
                 if let Some(limit) = larger {
