@@ -128,6 +128,28 @@ impl SnapshotFilter {
         });
         host_ok && tag_ok && path_ok
     }
+
+    /// Whether any filter flag was given.
+    pub fn is_empty(&self) -> bool {
+        self.host.is_empty() && self.tag.is_empty() && self.path.is_empty()
+    }
+
+    /// The error for a snapshot to pick when none is left to pick from: says whether the
+    /// repository has none or the filter left none out of `total`.
+    pub fn none_left(&self, total: usize) -> Error {
+        if total == 0 || self.is_empty() {
+            return Error::Usage("the repository has no snapshots".into());
+        }
+        let mut flags = Vec::new();
+        flags.extend(self.host.iter().map(|h| format!("--host {h}")));
+        flags.extend(self.tag.iter().map(|t| format!("--tag {t}")));
+        flags.extend(self.path.iter().map(|p| format!("--path {p}")));
+        let s = if total == 1 { "" } else { "s" };
+        Error::Usage(format!(
+            "no snapshot matches {} (the repository has {total} snapshot{s})",
+            flags.join(" ")
+        ))
+    }
 }
 
 /// restic trims surrounding white space from password files and commands.
