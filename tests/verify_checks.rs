@@ -194,6 +194,8 @@ fn every_kind_of_entry_is_checked() {
     // Same content, but no longer the same file as hard-a.
     fs::remove_file(t("hard-b")).unwrap();
     fs::copy(t("hard-a"), t("hard-b")).unwrap();
+    fs::write(t("dir/sub/leaf.txt"), b"leaf, longer\n").unwrap();
+    fs::write(t("hard-a"), b"TWO names\n").unwrap();
     if is_root() {
         fs::remove_file(t("null")).unwrap();
         let dev = std::ffi::CString::new(t("null").into_os_string().into_encoded_bytes()).unwrap();
@@ -208,6 +210,8 @@ fn every_kind_of_entry_is_checked() {
         ("dirlink", "link target \"dir\" but the snapshot says \"dir/sub\""),
         ("small.txt", "a symlink, but the snapshot has a file"),
         ("hard-b", "not a hard link of \"hard-a\""),
+        ("dir/sub/leaf.txt", "size 13 but the snapshot says 5"),
+        ("hard-a", "unexpected content at offset 0"),
     ];
     for stream in [&walk, &restored] {
         let bad = failures(&verify(&target, stream, &["--quiet"]));

@@ -124,8 +124,9 @@ pub fn run(args: &Args) -> Result<()> {
         time: start.to_string(),
     };
     s.out.write("source", &source)?;
-    // Now, not when a megabyte of output has piled up: pack opens the repository and takes
-    // its lock on these, and stdin may take long to deliver the first chunk.
+    // Now, not when a megabyte of output has piled up: pack waits for these before it starts
+    // its own stream and lock, and a slow source (stdin, a network file system) could hold
+    // them back for minutes.
     s.out.flush()?;
     let root_prev = match (&s.parent, &parent) {
         (Some(p), Some((_, snap))) => Some(p.tree(&snap.tree)?),
