@@ -321,8 +321,9 @@ fn exclude_larger_than_overflow_is_a_usage_error() {
     for size in ["16777216t", "18446744073709551616", "17179869184g", "x"] {
         let res = run(size);
         assert_eq!(res.codes(), vec![2], "{size}: {}", res.report());
-        let err = res.stderr_str(0);
-        assert!(err.contains(size) && err.contains("--exclude-larger-than"), "{err}");
+        let err = one_line(&res.stderrs[0], size);
+        assert!(err.starts_with("chunk: invalid value") && err.contains(size), "{err}");
+        assert!(err.contains("--exclude-larger-than") && err.ends_with("(see chunk --help)"), "{err}");
         assert!(res.stdout.is_empty(), "{size}: a stream was written");
     }
     let res = run("2k");

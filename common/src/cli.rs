@@ -179,6 +179,35 @@ fn one_line(msg: &str) -> std::borrow::Cow<'_, str> {
         .into()
 }
 
+/// Parses the command line. A usage error is one line, `tool: what is wrong (see tool
+/// --help)`, and exit 2, like every other error; clap's own layout spreads it over several
+/// lines. `--help` and `--version` print as clap prints them.
+pub fn parse<T: clap::Parser>(tool: &str) -> T {
+    use clap::error::ErrorKind;
+    let e = match T::try_parse() {
+        Ok(args) => return args,
+        Err(e) => e,
+    };
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit();
+    }
+    let text = e.render().to_string();
+    let what: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
+        .collect();
+    let what = what.join(" ");
+    warn(tool, format!("{} (see {tool} --help)", what.strip_prefix("error: ").unwrap_or(&what)));
+    std::process::exit(crate::error::exit::USAGE)
+}
+
 /// Runs a tool's body and exits: 0 on success; otherwise one line `tool: message` on stderr
 /// and the error's exit code. A closed stdout exits 141 without a message.
 pub fn run(tool: &str, body: impl FnOnce() -> Result<()>) -> ! {

@@ -77,6 +77,6 @@ pub struct Args {
 }
 
 fn main() {
-    let args = Args::parse();
+    let args: Args = cli::parse("chunk");
     cli::run("chunk", || scan::run(&args))
 }

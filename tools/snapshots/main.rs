@@ -35,6 +35,6 @@ pub struct Args {
 }
 
 fn main() {
-    let args = Args::parse();
+    let args: Args = cli::parse("snapshots");
     cli::run("snapshots", || list::run(&args))
 }
