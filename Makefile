@@ -44,8 +44,11 @@ bench-restore: build
 bench-backup: build
 	bash bench/backup.sh
 
-# The main job: back up a directory, restore it, verify it (DIR=… to choose the directory).
-demo: build
+# The main job: back up a directory, restore it, verify it (DIR=… to choose the directory;
+# default this tree, without target/). Says so before the first, long build starts.
+demo:
+	@echo "make demo: building the release binaries first ($(CARGO) build --release; a few minutes the first time)" >&2
+	$(CARGO) build --release
 	bash bench/demo.sh $(DIR)
 
 install: build

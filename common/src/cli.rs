@@ -128,6 +128,28 @@ impl SnapshotFilter {
         });
         host_ok && tag_ok && path_ok
     }
+
+    /// Whether any filter flag was given.
+    pub fn is_empty(&self) -> bool {
+        self.host.is_empty() && self.tag.is_empty() && self.path.is_empty()
+    }
+
+    /// The error for a snapshot to pick when none is left to pick from: says whether the
+    /// repository has none or the filter left none out of `total`.
+    pub fn none_left(&self, total: usize) -> Error {
+        if total == 0 || self.is_empty() {
+            return Error::Usage("the repository has no snapshots".into());
+        }
+        let mut flags = Vec::new();
+        flags.extend(self.host.iter().map(|h| format!("--host {h}")));
+        flags.extend(self.tag.iter().map(|t| format!("--tag {t}")));
+        flags.extend(self.path.iter().map(|p| format!("--path {p}")));
+        let s = if total == 1 { "" } else { "s" };
+        Error::Usage(format!(
+            "no snapshot matches {} (the repository has {total} snapshot{s})",
+            flags.join(" ")
+        ))
+    }
 }
 
 /// restic trims surrounding white space from password files and commands.
@@ -155,6 +177,35 @@ fn one_line(msg: &str) -> std::borrow::Cow<'_, str> {
         .flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] })
         .collect::<String>()
         .into()
+}
+
+/// Parses the command line. A usage error is one line, `tool: what is wrong (see tool
+/// --help)`, and exit 2, like every other error; clap's own layout spreads it over several
+/// lines. `--help` and `--version` print as clap prints them.
+pub fn parse<T: clap::Parser>(tool: &str) -> T {
+    use clap::error::ErrorKind;
+    let e = match T::try_parse() {
+        Ok(args) => return args,
+        Err(e) => e,
+    };
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit();
+    }
+    let text = e.render().to_string();
+    let what: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
+        .collect();
+    let what = what.join(" ");
+    warn(tool, format!("{} (see {tool} --help)", what.strip_prefix("error: ").unwrap_or(&what)));
+    std::process::exit(crate::error::exit::USAGE)
 }
 
 /// Runs a tool's body and exits: 0 on success; otherwise one line `tool: message` on stderr

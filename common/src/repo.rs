@@ -126,9 +126,7 @@ impl Repo {
         candidates: &'a [(Id, Snapshot)],
     ) -> Result<&'a (Id, Snapshot)> {
         if spec == "latest" {
-            return candidates
-                .last()
-                .ok_or_else(|| Error::Usage("no snapshot matches (repository has none?)".into()));
+            return candidates.last().ok_or_else(|| Error::Usage("no snapshot to choose from".into()));
         }
         let matches: Vec<_> = candidates.iter().filter(|(id, _)| id.to_hex().starts_with(spec)).collect();
         match matches.len() {

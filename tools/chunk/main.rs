@@ -13,6 +13,7 @@
 
 mod parent;
 mod scan;
+mod size;
 
 use std::path::PathBuf;
 
@@ -48,15 +49,15 @@ pub struct Args {
     pub exclude_caches: bool,
 
     /// Leave out files larger than SIZE (bytes, or with k, m, g, t suffix)
-    #[arg(long, value_name = "SIZE")]
-    pub exclude_larger_than: Option<String>,
+    #[arg(long, value_name = "SIZE", value_parser = size::parse)]
+    pub exclude_larger_than: Option<size::Size>,
 
     /// Do not cross file system boundaries
     #[arg(short = 'x', long)]
     pub one_file_system: bool,
 
     /// Compare with this snapshot instead of the latest one of the same host and paths
-    #[arg(long, value_name = "SNAPSHOT")]
+    #[arg(long, value_name = "SNAPSHOT", conflicts_with = "stdin")]
     pub parent: Option<String>,
 
     /// Read every file, even those unchanged since the parent snapshot
@@ -76,6 +77,6 @@ pub struct Args {
 }
 
 fn main() {
-    let args = Args::parse();
+    let args: Args = cli::parse("chunk");
     cli::run("chunk", || scan::run(&args))
 }

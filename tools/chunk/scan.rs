@@ -52,7 +52,7 @@ struct Scanner<'a, W: io::Write> {
     stack: Vec<Level>,
     buf: Vec<u8>,
     json: Vec<u8>,
-    failed: u64,
+    failed: Failed,
     excludes: filter::List,
     larger_than: Option<u64>,
 }
@@ -63,7 +63,7 @@ pub fn run(args: &Args) -> Result<()> {
     let host = args.host.clone().unwrap_or_else(sys::hostname);
     let patterns = exclude_patterns(args)?;
     let excludes = filter::List::parse(&patterns)?;
-    let larger_than = args.exclude_larger_than.as_deref().map(parse_size).transpose()?;
+    let larger_than = args.exclude_larger_than.map(|s| s.0);
     let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     let start = GoTime::local(now.as_secs() as i64, now.subsec_nanos());
     let cwd = std::env::current_dir().ctx("current directory")?;
@@ -77,18 +77,24 @@ pub fn run(args: &Args) -> Result<()> {
         )));
     }
     let targets = if args.stdin { Vec::new() } else { prepare_targets(&args.paths, &cwd)? };
+    // restic 0.14 records `/NAME` for data read from stdin, wherever it runs, and puts the
+    // file at the root of the tree.
     let mut abs_paths: Vec<String> = if args.stdin {
-        vec![cwd.join(&args.stdin_filename).to_string_lossy().into_owned()]
+        vec![format!("/{}", args.stdin_filename)]
     } else {
         targets.iter().map(|t| absolute(&t.fs, &cwd).to_string_lossy().into_owned()).collect()
     };
     abs_paths.sort();
     abs_paths.dedup();
 
-    let snaps = repo.snapshots()?;
-    let parent = if args.force {
+    // restic 0.14 gives a backup of stdin no parent: there is nothing it could skip reading.
+    let snaps = if args.stdin { Vec::new() } else { repo.snapshots()? };
+    let parent = if args.force || args.stdin {
         None
     } else if let Some(spec) = &args.parent {
+        if snaps.is_empty() {
+            return Err(Error::Usage(format!("--parent {spec}: the repository has no snapshots")));
+        }
         Some(repo.resolve_snapshot(spec, &snaps)?.clone())
     } else {
         latest_matching(&snaps, &host, &abs_paths).cloned()
@@ -105,7 +111,7 @@ pub fn run(args: &Args) -> Result<()> {
         stack: Vec::new(),
         buf: Vec::new(),
         json: Vec::new(),
-        failed: 0,
+        failed: Failed::default(),
         excludes,
         larger_than,
     };
@@ -118,6 +124,10 @@ pub fn run(args: &Args) -> Result<()> {
         time: start.to_string(),
     };
     s.out.write("source", &source)?;
+    // Now, not when a megabyte of output has piled up: pack waits for these before it starts
+    // its own stream and lock, and a slow source (stdin, a network file system) could hold
+    // them back for minutes.
+    s.out.flush()?;
     let root_prev = match (&s.parent, &parent) {
         (Some(p), Some((_, snap))) => Some(p.tree(&snap.tree)?),
         _ => None,
@@ -130,10 +140,7 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let failed = s.failed;
     s.out.finish()?;
-    if failed > 0 {
-        return Err(Error::SomeFailed(format!("{failed} items could not be read and are not in the backup")));
-    }
-    Ok(())
+    failed.result()
 }
 
 fn exclude_patterns(args: &Args) -> Result<Vec<String>> {
@@ -177,20 +184,6 @@ fn expand_env(s: &str) -> String {
     }
     out.push_str(rest);
     out
-}
-
-/// Sizes as restic takes them: bytes, or with a k/m/g/t suffix (powers of 1024).
-fn parse_size(s: &str) -> Result<u64> {
-    let s = s.trim();
-    let (num, mul) = match s.chars().last().map(|c| c.to_ascii_lowercase()) {
-        Some('k') => (&s[..s.len() - 1], 1u64 << 10),
-        Some('m') => (&s[..s.len() - 1], 1 << 20),
-        Some('g') => (&s[..s.len() - 1], 1 << 30),
-        Some('t') => (&s[..s.len() - 1], 1 << 40),
-        Some('b') => (&s[..s.len() - 1], 1),
-        _ => (s, 1),
-    };
-    num.parse::<u64>().map(|n| n * mul).map_err(|_| Error::Usage(format!("invalid size {s:?}")))
 }
 
 fn absolute(p: &Path, cwd: &Path) -> PathBuf {
@@ -254,14 +247,79 @@ fn prepare_targets(paths: &[PathBuf], _cwd: &Path) -> Result<Vec<Target>> {
     Ok(kept)
 }
 
+/// What went wrong with how many items. Each kind makes chunk exit 3 after a complete stream,
+/// and the summary line says truly what the backup holds of them.
+#[derive(Default)]
+struct Failed {
+    /// Could not be read at all: not in the backup.
+    skipped: u64,
+    /// Changed while read: in the backup as read, which may not be any state the file had.
+    changed: u64,
+    /// In the backup without the extended attributes that could not be read.
+    xattrs: u64,
+}
+
+#[derive(Clone, Copy)]
+enum Failure {
+    Skipped,
+    Changed,
+    Xattrs,
+}
+
+impl Failed {
+    fn count(&mut self, f: Failure) {
+        match f {
+            Failure::Skipped => self.skipped += 1,
+            Failure::Changed => self.changed += 1,
+            Failure::Xattrs => self.xattrs += 1,
+        }
+    }
+
+    fn result(&self) -> Result<()> {
+        let n = |k: u64, one: &str, many: &str| format!("{k} {}", if k == 1 { one } else { many });
+        let mut parts = Vec::new();
+        if self.skipped > 0 {
+            parts.push(n(
+                self.skipped,
+                "item could not be read and is not in the backup",
+                "items could not be read and are not in the backup",
+            ));
+        }
+        if self.changed > 0 {
+            parts.push(n(
+                self.changed,
+                "file changed while read and is in the backup as read",
+                "files changed while read and are in the backup as read",
+            ));
+        }
+        if self.xattrs > 0 {
+            parts.push(n(
+                self.xattrs,
+                "item is in the backup without extended attributes that could not be read",
+                "items are in the backup without extended attributes that could not be read",
+            ));
+        }
+        if parts.is_empty() {
+            return Ok(());
+        }
+        Err(Error::SomeFailed(parts.join("; ")))
+    }
+}
+
+/// Extended attribute errors that mean "none to read" rather than "could not read them":
+/// a file system without them, or an attribute removed between listing and reading.
+fn xattr_absent(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOTSUP) | Some(libc::ENODATA))
+}
+
 fn go_time(secs: i64, nanos: i64) -> GoTime {
     GoTime::local(secs, nanos as u32)
 }
 
 impl<W: io::Write> Scanner<'_, W> {
-    fn fail(&mut self, what: impl std::fmt::Display) {
+    fn fail(&mut self, kind: Failure, what: impl std::fmt::Display) {
         warn("chunk", what);
-        self.failed += 1;
+        self.failed.count(kind);
     }
 
     /// Builds the restic node for a file system entry (content and subtree left empty).
@@ -313,7 +371,7 @@ impl<W: io::Write> Scanner<'_, W> {
             NodeType::Symlink => match fs::read_link(path) {
                 Ok(t) => node.linktarget = t.as_os_str().as_bytes().to_vec(),
                 Err(e) => {
-                    self.fail(format!("{}: {e}", path.display()));
+                    self.fail(Failure::Skipped, format!("{}: {e}", path.display()));
                     return None;
                 }
             },
@@ -321,14 +379,31 @@ impl<W: io::Write> Scanner<'_, W> {
             _ => {}
         }
         node.node_type = node_type;
-        if let Ok(names) = xattr::list(path) {
-            for n in names {
-                if let Ok(Some(v)) = xattr::get(path, &n) {
-                    node.extended_attributes.push((n.as_bytes().to_vec(), v));
-                }
-            }
+        if let Err(e) = self.xattrs(path, &mut node) {
+            self.fail(
+                Failure::Xattrs,
+                format!("{}: cannot read extended attributes, backed up without them: {e}", path.display()),
+            );
         }
         Some(node)
+    }
+
+    /// Reads the extended attributes into `node`; on an error, keeps those read so far.
+    fn xattrs(&mut self, path: &Path, node: &mut Node) -> io::Result<()> {
+        let names = match xattr::list(path) {
+            Ok(n) => n,
+            Err(e) if xattr_absent(&e) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for n in names {
+            match xattr::get(path, &n) {
+                Ok(Some(v)) => node.extended_attributes.push((n.as_bytes().to_vec(), v)),
+                Ok(None) => {}
+                Err(e) if xattr_absent(&e) => {}
+                Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", n.to_string_lossy()))),
+            }
+        }
+        Ok(())
     }
 
     /// Writes a node record for `node` at tree path `rel`.
@@ -416,7 +491,7 @@ impl<W: io::Write> Scanner<'_, W> {
         let file = match open_noatime(path) {
             Ok(f) => f,
             Err(e) => {
-                self.fail(format!("{}: {e}", path.display()));
+                self.fail(Failure::Skipped, format!("{}: {e}", path.display()));
                 return Ok(None);
             }
         };
@@ -427,17 +502,20 @@ impl<W: io::Write> Scanner<'_, W> {
                         || after.mtime() != before.mtime()
                         || after.mtime_nsec() != before.mtime_nsec()
                     {
-                        self.fail(format!(
-                            "{}: file changed while it was read (the backup holds the {} bytes read)",
-                            path.display(),
-                            r.1
-                        ));
+                        self.fail(
+                            Failure::Changed,
+                            format!(
+                                "{}: file changed while it was read (the backup holds the {} bytes read)",
+                                path.display(),
+                                r.1
+                            ),
+                        );
                     }
                 }
                 Ok(Some(r))
             }
             Err(Error::Io { source, .. }) if source.kind() != io::ErrorKind::BrokenPipe => {
-                self.fail(format!("{}: read error: {source}", path.display()));
+                self.fail(Failure::Skipped, format!("{}: read error: {source}", path.display()));
                 Ok(None)
             }
             Err(e) => Err(e),
@@ -472,10 +550,9 @@ impl<W: io::Write> Scanner<'_, W> {
             mtime: now,
             atime: now,
             ctime: now,
+            // restic 0.14 records the ids but no names for stdin.
             uid,
             gid,
-            user: self.names.user(uid),
-            group: self.names.group(gid),
             size,
             content: Some(content),
             ..Node::default()
@@ -525,7 +602,9 @@ impl<W: io::Write> Scanner<'_, W> {
             .filter_entry(|e| {
                 let excludes = &excludes;
                 // restic matches exclude patterns against absolute paths.
-                if !excludes.is_empty() && excludes.matches(&cwd.join(e.path()).to_string_lossy()) {
+                // Cleaned, as restic's filepath.Abs does: `chunk .` walks `./x`, which must
+                // match `/cwd/x`.
+                if !excludes.is_empty() && excludes.matches(&absolute(e.path(), cwd).to_string_lossy()) {
                     return false;
                 }
                 if let Some(limit) = larger {
@@ -547,17 +626,17 @@ impl<W: io::Write> Scanner<'_, W> {
                 Ok(e) => e,
                 Err(err) => {
                     let p = err.path().map(|p| p.display().to_string()).unwrap_or_default();
-                    self.fail(format!(
-                        "{p}: {}",
-                        err.io_error().map(|e| e.to_string()).unwrap_or(err.to_string())
-                    ));
+                    self.fail(
+                        Failure::Skipped,
+                        format!("{p}: {}", err.io_error().map(|e| e.to_string()).unwrap_or(err.to_string())),
+                    );
                     continue;
                 }
             };
             let md = match e.metadata() {
                 Ok(m) => m,
                 Err(err) => {
-                    self.fail(format!("{}: {err}", e.path().display()));
+                    self.fail(Failure::Skipped, format!("{}: {err}", e.path().display()));
                     continue;
                 }
             };
@@ -602,11 +681,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes_and_env() {
-        assert_eq!(parse_size("10").unwrap(), 10);
-        assert_eq!(parse_size("2k").unwrap(), 2048);
-        assert_eq!(parse_size("3M").unwrap(), 3 << 20);
-        assert!(parse_size("x").is_err());
+    fn env_in_exclude_files() {
         std::env::set_var("SLUICE_T", "v");
         assert_eq!(expand_env("a/$SLUICE_T/${SLUICE_T}x/$"), "a/v/vx/$");
     }

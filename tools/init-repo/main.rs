@@ -41,6 +41,6 @@ pub struct Args {
 }
 
 fn main() {
-    let args = Args::parse();
+    let args: Args = cli::parse("init-repo");
     cli::run("init-repo", || create::run(&args))
 }

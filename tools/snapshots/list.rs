@@ -1,7 +1,7 @@
 //! Selecting and printing snapshots.
 
 use std::collections::HashMap;
-use std::io::{IsTerminal, Write};
+use std::io::{self, IsTerminal, Write};
 
 use common::error::{Error, Result};
 use common::record::{SnapshotRecord, Writer};
@@ -12,11 +12,15 @@ use crate::Args;
 
 pub fn run(args: &Args) -> Result<()> {
     let repo = args.repo.open()?;
-    let all: Vec<(Id, Snapshot)> =
-        repo.snapshots()?.into_iter().filter(|(_, s)| args.filter.keep(s)).collect();
+    let all = repo.snapshots()?;
+    let total = all.len();
+    let all: Vec<(Id, Snapshot)> = all.into_iter().filter(|(_, s)| args.filter.keep(s)).collect();
     let mut chosen: Vec<&(Id, Snapshot)> = if args.ids.is_empty() {
         all.iter().collect()
     } else {
+        if all.is_empty() {
+            return Err(args.filter.none_left(total));
+        }
         let mut v = Vec::new();
         for spec in &args.ids {
             v.push(repo.resolve_snapshot(spec, &all)?);
@@ -38,7 +42,10 @@ pub fn run(args: &Args) -> Result<()> {
         keep.reverse();
         chosen = keep;
     }
-    if std::io::stdout().is_terminal() && !args.json {
+    if args.json {
+        return restic_json(&chosen);
+    }
+    if std::io::stdout().is_terminal() {
         return table(&chosen);
     }
     let mut out = Writer::stdout();
@@ -61,9 +68,39 @@ pub fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
+fn stdout_err(e: io::Error) -> Error {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        Error::BrokenPipe
+    } else {
+        Error::io("stdout", e)
+    }
+}
+
+/// What `restic snapshots --json` (0.14) prints: one JSON array on one line, each snapshot as
+/// restic writes its file (field order, escaping) followed by `id` and `short_id`.
+fn restic_json(chosen: &[&(Id, Snapshot)]) -> Result<()> {
+    let mut line = Vec::with_capacity(256 * chosen.len() + 3);
+    line.push(b'[');
+    for (i, (id, s)) in chosen.iter().enumerate() {
+        if i > 0 {
+            line.push(b',');
+        }
+        // restic 0.14 (the reference) does not know the fields newer writers add, and so
+        // does not print them.
+        let s = Snapshot { program_version: String::new(), summary: None, ..s.clone() };
+        let json = s.to_json();
+        line.extend_from_slice(json.strip_suffix(b"}").unwrap_or(&json));
+        line.extend_from_slice(
+            format!(",\"id\":\"{}\",\"short_id\":\"{}\"}}", id.to_hex(), id.short()).as_bytes(),
+        );
+    }
+    line.extend_from_slice(b"]\n");
+    io::stdout().lock().write_all(&line).map_err(stdout_err)
+}
+
 fn table(chosen: &[&(Id, Snapshot)]) -> Result<()> {
     let mut o = std::io::stdout().lock();
-    let e = |e| Error::io("stdout", e);
+    let e = stdout_err;
     writeln!(o, "{:<8}  {:<19}  {:<12}  {:<12}  Paths", "ID", "Time", "Host", "Tags").map_err(e)?;
     writeln!(o, "{}", "-".repeat(72)).map_err(e)?;
     for (id, s) in chosen {

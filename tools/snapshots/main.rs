@@ -1,7 +1,8 @@
 //! snapshots — list the snapshots of a repository.
 //!
 //! Writes one `snapshot` record per snapshot, oldest first (the fields of
-//! `restic snapshots --json`); on a terminal, a table instead.
+//! `restic snapshots --json`); on a terminal, a table instead. With `--json`, restic's own
+//! output: one JSON array, byte for byte as `restic snapshots --json` prints it.
 //!
 //!     snapshots --host box | jq -r 'select(.type=="snapshot") | .id'
 
@@ -25,7 +26,7 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     pub latest: Option<usize>,
 
-    /// Write records even on a terminal
+    /// Print restic's JSON array (as `restic snapshots --json` does) instead of records
     #[arg(long)]
     pub json: bool,
 
@@ -34,6 +35,6 @@ pub struct Args {
 }
 
 fn main() {
-    let args = Args::parse();
+    let args: Args = cli::parse("snapshots");
     cli::run("snapshots", || list::run(&args))
 }

@@ -1,9 +1,15 @@
-//! Re-reading restored files blob by blob.
+//! Checking restored entries against the nodes that describe them.
+//!
+//! A record is untrusted input (it may come from another host): a file's `blobs` are checked
+//! against its node before they are believed, and a path must stay inside the target, through
+//! real directories only, before anything is read there.
 
 use std::ffi::OsStr;
-use std::fs::File;
+use std::fs::{File, Metadata};
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
 
 use common::error::{Error, Result};
 use common::node::{Node, NodeType};
@@ -12,19 +18,35 @@ use common::Id;
 
 use crate::Args;
 
+/// What was checked and what differed, for the summary line.
+#[derive(Default)]
+struct Tally {
+    files: u64,
+    bad_files: u64,
+    others: u64,
+    bad_others: u64,
+    /// The first difference goes into the summary, so stderr alone says where to look.
+    first_bad: Option<String>,
+}
+
 pub fn run(args: &Args) -> Result<()> {
     let mut input = Reader::stdin();
     let header = input.read_header()?;
     let mut out = Writer::stdout();
     out.header("verify", header.snapshot)?;
-    let (mut bad, mut files) = (0u64, 0u64);
-    // The first difference goes into the summary, so stderr alone says which file to look at.
-    let mut first_bad: Option<String> = None;
-    let mut buf = Vec::new();
+    let mut checker = Checker {
+        target: &args.target,
+        metadata: args.metadata,
+        // Only root restores owners (unpack and restic alike); anyone else gets their own.
+        owners: args.metadata && common::sys::ids().0 == 0,
+        buf: Vec::new(),
+        parent_ok: None,
+    };
+    let mut t = Tally::default();
     while let Some(rec) = input.next_record()? {
         let rec = match rec {
             Record::Restored(r) | Record::Node(r) => r,
-            Record::Blob(_) | Record::Verdict(_) | Record::Snapshot(_) => continue,
+            Record::Blob(_) | Record::BlobFailed(_) | Record::Verdict(_) | Record::Snapshot(_) => continue,
             other => {
                 return Err(
                     input.err(format!("a {} record does not belong in verify's input", other.type_name()))
@@ -32,59 +54,261 @@ pub fn run(args: &Args) -> Result<()> {
             }
         };
         let node = Node::parse(rec.node.get().as_bytes()).map_err(|e| input.err(e))?;
-        if node.node_type != NodeType::File {
-            continue;
+        let is_file = match node.node_type {
+            NodeType::File => true,
+            NodeType::Dir | NodeType::Symlink | NodeType::Fifo | NodeType::Dev | NodeType::Chardev => false,
+            // Sockets and irregular entries are never restored (by restic either).
+            _ => continue,
+        };
+        let error = checker.entry(&rec, &node).err();
+        if is_file {
+            t.files += 1;
+        } else {
+            t.others += 1;
         }
-        files += 1;
-        let error = check_file(args, &rec, &mut buf).err();
         if let Some(e) = &error {
-            bad += 1;
-            first_bad.get_or_insert_with(|| format!("{:?}: {e}", rec.path));
+            if is_file {
+                t.bad_files += 1;
+            } else {
+                t.bad_others += 1;
+            }
+            t.first_bad.get_or_insert_with(|| format!("{:?}: {e}", rec.path));
         }
-        if error.is_some() || !args.quiet {
-            let size = rec.blobs.iter().map(|b| b.plain_len()).sum();
+        // Every file gets a verdict; other entries only when they differ, so that a verdict
+        // count still equals the number of files checked.
+        if error.is_some() || (is_file && !args.quiet) {
             let v = Verdict {
                 path: rec.path.clone(),
                 path_raw: rec.path_raw.clone(),
                 ok: error.is_none(),
-                size,
+                size: node.size,
                 error,
             };
             out.write("verdict", &v)?;
         }
     }
     out.finish()?;
-    if bad > 0 {
-        let first = first_bad.unwrap_or_default();
-        return Err(Error::SomeFailed(format!(
-            "{bad} of {files} files differ from the snapshot, first {first}"
-        )));
+    if t.bad_files + t.bad_others > 0 {
+        let first = t.first_bad.unwrap_or_default();
+        let what = if t.bad_others == 0 {
+            format!("{} of {} files differ", t.bad_files, t.files)
+        } else {
+            format!(
+                "{} of {} files and {} of {} other entries (directories, links, special files) differ",
+                t.bad_files, t.files, t.bad_others, t.others
+            )
+        };
+        return Err(Error::SomeFailed(format!("{what} from the snapshot, first {first}")));
     }
     Ok(())
 }
 
-/// Checks one file; the error says what differs and where.
-fn check_file(args: &Args, rec: &NodeRecord, buf: &mut Vec<u8>) -> std::result::Result<(), String> {
-    let rel = rec.path_bytes()?;
-    let path = args.target.join(OsStr::from_bytes(&rel));
-    let md = std::fs::symlink_metadata(&path).map_err(|e| format!("{e}"))?;
-    if !md.file_type().is_file() {
-        return Err("not a regular file".into());
-    }
-    let want: u64 = rec.blobs.iter().map(|b| b.plain_len()).sum();
-    if md.len() != want {
-        return Err(format!("size {} but the snapshot says {want}", md.len()));
-    }
-    let mut f = io::BufReader::with_capacity(1 << 20, File::open(&path).map_err(|e| format!("{e}"))?);
-    let mut offset = 0u64;
-    for b in &rec.blobs {
-        let n = b.plain_len() as usize;
-        buf.resize(n, 0);
-        f.read_exact(buf).map_err(|e| format!("at offset {offset}: {e}"))?;
-        if Id::hash(buf) != b.id {
-            return Err(format!("unexpected content at offset {offset} (blob {})", b.id.short()));
+struct Checker<'a> {
+    target: &'a Path,
+    /// Also compare modification times and, as root, owners (`--metadata`).
+    metadata: bool,
+    owners: bool,
+    buf: Vec<u8>,
+    /// The last parent directory found to be real directories all the way down: consecutive
+    /// records mostly share it, so its components are looked at once.
+    parent_ok: Option<Vec<u8>>,
+}
+
+type Check = std::result::Result<(), String>;
+
+impl Checker<'_> {
+    /// Checks one entry; the error says what differs.
+    fn entry(&mut self, rec: &NodeRecord, node: &Node) -> Check {
+        let rel = rec.path_bytes()?;
+        check_path(&rel, &node.name)?;
+        if node.node_type == NodeType::File {
+            rec.check_content(node)?;
+        } else if !rec.blobs.is_empty() {
+            return Err(format!("the record lists {} blobs for a {}", rec.blobs.len(), node.node_type));
         }
-        offset += n as u64;
+        self.check_parents(&rel)?;
+        let path = self.target.join(OsStr::from_bytes(&rel));
+        let md = match std::fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err("missing".into()),
+            Err(e) => return Err(e.to_string()),
+        };
+        let have = kind(&md);
+        if have != node.node_type.as_str() {
+            return Err(format!("a {have}, but the snapshot has a {}", node.node_type));
+        }
+        // A symlink's own mode is always 0777 on Linux and is never restored.
+        if node.node_type != NodeType::Symlink && md.mode() & 0o7777 != node.unix_mode() {
+            return Err(format!(
+                "mode {:04o} but the snapshot says {:04o}",
+                md.mode() & 0o7777,
+                node.unix_mode()
+            ));
+        }
+        match node.node_type {
+            NodeType::Symlink => {
+                let t = std::fs::read_link(&path).map_err(|e| e.to_string())?;
+                let t = t.as_os_str().as_bytes();
+                if t != node.linktarget {
+                    return Err(format!(
+                        "link target {:?} but the snapshot says {:?}",
+                        String::from_utf8_lossy(t),
+                        String::from_utf8_lossy(&node.linktarget)
+                    ));
+                }
+            }
+            NodeType::Dev | NodeType::Chardev if md.rdev() != node.device => {
+                return Err(format!("device number {} but the snapshot says {}", md.rdev(), node.device));
+            }
+            NodeType::File if md.len() != node.size => {
+                return Err(format!("size {} but the snapshot says {}", md.len(), node.size));
+            }
+            _ => {}
+        }
+        if let Some(first) = rec.hardlink_bytes()? {
+            check_path(&first, b"")?;
+            let other = std::fs::symlink_metadata(self.target.join(OsStr::from_bytes(&first)));
+            if !other.is_ok_and(|o| o.dev() == md.dev() && o.ino() == md.ino()) {
+                return Err(format!(
+                    "not a hard link of {:?} as the snapshot says",
+                    String::from_utf8_lossy(&first)
+                ));
+            }
+        }
+        if self.metadata {
+            self.check_metadata(node, &md)?;
+        }
+        if node.node_type == NodeType::File {
+            self.check_content(rec, &path)?;
+        }
+        Ok(())
+    }
+
+    /// Modification time (not of directories: adding or removing an entry changes it, so it
+    /// says nothing about the restore) and, as root, owner.
+    fn check_metadata(&self, node: &Node, md: &Metadata) -> Check {
+        if node.node_type != NodeType::Dir
+            && (md.mtime() != node.mtime.secs || md.mtime_nsec() != i64::from(node.mtime.nanos))
+        {
+            return Err(format!(
+                "modification time {}.{:09} but the snapshot says {}.{:09} (seconds since 1970)",
+                md.mtime(),
+                md.mtime_nsec(),
+                node.mtime.secs,
+                node.mtime.nanos
+            ));
+        }
+        if self.owners && (md.uid() != node.uid || md.gid() != node.gid) {
+            return Err(format!(
+                "owner {}:{} but the snapshot says {}:{}",
+                md.uid(),
+                md.gid(),
+                node.uid,
+                node.gid
+            ));
+        }
+        Ok(())
+    }
+
+    /// Every directory leading to `rel` must be a real directory: a symlink there would make
+    /// the record's path read something outside the target.
+    fn check_parents(&mut self, rel: &[u8]) -> Check {
+        let Some(end) = rel.iter().rposition(|b| *b == b'/') else { return Ok(()) };
+        let parent = &rel[..end];
+        if self.parent_ok.as_deref() == Some(parent) {
+            return Ok(());
+        }
+        let mut at = 0;
+        while at < parent.len() {
+            let next = parent[at..].iter().position(|b| *b == b'/').map_or(parent.len(), |i| at + i);
+            let prefix = &parent[..next];
+            let p = self.target.join(OsStr::from_bytes(prefix));
+            let what = String::from_utf8_lossy(prefix);
+            match std::fs::symlink_metadata(&p) {
+                Ok(m) if m.is_dir() => {}
+                Ok(m) => return Err(format!("missing: {what:?} is a {}, not a directory", kind(&m))),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(format!("missing (so is the directory {what:?})"))
+                }
+                Err(e) => return Err(format!("{what}: {e}")),
+            }
+            at = next + 1;
+        }
+        self.parent_ok = Some(parent.to_vec());
+        Ok(())
+    }
+
+    /// Reads the file blob by blob and compares each range with its blob id.
+    fn check_content(&mut self, rec: &NodeRecord, path: &Path) -> Check {
+        let file = File::open(path).map_err(|e| e.to_string())?;
+        let mut f = io::BufReader::with_capacity(1 << 20, file);
+        let mut offset = 0u64;
+        for b in &rec.blobs {
+            let n = b.plain_len() as usize;
+            self.buf.resize(n, 0);
+            f.read_exact(&mut self.buf).map_err(|e| format!("at offset {offset}: {e}"))?;
+            if Id::hash(&self.buf) != b.id {
+                return Err(format!("unexpected content at offset {offset} (blob {})", b.id.short()));
+            }
+            offset += n as u64;
+        }
+        Ok(())
+    }
+}
+
+/// A record's path must be relative, without `.`, `..` or empty components, and (when a name
+/// is given) end in the node's own name.
+fn check_path(rel: &[u8], name: &[u8]) -> Check {
+    let bad = rel.is_empty()
+        || rel.split(|b| *b == b'/').any(|c| c.is_empty() || c == b"." || c == b"..")
+        || rel.contains(&0);
+    if bad {
+        return Err(format!("the record's path {:?} leads outside the target", String::from_utf8_lossy(rel)));
+    }
+    let last = rel.rsplit(|b| *b == b'/').next().unwrap_or(rel);
+    if !name.is_empty() && last != name {
+        return Err(format!(
+            "the record's path ends in {:?} but its node is named {:?}",
+            String::from_utf8_lossy(last),
+            String::from_utf8_lossy(name)
+        ));
     }
     Ok(())
+}
+
+/// The node type that describes what is on disk, in restic's words.
+fn kind(md: &Metadata) -> &'static str {
+    let t = md.file_type();
+    if t.is_file() {
+        "file"
+    } else if t.is_dir() {
+        "dir"
+    } else if t.is_symlink() {
+        "symlink"
+    } else if t.is_fifo() {
+        "fifo"
+    } else if t.is_block_device() {
+        "dev"
+    } else if t.is_char_device() {
+        "chardev"
+    } else if t.is_socket() {
+        "socket"
+    } else {
+        "irregular"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_stay_inside() {
+        assert!(check_path(b"a/b", b"b").is_ok());
+        assert!(check_path(b"b", b"b").is_ok());
+        for bad in [&b""[..], b"/b", b"a//b", b"../b", b"a/../b", b"./b", b"a/b/"] {
+            assert!(check_path(bad, b"").is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+        assert!(check_path(b"a/c", b"b").unwrap_err().contains("named"));
+    }
 }

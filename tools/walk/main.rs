@@ -36,6 +36,6 @@ pub struct Args {
 }
 
 fn main() {
-    let args = Args::parse();
+    let args: Args = cli::parse("walk");
     cli::run("walk", || walker::run(&args))
 }

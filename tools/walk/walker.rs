@@ -61,7 +61,12 @@ pub fn run(args: &Args) -> Result<()> {
     };
     let repo = args.repo.open()?;
     // Snapshots before the index: a snapshot written meanwhile must find its blobs indexed.
-    let snaps: Vec<_> = repo.snapshots()?.into_iter().filter(|(_, s)| args.filter.keep(s)).collect();
+    let all = repo.snapshots()?;
+    let total = all.len();
+    let snaps: Vec<_> = all.into_iter().filter(|(_, s)| args.filter.keep(s)).collect();
+    if snaps.is_empty() {
+        return Err(args.filter.none_left(total));
+    }
     let (snap_id, snap) = repo.resolve_snapshot(spec, &snaps)?;
     let index = repo.load_index()?;
 
