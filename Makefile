@@ -6,7 +6,7 @@ MANDIR = $(DESTDIR)$(PREFIX)/share/man
 TOOLS = snapshots walk fetch-pack unpack verify init-repo chunk pack push
 CARGO ?= cargo
 
-.PHONY: all build deps test lint man-lint check bench bench-restore bench-backup demo install uninstall clean
+.PHONY: all build deps test lint man-lint check bench bench-restore bench-backup bench-small demo install uninstall clean
 
 all: build
 
@@ -36,13 +36,17 @@ man-lint:
 check: lint test
 
 # Side-by-side benchmarks against restic; print tables (see bench/RESULTS.md).
-bench: bench-restore bench-backup
+bench: bench-restore bench-backup bench-small
 
 bench-restore: build
 	bash bench/restore.sh
 
 bench-backup: build
 	bash bench/backup.sh
+
+# Many small files (50,000 of 1-16 KiB): restore against restic in alternating pairs.
+bench-small: build
+	bash bench/smallfiles.sh
 
 # The main job: back up a directory, restore it, verify it (DIR=… to choose the directory;
 # default this tree, without target/). Says so before the first, long build starts.

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Many small files: restore of NFILES (50,000) files of 1-16 KiB, restic against sluice.
+#
+#   bench/smallfiles.sh         (make bench-small)
+#
+# Makes the data set once (seeded, so every run restores the same bytes), backs it up with
+# restic, then restores it RUNS (5) times each in alternating pairs — restic, sluice, restic,
+# sluice… — each into a fresh directory after `sync`, and prints the median wall times, the
+# ratio of each pair and the median ratio. Every sluice restore is compared with the data.
+# Environment: BENCH_DIR (default target/bench), NFILES, RUNS.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/.." && pwd)
+BENCH_DIR=${BENCH_DIR:-$top/target/bench}
+NFILES=${NFILES:-50000}
+RUNS=${RUNS:-5}
+bin=$top/target/release
+data=$BENCH_DIR/small-$NFILES
+repo=$BENCH_DIR/repo-small-$NFILES
+out=$BENCH_DIR/out-small
+export RESTIC_PASSWORD=bench RESTIC_CACHE_DIR=$BENCH_DIR/cache RESTIC_REPOSITORY=$repo
+mkdir -p "$BENCH_DIR"
+
+if [ ! -e "$data.complete" ]; then
+  rm -rf "$data"
+  python3 - "$data" "$NFILES" <<'EOF'
+import os, random, sys
+dest, n = sys.argv[1], int(sys.argv[2])
+rng = random.Random("sluice-small")
+for i in range(n):
+    d = os.path.join(dest, "d%02d" % (i % 50), "e%02d" % ((i // 50) % 20))
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "f%06d.bin" % i), "wb") as f:
+        f.write(rng.randbytes(rng.randint(1024, 16 * 1024)))
+EOF
+  touch "$data.complete"
+fi
+if [ ! -e "$repo.complete" ]; then
+  rm -rf "$repo"
+  restic init -q >&2
+  (cd "$data" && restic backup -q .) >&2
+  touch "$repo.complete"
+fi
+
+now() { date +%s.%N; }
+restic_run() {
+  rm -rf "$out"; sync
+  local t0; t0=$(now)
+  restic restore -q --no-cache latest --target "$out" >&2
+  awk "BEGIN { print $(now) - $t0 }"
+}
+sluice_run() {
+  rm -rf "$out"; sync
+  local t0 t; t0=$(now)
+  "$bin/walk" latest | "$bin/fetch-pack" | "$bin/unpack" --target "$out" >/dev/null
+  t=$(awk "BEGIN { print $(now) - $t0 }")
+  diff -r --no-dereference "$data" "$out" >&2 || { echo "sluice restore differs from the data" >&2; exit 1; }
+  echo "$t"
+}
+
+restic_run >/dev/null; sluice_run >/dev/null   # warm-up: caches, page cache of the repository
+r=(); s=(); q=()
+for _ in $(seq "$RUNS"); do
+  a=$(restic_run); b=$(sluice_run)
+  r+=("$a"); s+=("$b"); q+=("$(awk "BEGIN { printf \"%.3f\", $b / $a }")")
+done
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+echo "| $NFILES files of 1-16 KiB | median wall (s) | runs |"
+echo "|---|---|---|"
+echo "| restic restore | $(median "${r[@]}") | ${r[*]} |"
+echo "| sluice walk, fetch-pack, unpack | $(median "${s[@]}") | ${s[*]} |"
+echo "| ratio sluice/restic, pair by pair | $(median "${q[@]}") | ${q[*]} |"
+rm -rf "$out"
