@@ -2,22 +2,17 @@
 //! names (looked up once each, as the same ids recur on every node).
 
 use std::collections::HashMap;
-use std::ffi::CStr;
+
+use nix::unistd::{Gid, Group, Uid, User};
 
 /// The host name, as restic records it in snapshots.
 pub fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return String::new();
-    }
-    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
+    nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 /// The effective user id and group id of this process.
 pub fn ids() -> (u32, u32) {
-    unsafe { (libc::geteuid(), libc::getegid()) }
+    (Uid::effective().as_raw(), Gid::effective().as_raw())
 }
 
 /// Whether a process with this id exists on this host (a process of another user counts).
@@ -25,9 +20,11 @@ pub fn process_alive(pid: i32) -> bool {
     if pid <= 0 {
         return false;
     }
-    // Signal 0 checks existence and permission without sending anything.
-    let rc = unsafe { libc::kill(pid, 0) };
-    let exists = rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    // No signal checks existence and permission without sending anything.
+    let exists = match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) => true,
+        Err(e) => e == nix::errno::Errno::EPERM,
+    };
     // A zombie (dead, not yet reaped: common in containers whose init reaps nothing) is gone.
     exists && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| zombie(&st))
 }
@@ -56,26 +53,14 @@ impl Names {
     }
 }
 
+// nix grows the lookup buffer until the entry fits (a group of thousands of members from
+// LDAP does not fit a fixed one), so a name is never lost to ERANGE.
 fn lookup_user(uid: u32) -> String {
-    let mut buf = vec![0u8; 4096];
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut out: *mut libc::passwd = std::ptr::null_mut();
-    let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr().cast(), buf.len(), &mut out) };
-    if rc != 0 || out.is_null() {
-        return String::new();
-    }
-    unsafe { CStr::from_ptr(pwd.pw_name) }.to_string_lossy().into_owned()
+    User::from_uid(Uid::from_raw(uid)).ok().flatten().map(|u| u.name).unwrap_or_default()
 }
 
 fn lookup_group(gid: u32) -> String {
-    let mut buf = vec![0u8; 16384];
-    let mut grp: libc::group = unsafe { std::mem::zeroed() };
-    let mut out: *mut libc::group = std::ptr::null_mut();
-    let rc = unsafe { libc::getgrgid_r(gid, &mut grp, buf.as_mut_ptr().cast(), buf.len(), &mut out) };
-    if rc != 0 || out.is_null() {
-        return String::new();
-    }
-    unsafe { CStr::from_ptr(grp.gr_name) }.to_string_lossy().into_owned()
+    Group::from_gid(Gid::from_raw(gid)).ok().flatten().map(|g| g.name).unwrap_or_default()
 }
 
 /// The name of the user running this process (restic's snapshot `username`).
