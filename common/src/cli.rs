@@ -231,6 +231,36 @@ pub fn run(tool: &'static str, body: impl FnOnce() -> Result<()>) -> ! {
     std::process::exit(code)
 }
 
+/// restic's compression modes (`--compression`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Compression {
+    Auto,
+    Off,
+    Fastest,
+    Better,
+    Max,
+}
+
+impl Compression {
+    /// The zstd level for a repository of format `version`, `None` for no compression.
+    /// Format 1 has no compression: only `auto` and `off` are allowed there.
+    pub fn level(self, version: u32) -> Result<Option<i32>> {
+        Ok(match (version, self) {
+            (_, Compression::Off) | (1, Compression::Auto) => None,
+            (1, other) => {
+                return Err(Error::Usage(format!(
+                    "--compression {} needs a format 2 repository (this one is format 1)",
+                    format!("{other:?}").to_lowercase()
+                )))
+            }
+            (_, Compression::Auto) => Some(3),
+            (_, Compression::Fastest) => Some(1),
+            (_, Compression::Better) => Some(7),
+            (_, Compression::Max) => Some(19),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

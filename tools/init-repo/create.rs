@@ -8,18 +8,14 @@ use common::chunker::Polynomial;
 use common::cli::RepoArgs;
 use common::config::Config;
 use common::crypto::Key;
-use common::error::{Error, Result, ResultExt};
+use common::error::{Result, ResultExt};
 use common::key::{default_params, KeyFile};
 use common::{sys, Id};
 
 use crate::Args;
 
 pub fn run(args: &Args) -> Result<()> {
-    let version = match args.repository_version.as_str() {
-        "1" => 1,
-        "2" | "stable" | "latest" => 2,
-        v => return Err(Error::Usage(format!("unknown repository version {v:?} (1 or 2)"))),
-    };
+    let version = args.repository_version;
     let pol = if args.copy_chunker_params {
         let from = RepoArgs {
             location: common::cli::RepoLocation { repo: args.from_repo.clone() },

@@ -17,8 +17,8 @@ use common::cli::{self, RepoArgs};
 #[command(name = "init-repo", version)]
 pub struct Args {
     /// Repository format: 1, 2, "stable" (2) or "latest" (2)
-    #[arg(long, default_value = "stable", value_name = "VERSION")]
-    pub repository_version: String,
+    #[arg(long, default_value = "stable", value_name = "VERSION", value_parser = parse_version)]
+    pub repository_version: u32,
 
     /// Take the chunker polynomial from the repository given with --from-repo
     #[arg(long, requires = "from_repo")]
@@ -43,4 +43,13 @@ pub struct Args {
 fn main() {
     let args: Args = cli::parse("init-repo");
     cli::run("init-repo", || create::run(&args))
+}
+
+/// restic's names for the repository format versions.
+fn parse_version(v: &str) -> Result<u32, String> {
+    match v {
+        "1" => Ok(1),
+        "2" | "stable" | "latest" => Ok(2),
+        _ => Err(format!("unknown repository version {v:?} (1, 2, stable or latest)")),
+    }
 }

@@ -29,8 +29,8 @@ pub struct Args {
     pub host: Option<String>,
 
     /// Compression: auto, off, fastest, better or max (format 2 repositories only)
-    #[arg(long, env = "RESTIC_COMPRESSION", default_value = "auto", value_name = "MODE")]
-    pub compression: String,
+    #[arg(long, env = "RESTIC_COMPRESSION", default_value = "auto", value_name = "MODE", value_enum)]
+    pub compression: cli::Compression,
 
     /// Target pack size in MiB
     #[arg(long, env = "RESTIC_PACK_SIZE", default_value_t = 16, value_name = "MIB")]
@@ -41,6 +41,6 @@ pub struct Args {
 }
 
 fn main() {
-    let args = Args::parse();
+    let args: Args = cli::parse("pack");
     cli::run("pack", || packer::run(&args))
 }

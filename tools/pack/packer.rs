@@ -121,20 +121,7 @@ pub struct Store<'a, W: io::Write> {
 pub fn run(args: &Args) -> Result<()> {
     let started = Instant::now();
     let repo = args.repo.open()?;
-    let level = match (repo.version(), args.compression.as_str()) {
-        (_, "off") => None,
-        (1, "auto") => None,
-        (1, other) => {
-            return Err(Error::Usage(format!(
-                "--compression {other} needs a format 2 repository (this one is format 1)"
-            )))
-        }
-        (_, "auto") => Some(3),
-        (_, "fastest") => Some(1),
-        (_, "better") => Some(7),
-        (_, "max") => Some(19),
-        (_, other) => return Err(Error::Usage(format!("unknown compression mode {other:?}"))),
-    };
+    let level = args.compression.level(repo.version())?;
     if args.pack_size < 4 && std::env::var_os("SLUICE_ALLOW_SMALL_PACKS").is_none() {
         return Err(Error::Usage(format!(
             "--pack-size {} is below restic's minimum of 4 MiB",

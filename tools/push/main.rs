@@ -32,6 +32,6 @@ pub struct Args {
 }
 
 fn main() {
-    let args = Args::parse();
+    let args: Args = cli::parse("push");
     cli::run("push", || store::run(&args))
 }
