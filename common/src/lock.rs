@@ -209,6 +209,16 @@ impl<'a, W: Write + Send> Keeper<'a, W> {
                 st.chain.push((id, Instant::now()));
             }
             if !st.stored {
+                // A push that started late stores the stream after all: watch from now on.
+                let newest = st.chain.last().expect("never empty").0;
+                drop(st);
+                if self.repo.backend.exists(FileType::Lock, &newest.to_hex())? {
+                    let mut st = self.state();
+                    st.stored = true;
+                    let n = st.chain.len() - 1;
+                    st.chain.drain(..n);
+                }
+                st = self.state();
                 continue;
             }
             drop(st);
