@@ -22,6 +22,7 @@ pub mod record;
 pub mod repo;
 pub mod snapshot;
 pub mod sys;
+pub mod target;
 pub mod tree;
 
 pub use error::{Error, Result};
