@@ -93,7 +93,8 @@ impl Dir {
             Err(e) => return Err(e),
         }
         let c = cname(path.as_os_str().as_bytes())?;
-        let fd = cvt(unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) })?;
+        let fd =
+            cvt(unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) })?;
         Ok(Dir { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
     }
 
@@ -201,15 +202,18 @@ impl Dir {
     pub fn create_temp(&self, base: &[u8], mode: u32) -> io::Result<(File, Vec<u8>)> {
         self.with_temp_name(base, |name| {
             let c = cname(name)?;
-            let flags =
-                libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+            let flags = libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
             let fd = cvt(unsafe { libc::openat(self.raw(), c.as_ptr(), flags, mode as libc::c_uint) })?;
             Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
         })
     }
 
     /// Runs `make` on fresh temporary names until one does not exist yet.
-    pub fn with_temp_name<T>(&self, base: &[u8], mut make: impl FnMut(&[u8]) -> io::Result<T>) -> io::Result<(T, Vec<u8>)> {
+    pub fn with_temp_name<T>(
+        &self,
+        base: &[u8],
+        mut make: impl FnMut(&[u8]) -> io::Result<T>,
+    ) -> io::Result<(T, Vec<u8>)> {
         for _ in 0..100 {
             let name = temp_name(base);
             match make(&name) {
@@ -242,8 +246,10 @@ impl Dir {
     /// Creates a fifo or device node `name` (`kind` is `S_IFIFO`, `S_IFBLK` or `S_IFCHR`).
     pub fn mknod(&self, name: &[u8], kind: u32, perm: u32, dev: u64) -> io::Result<()> {
         let c = cname(name)?;
-        cvt(unsafe { libc::mknodat(self.raw(), c.as_ptr(), (kind | perm) as libc::mode_t, dev as libc::dev_t) })
-            .map(drop)
+        cvt(unsafe {
+            libc::mknodat(self.raw(), c.as_ptr(), (kind | perm) as libc::mode_t, dev as libc::dev_t)
+        })
+        .map(drop)
     }
 
     /// Makes `to` in `to_dir` another name of the file `from` here, never following a link
@@ -263,6 +269,20 @@ impl Dir {
     pub fn unlink(&self, name: &[u8]) -> io::Result<()> {
         let c = cname(name)?;
         cvt(unsafe { libc::unlinkat(self.raw(), c.as_ptr(), 0) }).map(drop)
+    }
+
+    /// The names of the regular files here whose names end in [`PART`].
+    pub fn partials(&self) -> io::Result<Vec<Vec<u8>>> {
+        // Through /proc, the directory read is the one held, whatever its path is now.
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(format!("/proc/self/fd/{}", self.raw()))? {
+            let e = e?;
+            let name = e.file_name().as_bytes().to_vec();
+            if name.ends_with(PART.as_bytes()) && e.file_type()?.is_file() {
+                out.push(name);
+            }
+        }
+        Ok(out)
     }
 
     /// Whether this process may create entries here (`EACCES`, `EROFS` when not).
@@ -358,7 +378,8 @@ pub struct AtMeta<'a> {
 impl AtMeta<'_> {
     pub fn chown(&self, uid: u32, gid: u32) -> io::Result<()> {
         let c = cname(self.name)?;
-        cvt(unsafe { libc::fchownat(self.dir.raw(), c.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) }).map(drop)
+        cvt(unsafe { libc::fchownat(self.dir.raw(), c.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) })
+            .map(drop)
     }
     /// `lsetxattr` on the name seen through the directory's descriptor in /proc: the
     /// directory is the one we hold, and the last component is not followed.
@@ -366,7 +387,8 @@ impl AtMeta<'_> {
         let mut p = format!("/proc/self/fd/{}/", self.dir.raw()).into_bytes();
         p.extend_from_slice(self.name);
         let (p, n) = (cname(&p)?, cname(name)?);
-        cvt(unsafe { libc::lsetxattr(p.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) }).map(drop)
+        cvt(unsafe { libc::lsetxattr(p.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) })
+            .map(drop)
     }
     pub fn set_times(&self, atime: (i64, u32), mtime: (i64, u32)) -> io::Result<()> {
         let c = cname(self.name)?;

@@ -5,12 +5,13 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use common::backend::{Backend, FileType};
+use common::cli::warn;
 use common::error::{Error, IoContext, Result, ResultExt};
 use common::index::IdMap;
-use common::cli::warn;
 use common::pack::{header_len, EAGER_TAIL, MAX_BLOB, MAX_SEALED_BLOB};
 use common::record::{
-    tag_of, BlobFailedRecord, BlobLoc, BlobRecord, NodeRecord, PackDataRecord, PackHeaderRecord, Reader, Writer, TYPES,
+    tag_of, BlobFailedRecord, BlobLoc, BlobRecord, NodeRecord, PackDataRecord, PackHeaderRecord, Reader,
+    Writer, TYPES,
 };
 use common::Id;
 
@@ -143,7 +144,10 @@ impl Fetcher<'_> {
                         Ok(()) if self.buf.len() as u64 == end - start => Ok(()),
                         Ok(()) => Err(format!("short read: {} of {} bytes", self.buf.len(), end - start)),
                         Err(e) => {
-                            let missing = !matches!(self.backend.exists(FileType::Pack, &first.pack.to_hex()), Ok(true));
+                            let missing = !matches!(
+                                self.backend.exists(FileType::Pack, &first.pack.to_hex()),
+                                Ok(true)
+                            );
                             let msg = e.to_string();
                             self.failed += 1;
                             if missing {

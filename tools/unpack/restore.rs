@@ -86,6 +86,9 @@ struct Unpacker<W: io::Write> {
     bad: IdMap<String>,
     plain: Vec<u8>,
     failed: u64,
+    /// `--resume`: partial files of earlier runs, by directory, found when the directory was
+    /// first entered; removed once the file they were for is whole again.
+    stale: Option<HashMap<Vec<u8>, Vec<Vec<u8>>>>,
 }
 
 /// What the decoder thread hands the writer, in stream order.
@@ -116,7 +119,9 @@ pub fn run(args: &Args) -> Result<()> {
     let mut input = Reader::stdin();
     let header = input.read_header()?;
     let root_dir = Dir::open_target(&target).map_err(|e| match e.kind() {
-        io::ErrorKind::NotADirectory => Error::format(format!("target {} is not a directory", target.display())),
+        io::ErrorKind::NotADirectory => {
+            Error::format(format!("target {} is not a directory", target.display()))
+        }
         _ => Error::io(format!("target {}", target.display()), e),
     })?;
     root_dir.check_writable().map_err(|e| Error::io(format!("target {}", target.display()), e))?;
@@ -136,6 +141,7 @@ pub fn run(args: &Args) -> Result<()> {
         bad: IdMap::default(),
         plain: Vec::new(),
         failed: 0,
+        stale: args.resume.then(HashMap::new),
     };
     u.out.header("unpack", header.snapshot)?;
 
@@ -499,7 +505,8 @@ impl<W: io::Write> Unpacker<W> {
         }
         self.blocked = None;
         if components(&rel).is_none() {
-            let msg = format!("path {:?} is not a clean relative path; skipped", String::from_utf8_lossy(&rel));
+            let msg =
+                format!("path {:?} is not a clean relative path; skipped", String::from_utf8_lossy(&rel));
             warn("unpack", format!("{}: {msg}", self.target.display()));
             self.failed += 1;
             return skip(self, rec, rel, None);
@@ -524,6 +531,7 @@ impl<W: io::Write> Unpacker<W> {
                 return skip(self, rec, rel, None);
             }
         };
+        self.note_stale(&parent_rel, &parent, &name);
         match node.node_type {
             NodeType::Dir => {
                 let made = match parent.mkdir(&name, 0o700) {
@@ -543,15 +551,13 @@ impl<W: io::Write> Unpacker<W> {
                 let r = match parent.symlink(&node.linktarget, &name) {
                     // Restoring again over a link we made before is fine; anything else
                     // there is the user's and stays.
-                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                        match parent.readlink(&name) {
-                            Ok(t) if t == node.linktarget => Ok(()),
-                            _ => Err(io::Error::new(
-                                io::ErrorKind::AlreadyExists,
-                                "something else exists under this name; it was left as it is",
-                            )),
-                        }
-                    }
+                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => match parent.readlink(&name) {
+                        Ok(t) if t == node.linktarget => Ok(()),
+                        _ => Err(io::Error::new(
+                            io::ErrorKind::AlreadyExists,
+                            "something else exists under this name; it was left as it is",
+                        )),
+                    },
                     r => r,
                 };
                 match r {
@@ -628,7 +634,8 @@ impl<W: io::Write> Unpacker<W> {
             kept: keep,
             failure: None,
         };
-        let checked = cur.rec.check_content(&node).and_then(|()| cur.rec.blobs.iter().try_for_each(check_loc));
+        let checked =
+            cur.rec.check_content(&node).and_then(|()| cur.rec.blobs.iter().try_for_each(check_loc));
         if let Err(msg) = checked {
             cur.failure = Some(format!("the record does not match its node: {msg}"));
             cur.node = Some(node);
@@ -659,7 +666,14 @@ impl<W: io::Write> Unpacker<W> {
     }
 
     /// A further name of a file restored earlier in this run.
-    fn hardlink(&mut self, rec: &NodeRecord, first: &[u8], rel: &[u8], parent: &Dir, name: &[u8]) -> Result<()> {
+    fn hardlink(
+        &mut self,
+        rec: &NodeRecord,
+        first: &[u8],
+        rel: &[u8],
+        parent: &Dir,
+        name: &[u8],
+    ) -> Result<()> {
         let idx = match self.linkable.get(first) {
             Some(&i) if self.files[i as usize].ok => i,
             _ => {
@@ -693,7 +707,14 @@ impl<W: io::Write> Unpacker<W> {
         }
     }
 
-    fn finish_special(&mut self, parent: &Dir, name: &[u8], rel: &[u8], node: &Node, rec: &NodeRecord) -> Result<()> {
+    fn finish_special(
+        &mut self,
+        parent: &Dir,
+        name: &[u8],
+        rel: &[u8],
+        node: &Node,
+        rec: &NodeRecord,
+    ) -> Result<()> {
         let failed = meta::apply(&On::At(parent.at_meta(name)), node, self.root);
         if !failed.is_empty() {
             self.fail(rel, format!("cannot restore metadata: {}", failed.join("; ")));
@@ -767,7 +788,9 @@ impl<W: io::Write> Unpacker<W> {
                 let Some(&(idx, off)) = self.seen.get(&rec.id) else {
                     return Err(match self.bad.get(&rec.id) {
                         Some(m) => m.clone(),
-                        None => format!("{}: the record has no data and the blob was not sent before", what()),
+                        None => {
+                            format!("{}: the record has no data and the blob was not sent before", what())
+                        }
                     });
                 };
                 let slot = &self.files[idx as usize];
@@ -782,7 +805,9 @@ impl<W: io::Write> Unpacker<W> {
                 let r = if idx == cur.idx {
                     file.read_exact_at(&mut self.plain, off)
                 } else {
-                    self.root_dir.open_file_beneath(&slot.rel).and_then(|f| f.read_exact_at(&mut self.plain, off))
+                    self.root_dir
+                        .open_file_beneath(&slot.rel)
+                        .and_then(|f| f.read_exact_at(&mut self.plain, off))
                 };
                 let src = String::from_utf8_lossy(&slot.rel);
                 r.map_err(|e| format!("{}: cannot copy it from {src}: {e}", what()))?;
@@ -820,6 +845,7 @@ impl<W: io::Write> Unpacker<W> {
         if cur.kept {
             let failed = meta::apply(&On::Fd(file_meta(file)), node, self.root);
             self.note_linkable(&cur, node);
+            self.drop_stale(&cur);
             if !failed.is_empty() {
                 self.fail(&cur.rel, format!("cannot restore metadata: {}", failed.join("; ")));
             }
@@ -848,10 +874,33 @@ impl<W: io::Write> Unpacker<W> {
         }
         self.files[cur.idx as usize].rel = cur.rel.clone();
         self.note_linkable(&cur, node);
+        self.drop_stale(&cur);
         if !failed.is_empty() {
             self.fail(&cur.rel, format!("cannot restore metadata: {}", failed.join("; ")));
         }
         self.out.write("restored", &cur.rec)
+    }
+
+    /// `--resume`: learns the partial files of earlier runs in a directory the first time it
+    /// is entered; a name the stream itself restores is snapshot data, never stale.
+    fn note_stale(&mut self, parent_rel: &[u8], parent: &Dir, name: &[u8]) {
+        let Some(stale) = self.stale.as_mut() else { return };
+        let names = stale.entry(parent_rel.to_vec()).or_insert_with(|| parent.partials().unwrap_or_default());
+        names.retain(|n| n != name);
+    }
+
+    /// `--resume`: removes what an earlier run left of this file, now that it is whole.
+    fn drop_stale(&mut self, cur: &Current) {
+        let Some(stale) = self.stale.as_mut() else { return };
+        let (parent_rel, _) = split_last(&cur.rel);
+        let Some(names) = stale.get_mut(parent_rel) else { return };
+        names.retain(|n| {
+            let ours = target::is_temp_name_for(n, &cur.name);
+            if ours {
+                let _ = cur.parent.unlink(n);
+            }
+            !ours
+        });
     }
 
     fn note_linkable(&mut self, cur: &Current, node: &Node) {
@@ -861,7 +910,15 @@ impl<W: io::Write> Unpacker<W> {
     }
 
     /// Fails a file: its partial (made in this run) is removed, never its final name.
-    fn drop_file(&mut self, idx: u32, parent: &Dir, tmp: &[u8], kept: bool, rel: &[u8], why: String) -> Result<()> {
+    fn drop_file(
+        &mut self,
+        idx: u32,
+        parent: &Dir,
+        tmp: &[u8],
+        kept: bool,
+        rel: &[u8],
+        why: String,
+    ) -> Result<()> {
         if let Some(slot) = self.files.get_mut(idx as usize) {
             slot.ok = false;
         }
