@@ -524,9 +524,8 @@ impl<W: io::Write> Unpacker<W> {
         let parent = match self.parent_dir(&parent_rel) {
             Ok(p) => p,
             Err(msg) => {
-                // Reported once for the directory; what is below it is skipped.
-                warn("unpack", &msg);
-                self.failed += 1;
+                // Reported once, for the first node below; the others are skipped with it.
+                self.fail(&rel, format!("{msg}; skipped with everything else below it"));
                 self.blocked = Some(parent_rel);
                 return skip(self, rec, rel, None);
             }
