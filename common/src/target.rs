@@ -291,6 +291,11 @@ impl Dir {
         cvt(unsafe { libc::faccessat(self.raw(), c".".as_ptr(), flags, libc::AT_EACCESS) }).map(drop)
     }
 
+    /// Flushes everything written to this directory's file system to disk.
+    pub fn sync_fs(&self) -> io::Result<()> {
+        cvt(unsafe { libc::syncfs(self.raw()) }).map(drop)
+    }
+
     /// Flushes the directory's entries to disk.
     pub fn sync(&self) -> io::Result<()> {
         cvt(unsafe { libc::fsync(self.raw()) }).map(drop)
