@@ -209,6 +209,17 @@ fn deleted_pack_fails_only_its_files() {
     assert!(lines[0].starts_with("fetch-pack: pack ") && lines[0].contains(&pack), "{err}");
     let lost: Vec<&str> = lost.iter().map(String::as_str).collect();
     assert_all_but(&fx, &target, &res, &lost, &[&pack[..8]], 0);
+
+    // unpack --list counts the blobs fetch-pack could not read as damaged.
+    let res = Pipeline::new()
+        .stage(tool(&fx.r, "walk", &["latest"]))
+        .stage(tool(&fx.r, "fetch-pack", &[]))
+        .stage(tool(&fx.r, "unpack", &["--list"]))
+        .run();
+    assert_eq!(res.codes(), vec![0, 3, 1], "{}", res.report());
+    let bad = framed_records(&res).into_iter().filter(|r| r["ok"] == false).count();
+    assert!(bad > 0, "{}", res.report());
+    assert!(framed_records(&res).iter().filter(|r| r["ok"] == false).all(|r| r["pack"] == pack.as_str()));
 }
 
 /// Makes a directory immutable (even root cannot create entries in it) until dropped.
