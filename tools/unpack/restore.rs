@@ -885,11 +885,8 @@ impl<W: io::Write> Unpacker<W> {
             let why = format!("{} bytes written, the node's size is {}", cur.offset, node.size);
             return self.drop_file(cur.idx, &cur.parent, &cur.tmp, false, &cur.rel, why);
         }
-        // Holes at the end of a sparse file need the length set explicitly.
-        if let Err(e) = file.set_len(cur.offset) {
-            let why = format!("cannot write: {e}");
-            return self.drop_file(cur.idx, &cur.parent, &cur.tmp, false, &cur.rel, why);
-        }
+        // No ftruncate here: every blob either was written or (sparse) extended the file
+        // to its end, so the length is already `offset`.
         let meta_failed = meta::apply(&On::Fd(file_meta(file)), node, self.root);
         self.pending_bytes += cur.offset;
         let links = node.links;
