@@ -119,17 +119,28 @@ enum Item {
     Blob(u64, BlobRecord, std::result::Result<Option<Plain>, String>),
 }
 
-/// A checked plaintext inside a pooled buffer.
+/// A checked plaintext inside a buffer: a pooled one for a large blob, its own small one
+/// for a small blob.
 struct Plain {
     buf: Vec<u8>,
     range: std::ops::Range<usize>,
+    pooled: bool,
 }
 
-/// Blobs decoded ahead of the writer.
+/// Plaintexts up to this size are copied out of the pooled buffers, so that many of them
+/// can travel together (one hand-over per batch, not per small file).
+const SMALL: usize = 64 << 10;
+/// A batch is handed over at this many items, this many bytes of small plaintexts, or at
+/// the first large plaintext (which holds a pooled buffer).
+const BATCH_ITEMS: usize = 256;
+const BATCH_BYTES: usize = 1 << 20;
+
+/// Batches decoded ahead of the writer.
 const AHEAD: usize = 1;
-/// Blob buffers in existence at most: one per blob waiting or being written, and two for the
-/// blob being decoded (ciphertext, and plaintext when compressed). Memory is bounded by
-/// this many blobs, whatever the pack size.
+/// Blob buffers in existence at most: one per large blob waiting or being written (a batch
+/// holds at most one, its last item), and two for the blob being decoded (ciphertext, and
+/// plaintext when compressed). Memory is bounded by this many blobs plus the small
+/// plaintexts of three batches, whatever the pack size.
 const BUFFERS: usize = AHEAD + 1 + 2;
 
 pub fn run(args: &Args) -> Result<()> {
@@ -168,7 +179,7 @@ pub fn run(args: &Args) -> Result<()> {
 
     // Decrypting and checking runs on its own thread so that it overlaps the file system
     // work; buffers travel back through `pool` so pages are touched once, not per blob.
-    let (items_tx, items) = std::sync::mpsc::sync_channel::<Result<Item>>(AHEAD);
+    let (items_tx, items) = std::sync::mpsc::sync_channel::<Result<Vec<Item>>>(AHEAD);
     let (pool, pool_rx) = std::sync::mpsc::channel::<Vec<u8>>();
     let key = repo.key.clone();
     let resume = match args.resume {
@@ -176,30 +187,41 @@ pub fn run(args: &Args) -> Result<()> {
         false => None,
     };
     let decoder = std::thread::spawn(move || {
-        let result = decode(&mut input, &key, resume.as_ref(), &items_tx, &pool_rx);
+        let mut batch = Vec::new();
+        let result = decode(&mut input, &key, resume.as_ref(), &items_tx, &pool_rx, &mut batch);
+        // What was decoded before an error is restored before the error is reported.
+        if !batch.is_empty() {
+            let _ = items_tx.send(Ok(batch));
+        }
         if let Err(e) = result {
             let _ = items_tx.send(Err(e));
         }
     });
     let result = (|| -> Result<()> {
-        for item in items.iter() {
-            match item {
-                Ok(Item::Node(no, rec, keep)) => u.node(rec, keep).context(format!("line {no}"))?,
-                Ok(Item::Blob(no, rec, plain)) => {
-                    let r = match &plain {
-                        Ok(p) => u.blob(rec, Ok(p.as_ref().map(|p| &p.buf[p.range.clone()]))),
-                        Err(msg) => u.blob(rec, Err(msg.clone())),
-                    };
-                    if let Ok(Some(p)) = plain {
-                        let _ = pool.send(p.buf);
-                    }
-                    r.context(format!("line {no}"))?;
-                }
+        for batch in items.iter() {
+            let batch = match batch {
+                Ok(b) => b,
                 Err(e) => {
                     return Err(match &u.cur {
                         Some(c) => e.context(&c.rec.path),
                         None => e,
                     })
+                }
+            };
+            for item in batch {
+                match item {
+                    Item::Node(no, rec, keep) => u.node(rec, keep).context(format!("line {no}"))?,
+                    Item::Blob(no, rec, plain) => {
+                        let r = match &plain {
+                            Ok(p) => u.blob(rec, Ok(p.as_ref().map(|p| &p.buf[p.range.clone()]))),
+                            Err(msg) => u.blob(rec, Err(msg.clone())),
+                        };
+                        match plain {
+                            Ok(Some(p)) if p.pooled => drop(pool.send(p.buf)),
+                            _ => {}
+                        }
+                        r.context(format!("line {no}"))?;
+                    }
                 }
             }
         }
@@ -241,9 +263,11 @@ fn decode(
     input: &mut Reader<io::BufReader<io::Stdin>>,
     key: &Key,
     resume: Option<&Dir>,
-    items: &std::sync::mpsc::SyncSender<Result<Item>>,
+    items: &std::sync::mpsc::SyncSender<Result<Vec<Item>>>,
     pool: &std::sync::mpsc::Receiver<Vec<u8>>,
+    batch: &mut Vec<Item>,
 ) -> Result<()> {
+    let mut batch_bytes = 0usize;
     let mut spare: Vec<Vec<u8>> = Vec::new();
     let mut made = 0usize;
     // A recycled buffer if there is one; a new one while fewer than BUFFERS exist; else wait
@@ -324,9 +348,19 @@ fn decode(
             }
             other => return Err(rerr(format!("unknown record type {other:?}"))),
         };
-        if items.send(Ok(item)).is_err() {
-            // The writer stopped; it reports why.
-            return Ok(());
+        let (pooled, small) = match &item {
+            Item::Blob(_, _, Ok(Some(p))) => (p.pooled, if p.pooled { 0 } else { p.buf.len() }),
+            _ => (false, 0),
+        };
+        batch.push(item);
+        batch_bytes += small;
+        // A pooled buffer goes at once: the decoder may soon wait for it to come back.
+        if pooled || batch.len() >= BATCH_ITEMS || batch_bytes >= BATCH_BYTES {
+            batch_bytes = 0;
+            if items.send(Ok(std::mem::take(batch))).is_err() {
+                // The writer stopped; it reports why.
+                return Ok(());
+            }
         }
     }
     Ok(())
@@ -368,13 +402,19 @@ fn open(
             return Ok(Err(e.to_string()));
         }
     };
-    Ok(Ok(Some(if rec.uncompressed_length.is_some() {
+    let (buf, range) = if rec.uncompressed_length.is_some() {
         spare.push(sealed);
-        Plain { buf: out, range: 0..len }
+        (out, 0..len)
     } else {
         spare.push(out);
-        Plain { buf: sealed, range: common::crypto::IV_LEN..common::crypto::IV_LEN + len }
-    })))
+        (sealed, common::crypto::IV_LEN..common::crypto::IV_LEN + len)
+    };
+    if len <= SMALL {
+        let small = buf[range].to_vec();
+        spare.push(buf);
+        return Ok(Ok(Some(Plain { range: 0..small.len(), buf: small, pooled: false })));
+    }
+    Ok(Ok(Some(Plain { buf, range, pooled: true })))
 }
 
 /// Refuses blob lengths beyond what the format and [`MAX_BLOB`] allow.
