@@ -517,3 +517,36 @@ fn target_that_is_not_a_directory() {
     let msg = one_line(&res.stderrs[2], "unpack");
     assert_eq!(msg, "unpack: target /dev/stdout is not a directory");
 }
+
+#[test]
+fn data_is_on_disk_before_a_file_gets_its_name() {
+    // Seen with strace: no file is renamed to its final name before a sync of its data.
+    if std::process::Command::new("strace").arg("-V").output().is_err() {
+        panic!("strace is needed for this test");
+    }
+    let fx = fixture(10);
+    let fetched =
+        Pipeline::new().stage(tool(&fx.r, "walk", &["latest"])).stage(tool(&fx.r, "fetch-pack", &[])).run();
+    fetched.assert_ok();
+    let target = fx.path("out");
+    let log = fx.path("strace.log");
+    let mut cmd = argv(["strace", "-f", "-e", "trace=rename,renameat,renameat2,fsync,fdatasync,syncfs,sync"]);
+    cmd.extend(argv(["-o", log.to_str().unwrap()]));
+    let mut unpack = tool(&fx.r, "unpack", &["--target", target.to_str().unwrap()]);
+    unpack[0] = bin("unpack").into_os_string();
+    cmd.extend(unpack);
+    let res = Pipeline::new().stage(cmd).stdin(fetched.stdout).run();
+    res.assert_ok();
+    let log = fs::read_to_string(&log).unwrap();
+    let mut synced = false;
+    let mut renames = 0;
+    for l in log.lines() {
+        if l.contains("sync") && l.contains("= 0") {
+            synced = true;
+        } else if l.contains("rename") && l.contains(".sluice-part") {
+            assert!(synced, "a rename before any sync:\n{log}");
+            renames += 1;
+        }
+    }
+    assert_eq!(renames, files_of(&fx.src).len(), "{log}");
+}
