@@ -296,11 +296,6 @@ impl Dir {
         cvt(unsafe { libc::syncfs(self.raw()) }).map(drop)
     }
 
-    /// Flushes the directory's entries to disk.
-    pub fn sync(&self) -> io::Result<()> {
-        cvt(unsafe { libc::fsync(self.raw()) }).map(drop)
-    }
-
     /// Metadata of the directory itself, through its descriptor.
     pub fn fd_meta(&self) -> FdMeta<'_> {
         FdMeta(self.raw(), std::marker::PhantomData)

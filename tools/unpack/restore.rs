@@ -52,7 +52,7 @@ struct Current {
 }
 
 /// A finished file waiting under its temporary name for the next [`Unpacker::flush`].
-struct Pending {
+struct PendingFile {
     rec: NodeRecord,
     rel: Vec<u8>,
     parent: Rc<Dir>,
@@ -64,9 +64,18 @@ struct Pending {
     meta_failed: Vec<String>,
 }
 
-/// Finished files, and their bytes, that make a flush due.
-const PENDING_FILES: usize = 1024;
+/// What waits for the next flush, in stream order: finished files, and directories the
+/// stream has left (their metadata is set after the renames into them).
+enum Pending {
+    File(PendingFile),
+    Dir(Box<OpenDir>),
+}
+
+/// Finished files, their bytes, and directories left that make a flush due. Each pending
+/// item may hold a directory descriptor: these keep well below the usual limit of 1024.
+const PENDING_FILES: usize = 256;
 const PENDING_BYTES: u64 = 256 << 20;
+const PENDING_DIRS: usize = 64;
 
 struct OpenDir {
     rel: Vec<u8>,
@@ -108,6 +117,8 @@ struct Unpacker<W: io::Write> {
     stale: Option<HashMap<Vec<u8>, Vec<Vec<u8>>>>,
     pending: Vec<Pending>,
     pending_bytes: u64,
+    pending_files: usize,
+    pending_dirs: usize,
 }
 
 /// What the decoder thread hands the writer, in stream order.
@@ -174,6 +185,8 @@ pub fn run(args: &Args) -> Result<()> {
         stale: args.resume.then(HashMap::new),
         pending: Vec::new(),
         pending_bytes: 0,
+        pending_files: 0,
+        pending_dirs: 0,
     };
     u.out.header("unpack", header.snapshot)?;
 
@@ -244,12 +257,13 @@ pub fn run(args: &Args) -> Result<()> {
             c.rec.path, c.next, c.blobs
         )));
     }
-    u.flush()?;
     while let Some(d) = u.dirs.pop() {
         u.leave(d)?;
     }
-    // Renames into the target itself are made durable once, at the end.
-    let _ = u.root_dir.sync();
+    u.flush()?;
+    // The last renames and directory metadata are made durable once, at the end; each
+    // flush's syncfs did the same for the batches before it.
+    let _ = u.root_dir.sync_fs();
     let failed = u.failed;
     u.out.finish()?;
     if failed > 0 {
@@ -790,15 +804,22 @@ impl<W: io::Write> Unpacker<W> {
         self.out.write("restored", rec)
     }
 
+    /// The stream left a directory: its metadata is set at the next flush, after the
+    /// renames into it, which would change its times.
     fn leave(&mut self, d: OpenDir) -> Result<()> {
-        // Renames into the directory would change the times set here.
-        self.flush()?;
+        self.pending.push(Pending::Dir(Box::new(d)));
+        self.pending_dirs += 1;
+        if self.pending_dirs >= PENDING_DIRS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn finish_dir(&mut self, d: OpenDir) -> Result<()> {
         let failed = meta::apply(&On::Fd(d.dir.fd_meta()), &d.node, self.root);
         if !failed.is_empty() {
             self.fail(&d.rel, format!("cannot restore metadata: {}", failed.join("; ")));
         }
-        // One fsync per directory makes the renames into it durable.
-        let _ = d.dir.sync();
         self.out.write("restored", &d.rec)
     }
 
@@ -931,8 +952,18 @@ impl<W: io::Write> Unpacker<W> {
         self.pending_bytes += cur.offset;
         let links = node.links;
         let Current { rec, rel, parent, name, tmp, idx, .. } = cur;
-        self.pending.push(Pending { rec, rel, parent, name, tmp, idx, links, meta_failed });
-        if self.pending.len() >= PENDING_FILES || self.pending_bytes >= PENDING_BYTES {
+        self.pending.push(Pending::File(PendingFile {
+            rec,
+            rel,
+            parent,
+            name,
+            tmp,
+            idx,
+            links,
+            meta_failed,
+        }));
+        self.pending_files += 1;
+        if self.pending_files >= PENDING_FILES || self.pending_bytes >= PENDING_BYTES {
             self.flush()?;
         }
         Ok(())
@@ -947,6 +978,13 @@ impl<W: io::Write> Unpacker<W> {
         }
         let synced = self.root_dir.sync_fs();
         for p in std::mem::take(&mut self.pending) {
+            let p = match p {
+                Pending::File(f) => f,
+                Pending::Dir(d) => {
+                    self.finish_dir(*d)?;
+                    continue;
+                }
+            };
             let renamed = synced.as_ref().map_err(|e| format!("cannot flush to disk: {e}")).and_then(|()| {
                 p.parent.rename(&p.tmp, &p.name).map_err(|e| match e.raw_os_error() {
                     Some(libc::EISDIR) | Some(libc::ENOTEMPTY) | Some(libc::EEXIST) => {
@@ -968,6 +1006,8 @@ impl<W: io::Write> Unpacker<W> {
             self.out.write("restored", &p.rec)?;
         }
         self.pending_bytes = 0;
+        self.pending_files = 0;
+        self.pending_dirs = 0;
         Ok(())
     }
 
