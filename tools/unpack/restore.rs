@@ -67,7 +67,7 @@ struct PendingFile {
 /// What waits for the next flush, in stream order: finished files, and directories the
 /// stream has left (their metadata is set after the renames into them).
 enum Pending {
-    File(PendingFile),
+    File(Box<PendingFile>),
     Dir(Box<OpenDir>),
 }
 
@@ -952,7 +952,7 @@ impl<W: io::Write> Unpacker<W> {
         self.pending_bytes += cur.offset;
         let links = node.links;
         let Current { rec, rel, parent, name, tmp, idx, .. } = cur;
-        self.pending.push(Pending::File(PendingFile {
+        self.pending.push(Pending::File(Box::new(PendingFile {
             rec,
             rel,
             parent,
@@ -961,7 +961,7 @@ impl<W: io::Write> Unpacker<W> {
             idx,
             links,
             meta_failed,
-        }));
+        })));
         self.pending_files += 1;
         if self.pending_files >= PENDING_FILES || self.pending_bytes >= PENDING_BYTES {
             self.flush()?;
@@ -979,7 +979,7 @@ impl<W: io::Write> Unpacker<W> {
         let synced = self.root_dir.sync_fs();
         for p in std::mem::take(&mut self.pending) {
             let p = match p {
-                Pending::File(f) => f,
+                Pending::File(f) => *f,
                 Pending::Dir(d) => {
                     self.finish_dir(*d)?;
                     continue;
