@@ -39,7 +39,9 @@ fn fixture(seed: u64) -> Fx {
     let src = td.path().join("src");
     fs::create_dir(&src).unwrap();
     make_tree(&src, seed, &TreeOpts::default());
-    let mut data = vec![0u8; 4 << 20];
+    // Over restic's largest chunk (8 MiB), so always at least two blobs whatever the
+    // repository's random chunker polynomial.
+    let mut data = vec![0u8; 9 << 20];
     rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut data);
     fs::write(src.join(MULTI), data).unwrap();
     let r = Restic::new(&td.path().join("r"));
