@@ -35,8 +35,9 @@ fn fixture(seed: u64) -> Fx {
         fs::create_dir_all(src.join(d)).unwrap();
     }
     for i in 0..6u64 {
-        // The last one large enough to be several blobs.
-        let len = if i == 5 { 4 << 20 } else { 1536 << 10 };
+        // The last one over restic's largest chunk (8 MiB): several blobs whatever the
+        // repository's random chunker polynomial.
+        let len = if i == 5 { 9 << 20 } else { 1536 << 10 };
         fs::write(src.join(format!("c/big-{i}")), random(seed * 100 + i, len)).unwrap();
     }
     let dup = random(seed * 100 + 50, 200_000);
