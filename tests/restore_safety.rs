@@ -338,12 +338,15 @@ fn a_stream_cannot_steer_writes_outside_the_target() {
     // Hard links to a file outside, and to a name never restored in this run.
     let mut hard_out = file.clone();
     hard_out["path"] = json!("h1");
+    hard_out["node"]["name"] = json!("h1");
     hard_out["hardlink"] = json!(victim.to_str().unwrap());
     let mut hard_up = file.clone();
     hard_up["path"] = json!("h2");
+    hard_up["node"]["name"] = json!("h2");
     hard_up["hardlink"] = json!("../outside/victim");
     let mut hard_none = file.clone();
     hard_none["path"] = json!("h3");
+    hard_none["node"]["name"] = json!("h3");
     hard_none["hardlink"] = json!("x/victim");
     // Paths that leave the target or are not clean.
     let mut dotdot = file.clone();
@@ -352,7 +355,11 @@ fn a_stream_cannot_steer_writes_outside_the_target() {
     absolute["path"] = json!(out.join("evil").to_str().unwrap());
     let mut nul = file.clone();
     nul["path"] = json!("a\u{0}b");
-    let stream = vec![file, evil_link, below, hard_out, hard_up, hard_none, dotdot, absolute, nul];
+    // A node whose stored name has a '/' in it.
+    let mut slash = file.clone();
+    slash["path"] = json!("y");
+    slash["node"]["name"] = json!("../y");
+    let stream = vec![file, evil_link, below, hard_out, hard_up, hard_none, dotdot, absolute, nul, slash];
 
     let target = fx.path("out");
     fs::create_dir_all(&target).unwrap();
@@ -363,7 +370,7 @@ fn a_stream_cannot_steer_writes_outside_the_target() {
     assert_eq!(res.codes(), vec![0, 3], "{}", res.report());
     assert_outside_unchanged(&out);
     let lines = failure_lines(&res, 1);
-    assert_eq!(lines.len(), 7, "one line per bad record: {lines:#?}");
+    assert_eq!(lines.len(), 8, "one line per bad record: {lines:#?}");
     for (needle, why) in [
         ("x/evil", "not a directory"),
         ("/h1: hard link", "not restored"),
@@ -372,6 +379,7 @@ fn a_stream_cannot_steer_writes_outside_the_target() {
         ("../outside/evil", "not a clean relative path"),
         ("outside/evil\"", "not a clean relative path"),
         ("a\\0b", "not a clean relative path"),
+        ("/y: the node is named \"../y\"", "skipped"),
     ] {
         assert!(lines.iter().any(|l| l.contains(needle) && l.contains(why)), "{needle}: {lines:#?}");
     }
@@ -391,6 +399,7 @@ fn records_must_match_their_nodes() {
     // A node type nothing can restore.
     let mut odd = records.iter().find(|r| r["path"] == "top.txt").unwrap().clone();
     odd["path"] = json!("odd");
+    odd["node"]["name"] = json!("odd");
     odd["node"]["type"] = json!("irregular");
     odd["node"]["content"] = Value::Null;
     odd.as_object_mut().unwrap().remove("blobs");

@@ -596,6 +596,16 @@ impl<W: io::Write> Unpacker<W> {
             Ok(n) => n,
             Err(e) => return skip(self, rec, rel, Some(format!("malformed node: {e}"))),
         };
+        // The name a node was stored under must be the one its path gives it (a name with a
+        // '/' or NUL in it never is).
+        if node.name != split_last(&rel).1 {
+            let msg = format!(
+                "the node is named {:?} but its path ends in {:?}; skipped",
+                String::from_utf8_lossy(&node.name),
+                String::from_utf8_lossy(split_last(&rel).1)
+            );
+            return skip(self, rec, rel, Some(msg));
+        }
         if node.node_type != NodeType::File && blobs > 0 {
             let msg = format!("a {} node with content blobs; skipped", node.node_type);
             return skip(self, rec, rel, Some(msg));
