@@ -105,7 +105,9 @@ impl NodeRecord {
     /// A stream is untrusted input; without this a storage host could drop or swap blobs.
     pub fn check_content(&self, node: &crate::node::Node) -> std::result::Result<(), String> {
         let content = node.content.as_deref().unwrap_or(&[]);
-        if content.len() != self.blobs.len() || content.iter().zip(&self.blobs).any(|(id, b)| *id != b.id) {
+        if content.len() != self.blobs.len()
+            || content.iter().zip(&self.blobs).any(|(id, b)| *id != b.id)
+        {
             return Err(format!(
                 "the record lists {} blobs that differ from the node's {} content ids",
                 self.blobs.len(),
