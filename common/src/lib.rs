@@ -23,6 +23,7 @@ pub mod repo;
 pub mod signal;
 pub mod snapshot;
 pub mod sys;
+pub mod target;
 pub mod tree;
 
 pub use error::{Error, Result};

@@ -16,6 +16,13 @@ pub const MAX_HEADER_SIZE: u64 = 16 * 1024 * 1024 + 4;
 pub const ENTRY_PLAIN: usize = 37;
 pub const ENTRY_COMPRESSED: usize = 41;
 /// How much of a pack's tail restic reads first, hoping the header fits.
+/// The largest blob plaintext a restore accepts. restic's chunker cuts data blobs of at most
+/// 8 MiB; 128 MiB leaves room for other writers while an edited length in a record can no
+/// longer make a stage allocate gigabytes.
+pub const MAX_BLOB: u64 = 128 << 20;
+/// The largest encrypted blob a restore accepts: [`MAX_BLOB`] plus room for a zstd frame of
+/// incompressible data (slightly longer than its content), the IV and the MAC.
+pub const MAX_SEALED_BLOB: u64 = MAX_BLOB + (1 << 20);
 pub const EAGER_TAIL: u64 = 15 * ENTRY_COMPRESSED as u64 + HEADER_OVERHEAD;
 
 /// Data or tree.

@@ -5,11 +5,13 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use common::backend::{Backend, FileType};
+use common::cli::warn;
 use common::error::{Error, IoContext, Result, ResultExt};
 use common::index::IdMap;
-use common::pack::{header_len, EAGER_TAIL};
+use common::pack::{header_len, EAGER_TAIL, MAX_BLOB, MAX_SEALED_BLOB};
 use common::record::{
-    tag_of, BlobLoc, BlobRecord, NodeRecord, PackDataRecord, PackHeaderRecord, Reader, Writer, TYPES,
+    tag_of, BlobFailedRecord, BlobLoc, BlobRecord, NodeRecord, PackDataRecord, PackHeaderRecord, Reader,
+    Writer, TYPES,
 };
 use common::Id;
 
@@ -27,7 +29,14 @@ pub fn run(args: &Args) -> Result<()> {
     let header = input.read_header()?;
     let mut out = Writer::stdout();
     out.header("fetch-pack", header.snapshot)?;
-    let mut f = Fetcher { backend: backend.as_ref(), sent: IdMap::default(), buf: Vec::new(), args };
+    let mut f = Fetcher {
+        backend: backend.as_ref(),
+        sent: IdMap::default(),
+        buf: Vec::new(),
+        args,
+        gone: IdMap::default(),
+        failed: 0,
+    };
     while let Some(line) = input.next_line()? {
         let no = line.no;
         let tag = tag_of(line.text).map_err(|e| Error::Record { line: no, msg: e })?;
@@ -45,6 +54,12 @@ pub fn run(args: &Args) -> Result<()> {
         }
     }
     out.finish()?;
+    if f.failed > 0 {
+        return Err(Error::SomeFailed(format!(
+            "{} reads failed; their blobs were passed on as blob_failed records",
+            f.failed
+        )));
+    }
     Ok(())
 }
 
@@ -64,6 +79,10 @@ struct Fetcher<'a> {
     sent: IdMap<()>,
     buf: Vec<u8>,
     args: &'a Args,
+    /// Packs found missing, and why: reported once, not once per range.
+    gone: IdMap<String>,
+    /// Failed reads (ranges, or packs found missing).
+    failed: u64,
 }
 
 impl Fetcher<'_> {
@@ -73,6 +92,22 @@ impl Fetcher<'_> {
             let first = &blobs[i];
             if self.sent.contains_key(&first.id) {
                 out.write("blob", &record(first, None))?;
+                i += 1;
+                continue;
+            }
+            // An impossible length is refused before any read or allocation.
+            if first.length as u64 > MAX_SEALED_BLOB || first.plain_len() > MAX_BLOB {
+                self.sent.insert(first.id, ());
+                let msg = format!(
+                    "blob {} claims {} bytes ({} encrypted), more than the {} MiB a blob may hold",
+                    first.id.short(),
+                    first.plain_len(),
+                    first.length,
+                    MAX_BLOB >> 20
+                );
+                warn("fetch-pack", format!("pack {}: {msg}", first.pack.short()));
+                self.failed += 1;
+                out.write("blob_failed", &failed(first, msg))?;
                 i += 1;
                 continue;
             }
@@ -95,17 +130,72 @@ impl Fetcher<'_> {
                 end = b_end;
                 j += 1;
             }
-            self.backend
-                .read_range(FileType::Pack, &first.pack.to_hex(), start, end - start, &mut self.buf)
-                .context(format!("blob {} in pack {}", first.id.short(), first.pack.short()))?;
-            for b in &blobs[i..j] {
-                let at = (b.offset - start) as usize;
-                let data = &self.buf[at..at + b.length as usize];
-                out.write_with_data("blob", &record(b, None), data)?;
+            let read = match self.gone.get(&first.pack) {
+                Some(msg) => Err(msg.clone()),
+                None => {
+                    let r = self.backend.read_range(
+                        FileType::Pack,
+                        &first.pack.to_hex(),
+                        start,
+                        end - start,
+                        &mut self.buf,
+                    );
+                    match r {
+                        Ok(()) if self.buf.len() as u64 == end - start => Ok(()),
+                        Ok(()) => Err(format!("short read: {} of {} bytes", self.buf.len(), end - start)),
+                        Err(e) => {
+                            let missing = !matches!(
+                                self.backend.exists(FileType::Pack, &first.pack.to_hex()),
+                                Ok(true)
+                            );
+                            let msg = e.to_string();
+                            self.failed += 1;
+                            if missing {
+                                warn("fetch-pack", format!("pack {}: {msg}", first.pack));
+                                self.gone.insert(first.pack, msg.clone());
+                            } else {
+                                warn(
+                                    "fetch-pack",
+                                    format!("pack {} bytes {start}..{end}: {msg}", first.pack),
+                                );
+                            }
+                            Err(msg)
+                        }
+                    }
+                }
+            };
+            match read {
+                Ok(()) => {
+                    for b in &blobs[i..j] {
+                        let at = (b.offset - start) as usize;
+                        let data = &self.buf[at..at + b.length as usize];
+                        out.write_with_data("blob", &record(b, None), data)?;
+                    }
+                }
+                Err(msg) => {
+                    if msg.starts_with("short read") {
+                        self.failed += 1;
+                        warn("fetch-pack", format!("pack {} bytes {start}..{end}: {msg}", first.pack));
+                    }
+                    for b in &blobs[i..j] {
+                        out.write("blob_failed", &failed(b, msg.clone()))?;
+                    }
+                }
             }
             i = j;
         }
         Ok(())
+    }
+}
+
+fn failed(b: &BlobLoc, error: String) -> BlobFailedRecord {
+    BlobFailedRecord {
+        id: b.id,
+        pack: b.pack,
+        offset: b.offset,
+        length: b.length,
+        uncompressed_length: b.uncompressed_length,
+        error,
     }
 }
 

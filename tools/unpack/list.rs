@@ -92,6 +92,13 @@ pub fn run(args: &Args) -> Result<()> {
             }
             Record::Blob(b) => {
                 let Some(data) = &b.data else { continue };
+                if b.uncompressed_length.is_some_and(|n| n as u64 > common::pack::MAX_BLOB) {
+                    return Err(input.err(format!(
+                        "blob {} claims more than the {} MiB a blob may hold",
+                        b.id,
+                        common::pack::MAX_BLOB >> 20
+                    )));
+                }
                 decode_b64(data, &mut buf).map_err(|e| input.err(e))?;
                 let e = Entry {
                     blob_type: common::pack::BlobType::Data,
@@ -103,6 +110,23 @@ pub fn run(args: &Args) -> Result<()> {
                 let mut sealed = std::mem::take(&mut buf);
                 l.check(Some(b.pack), &e, &mut sealed)?;
                 buf = sealed;
+            }
+            Record::BlobFailed(f) => {
+                // fetch-pack could not read it: as bad as a damaged blob.
+                l.total += 1;
+                l.bad += 1;
+                common::cli::warn("unpack", format!("blob {} in pack {}: {}", f.id, f.pack, f.error));
+                let rec = BlobCheck {
+                    pack: Some(f.pack),
+                    id: f.id,
+                    blob_type: "data".into(),
+                    offset: f.offset,
+                    length: f.length,
+                    uncompressed_length: f.uncompressed_length,
+                    ok: false,
+                    error: Some(f.error),
+                };
+                l.out.write("blob_check", &rec)?;
             }
             Record::Node(_) => {}
             other => {

@@ -2,10 +2,12 @@
 //!
 //! Reads the stream `fetch-pack` writes: `node` records, each file's followed by its `blob`
 //! records in content order. Every blob is MAC-checked, decrypted, decompressed and checked
-//! against its id before a byte of it is written. A file is written under a hidden partial
-//! name (`.NAME.sluice-part`) and renamed to its name only when all of it is there and its
-//! metadata is set; then one `restored` record says so. Directory metadata is applied when
-//! the walk leaves the directory, so later writes do not disturb its times.
+//! against its id before a byte of it is written. A file is written under a fresh hidden
+//! partial name (`.NAME.XXXXXXXX.sluice-part`) and renamed to its name only when all of it is
+//! there, its metadata is set and its data is on disk; then one `restored` record says so.
+//! Directory metadata is applied when the walk leaves the directory, so later writes do not
+//! disturb its times. Nothing is created through a symbolic link. A damaged or missing blob,
+//! or a conflict with what is in the target, fails that item only (one line, exit 3).
 //!
 //!     walk latest | fetch-pack | unpack --target DIR | verify --target DIR
 //!     fetch-pack --pack 3f9a1c | unpack --list

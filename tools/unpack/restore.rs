@@ -1,81 +1,157 @@
 //! Restoring from a node/blob stream.
+//!
+//! Two kinds of trouble are told apart. A stream that is malformed (a record that does not
+//! parse, blobs out of order, no end record) stops the restore: nothing after it can be
+//! trusted. Trouble with one item (a damaged or missing blob, a record that does not match
+//! its node, a path that would leave the target, something of the user's in the way, a
+//! metadata change refused) fails that item only: one line on stderr naming it, its partial
+//! file removed, the rest restored, and exit status 3 at the end.
 
-use std::ffi::OsStr;
-use std::fs::{self, File, OpenOptions};
+use std::collections::HashMap;
+use std::fs::File;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::rc::Rc;
 
 use common::cli::warn;
 use common::crypto::Key;
-use common::error::{Error, IoContext, Result, ResultExt};
+use common::error::{Error, Result, ResultExt};
 use common::index::IdMap;
 use common::node::{Node, NodeType};
-use common::pack::open_blob;
-use common::record::{decode_b64, split_payload, tag_of, BlobRecord, NodeRecord, Reader, Writer};
+use common::pack::{open_blob, MAX_BLOB, MAX_SEALED_BLOB};
+use common::record::{
+    decode_b64, split_payload, tag_of, BlobFailedRecord, BlobLoc, BlobRecord, NodeRecord, Reader, Writer,
+};
+use common::target::{self, components, file_meta, Dir};
 use common::Id;
 
-use crate::meta;
+use crate::meta::{self, On};
 use crate::Args;
 
-/// The suffix that marks a file still being written.
-const PART: &str = ".sluice-part";
-
+/// The file being written, or skipped, blob by blob.
 struct Current {
     rec: NodeRecord,
-    node: Node,
-    final_path: PathBuf,
-    tmp: PathBuf,
-    file: File,
+    node: Option<Node>,
+    rel: Vec<u8>,
+    parent: Rc<Dir>,
+    name: Vec<u8>,
+    /// The name the data goes to: the temporary name, or `name` for a kept file.
+    tmp: Vec<u8>,
+    /// `None` when the file is being skipped: its blobs are read and dropped.
+    file: Option<File>,
+    /// Blob records to expect for this node.
+    blobs: usize,
     next: usize,
     offset: u64,
     idx: u32,
     /// Already restored and kept as it is (`--resume`): its blobs are only counted.
     kept: bool,
+    /// Why the file failed (reported once at its end); `Some("")` skips it silently.
+    failure: Option<String>,
 }
+
+/// A finished file waiting under its temporary name for the next [`Unpacker::flush`].
+struct PendingFile {
+    rec: NodeRecord,
+    rel: Vec<u8>,
+    parent: Rc<Dir>,
+    name: Vec<u8>,
+    tmp: Vec<u8>,
+    idx: u32,
+    links: u64,
+    /// Metadata that could not be set, reported once the file is final.
+    meta_failed: Vec<String>,
+}
+
+/// What waits for the next flush, in stream order: finished files, and directories the
+/// stream has left (their metadata is set after the renames into them).
+enum Pending {
+    File(Box<PendingFile>),
+    Dir(Box<OpenDir>),
+}
+
+/// Finished files, their bytes, and directories left that make a flush due. Each pending
+/// item may hold a directory descriptor: these keep well below the usual limit of 1024.
+const PENDING_FILES: usize = 256;
+const PENDING_BYTES: u64 = 256 << 20;
+const PENDING_DIRS: usize = 64;
 
 struct OpenDir {
     rel: Vec<u8>,
-    path: PathBuf,
+    dir: Rc<Dir>,
     node: Node,
     rec: NodeRecord,
 }
 
+/// A file of this run whose bytes can be copied from: where they are now, and whether they
+/// are still there (a failed file's partial is removed).
+struct Slot {
+    rel: Vec<u8>,
+    ok: bool,
+}
+
 struct Unpacker<W: io::Write> {
     target: PathBuf,
+    root_dir: Rc<Dir>,
     sparse: bool,
     root: bool,
     out: Writer<W>,
     dirs: Vec<OpenDir>,
+    /// The last parent directory not in the stream itself (created on the way to a node).
+    implicit: Option<(Vec<u8>, Rc<Dir>)>,
+    /// A directory that could not be made: everything below it is skipped.
+    blocked: Option<Vec<u8>>,
     cur: Option<Current>,
-    /// Where the data of each file went (its partial name until it is complete).
-    files: Vec<PathBuf>,
+    files: Vec<Slot>,
+    /// Files with more than one link, by final path: what a later `hardlink` may name.
+    linkable: HashMap<Vec<u8>, u32>,
     /// Where the plaintext of each blob seen so far can be copied from: (file, offset).
     seen: IdMap<(u32, u64)>,
+    /// Blobs that could not be had, and why: a later file needing them fails too.
+    bad: IdMap<String>,
     plain: Vec<u8>,
     failed: u64,
+    /// `--resume`: partial files of earlier runs, by directory, found when the directory was
+    /// first entered; removed once the file they were for is whole again.
+    stale: Option<HashMap<Vec<u8>, Vec<Vec<u8>>>>,
+    pending: Vec<Pending>,
+    pending_bytes: u64,
+    pending_files: usize,
+    pending_dirs: usize,
 }
 
 /// What the decoder thread hands the writer, in stream order.
 enum Item {
     /// A node record, and for a file whether it is already restored (`--resume`) and kept.
     Node(u64, NodeRecord, bool),
-    /// A blob record; its plaintext (checked against the id) when the record carried data.
-    Blob(u64, BlobRecord, Option<Plain>),
+    /// A blob record: its checked plaintext when the record carried data, `None` when it did
+    /// not, or why the blob is unusable (damaged, unreadable upstream, impossible length).
+    Blob(u64, BlobRecord, std::result::Result<Option<Plain>, String>),
 }
 
-/// A checked plaintext inside a pooled buffer.
+/// A checked plaintext inside a buffer: a pooled one for a large blob, its own small one
+/// for a small blob.
 struct Plain {
     buf: Vec<u8>,
     range: std::ops::Range<usize>,
+    pooled: bool,
 }
 
-/// Blobs decoded ahead of the writer.
+/// Plaintexts up to this size are copied out of the pooled buffers, so that many of them
+/// can travel together (one hand-over per batch, not per small file).
+const SMALL: usize = 64 << 10;
+/// A batch is handed over at this many items, this many bytes of small plaintexts, or at
+/// the first large plaintext (which holds a pooled buffer).
+const BATCH_ITEMS: usize = 256;
+const BATCH_BYTES: usize = 1 << 20;
+
+/// Batches decoded ahead of the writer.
 const AHEAD: usize = 1;
-/// Blob buffers in existence at most: one per blob waiting or being written, and two for the
-/// blob being decoded (ciphertext, and plaintext when compressed). Memory is bounded by
-/// this many blobs, whatever the pack size.
+/// Blob buffers in existence at most: one per large blob waiting or being written (a batch
+/// holds at most one, its last item), and two for the blob being decoded (ciphertext, and
+/// plaintext when compressed). Memory is bounded by this many blobs plus the small
+/// plaintexts of three batches, whatever the pack size.
 const BUFFERS: usize = AHEAD + 1 + 2;
 
 pub fn run(args: &Args) -> Result<()> {
@@ -83,68 +159,111 @@ pub fn run(args: &Args) -> Result<()> {
     let repo = args.repo.open()?;
     let mut input = Reader::stdin();
     let header = input.read_header()?;
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(&target).ctx_path(&target)?;
+    let root_dir = Dir::open_target(&target).map_err(|e| match e.kind() {
+        io::ErrorKind::NotADirectory => {
+            Error::format(format!("target {} is not a directory", target.display()))
+        }
+        _ => Error::io(format!("target {}", target.display()), e),
+    })?;
+    root_dir.check_writable().map_err(|e| Error::io(format!("target {}", target.display()), e))?;
     let mut u = Unpacker {
         target,
+        root_dir: Rc::new(root_dir),
         sparse: args.sparse,
-        root: meta::is_root(),
+        root: target::is_root(),
         out: Writer::stdout(),
         dirs: Vec::new(),
+        implicit: None,
+        blocked: None,
         cur: None,
         files: Vec::new(),
+        linkable: HashMap::new(),
         seen: IdMap::default(),
+        bad: IdMap::default(),
         plain: Vec::new(),
         failed: 0,
+        stale: args.resume.then(HashMap::new),
+        pending: Vec::new(),
+        pending_bytes: 0,
+        pending_files: 0,
+        pending_dirs: 0,
     };
     u.out.header("unpack", header.snapshot)?;
 
     // Decrypting and checking runs on its own thread so that it overlaps the file system
     // work; buffers travel back through `pool` so pages are touched once, not per blob.
-    let (items_tx, items) = std::sync::mpsc::sync_channel::<Result<Item>>(AHEAD);
+    let (items_tx, items) = std::sync::mpsc::sync_channel::<Result<Vec<Item>>>(AHEAD);
     let (pool, pool_rx) = std::sync::mpsc::channel::<Vec<u8>>();
     let key = repo.key.clone();
-    let resume = args.resume.then(|| u.target.clone());
+    let resume = match args.resume {
+        true => Some(u.root_dir.try_clone().map_err(|e| Error::io("target", e))?),
+        false => None,
+    };
     let decoder = std::thread::spawn(move || {
-        let result = decode(&mut input, &key, resume.as_deref(), &items_tx, &pool_rx);
+        let mut batch = Vec::new();
+        let result = decode(&mut input, &key, resume.as_ref(), &items_tx, &pool_rx, &mut batch);
+        // What was decoded before an error is restored before the error is reported.
+        if !batch.is_empty() {
+            let _ = items_tx.send(Ok(batch));
+        }
         if let Err(e) = result {
             let _ = items_tx.send(Err(e));
         }
     });
     let result = (|| -> Result<()> {
-        for item in items.iter() {
-            match item {
-                Ok(Item::Node(no, rec, keep)) => u.node(rec, keep).context(format!("line {no}"))?,
-                Ok(Item::Blob(no, rec, plain)) => {
-                    let r = u.blob(rec, plain.as_ref().map(|p| &p.buf[p.range.clone()]));
-                    if let Some(p) = plain {
-                        let _ = pool.send(p.buf);
-                    }
-                    r.context(format!("line {no}"))?;
-                }
+        for batch in items.iter() {
+            let batch = match batch {
+                Ok(b) => b,
                 Err(e) => {
                     return Err(match &u.cur {
                         Some(c) => e.context(&c.rec.path),
                         None => e,
                     })
                 }
+            };
+            for item in batch {
+                match item {
+                    Item::Node(no, rec, keep) => u.node(rec, keep).context(format!("line {no}"))?,
+                    Item::Blob(no, rec, plain) => {
+                        let r = match &plain {
+                            Ok(p) => u.blob(rec, Ok(p.as_ref().map(|p| &p.buf[p.range.clone()]))),
+                            Err(msg) => u.blob(rec, Err(msg.clone())),
+                        };
+                        match plain {
+                            Ok(Some(p)) if p.pooled => drop(pool.send(p.buf)),
+                            _ => {}
+                        }
+                        r.context(format!("line {no}"))?;
+                    }
+                }
             }
         }
         Ok(())
     })();
     drop(items);
-    let _ = decoder.join();
+    // A panic on the decoder thread must not pass for a stream that simply ended.
+    if decoder.join().is_err() {
+        return Err(Error::format("internal error: the decoding thread panicked"));
+    }
+    if result.is_err() {
+        // Files finished before the trouble are whole: give them their names.
+        let _ = u.flush();
+    }
     result?;
-    if let Some(c) = &u.cur {
+    if let Some(c) = u.cur.take() {
+        let _ = u.flush();
         return Err(Error::format(format!(
             "stream ended before {} got all its blobs ({} of {})",
-            c.rec.path,
-            c.next,
-            c.rec.blobs.len()
+            c.rec.path, c.next, c.blobs
         )));
     }
     while let Some(d) = u.dirs.pop() {
         u.leave(d)?;
     }
+    u.flush()?;
+    // The last renames and directory metadata are made durable once, at the end; each
+    // flush's syncfs did the same for the batches before it.
+    let _ = u.root_dir.sync_fs();
     let failed = u.failed;
     u.out.finish()?;
     if failed > 0 {
@@ -157,10 +276,12 @@ pub fn run(args: &Args) -> Result<()> {
 fn decode(
     input: &mut Reader<io::BufReader<io::Stdin>>,
     key: &Key,
-    resume: Option<&Path>,
-    items: &std::sync::mpsc::SyncSender<Result<Item>>,
+    resume: Option<&Dir>,
+    items: &std::sync::mpsc::SyncSender<Result<Vec<Item>>>,
     pool: &std::sync::mpsc::Receiver<Vec<u8>>,
+    batch: &mut Vec<Item>,
 ) -> Result<()> {
+    let mut batch_bytes = 0usize;
     let mut spare: Vec<Vec<u8>> = Vec::new();
     let mut made = 0usize;
     // A recycled buffer if there is one; a new one while fewer than BUFFERS exist; else wait
@@ -187,10 +308,24 @@ fn decode(
                 let rec: NodeRecord = serde_json::from_str(line.text)
                     .map_err(|e| rerr(format!("malformed node record: {e}")))?;
                 keeping = match resume {
-                    Some(target) => already_restored(target, &rec, &mut check_buf),
+                    Some(root) => already_restored(root, &rec, &mut check_buf),
                     None => false,
                 };
                 Item::Node(no, rec, keeping)
+            }
+            "blob_failed" => {
+                let f: BlobFailedRecord = serde_json::from_str(line.text)
+                    .map_err(|e| rerr(format!("malformed blob_failed record: {e}")))?;
+                let rec = BlobRecord {
+                    id: f.id,
+                    pack: f.pack,
+                    offset: f.offset,
+                    length: f.length,
+                    uncompressed_length: f.uncompressed_length,
+                    data: None,
+                };
+                let why = if keeping { Ok(None) } else { Err(f.error) };
+                Item::Blob(no, rec, why)
             }
             "blob" if keeping => {
                 let rec: BlobRecord = match split_payload(line.text) {
@@ -198,7 +333,7 @@ fn decode(
                     None => serde_json::from_str(line.text),
                 }
                 .map_err(|e| rerr(format!("malformed blob record: {e}")))?;
-                Item::Blob(no, BlobRecord { data: None, ..rec }, None)
+                Item::Blob(no, BlobRecord { data: None, ..rec }, Ok(None))
             }
             "blob" => {
                 let (mut rec, data): (BlobRecord, Option<&str>) = match split_payload(line.text) {
@@ -216,46 +351,99 @@ fn decode(
                 let owned = rec.data.take();
                 let data = data.or(owned.as_deref());
                 let plain = match data {
-                    None => None,
-                    Some(b64) => {
-                        let what =
-                            || format!("line {no}: blob {} in pack {}", rec.id.short(), rec.pack.short());
-                        let mut sealed = take(&mut spare)?;
-                        decode_b64(b64, &mut sealed)
-                            .map_err(|e| Error::format(format!("{}: {e}", what())))?;
-                        if sealed.len() != rec.length as usize {
-                            return Err(Error::format(format!(
-                                "{}: {} bytes of data, the record says {}",
-                                what(),
-                                sealed.len(),
-                                rec.length
-                            )));
-                        }
-                        let mut out = take(&mut spare)?;
-                        let len = open_blob(key, &rec.id, &mut sealed, rec.uncompressed_length, &mut out)
-                            .context(what())?
-                            .len();
-                        Some(if rec.uncompressed_length.is_some() {
-                            spare.push(sealed);
-                            Plain { buf: out, range: 0..len }
-                        } else {
-                            spare.push(out);
-                            Plain { buf: sealed, range: common::crypto::IV_LEN..common::crypto::IV_LEN + len }
-                        })
-                    }
+                    None => Ok(None),
+                    Some(b64) => open(key, &rec, b64, &mut spare, &mut take)?,
                 };
                 Item::Blob(no, rec, plain)
             }
             "restored" | "verdict" | "snapshot" | "pack_header" | "pack_data" | "blob_check" | "source"
-            | "chunk" | "repo_file" | "summary" => {
+            | "chunk" | "repo_file" | "summary" | "requires" => {
                 return Err(rerr(format!("a {tag} record does not belong in unpack's input")));
             }
             other => return Err(rerr(format!("unknown record type {other:?}"))),
         };
-        if items.send(Ok(item)).is_err() {
-            // The writer stopped; it reports why.
-            return Ok(());
+        let (pooled, small) = match &item {
+            Item::Blob(_, _, Ok(Some(p))) => (p.pooled, if p.pooled { 0 } else { p.buf.len() }),
+            _ => (false, 0),
+        };
+        batch.push(item);
+        batch_bytes += small;
+        // A pooled buffer goes at once: the decoder may soon wait for it to come back.
+        if pooled || batch.len() >= BATCH_ITEMS || batch_bytes >= BATCH_BYTES {
+            batch_bytes = 0;
+            if items.send(Ok(std::mem::take(batch))).is_err() {
+                // The writer stopped; it reports why.
+                return Ok(());
+            }
         }
+    }
+    Ok(())
+}
+
+/// Checks, decrypts and decompresses one blob's data. The outer error stops the restore (the
+/// writer went away); the inner one fails only the files needing this blob.
+#[allow(clippy::type_complexity)]
+fn open(
+    key: &Key,
+    rec: &BlobRecord,
+    b64: &str,
+    spare: &mut Vec<Vec<u8>>,
+    take: &mut impl FnMut(&mut Vec<Vec<u8>>) -> Result<Vec<u8>>,
+) -> Result<std::result::Result<Option<Plain>, String>> {
+    // Lengths are checked before anything is allocated: a record is untrusted input.
+    if let Err(msg) = check_loc(&rec.loc()) {
+        return Ok(Err(msg));
+    }
+    if b64.len() as u64 != (rec.length as u64).div_ceil(3) * 4 {
+        return Ok(Err(format!("{} bytes of base64 data, the record says {} bytes", b64.len(), rec.length)));
+    }
+    let mut sealed = take(spare)?;
+    if let Err(e) = decode_b64(b64, &mut sealed) {
+        spare.push(sealed);
+        return Ok(Err(e));
+    }
+    if sealed.len() != rec.length as usize {
+        let msg = format!("{} bytes of data, the record says {}", sealed.len(), rec.length);
+        spare.push(sealed);
+        return Ok(Err(msg));
+    }
+    let mut out = take(spare)?;
+    let len = match open_blob(key, &rec.id, &mut sealed, rec.uncompressed_length, &mut out) {
+        Ok(p) => p.len(),
+        Err(e) => {
+            spare.push(sealed);
+            spare.push(out);
+            return Ok(Err(e.to_string()));
+        }
+    };
+    let (buf, range) = if rec.uncompressed_length.is_some() {
+        spare.push(sealed);
+        (out, 0..len)
+    } else {
+        spare.push(out);
+        (sealed, common::crypto::IV_LEN..common::crypto::IV_LEN + len)
+    };
+    if len <= SMALL {
+        let small = buf[range].to_vec();
+        spare.push(buf);
+        return Ok(Ok(Some(Plain { range: 0..small.len(), buf: small, pooled: false })));
+    }
+    Ok(Ok(Some(Plain { buf, range, pooled: true })))
+}
+
+/// Refuses blob lengths beyond what the format and [`MAX_BLOB`] allow.
+fn check_loc(b: &BlobLoc) -> std::result::Result<(), String> {
+    if b.length as u64 > MAX_SEALED_BLOB || b.plain_len() > MAX_BLOB {
+        return Err(format!(
+            "blob {} claims {} bytes ({} encrypted), more than the {} MiB a blob may hold",
+            b.id.short(),
+            b.plain_len(),
+            b.length,
+            MAX_BLOB >> 20
+        ));
+    }
+    if (b.length as usize) <= common::crypto::OVERHEAD {
+        return Err(format!("blob {} claims an encrypted length of {} bytes", b.id.short(), b.length));
     }
     Ok(())
 }
@@ -263,23 +451,21 @@ fn decode(
 /// `--resume`: whether a file node's final name already holds exactly its content (right
 /// size, every blob-sized range hashing to its blob id). Such a file was completed by an
 /// earlier run: files appear under their final names only when whole.
-fn already_restored(target: &Path, rec: &NodeRecord, buf: &mut Vec<u8>) -> bool {
+fn already_restored(root: &Dir, rec: &NodeRecord, buf: &mut Vec<u8>) -> bool {
     use std::io::Read;
-    if rec.hardlink.is_some() {
+    if rec.hardlink.is_some() || rec.blobs.iter().any(|b| check_loc(b).is_err()) {
         return false;
     }
-    let is_file = Node::parse(rec.node.get().as_bytes()).is_ok_and(|n| n.node_type == NodeType::File);
+    let Ok(node) = Node::parse(rec.node.get().as_bytes()) else { return false };
+    if node.node_type != NodeType::File || rec.check_content(&node).is_err() {
+        return false;
+    }
     let Ok(rel) = rec.path_bytes() else { return false };
-    if !is_file || safe_rel(&rel).is_err() {
-        return false;
-    }
-    let path = target.join(OsStr::from_bytes(&rel));
-    let want: u64 = rec.blobs.iter().map(|b| b.plain_len()).sum();
-    match fs::symlink_metadata(&path) {
-        Ok(md) if md.is_file() && md.len() == want => {}
+    let Ok(f) = root.open_file_beneath(&rel) else { return false };
+    match f.metadata() {
+        Ok(md) if md.len() == node.size => {}
         _ => return false,
     }
-    let Ok(f) = File::open(&path) else { return false };
     let mut f = io::BufReader::with_capacity(1 << 20, f);
     rec.blobs.iter().all(|b| {
         buf.resize(b.plain_len() as usize, 0);
@@ -287,187 +473,371 @@ fn already_restored(target: &Path, rec: &NodeRecord, buf: &mut Vec<u8>) -> bool 
     })
 }
 
-/// Checks that a record's path stays inside the target: relative, no `.`/`..`, no empty parts.
-fn safe_rel(path: &[u8]) -> Result<()> {
-    if path.is_empty() || path.split(|b| *b == b'/').any(|c| c.is_empty() || c == b"." || c == b"..") {
-        return Err(Error::format(format!(
-            "path {:?} is not a clean relative path",
-            String::from_utf8_lossy(path)
-        )));
+/// The parent part and the last component of a clean relative path.
+fn split_last(rel: &[u8]) -> (&[u8], &[u8]) {
+    match rel.iter().rposition(|b| *b == b'/') {
+        Some(i) => (&rel[..i], &rel[i + 1..]),
+        None => (&[], rel),
     }
-    Ok(())
 }
 
-fn part_name(final_path: &Path, n: usize) -> PathBuf {
-    let name = final_path.file_name().unwrap_or_default().as_bytes();
-    let mut tmp = Vec::with_capacity(name.len() + PART.len() + 1);
-    // A leading dot, the name and the suffix must fit NAME_MAX (255).
-    if name.len() + PART.len() < 255 {
-        tmp.push(b'.');
-        tmp.extend_from_slice(name);
-        tmp.extend_from_slice(PART.as_bytes());
-    } else {
-        tmp.extend_from_slice(format!(".{n}{PART}").as_bytes());
-    }
-    final_path.with_file_name(OsStr::from_bytes(&tmp))
+/// Whether `rel` is strictly inside the directory `dir`.
+fn inside(rel: &[u8], dir: &[u8]) -> bool {
+    rel.len() > dir.len() && rel.starts_with(dir) && rel[dir.len()] == b'/'
 }
 
-/// Removes whatever is at `p` (not a directory), so a new node can take its place.
-fn clear(p: &Path) -> Result<()> {
-    match fs::symlink_metadata(p) {
-        Ok(m) if m.is_dir() => Err(Error::format(format!("{}: a directory is in the way", p.display()))),
-        Ok(_) => fs::remove_file(p).ctx_path(p),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io(p.display().to_string(), e)),
+/// An I/O error in words for a one-line message; a link or file where a directory must be
+/// says so plainly.
+fn why(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::ELOOP) | Some(libc::ENOTDIR) | Some(libc::EXDEV) => {
+            "not a directory (a file or symbolic link is in the way; it was left as it is)".into()
+        }
+        _ => e.to_string(),
     }
 }
 
 impl<W: io::Write> Unpacker<W> {
-    fn abs(&self, rel: &[u8]) -> PathBuf {
-        self.target.join(OsStr::from_bytes(rel))
+    fn show(&self, rel: &[u8]) -> String {
+        target::display(&self.target, rel)
     }
 
-    fn ensure_parent(&self, p: &Path) -> Result<()> {
-        if let Some(parent) = p.parent() {
-            if !parent.is_dir() {
-                fs::DirBuilder::new().recursive(true).mode(0o700).create(parent).ctx_path(parent)?;
+    /// Reports one failed item.
+    fn fail(&mut self, rel: &[u8], msg: impl std::fmt::Display) {
+        warn("unpack", format!("{}: {msg}", self.show(rel)));
+        self.failed += 1;
+    }
+
+    /// The directory a node goes into, made (mode 0700) where the stream did not make it.
+    fn parent_dir(&mut self, parent: &[u8]) -> std::result::Result<Rc<Dir>, String> {
+        if parent.is_empty() {
+            return Ok(self.root_dir.clone());
+        }
+        if let Some(d) = self.dirs.last() {
+            if d.rel == parent {
+                return Ok(d.dir.clone());
             }
         }
-        Ok(())
+        if let Some((r, d)) = &self.implicit {
+            if r == parent {
+                return Ok(d.clone());
+            }
+        }
+        // From the deepest open directory above it (or the target), one component at a time.
+        let (mut cur, mut done) = match self.dirs.last().filter(|d| inside(parent, &d.rel)) {
+            Some(d) => (d.dir.clone(), d.rel.len() + 1),
+            None => (self.root_dir.clone(), 0),
+        };
+        for comp in parent[done..].split(|b| *b == b'/') {
+            done += comp.len() + 1;
+            let here = &parent[..(done - 1).min(parent.len())];
+            let next = match cur.open_dir(comp) {
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    cur.mkdir(comp, 0o700).and_then(|()| cur.open_dir(comp))
+                }
+                r => r,
+            };
+            cur = Rc::new(next.map_err(|e| format!("{}: {}", self.show(here), why(&e)))?);
+        }
+        self.implicit = Some((parent.to_vec(), cur.clone()));
+        Ok(cur)
     }
 
     fn node(&mut self, rec: NodeRecord, keep: bool) -> Result<()> {
         if let Some(c) = &self.cur {
             return Err(Error::format(format!(
                 "node {} arrived before {} got all its blobs ({} of {})",
-                rec.path,
-                c.rec.path,
-                c.next,
-                c.rec.blobs.len()
+                rec.path, c.rec.path, c.next, c.blobs
             )));
         }
         let rel = rec.path_bytes().map_err(Error::Format)?;
-        safe_rel(&rel)?;
-        let node = Node::parse(rec.node.get().as_bytes()).context(&rec.path)?;
         // Leave the directories this node is not inside of.
         while let Some(d) = self.dirs.last() {
-            let inside = rel.len() > d.rel.len() && rel.starts_with(&d.rel) && rel[d.rel.len()] == b'/';
-            if inside {
+            if inside(&rel, &d.rel) {
                 break;
             }
             let d = self.dirs.pop().expect("non-empty");
             self.leave(d)?;
         }
-        let path = self.abs(&rel);
-        self.ensure_parent(&path)?;
+        // fetch-pack sends the blobs of every record that lists some, except hard links.
+        let blobs = if rec.hardlink.is_some() { 0 } else { rec.blobs.len() };
+        let skip = |u: &mut Self, rec: NodeRecord, rel: Vec<u8>, why: Option<String>| -> Result<()> {
+            if let Some(w) = &why {
+                u.fail(&rel, w);
+            }
+            u.begin(Current {
+                rec,
+                node: None,
+                rel,
+                parent: u.root_dir.clone(),
+                name: Vec::new(),
+                tmp: Vec::new(),
+                file: None,
+                blobs,
+                next: 0,
+                offset: 0,
+                idx: u32::MAX,
+                kept: false,
+                failure: Some(String::new()),
+            })
+        };
+        if self.blocked.as_ref().is_some_and(|b| inside(&rel, b)) {
+            return skip(self, rec, rel, None);
+        }
+        self.blocked = None;
+        if components(&rel).is_none() {
+            let msg =
+                format!("path {:?} is not a clean relative path; skipped", String::from_utf8_lossy(&rel));
+            warn("unpack", format!("{}: {msg}", self.target.display()));
+            self.failed += 1;
+            return skip(self, rec, rel, None);
+        }
+        let node = match Node::parse(rec.node.get().as_bytes()) {
+            Ok(n) => n,
+            Err(e) => return skip(self, rec, rel, Some(format!("malformed node: {e}"))),
+        };
+        // The name a node was stored under must be the one its path gives it (a name with a
+        // '/' or NUL in it never is).
+        if node.name != split_last(&rel).1 {
+            let msg = format!(
+                "the node is named {:?} but its path ends in {:?}; skipped",
+                String::from_utf8_lossy(&node.name),
+                String::from_utf8_lossy(split_last(&rel).1)
+            );
+            return skip(self, rec, rel, Some(msg));
+        }
+        if node.node_type != NodeType::File && blobs > 0 {
+            let msg = format!("a {} node with content blobs; skipped", node.node_type);
+            return skip(self, rec, rel, Some(msg));
+        }
+        let (parent_rel, name) = split_last(&rel);
+        let (parent_rel, name) = (parent_rel.to_vec(), name.to_vec());
+        let parent = match self.parent_dir(&parent_rel) {
+            Ok(p) => p,
+            Err(msg) => {
+                // Reported once, for the first node below; the others are skipped with it.
+                self.fail(&rel, format!("{msg}; skipped with everything else below it"));
+                self.blocked = Some(parent_rel);
+                return skip(self, rec, rel, None);
+            }
+        };
+        self.note_stale(&parent_rel, &parent, &name);
         match node.node_type {
             NodeType::Dir => {
-                match fs::symlink_metadata(&path) {
-                    Ok(m) if m.is_dir() => {}
-                    Ok(_) => {
-                        clear(&path)?;
-                        fs::DirBuilder::new().mode(0o700).create(&path).ctx_path(&path)?;
+                let made = match parent.mkdir(&name, 0o700) {
+                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+                    r => r,
+                };
+                match made.and_then(|()| parent.open_dir(&name)) {
+                    Ok(d) => self.dirs.push(OpenDir { rel, dir: Rc::new(d), node, rec }),
+                    Err(e) => {
+                        self.fail(&rel, format!("{}; skipped with everything below it", why(&e)));
+                        self.blocked = Some(rel);
                     }
-                    Err(_) => fs::DirBuilder::new().mode(0o700).create(&path).ctx_path(&path)?,
-                }
-                self.dirs.push(OpenDir { rel, path, node, rec });
-            }
-            NodeType::File => {
-                if let Some(first) = rec.hardlink_bytes().map_err(Error::Format)? {
-                    safe_rel(&first)?;
-                    let first = self.abs(&first);
-                    clear(&path)?;
-                    fs::hard_link(&first, &path).map_err(|e| {
-                        Error::io(format!("{} (link to {})", path.display(), first.display()), e)
-                    })?;
-                    self.out.write("restored", &rec)?;
-                    return Ok(());
-                }
-                let tmp = part_name(&path, self.files.len());
-                let _ = fs::remove_file(&tmp);
-                if keep {
-                    let file = File::open(&path).ctx_path(&path)?;
-                    let idx = self.files.len() as u32;
-                    self.files.push(path.clone());
-                    let cur = Current {
-                        rec,
-                        node,
-                        final_path: path.clone(),
-                        tmp: path,
-                        file,
-                        next: 0,
-                        offset: 0,
-                        idx,
-                        kept: true,
-                    };
-                    if cur.rec.blobs.is_empty() {
-                        self.finish_file(cur)?;
-                    } else {
-                        self.cur = Some(cur);
-                    }
-                    return Ok(());
-                }
-                let file = OpenOptions::new()
-                    .write(true)
-                    .read(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&tmp)
-                    .ctx_path(&tmp)?;
-                let idx = self.files.len() as u32;
-                self.files.push(tmp.clone());
-                let cur =
-                    Current { rec, node, final_path: path, tmp, file, next: 0, offset: 0, idx, kept: false };
-                if cur.rec.blobs.is_empty() {
-                    self.finish_file(cur)?;
-                } else {
-                    self.cur = Some(cur);
                 }
             }
+            NodeType::File => self.file(rec, node, rel, parent, name, keep)?,
             NodeType::Symlink => {
-                clear(&path)?;
-                std::os::unix::fs::symlink(OsStr::from_bytes(&node.linktarget), &path).ctx_path(&path)?;
-                self.meta(&path, &node)?;
-                self.out.write("restored", &rec)?;
+                let r = match parent.symlink(&node.linktarget, &name) {
+                    // Restoring again over a link we made before is fine; anything else
+                    // there is the user's and stays.
+                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => match parent.readlink(&name) {
+                        Ok(t) if t == node.linktarget => Ok(()),
+                        _ => Err(io::Error::new(
+                            io::ErrorKind::AlreadyExists,
+                            "something else exists under this name; it was left as it is",
+                        )),
+                    },
+                    r => r,
+                };
+                match r {
+                    Ok(()) => self.finish_special(&parent, &name, &rel, &node, &rec)?,
+                    Err(e) => self.fail(&rel, format!("cannot create symbolic link: {e}")),
+                }
             }
             NodeType::Fifo | NodeType::Dev | NodeType::Chardev => {
-                clear(&path)?;
-                match meta::mknod(&path, &node) {
-                    Ok(()) => {
-                        self.meta(&path, &node)?;
-                        self.out.write("restored", &rec)?;
-                    }
-                    Err(e) if !self.root && e.raw_os_error() == Some(libc::EPERM) => {
-                        warn("unpack", format!("{}: cannot create device node: {e}", path.display()));
-                        self.failed += 1;
-                    }
-                    Err(e) => return Err(Error::io(path.display().to_string(), e)),
+                let (kind, dev) = match node.node_type {
+                    NodeType::Fifo => (libc::S_IFIFO, 0),
+                    NodeType::Dev => (libc::S_IFBLK, node.device),
+                    _ => (libc::S_IFCHR, node.device),
+                };
+                let r = match parent.mknod(&name, kind, node.unix_mode() & 0o7777, dev) {
+                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => match parent.stat(&name) {
+                        Ok(Some(st)) if st.kind() == kind && st.rdev == dev => Ok(()),
+                        _ => Err(io::Error::new(
+                            io::ErrorKind::AlreadyExists,
+                            "something else exists under this name; it was left as it is",
+                        )),
+                    },
+                    r => r,
+                };
+                match r {
+                    Ok(()) => self.finish_special(&parent, &name, &rel, &node, &rec)?,
+                    Err(e) => self.fail(&rel, format!("cannot create {}: {e}", node.node_type)),
                 }
             }
-            // restic skips sockets and irregular files on restore, and so do we.
-            _ => {}
+            // restic skips sockets without a word, and so do we.
+            NodeType::Socket => {}
+            NodeType::Irregular | NodeType::Other(_) => {
+                let msg = format!("cannot restore a node of type {:?}; skipped", node.node_type.as_str());
+                self.fail(&rel, msg);
+            }
         }
         Ok(())
     }
 
-    fn meta(&mut self, path: &Path, node: &Node) -> Result<()> {
-        let warnings = meta::apply(path, node, self.root).ctx_path(path)?;
-        for w in warnings {
-            warn("unpack", format!("{}: {w}", path.display()));
+    /// Starts reading a file's blobs, or finishes it at once when it expects none.
+    fn begin(&mut self, cur: Current) -> Result<()> {
+        if cur.next == cur.blobs {
+            self.finish_file(cur)
+        } else {
+            self.cur = Some(cur);
+            Ok(())
         }
-        Ok(())
     }
 
+    fn file(
+        &mut self,
+        rec: NodeRecord,
+        node: Node,
+        rel: Vec<u8>,
+        parent: Rc<Dir>,
+        name: Vec<u8>,
+        keep: bool,
+    ) -> Result<()> {
+        if let Some(first) = rec.hardlink_bytes().map_err(Error::Format)? {
+            // The file linked to may still wait for its final name.
+            self.flush()?;
+            return self.hardlink(&rec, &first, &rel, &parent, &name);
+        }
+        let blobs = rec.blobs.len();
+        let mut cur = Current {
+            rec,
+            node: None,
+            rel,
+            parent,
+            name,
+            tmp: Vec::new(),
+            file: None,
+            blobs,
+            next: 0,
+            offset: 0,
+            idx: u32::MAX,
+            kept: keep,
+            failure: None,
+        };
+        let checked =
+            cur.rec.check_content(&node).and_then(|()| cur.rec.blobs.iter().try_for_each(check_loc));
+        if let Err(msg) = checked {
+            cur.failure = Some(format!("the record does not match its node: {msg}"));
+            cur.node = Some(node);
+            return self.begin(cur);
+        }
+        let opened = if keep {
+            cur.parent.open_file(&cur.name).map(|f| (f, cur.name.clone()))
+        } else {
+            cur.parent.create_temp(&cur.name, 0o600)
+        };
+        match opened {
+            Ok((f, tmp)) => {
+                cur.idx = self.files.len() as u32;
+                let (p, _) = split_last(&cur.rel);
+                let mut at = p.to_vec();
+                if !at.is_empty() {
+                    at.push(b'/');
+                }
+                at.extend_from_slice(&tmp);
+                self.files.push(Slot { rel: at, ok: true });
+                cur.file = Some(f);
+                cur.tmp = tmp;
+            }
+            Err(e) => cur.failure = Some(format!("cannot create a temporary file beside it: {e}")),
+        }
+        cur.node = Some(node);
+        self.begin(cur)
+    }
+
+    /// A further name of a file restored earlier in this run.
+    fn hardlink(
+        &mut self,
+        rec: &NodeRecord,
+        first: &[u8],
+        rel: &[u8],
+        parent: &Dir,
+        name: &[u8],
+    ) -> Result<()> {
+        let idx = match self.linkable.get(first) {
+            Some(&i) if self.files[i as usize].ok => i,
+            _ => {
+                let msg = format!(
+                    "hard link to {:?}, which was not restored in this run; skipped",
+                    String::from_utf8_lossy(first)
+                );
+                self.fail(rel, msg);
+                return Ok(());
+            }
+        };
+        let (src_parent, src_name) = split_last(&self.files[idx as usize].rel);
+        let src_dir = match src_parent {
+            [] => Ok(self.root_dir.clone()),
+            p => self.root_dir.open_dir_beneath(p).map(Rc::new),
+        };
+        // Linked under a fresh name first, then renamed over the final one: a file of the
+        // same name is replaced as a restored file replaces it; a directory stays.
+        let made = src_dir.and_then(|src| parent.with_temp_name(name, |tmp| src.link(src_name, parent, tmp)));
+        let r = made.and_then(|((), tmp)| {
+            parent.rename(&tmp, name).inspect_err(|_| {
+                let _ = parent.unlink(&tmp);
+            })
+        });
+        match r {
+            Ok(()) => self.out.write("restored", rec),
+            Err(e) => {
+                self.fail(rel, format!("cannot link to {:?}: {}", String::from_utf8_lossy(first), e));
+                Ok(())
+            }
+        }
+    }
+
+    fn finish_special(
+        &mut self,
+        parent: &Dir,
+        name: &[u8],
+        rel: &[u8],
+        node: &Node,
+        rec: &NodeRecord,
+    ) -> Result<()> {
+        let failed = meta::apply(&On::At(parent.at_meta(name)), node, self.root);
+        if !failed.is_empty() {
+            self.fail(rel, format!("cannot restore metadata: {}", failed.join("; ")));
+        }
+        self.out.write("restored", rec)
+    }
+
+    /// The stream left a directory: its metadata is set at the next flush, after the
+    /// renames into it, which would change its times.
     fn leave(&mut self, d: OpenDir) -> Result<()> {
-        self.meta(&d.path, &d.node)?;
+        self.pending.push(Pending::Dir(Box::new(d)));
+        self.pending_dirs += 1;
+        if self.pending_dirs >= PENDING_DIRS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn finish_dir(&mut self, d: OpenDir) -> Result<()> {
+        let failed = meta::apply(&On::Fd(d.dir.fd_meta()), &d.node, self.root);
+        if !failed.is_empty() {
+            self.fail(&d.rel, format!("cannot restore metadata: {}", failed.join("; ")));
+        }
         self.out.write("restored", &d.rec)
     }
 
-    fn blob(&mut self, rec: BlobRecord, data: Option<&[u8]>) -> Result<()> {
+    fn blob(&mut self, rec: BlobRecord, data: std::result::Result<Option<&[u8]>, String>) -> Result<()> {
         let Some(mut cur) = self.cur.take() else {
             return Err(Error::format(format!("blob {} does not follow a file node", rec.id.short())));
         };
-        let want = &cur.rec.blobs[cur.next];
+        let want = cur.rec.blobs[cur.next].clone();
         if want.id != rec.id {
             return Err(Error::format(format!(
                 "{}: expected blob {} next, got {}",
@@ -476,73 +846,226 @@ impl<W: io::Write> Unpacker<W> {
                 rec.id.short()
             )));
         }
-        if cur.kept {
+        let what = || format!("blob {} in pack {}", rec.id.short(), rec.pack.short());
+        if cur.kept && cur.file.is_some() {
             self.seen.entry(rec.id).or_insert((cur.idx, cur.offset));
-            cur.offset += want.plain_len();
-            cur.next += 1;
-            return if cur.next == cur.rec.blobs.len() {
-                self.finish_file(cur)
-            } else {
-                self.cur = Some(cur);
-                Ok(())
+        } else if cur.failure.is_some() || cur.file.is_none() {
+            // Nowhere to put it: a later file needing it must fail, not get zeros.
+            let lost = match &data {
+                Err(msg) => Some(format!("{}: {msg}", what())),
+                Ok(Some(_)) if !self.seen.contains_key(&rec.id) => {
+                    Some(format!("{} came with {}, which failed", what(), cur.rec.path))
+                }
+                Ok(_) => None,
             };
+            if let Some(m) = lost {
+                self.bad.entry(rec.id).or_insert(m);
+            }
+        } else if let Err(msg) = self.write_blob(&mut cur, &rec, &want, data) {
+            cur.failure = Some(msg);
         }
-        let what = || format!("{}: blob {} in pack {}", cur.rec.path, rec.id.short(), rec.pack.short());
+        cur.offset += want.plain_len();
+        cur.next += 1;
+        self.begin(cur)
+    }
+
+    /// Writes one blob into the current file; an error fails the file.
+    fn write_blob(
+        &mut self,
+        cur: &mut Current,
+        rec: &BlobRecord,
+        want: &BlobLoc,
+        data: std::result::Result<Option<&[u8]>, String>,
+    ) -> std::result::Result<(), String> {
+        let what = || format!("blob {} in pack {}", rec.id.short(), rec.pack.short());
+        let file = cur.file.as_ref().expect("checked by the caller");
         let plain: &[u8] = match data {
-            Some(p) => p,
-            None => {
+            Err(msg) => {
+                self.bad.entry(rec.id).or_insert_with(|| format!("{}: {msg}", what()));
+                return Err(format!("{}: {msg}", what()));
+            }
+            Ok(Some(p)) => p,
+            Ok(None) => {
                 let Some(&(idx, off)) = self.seen.get(&rec.id) else {
-                    return Err(Error::format(format!(
-                        "{}: the record has no data and the blob was not sent before",
-                        what()
-                    )));
+                    return Err(match self.bad.get(&rec.id) {
+                        Some(m) => m.clone(),
+                        None => {
+                            format!("{}: the record has no data and the blob was not sent before", what())
+                        }
+                    });
                 };
-                let len = want.plain_len() as usize;
-                let src = &self.files[idx as usize];
-                self.plain.resize(len, 0);
-                let f = if idx == cur.idx { None } else { Some(File::open(src).ctx_path(src)?) };
-                f.as_ref().unwrap_or(&cur.file).read_exact_at(&mut self.plain, off).ctx_path(src)?;
-                if Id::hash(&self.plain) != rec.id {
-                    return Err(Error::integrity(format!(
-                        "{}: the copy at {} offset {off} was changed",
+                let slot = &self.files[idx as usize];
+                if !slot.ok {
+                    return Err(format!(
+                        "{}: its only copy was in {}, which failed",
                         what(),
-                        src.display()
-                    )));
+                        String::from_utf8_lossy(&slot.rel)
+                    ));
+                }
+                self.plain.resize(want.plain_len() as usize, 0);
+                let r = if idx == cur.idx {
+                    file.read_exact_at(&mut self.plain, off)
+                } else {
+                    self.root_dir
+                        .open_file_beneath(&slot.rel)
+                        .and_then(|f| f.read_exact_at(&mut self.plain, off))
+                };
+                let src = String::from_utf8_lossy(&slot.rel);
+                r.map_err(|e| format!("{}: cannot copy it from {src}: {e}", what()))?;
+                if Id::hash(&self.plain) != rec.id {
+                    return Err(format!("{}: the copy in {src} at offset {off} was changed", what()));
                 }
                 &self.plain
             }
         };
+        if plain.len() as u64 != want.plain_len() {
+            return Err(format!("{}: {} bytes, the record says {}", what(), plain.len(), want.plain_len()));
+        }
         let len = plain.len() as u64;
-        if !(self.sparse && plain.iter().all(|b| *b == 0)) {
-            cur.file.write_all_at(plain, cur.offset).ctx_path(&cur.tmp)?;
+        let written = if !(self.sparse && plain.iter().all(|b| *b == 0)) {
+            file.write_all_at(plain, cur.offset)
         } else {
             // The hole must exist now: a later use of this blob in the same file copies
             // from here, and a read past the end would come up short.
-            cur.file.set_len(cur.offset + len).ctx_path(&cur.tmp)?;
-        }
+            file.set_len(cur.offset + len)
+        };
+        written.map_err(|e| format!("cannot write: {e}"))?;
         self.seen.entry(rec.id).or_insert((cur.idx, cur.offset));
-        cur.offset += len;
-        cur.next += 1;
-        if cur.next == cur.rec.blobs.len() {
-            self.finish_file(cur)
-        } else {
-            self.cur = Some(cur);
-            Ok(())
-        }
+        Ok(())
     }
 
     fn finish_file(&mut self, cur: Current) -> Result<()> {
+        let Some(node) = cur.node.as_ref() else {
+            // A skipped record: reported already, or below something reported.
+            return Ok(());
+        };
+        if let Some(why) = &cur.failure {
+            return self.drop_file(cur.idx, &cur.parent, &cur.tmp, cur.kept, &cur.rel, why.clone());
+        }
+        let file = cur.file.as_ref().expect("a file that did not fail is open");
         if cur.kept {
-            self.meta(&cur.final_path, &cur.node)?;
+            let failed = meta::apply(&On::Fd(file_meta(file)), node, self.root);
+            self.note_linkable(&cur.rel, cur.idx, node.links);
+            self.drop_stale(&cur.rel, &cur.parent, &cur.name);
+            if !failed.is_empty() {
+                self.fail(&cur.rel, format!("cannot restore metadata: {}", failed.join("; ")));
+            }
             return self.out.write("restored", &cur.rec);
         }
-        // Holes at the end of a sparse file need the length set explicitly.
-        cur.file.set_len(cur.offset).ctx_path(&cur.tmp)?;
-        drop(cur.file);
-        self.meta(&cur.tmp, &cur.node)?;
-        clear(&cur.final_path)?;
-        fs::rename(&cur.tmp, &cur.final_path).ctx_path(&cur.final_path)?;
-        self.files[cur.idx as usize] = cur.final_path;
-        self.out.write("restored", &cur.rec)
+        if cur.offset != node.size {
+            let why = format!("{} bytes written, the node's size is {}", cur.offset, node.size);
+            return self.drop_file(cur.idx, &cur.parent, &cur.tmp, false, &cur.rel, why);
+        }
+        // No ftruncate here: every blob either was written or (sparse) extended the file
+        // to its end, so the length is already `offset`.
+        let meta_failed = meta::apply(&On::Fd(file_meta(file)), node, self.root);
+        self.pending_bytes += cur.offset;
+        let links = node.links;
+        let Current { rec, rel, parent, name, tmp, idx, .. } = cur;
+        self.pending.push(Pending::File(Box::new(PendingFile {
+            rec,
+            rel,
+            parent,
+            name,
+            tmp,
+            idx,
+            links,
+            meta_failed,
+        })));
+        self.pending_files += 1;
+        if self.pending_files >= PENDING_FILES || self.pending_bytes >= PENDING_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Makes the finished files final. Their data must be on disk before a rename gives
+    /// them their names, or a crash could leave a short file under a final name: one
+    /// `syncfs` for the batch costs far less than an fsync per file.
+    fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let synced = self.root_dir.sync_fs();
+        for p in std::mem::take(&mut self.pending) {
+            let p = match p {
+                Pending::File(f) => *f,
+                Pending::Dir(d) => {
+                    self.finish_dir(*d)?;
+                    continue;
+                }
+            };
+            let renamed = synced.as_ref().map_err(|e| format!("cannot flush to disk: {e}")).and_then(|()| {
+                p.parent.rename(&p.tmp, &p.name).map_err(|e| match e.raw_os_error() {
+                    Some(libc::EISDIR) | Some(libc::ENOTEMPTY) | Some(libc::EEXIST) => {
+                        "a directory is in the way; it was left as it is".to_string()
+                    }
+                    _ => format!("cannot rename into place: {e}"),
+                })
+            });
+            if let Err(why) = renamed {
+                self.drop_file(p.idx, &p.parent, &p.tmp, false, &p.rel, why)?;
+                continue;
+            }
+            self.files[p.idx as usize].rel = p.rel.clone();
+            self.note_linkable(&p.rel, p.idx, p.links);
+            self.drop_stale(&p.rel, &p.parent, &p.name);
+            if !p.meta_failed.is_empty() {
+                self.fail(&p.rel, format!("cannot restore metadata: {}", p.meta_failed.join("; ")));
+            }
+            self.out.write("restored", &p.rec)?;
+        }
+        self.pending_bytes = 0;
+        self.pending_files = 0;
+        self.pending_dirs = 0;
+        Ok(())
+    }
+
+    /// `--resume`: learns the partial files of earlier runs in a directory the first time it
+    /// is entered; a name the stream itself restores is snapshot data, never stale.
+    fn note_stale(&mut self, parent_rel: &[u8], parent: &Dir, name: &[u8]) {
+        let Some(stale) = self.stale.as_mut() else { return };
+        let names = stale.entry(parent_rel.to_vec()).or_insert_with(|| parent.partials().unwrap_or_default());
+        names.retain(|n| n != name);
+    }
+
+    /// `--resume`: removes what an earlier run left of this file, now that it is whole.
+    fn drop_stale(&mut self, rel: &[u8], parent: &Dir, name: &[u8]) {
+        let Some(stale) = self.stale.as_mut() else { return };
+        let (parent_rel, _) = split_last(rel);
+        let Some(names) = stale.get_mut(parent_rel) else { return };
+        names.retain(|n| {
+            let ours = target::is_temp_name_for(n, name);
+            if ours {
+                let _ = parent.unlink(n);
+            }
+            !ours
+        });
+    }
+
+    fn note_linkable(&mut self, rel: &[u8], idx: u32, links: u64) {
+        if links > 1 {
+            self.linkable.insert(rel.to_vec(), idx);
+        }
+    }
+
+    /// Fails a file: its partial (made in this run) is removed, never its final name.
+    fn drop_file(
+        &mut self,
+        idx: u32,
+        parent: &Dir,
+        tmp: &[u8],
+        kept: bool,
+        rel: &[u8],
+        why: String,
+    ) -> Result<()> {
+        if let Some(slot) = self.files.get_mut(idx as usize) {
+            slot.ok = false;
+        }
+        if !kept && !tmp.is_empty() {
+            let _ = parent.unlink(tmp);
+        }
+        self.fail(rel, why);
+        Ok(())
     }
 }

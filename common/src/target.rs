@@ -1,0 +1,464 @@
+//! Creating things inside a restore target without ever following a symbolic link.
+//!
+//! A restore stream is untrusted: a record `a -> /elsewhere` followed by a file `a/x` must
+//! not write to `/elsewhere/x`. So every name is resolved from a directory descriptor of the
+//! target, one component at a time with `O_NOFOLLOW` (or in one `openat2` call with
+//! `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS` where the kernel has it), and every creation and
+//! metadata change is made relative to the parent directory's descriptor, on the final
+//! component only, never through a link. This module holds all the `unsafe` that takes.
+
+use std::ffi::{CString, OsStr};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The suffix that marks a file (or link) still being made.
+pub const PART: &str = ".sluice-part";
+
+/// Set once `openat2` turned out not to exist (old kernel, or a seccomp filter refusing it).
+static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
+
+fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+fn cname(name: &[u8]) -> io::Result<CString> {
+    CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+/// Whether `name` is one plain path component: not empty, `.` or `..`, no `/` or NUL.
+pub fn is_component(name: &[u8]) -> bool {
+    !name.is_empty() && name != b"." && name != b".." && !name.iter().any(|b| *b == b'/' || *b == 0)
+}
+
+/// Splits a relative path into clean components, or `None` when it is absolute, empty, or
+/// has an empty, `.`, `..` or NUL-bearing component.
+pub fn components(rel: &[u8]) -> Option<Vec<&[u8]>> {
+    if rel.is_empty() {
+        return None;
+    }
+    let parts: Vec<&[u8]> = rel.split(|b| *b == b'/').collect();
+    parts.iter().all(|c| is_component(c)).then_some(parts)
+}
+
+/// What `fstatat` says about a name, without following it.
+#[derive(Debug, Clone, Copy)]
+pub struct Stat {
+    pub mode: u32,
+    pub size: u64,
+    pub rdev: u64,
+}
+
+impl Stat {
+    pub fn kind(&self) -> u32 {
+        self.mode & libc::S_IFMT
+    }
+    pub fn is_dir(&self) -> bool {
+        self.kind() == libc::S_IFDIR
+    }
+    pub fn is_file(&self) -> bool {
+        self.kind() == libc::S_IFREG
+    }
+    pub fn is_symlink(&self) -> bool {
+        self.kind() == libc::S_IFLNK
+    }
+}
+
+/// An open directory; everything is done relative to it.
+#[derive(Debug)]
+pub struct Dir {
+    fd: OwnedFd,
+}
+
+impl Dir {
+    /// Opens the restore target itself, creating it (mode 0700, parents as needed) if missing.
+    /// The target path is the user's choice, so links in it are followed; nothing below it is.
+    pub fn open_target(path: &Path) -> io::Result<Dir> {
+        match std::fs::metadata(path) {
+            Ok(m) if !m.is_dir() => {
+                return Err(io::Error::new(io::ErrorKind::NotADirectory, "not a directory"));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                use std::os::unix::fs::DirBuilderExt;
+                std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path)?;
+            }
+            Err(e) => return Err(e),
+        }
+        let c = cname(path.as_os_str().as_bytes())?;
+        let fd =
+            cvt(unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) })?;
+        Ok(Dir { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+    }
+
+    /// Another descriptor of the same directory (for another thread).
+    pub fn try_clone(&self) -> io::Result<Dir> {
+        Ok(Dir { fd: self.fd.try_clone()? })
+    }
+
+    fn raw(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Opens the directory `name` directly inside this one; a symlink there is `ELOOP` or
+    /// `ENOTDIR`, never followed.
+    pub fn open_dir(&self, name: &[u8]) -> io::Result<Dir> {
+        let c = cname(name)?;
+        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        let fd = cvt(unsafe { libc::openat(self.raw(), c.as_ptr(), flags) })?;
+        Ok(Dir { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+    }
+
+    /// Opens `rel` (clean components, see [`components`]) below this directory without
+    /// following any link, with `flags` (`O_NOFOLLOW` and `O_CLOEXEC` are added).
+    fn open_beneath(&self, rel: &[u8], flags: libc::c_int) -> io::Result<OwnedFd> {
+        let parts = components(rel).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let flags = flags | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        if !NO_OPENAT2.load(Ordering::Relaxed) {
+            let c = cname(rel)?;
+            let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+            how.flags = flags as u64;
+            how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
+            let rc = unsafe {
+                libc::syscall(
+                    libc::SYS_openat2,
+                    self.raw(),
+                    c.as_ptr(),
+                    &how as *const libc::open_how,
+                    std::mem::size_of::<libc::open_how>(),
+                )
+            };
+            if rc >= 0 {
+                return Ok(unsafe { OwnedFd::from_raw_fd(rc as RawFd) });
+            }
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::ENOSYS) | Some(libc::EPERM) => NO_OPENAT2.store(true, Ordering::Relaxed),
+                _ => return Err(e),
+            }
+        }
+        // One component at a time, each opened without following a link.
+        let mut cur: Option<Dir> = None;
+        for p in &parts[..parts.len() - 1] {
+            let next = cur.as_ref().unwrap_or(self).open_dir(p)?;
+            cur = Some(next);
+        }
+        let c = cname(parts[parts.len() - 1])?;
+        let dir = cur.as_ref().unwrap_or(self);
+        let fd = cvt(unsafe { libc::openat(dir.raw(), c.as_ptr(), flags) })?;
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    /// Opens the directory at `rel` below this one, following no link.
+    pub fn open_dir_beneath(&self, rel: &[u8]) -> io::Result<Dir> {
+        Ok(Dir { fd: self.open_beneath(rel, libc::O_RDONLY | libc::O_DIRECTORY)? })
+    }
+
+    /// Opens the regular file at `rel` below this one for reading, following no link.
+    pub fn open_file_beneath(&self, rel: &[u8]) -> io::Result<File> {
+        let fd = self.open_beneath(rel, libc::O_RDONLY)?;
+        let f = File::from(fd);
+        if !f.metadata()?.is_file() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+        }
+        Ok(f)
+    }
+
+    /// Opens the regular file `name` in this directory for reading, following no link.
+    pub fn open_file(&self, name: &[u8]) -> io::Result<File> {
+        let c = cname(name)?;
+        let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        let fd = cvt(unsafe { libc::openat(self.raw(), c.as_ptr(), flags) })?;
+        Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Creates the directory `name` (`EEXIST` if anything is there).
+    pub fn mkdir(&self, name: &[u8], mode: u32) -> io::Result<()> {
+        let c = cname(name)?;
+        cvt(unsafe { libc::mkdirat(self.raw(), c.as_ptr(), mode as libc::mode_t) }).map(drop)
+    }
+
+    /// What is at `name`, not following a link; `None` when nothing is.
+    pub fn stat(&self, name: &[u8]) -> io::Result<Option<Stat>> {
+        let c = cname(name)?;
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        match cvt(unsafe { libc::fstatat(self.raw(), c.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) }) {
+            Ok(_) => Ok(Some(Stat { mode: st.st_mode, size: st.st_size as u64, rdev: st.st_rdev })),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates a new file under a fresh hidden name made from `base`
+    /// (`.BASE.XXXXXXXX.sluice-part`), with `O_EXCL`, so it can never take the place of
+    /// anything already there. Returns the file and the name it got.
+    pub fn create_temp(&self, base: &[u8], mode: u32) -> io::Result<(File, Vec<u8>)> {
+        self.with_temp_name(base, |name| {
+            let c = cname(name)?;
+            let flags = libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+            let fd = cvt(unsafe { libc::openat(self.raw(), c.as_ptr(), flags, mode as libc::c_uint) })?;
+            Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+        })
+    }
+
+    /// Runs `make` on fresh temporary names until one does not exist yet.
+    pub fn with_temp_name<T>(
+        &self,
+        base: &[u8],
+        mut make: impl FnMut(&[u8]) -> io::Result<T>,
+    ) -> io::Result<(T, Vec<u8>)> {
+        for _ in 0..100 {
+            let name = temp_name(base);
+            match make(&name) {
+                Ok(t) => return Ok((t, name)),
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(io::Error::new(io::ErrorKind::AlreadyExists, "no free temporary name"))
+    }
+
+    /// Creates a symbolic link `name` pointing at `target` (`EEXIST` if anything is there).
+    pub fn symlink(&self, target: &[u8], name: &[u8]) -> io::Result<()> {
+        let (t, c) = (cname(target)?, cname(name)?);
+        cvt(unsafe { libc::symlinkat(t.as_ptr(), self.raw(), c.as_ptr()) }).map(drop)
+    }
+
+    /// The target of the symbolic link `name`.
+    pub fn readlink(&self, name: &[u8]) -> io::Result<Vec<u8>> {
+        let c = cname(name)?;
+        let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
+        let n = unsafe { libc::readlinkat(self.raw(), c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        buf.truncate(n as usize);
+        Ok(buf)
+    }
+
+    /// Creates a fifo or device node `name` (`kind` is `S_IFIFO`, `S_IFBLK` or `S_IFCHR`).
+    pub fn mknod(&self, name: &[u8], kind: u32, perm: u32, dev: u64) -> io::Result<()> {
+        let c = cname(name)?;
+        cvt(unsafe {
+            libc::mknodat(self.raw(), c.as_ptr(), (kind | perm) as libc::mode_t, dev as libc::dev_t)
+        })
+        .map(drop)
+    }
+
+    /// Makes `to` in `to_dir` another name of the file `from` here, never following a link
+    /// (`from` being a symlink links the symlink itself).
+    pub fn link(&self, from: &[u8], to_dir: &Dir, to: &[u8]) -> io::Result<()> {
+        let (f, t) = (cname(from)?, cname(to)?);
+        cvt(unsafe { libc::linkat(self.raw(), f.as_ptr(), to_dir.raw(), t.as_ptr(), 0) }).map(drop)
+    }
+
+    /// Renames `from` to `to` in this directory, replacing a non-directory at `to`.
+    pub fn rename(&self, from: &[u8], to: &[u8]) -> io::Result<()> {
+        let (f, t) = (cname(from)?, cname(to)?);
+        cvt(unsafe { libc::renameat(self.raw(), f.as_ptr(), self.raw(), t.as_ptr()) }).map(drop)
+    }
+
+    /// Removes the non-directory `name`.
+    pub fn unlink(&self, name: &[u8]) -> io::Result<()> {
+        let c = cname(name)?;
+        cvt(unsafe { libc::unlinkat(self.raw(), c.as_ptr(), 0) }).map(drop)
+    }
+
+    /// The names of the regular files here whose names end in [`PART`].
+    pub fn partials(&self) -> io::Result<Vec<Vec<u8>>> {
+        // Through /proc, the directory read is the one held, whatever its path is now.
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(format!("/proc/self/fd/{}", self.raw()))? {
+            let e = e?;
+            let name = e.file_name().as_bytes().to_vec();
+            if name.ends_with(PART.as_bytes()) && e.file_type()?.is_file() {
+                out.push(name);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether this process may create entries here (`EACCES`, `EROFS` when not).
+    pub fn check_writable(&self) -> io::Result<()> {
+        let flags = libc::W_OK | libc::X_OK;
+        cvt(unsafe { libc::faccessat(self.raw(), c".".as_ptr(), flags, libc::AT_EACCESS) }).map(drop)
+    }
+
+    /// Flushes everything written to this directory's file system to disk.
+    pub fn sync_fs(&self) -> io::Result<()> {
+        cvt(unsafe { libc::syncfs(self.raw()) }).map(drop)
+    }
+
+    /// Metadata of the directory itself, through its descriptor.
+    pub fn fd_meta(&self) -> FdMeta<'_> {
+        FdMeta(self.raw(), std::marker::PhantomData)
+    }
+
+    /// Metadata of the entry `name` here (a symlink or special file), never following it.
+    pub fn at_meta<'a>(&'a self, name: &'a [u8]) -> AtMeta<'a> {
+        AtMeta { dir: self, name }
+    }
+}
+
+/// `.BASE.XXXXXXXX.sluice-part`, with BASE shortened so the whole fits NAME_MAX (255 bytes).
+fn temp_name(base: &[u8]) -> Vec<u8> {
+    use rand::Rng;
+    let tag: u32 = rand::thread_rng().gen();
+    let tag = format!(".{tag:08x}{PART}");
+    let room = 255 - 1 - tag.len();
+    let mut cut = base.len().min(room);
+    // Keep a UTF-8 name UTF-8 when shortening it.
+    while cut < base.len() && cut > 0 && (base[cut] & 0xc0) == 0x80 {
+        cut -= 1;
+    }
+    let mut n = Vec::with_capacity(1 + cut + tag.len());
+    n.push(b'.');
+    n.extend_from_slice(&base[..cut]);
+    n.extend_from_slice(tag.as_bytes());
+    n
+}
+
+/// Whether `name` has the shape of a temporary name made for `base` by this module.
+pub fn is_temp_name_for(name: &[u8], base: &[u8]) -> bool {
+    let Some(rest) = name.strip_prefix(b".") else { return false };
+    let Some(rest) = rest.strip_suffix(PART.as_bytes()) else { return false };
+    if rest.len() < 9 || rest[rest.len() - 9] != b'.' {
+        return false;
+    }
+    let (stem, tag) = rest.split_at(rest.len() - 9);
+    tag[1..].iter().all(u8::is_ascii_hexdigit) && !stem.is_empty() && base.starts_with(stem)
+}
+
+fn timespecs(atime: (i64, u32), mtime: (i64, u32)) -> [libc::timespec; 2] {
+    [
+        libc::timespec { tv_sec: atime.0 as libc::time_t, tv_nsec: atime.1 as libc::c_long },
+        libc::timespec { tv_sec: mtime.0 as libc::time_t, tv_nsec: mtime.1 as libc::c_long },
+    ]
+}
+
+/// Metadata changes through an open descriptor (a file or directory being restored).
+pub struct FdMeta<'a>(RawFd, std::marker::PhantomData<&'a ()>);
+
+/// Metadata of an open file.
+pub fn file_meta(f: &File) -> FdMeta<'_> {
+    FdMeta(f.as_raw_fd(), std::marker::PhantomData)
+}
+
+impl FdMeta<'_> {
+    pub fn chown(&self, uid: u32, gid: u32) -> io::Result<()> {
+        cvt(unsafe { libc::fchown(self.0, uid, gid) }).map(drop)
+    }
+    pub fn set_xattr(&self, name: &[u8], value: &[u8]) -> io::Result<()> {
+        let n = cname(name)?;
+        cvt(unsafe { libc::fsetxattr(self.0, n.as_ptr(), value.as_ptr().cast(), value.len(), 0) }).map(drop)
+    }
+    pub fn set_times(&self, atime: (i64, u32), mtime: (i64, u32)) -> io::Result<()> {
+        let t = timespecs(atime, mtime);
+        cvt(unsafe { libc::futimens(self.0, t.as_ptr()) }).map(drop)
+    }
+    pub fn chmod(&self, mode: u32) -> io::Result<()> {
+        cvt(unsafe { libc::fchmod(self.0, mode as libc::mode_t) }).map(drop)
+    }
+}
+
+/// Metadata changes on a name inside a directory, never following it (symlinks, fifos,
+/// device nodes: things that cannot or should not be opened for writing).
+pub struct AtMeta<'a> {
+    dir: &'a Dir,
+    name: &'a [u8],
+}
+
+impl AtMeta<'_> {
+    pub fn chown(&self, uid: u32, gid: u32) -> io::Result<()> {
+        let c = cname(self.name)?;
+        cvt(unsafe { libc::fchownat(self.dir.raw(), c.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) })
+            .map(drop)
+    }
+    /// `lsetxattr` on the name seen through the directory's descriptor in /proc: the
+    /// directory is the one we hold, and the last component is not followed.
+    pub fn set_xattr(&self, name: &[u8], value: &[u8]) -> io::Result<()> {
+        let mut p = format!("/proc/self/fd/{}/", self.dir.raw()).into_bytes();
+        p.extend_from_slice(self.name);
+        let (p, n) = (cname(&p)?, cname(name)?);
+        cvt(unsafe { libc::lsetxattr(p.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) })
+            .map(drop)
+    }
+    pub fn set_times(&self, atime: (i64, u32), mtime: (i64, u32)) -> io::Result<()> {
+        let c = cname(self.name)?;
+        let t = timespecs(atime, mtime);
+        cvt(unsafe { libc::utimensat(self.dir.raw(), c.as_ptr(), t.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) })
+            .map(drop)
+    }
+    /// chmod without following a link: through an `O_PATH` descriptor of the entry itself
+    /// (Linux has no `fchmodat(AT_SYMLINK_NOFOLLOW)` before 6.6).
+    pub fn chmod(&self, mode: u32) -> io::Result<()> {
+        let c = cname(self.name)?;
+        let flags = libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        let fd = cvt(unsafe { libc::openat(self.dir.raw(), c.as_ptr(), flags) })?;
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let p = cname(format!("/proc/self/fd/{}", fd.as_raw_fd()).as_bytes())?;
+        cvt(unsafe { libc::chmod(p.as_ptr(), mode as libc::mode_t) }).map(drop)
+    }
+}
+
+/// Whether we run as root (then owners are restored, and device nodes created).
+pub fn is_root() -> bool {
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A path for messages: `dir/rel`.
+pub fn display(dir: &Path, rel: &[u8]) -> String {
+    dir.join(OsStr::from_bytes(rel)).display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn components_are_checked() {
+        assert_eq!(components(b"a/b").unwrap(), vec![&b"a"[..], b"b"]);
+        for bad in [&b""[..], b"/a", b"a/", b"a//b", b"a/../b", b"./a", b"..", b"a\0b"] {
+            assert!(components(bad).is_none(), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn temp_names() {
+        let n = temp_name(b"file.txt");
+        assert!(is_temp_name_for(&n, b"file.txt"), "{}", String::from_utf8_lossy(&n));
+        assert!(!is_temp_name_for(b".file.txt.sluice-part", b"file.txt"));
+        let long = vec![b'x'; 300];
+        let n = temp_name(&long);
+        assert!(n.len() <= 255);
+        assert!(is_temp_name_for(&n, &long));
+    }
+
+    #[test]
+    fn never_follows_links() {
+        let td = tempfile::tempdir().unwrap();
+        let outside = td.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        let t = td.path().join("t");
+        let root = Dir::open_target(&t).unwrap();
+        std::os::unix::fs::symlink(&outside, t.join("a")).unwrap();
+        assert!(root.open_dir_beneath(b"a").is_err());
+        assert!(root.open_dir(b"a").is_err());
+        std::fs::create_dir(t.join("d")).unwrap();
+        std::os::unix::fs::symlink(&outside, t.join("d/b")).unwrap();
+        assert!(root.open_dir_beneath(b"d/b").is_err());
+        assert!(root.open_dir_beneath(b"d").is_ok());
+        assert!(root.open_dir_beneath(b"../t").is_err());
+        NO_OPENAT2.store(true, Ordering::Relaxed);
+        assert!(root.open_dir_beneath(b"d/b").is_err());
+        assert!(root.open_dir_beneath(b"d").is_ok());
+        NO_OPENAT2.store(false, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,562 @@
+//! A restore that meets damage, conflicts or a hostile stream: every item that can be
+//! restored is, each failure is one line naming the file and the object, unpack exits 3, a
+//! failed file never appears under its final name, nothing outside the target changes, and
+//! nothing of the user's in the target is deleted.
+
+mod support;
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use rand::{RngCore, SeedableRng};
+use serde_json::{json, Value};
+use support::*;
+
+struct Fx {
+    td: tempfile::TempDir,
+    src: PathBuf,
+    r: Restic,
+}
+
+fn random(seed: u64, len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut v);
+    v
+}
+
+/// A small tree backed up by restic into a v2 repository with 4 MiB packs: several random
+/// files of 1.5 MiB (spread over more than one pack), two files with the same content in
+/// different directories, small files, a symlink.
+fn fixture(seed: u64) -> Fx {
+    let td = tempdir();
+    let src = td.path().join("src");
+    for d in ["a", "b", "c"] {
+        fs::create_dir_all(src.join(d)).unwrap();
+    }
+    for i in 0..6u64 {
+        // The last one over restic's largest chunk (8 MiB): several blobs whatever the
+        // repository's random chunker polynomial.
+        let len = if i == 5 { 9 << 20 } else { 1536 << 10 };
+        fs::write(src.join(format!("c/big-{i}")), random(seed * 100 + i, len)).unwrap();
+    }
+    let dup = random(seed * 100 + 50, 200_000);
+    fs::write(src.join("a/dup"), &dup).unwrap();
+    fs::write(src.join("b/dup"), &dup).unwrap();
+    for i in 0..5 {
+        fs::write(src.join(format!("b/small-{i}")), format!("small file {i}\n")).unwrap();
+    }
+    fs::write(src.join("top.txt"), b"top\n").unwrap();
+    std::os::unix::fs::symlink("top.txt", src.join("link")).unwrap();
+    let r = Restic::new(&td.path().join("r"));
+    r.init(2, &[]);
+    r.backup_dir_contents(&src, &["--pack-size", "4"]);
+    Fx { td, src, r }
+}
+
+impl Fx {
+    fn path(&self, name: &str) -> PathBuf {
+        self.td.path().join(name)
+    }
+
+    fn records(&self) -> Vec<Value> {
+        walk_records(&self.r, "latest", &[])
+    }
+
+    fn pack_path(&self, pack: &str) -> PathBuf {
+        self.r.repo.join("data").join(&pack[..2]).join(pack)
+    }
+
+    /// `walk | fetch-pack | unpack --target T`.
+    fn restore(&self, target: &Path) -> PipelineResult {
+        Pipeline::new()
+            .stage(tool(&self.r, "walk", &["latest"]))
+            .stage(tool(&self.r, "fetch-pack", &[]))
+            .stage(tool(&self.r, "unpack", &["--target", target.to_str().unwrap()]))
+            .run()
+    }
+
+    /// `fetch-pack | unpack --target T` fed the given walk records.
+    fn restore_records(&self, records: &[Value], target: &Path) -> PipelineResult {
+        Pipeline::new()
+            .stage(tool(&self.r, "fetch-pack", &[]))
+            .stage(tool(&self.r, "unpack", &["--target", target.to_str().unwrap()]))
+            .stdin(frame(records))
+            .run()
+    }
+}
+
+/// A framed stream of `records`.
+fn frame(records: &[Value]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let h = json!({"type": "header", "format": "sluice-ndjson", "version": 1, "producer": "test"});
+    for v in std::iter::once(&h).chain(records) {
+        out.extend(serde_json::to_vec(v).unwrap());
+        out.push(b'\n');
+    }
+    out.extend(format!("{{\"type\":\"end\",\"records\":{}}}\n", records.len()).into_bytes());
+    out
+}
+
+fn find<'a>(records: &'a mut [Value], path: &str) -> &'a mut Value {
+    records.iter_mut().find(|r| r["path"] == path).unwrap_or_else(|| panic!("no record for {path}"))
+}
+
+/// Asserts that `rel` under `target` is the same regular file as under `src`.
+fn same_file(src: &Path, target: &Path, rel: &str) {
+    let (a, b) = (src.join(rel), target.join(rel));
+    let md = fs::symlink_metadata(&b).unwrap_or_else(|e| panic!("{rel} not restored: {e}"));
+    assert!(md.is_file(), "{rel} is not a regular file");
+    assert!(fs::read(&a).unwrap() == fs::read(&b).unwrap(), "{rel} differs from its source");
+}
+
+/// Every regular file of `src` (relative paths, sorted).
+fn files_of(src: &Path) -> Vec<String> {
+    let mut v: Vec<String> = walkdir::WalkDir::new(src)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.path().strip_prefix(src).unwrap().to_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The lines of unpack's stderr naming a file, without the closing summary.
+fn failure_lines(res: &PipelineResult, stage: usize) -> Vec<String> {
+    let err = res.stderr_str(stage);
+    assert!(!err.contains("panicked"), "{err}");
+    let mut lines: Vec<String> = err.lines().map(str::to_string).collect();
+    let last = lines.pop().unwrap_or_default();
+    assert!(last.contains("items were not restored completely"), "no summary line: {err}");
+    lines
+}
+
+/// Checks a restore that failed exactly the files `failed` (each named once, by its own
+/// line): all other files are identical to the source, no failed file under its final
+/// name, no partial left.
+/// `extra` counts further lines expected (about directories).
+fn assert_all_but(
+    fx: &Fx,
+    target: &Path,
+    res: &PipelineResult,
+    failed: &[&str],
+    needles: &[&str],
+    extra: usize,
+) {
+    let code = *res.codes().last().unwrap();
+    assert_eq!(code, 3, "{}", res.report());
+    let lines = failure_lines(res, res.statuses.len() - 1);
+    assert_eq!(lines.len(), failed.len() + extra, "{lines:#?}");
+    for f in failed {
+        let mine: Vec<&String> = lines.iter().filter(|l| l.contains(&format!("/{f}: "))).collect();
+        assert_eq!(mine.len(), 1, "{f} not named once: {lines:#?}");
+        for n in needles {
+            assert!(mine[0].contains(n), "{n} not in {}", mine[0]);
+        }
+        assert!(!target.join(f).exists(), "{f} exists under its final name");
+    }
+    for f in files_of(&fx.src) {
+        if !failed.contains(&f.as_str()) {
+            same_file(&fx.src, target, &f);
+        }
+    }
+    assert!(assert_nothing_incomplete(target, &fx.src).is_empty(), "a partial file was left");
+}
+
+#[test]
+fn one_damaged_blob_fails_only_the_files_needing_it() {
+    let fx = fixture(1);
+    let mut records = fx.records();
+    // The blob shared by a/dup and b/dup: b/dup gets it without data (copied from a/dup),
+    // so it must fail too rather than get zeros.
+    let blob = find(&mut records, "a/dup")["blobs"][0].clone();
+    let (id, pack) = (blob["id"].as_str().unwrap(), blob["pack"].as_str().unwrap());
+    let p = fx.pack_path(pack);
+    let mut bytes = fs::read(&p).unwrap();
+    let at = blob["offset"].as_u64().unwrap() + 40;
+    bytes[at as usize] ^= 1;
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(&p, bytes).unwrap();
+
+    let target = fx.path("out");
+    let res = fx.restore(&target);
+    assert_eq!(res.codes(), vec![0, 0, 3], "{}", res.report());
+    assert_all_but(&fx, &target, &res, &["a/dup", "b/dup"], &[&id[..8]], 0);
+    assert!(res.stderr_str(2).contains(&pack[..8]), "{}", res.report());
+    assert_eq!(fs::read_link(target.join("link")).unwrap(), Path::new("top.txt"));
+}
+
+#[test]
+fn deleted_pack_fails_only_its_files() {
+    let fx = fixture(2);
+    let records = fx.records();
+    let rec = records.iter().find(|r| r["path"] == "c/big-3").unwrap();
+    let pack = rec["blobs"][0]["pack"].as_str().unwrap().to_string();
+    fs::remove_file(fx.pack_path(&pack)).unwrap();
+    let lost: Vec<String> = records
+        .iter()
+        .filter(|r| r["blobs"].as_array().is_some_and(|b| b.iter().any(|b| b["pack"] == pack.as_str())))
+        .map(|r| r["path"].as_str().unwrap().to_string())
+        .collect();
+    assert!(lost.len() < files_of(&fx.src).len() - 2, "the pack holds almost everything: {lost:?}");
+
+    let target = fx.path("out");
+    let res = fx.restore(&target);
+    assert_eq!(res.codes(), vec![0, 3, 3], "{}", res.report());
+    let err = res.stderr_str(1);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "one line for the pack and a summary: {err}");
+    assert!(lines[0].starts_with("fetch-pack: pack ") && lines[0].contains(&pack), "{err}");
+    let lost: Vec<&str> = lost.iter().map(String::as_str).collect();
+    assert_all_but(&fx, &target, &res, &lost, &[&pack[..8]], 0);
+
+    // unpack --list counts the blobs fetch-pack could not read as damaged.
+    let res = Pipeline::new()
+        .stage(tool(&fx.r, "walk", &["latest"]))
+        .stage(tool(&fx.r, "fetch-pack", &[]))
+        .stage(tool(&fx.r, "unpack", &["--list"]))
+        .run();
+    assert_eq!(res.codes(), vec![0, 3, 1], "{}", res.report());
+    let bad = framed_records(&res).into_iter().filter(|r| r["ok"] == false).count();
+    assert!(bad > 0, "{}", res.report());
+    assert!(framed_records(&res).iter().filter(|r| r["ok"] == false).all(|r| r["pack"] == pack.as_str()));
+}
+
+/// Makes a directory immutable (even root cannot create entries in it) until dropped.
+struct Immutable(PathBuf);
+
+impl Immutable {
+    fn new(p: &Path) -> Immutable {
+        let st = std::process::Command::new("chattr").arg("+i").arg(p).status().unwrap();
+        assert!(st.success(), "chattr +i {p:?}");
+        Immutable(p.to_path_buf())
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn unwritable_directory_fails_what_is_below_it() {
+    let fx = fixture(3);
+    let target = fx.path("out");
+    fs::create_dir_all(target.join("b")).unwrap();
+    // As root, modes do not stop us: an immutable directory does. Otherwise a 0555 one.
+    let _guard = if is_root() {
+        Some(Immutable::new(&target.join("b")))
+    } else {
+        fs::set_permissions(target.join("b"), fs::Permissions::from_mode(0o555)).unwrap();
+        None
+    };
+    let res = fx.restore(&target);
+    let below: Vec<String> = files_of(&fx.src).into_iter().filter(|f| f.starts_with("b/")).collect();
+    let below: Vec<&str> = below.iter().map(String::as_str).collect();
+    assert_eq!(res.codes(), vec![0, 0, 3], "{}", res.report());
+    // b's own metadata cannot be set either: one more line, for b.
+    assert_all_but(&fx, &target, &res, &below, &[], 1);
+    let lines = failure_lines(&res, 2);
+    assert!(lines.iter().any(|l| l.contains("/b: cannot restore metadata")), "{lines:#?}");
+}
+
+#[test]
+fn conflicts_with_what_the_user_has_keep_the_users_data() {
+    let fx = fixture(4);
+    let target = fx.path("out");
+    fs::create_dir_all(target.join("top.txt")).unwrap();
+    fs::write(target.join("top.txt/mine"), b"user data in a dir where a file goes").unwrap();
+    fs::write(target.join("a"), b"user file where a dir goes").unwrap();
+    fs::write(target.join("link"), b"user file where a symlink goes").unwrap();
+    let res = fx.restore(&target);
+    assert_eq!(res.codes(), vec![0, 0, 3], "{}", res.report());
+    let lines = failure_lines(&res, 2);
+    // b/dup's content came with a/dup, which could not be restored: it fails too.
+    assert_eq!(lines.len(), 4, "{lines:#?}");
+    assert!(lines.iter().any(|l| l.contains("/b/dup: ") && l.contains("a/dup")), "{lines:#?}");
+    assert!(lines.iter().any(|l| l.contains("/top.txt: a directory is in the way")), "{lines:#?}");
+    assert!(lines.iter().any(|l| l.contains("/a: not a directory")), "{lines:#?}");
+    assert!(lines.iter().any(|l| l.contains("/link: cannot create symbolic link")), "{lines:#?}");
+    assert_eq!(fs::read(target.join("top.txt/mine")).unwrap(), b"user data in a dir where a file goes");
+    assert_eq!(fs::read(target.join("a")).unwrap(), b"user file where a dir goes");
+    assert_eq!(fs::read(target.join("link")).unwrap(), b"user file where a symlink goes");
+    for f in files_of(&fx.src) {
+        if !f.starts_with("a/") && f != "top.txt" && f != "b/dup" {
+            same_file(&fx.src, &target, &f);
+        }
+    }
+    assert_no_partials(&target);
+
+    // Restoring again over our own restore replaces files and keeps our own links.
+    let again = fx.path("again");
+    fx.restore(&again).assert_ok();
+    let res = fx.restore(&again);
+    res.assert_ok();
+    assert!(res.stderrs.iter().all(Vec::is_empty), "{}", res.report());
+}
+
+/// Asserts that no partial file is left anywhere under `target`.
+fn assert_no_partials(target: &Path) {
+    for e in walkdir::WalkDir::new(target).into_iter().map(|e| e.unwrap()) {
+        assert!(!e.file_name().to_string_lossy().ends_with(".sluice-part"), "{:?} left", e.path());
+    }
+}
+
+/// A target with an outside directory next to it, and a file there that must not change.
+fn outside(fx: &Fx) -> (PathBuf, PathBuf) {
+    let out = fx.path("outside");
+    fs::create_dir_all(&out).unwrap();
+    fs::write(out.join("victim"), b"outside").unwrap();
+    (out.clone(), out.join("victim"))
+}
+
+fn assert_outside_unchanged(out: &Path) {
+    let names: Vec<_> = fs::read_dir(out).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("victim")], "something was created outside");
+    assert_eq!(fs::read(out.join("victim")).unwrap(), b"outside");
+    assert_eq!(fs::metadata(out.join("victim")).unwrap().nlink(), 1, "the outside file got a link");
+}
+
+#[test]
+fn a_stream_cannot_steer_writes_outside_the_target() {
+    let fx = fixture(5);
+    let (out, victim) = outside(&fx);
+    let records = fx.records();
+    let link = records.iter().find(|r| r["path"] == "link").unwrap().clone();
+    let file = records.iter().find(|r| r["path"] == "top.txt").unwrap().clone();
+
+    // A symlink to the outside, then a file "below" it.
+    let mut evil_link = link.clone();
+    evil_link["path"] = json!("x");
+    evil_link["node"]["name"] = json!("x");
+    evil_link["node"]["linktarget"] = json!(out.to_str().unwrap());
+    let mut below = file.clone();
+    below["path"] = json!("x/evil");
+    below["node"]["name"] = json!("evil");
+    // Hard links to a file outside, and to a name never restored in this run.
+    let mut hard_out = file.clone();
+    hard_out["path"] = json!("h1");
+    hard_out["node"]["name"] = json!("h1");
+    hard_out["hardlink"] = json!(victim.to_str().unwrap());
+    let mut hard_up = file.clone();
+    hard_up["path"] = json!("h2");
+    hard_up["node"]["name"] = json!("h2");
+    hard_up["hardlink"] = json!("../outside/victim");
+    let mut hard_none = file.clone();
+    hard_none["path"] = json!("h3");
+    hard_none["node"]["name"] = json!("h3");
+    hard_none["hardlink"] = json!("x/victim");
+    // Paths that leave the target or are not clean.
+    let mut dotdot = file.clone();
+    dotdot["path"] = json!("../outside/evil");
+    let mut absolute = file.clone();
+    absolute["path"] = json!(out.join("evil").to_str().unwrap());
+    let mut nul = file.clone();
+    nul["path"] = json!("a\u{0}b");
+    // A node whose stored name has a '/' in it.
+    let mut slash = file.clone();
+    slash["path"] = json!("y");
+    slash["node"]["name"] = json!("../y");
+    let stream = vec![file, evil_link, below, hard_out, hard_up, hard_none, dotdot, absolute, nul, slash];
+
+    let target = fx.path("out");
+    fs::create_dir_all(&target).unwrap();
+    // A symlink already in the target where a file will be restored: replaced, never
+    // written through.
+    std::os::unix::fs::symlink(&victim, target.join("top.txt")).unwrap();
+    let res = fx.restore_records(&stream, &target);
+    assert_eq!(res.codes(), vec![0, 3], "{}", res.report());
+    assert_outside_unchanged(&out);
+    let lines = failure_lines(&res, 1);
+    assert_eq!(lines.len(), 8, "one line per bad record: {lines:#?}");
+    for (needle, why) in [
+        ("x/evil", "not a directory"),
+        ("/h1: hard link", "not restored"),
+        ("/h2: hard link", "not restored"),
+        ("/h3: hard link", "not restored"),
+        ("../outside/evil", "not a clean relative path"),
+        ("outside/evil\"", "not a clean relative path"),
+        ("a\\0b", "not a clean relative path"),
+        ("/y: the node is named \"../y\"", "skipped"),
+    ] {
+        assert!(lines.iter().any(|l| l.contains(needle) && l.contains(why)), "{needle}: {lines:#?}");
+    }
+    assert_eq!(fs::read_link(target.join("x")).unwrap(), out, "the link itself is restored");
+    same_file(&fx.src, &target, "top.txt");
+}
+
+#[test]
+fn records_must_match_their_nodes() {
+    let fx = fixture(6);
+    let mut records = fx.records();
+    // One blob dropped from a file's list: a shorter file must not pass for the file.
+    let rec = find(&mut records, "c/big-5");
+    let n = rec["blobs"].as_array().unwrap().len();
+    assert!(n >= 2, "c/big-5 has {n} blobs");
+    rec["blobs"].as_array_mut().unwrap().pop();
+    // A node type nothing can restore.
+    let mut odd = records.iter().find(|r| r["path"] == "top.txt").unwrap().clone();
+    odd["path"] = json!("odd");
+    odd["node"]["name"] = json!("odd");
+    odd["node"]["type"] = json!("irregular");
+    odd["node"]["content"] = Value::Null;
+    odd.as_object_mut().unwrap().remove("blobs");
+    records.push(odd);
+
+    let target = fx.path("out");
+    let res = fx.restore_records(&records, &target);
+    assert_eq!(res.codes(), vec![0, 3], "{}", res.report());
+    let lines = failure_lines(&res, 1);
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert!(lines.iter().any(|l| l.contains("/c/big-5: the record does not match its node")), "{lines:#?}");
+    assert!(lines.iter().any(|l| l.contains("/odd: ") && l.contains("irregular")), "{lines:#?}");
+    assert!(!target.join("c/big-5").exists());
+    for f in files_of(&fx.src) {
+        if f != "c/big-5" {
+            same_file(&fx.src, &target, &f);
+        }
+    }
+    assert!(assert_nothing_incomplete(&target, &fx.src).is_empty());
+}
+
+#[test]
+fn impossible_lengths_are_refused_before_allocating() {
+    let fx = fixture(9);
+    // In fetch-pack's output, a blob record claiming 4 GB of plaintext: unpack fails the
+    // file at once (it would have allocated the 4 GB).
+    let res =
+        Pipeline::new().stage(tool(&fx.r, "walk", &["latest"])).stage(tool(&fx.r, "fetch-pack", &[])).run();
+    res.assert_ok();
+    let mut fetched = framed_records(&res);
+    let big2 = fetched.iter().position(|r| r["path"] == "c/big-2").unwrap();
+    let blob = &mut fetched[big2 + 1];
+    assert_eq!(blob["type"], "blob");
+    let id = blob["id"].as_str().unwrap().to_string();
+    blob["uncompressed_length"] = json!(4_000_000_000u32);
+    let target = fx.path("out");
+    let res = Pipeline::new()
+        .stage(tool(&fx.r, "unpack", &["--target", target.to_str().unwrap()]))
+        .stdin(frame(&fetched))
+        .run();
+    assert_eq!(res.codes(), vec![3], "{}", res.report());
+    let lines = failure_lines(&res, 0);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(lines[0].contains("/c/big-2: ") && lines[0].contains("128 MiB") && lines[0].contains(&id[..8]));
+    assert!(!target.join("c/big-2").exists());
+    same_file(&fx.src, &target, "c/big-3");
+
+    // fetch-pack refuses an impossible encrypted length without reading or allocating it.
+    let mut records = fx.records();
+    find(&mut records, "c/big-2")["blobs"][0]["length"] = json!(4_000_000_000u32);
+    let res = Pipeline::new().stage(tool(&fx.r, "fetch-pack", &[])).stdin(frame(&records)).run();
+    assert_eq!(res.codes(), vec![3], "{}", res.report());
+    let err = res.stderr_str(0);
+    assert_eq!(err.lines().count(), 2, "{err}");
+    assert!(err.lines().next().unwrap().contains("128 MiB"), "{err}");
+    let failed: Vec<Value> =
+        framed_records(&res).into_iter().filter(|r| r["type"] == "blob_failed").collect();
+    assert_eq!(failed.len(), 1, "{}", res.report());
+}
+
+#[test]
+fn metadata_that_cannot_be_restored_fails_the_item() {
+    let fx = fixture(7);
+    let mut records = fx.records();
+    // An xattr name longer than any file system takes (255 bytes): ERANGE everywhere.
+    let long = format!("user.{}", "x".repeat(300));
+    let value = base64_of(b"v");
+    find(&mut records, "top.txt")["node"]["extended_attributes"] = json!([{"name": long, "value": value}]);
+    let target = fx.path("out");
+    let res = fx.restore_records(&records, &target);
+    assert_eq!(res.codes(), vec![0, 3], "{}", res.report());
+    let lines = failure_lines(&res, 1);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(lines[0].contains("/top.txt: cannot restore metadata: xattr user.xxx"), "{lines:#?}");
+    // The content is whole, so the file is there.
+    same_file(&fx.src, &target, "top.txt");
+}
+
+fn base64_of(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+#[test]
+fn partial_names_never_destroy_data() {
+    let td = tempdir();
+    let src = td.path().join("src");
+    fs::create_dir(&src).unwrap();
+    // The names the old partial scheme used for f, in the snapshot itself.
+    fs::write(src.join(".f.sluice-part"), b"snapshot data, not a partial").unwrap();
+    fs::write(src.join("f"), b"the file").unwrap();
+    fs::write(src.join("g"), b"another file").unwrap();
+    let r = Restic::new(&td.path().join("r"));
+    r.init(2, &[]);
+    r.backup_dir_contents(&src, &[]);
+    let target = td.path().join("out");
+    fs::create_dir(&target).unwrap();
+    fs::write(target.join(".g.sluice-part"), b"the user's").unwrap();
+    let res = restore_pipeline(&r, "latest", &target, &[], &[]);
+    res.assert_ok();
+    assert_eq!(fs::read(target.join(".f.sluice-part")).unwrap(), b"snapshot data, not a partial");
+    assert_eq!(fs::read(target.join("f")).unwrap(), b"the file");
+    assert_eq!(fs::read(target.join(".g.sluice-part")).unwrap(), b"the user's");
+
+    // A resumed restore does not take them for partials either.
+    let res = Pipeline::new()
+        .stage(tool(&r, "walk", &["latest"]))
+        .stage(tool(&r, "fetch-pack", &[]))
+        .stage(tool(&r, "unpack", &["--resume", "--target", target.to_str().unwrap()]))
+        .run();
+    res.assert_ok();
+    assert_eq!(fs::read(target.join(".f.sluice-part")).unwrap(), b"snapshot data, not a partial");
+    assert_eq!(fs::read(target.join(".g.sluice-part")).unwrap(), b"the user's");
+}
+
+#[test]
+fn target_that_is_not_a_directory() {
+    let fx = fixture(8);
+    let res = Pipeline::new()
+        .stage(tool(&fx.r, "walk", &["latest"]))
+        .stage(tool(&fx.r, "fetch-pack", &[]))
+        .stage(tool(&fx.r, "unpack", &["-t", "/dev/stdout"]))
+        .run();
+    assert_eq!(res.codes()[2], 1, "{}", res.report());
+    let msg = one_line(&res.stderrs[2], "unpack");
+    assert_eq!(msg, "unpack: target /dev/stdout is not a directory");
+}
+
+#[test]
+fn data_is_on_disk_before_a_file_gets_its_name() {
+    // Seen with strace: no file is renamed to its final name before a sync of its data.
+    if std::process::Command::new("strace").arg("-V").output().is_err() {
+        panic!("strace is needed for this test");
+    }
+    let fx = fixture(10);
+    let fetched =
+        Pipeline::new().stage(tool(&fx.r, "walk", &["latest"])).stage(tool(&fx.r, "fetch-pack", &[])).run();
+    fetched.assert_ok();
+    let target = fx.path("out");
+    let log = fx.path("strace.log");
+    let mut cmd = argv(["strace", "-f", "-e", "trace=rename,renameat,renameat2,fsync,fdatasync,syncfs,sync"]);
+    cmd.extend(argv(["-o", log.to_str().unwrap()]));
+    let mut unpack = tool(&fx.r, "unpack", &["--target", target.to_str().unwrap()]);
+    unpack[0] = bin("unpack").into_os_string();
+    cmd.extend(unpack);
+    let res = Pipeline::new().stage(cmd).stdin(fetched.stdout).run();
+    res.assert_ok();
+    let log = fs::read_to_string(&log).unwrap();
+    let mut synced = false;
+    let mut renames = 0;
+    for l in log.lines() {
+        if l.contains("sync") && l.contains("= 0") {
+            synced = true;
+        } else if l.contains("rename") && l.contains(".sluice-part") {
+            assert!(synced, "a rename before any sync:\n{log}");
+            renames += 1;
+        }
+    }
+    assert_eq!(renames, files_of(&fx.src).len(), "{log}");
+}
