@@ -307,3 +307,22 @@ fn stream_without_snapshot_is_not_reported_saved() {
     assert!(r.snapshots_json().is_empty());
     assert!(lock_names(&r).is_empty());
 }
+
+/// A lock push cannot remove (the locks directory made immutable under it) is named in a
+/// warning with the way out, rather than left silently for the next prune to trip over.
+#[test]
+fn lock_that_cannot_be_removed_is_warned_about() {
+    let td = tempdir();
+    let (r, x) = setup(td.path());
+    let locks = r.repo.join("locks");
+    let child = sh(&r, &format!("{{ cat '{}'; sleep 2; }} | {BACKUP_STDIN}", x.display())).spawn().unwrap();
+    wait_until(10, "the lock", || !lock_names(&r).is_empty());
+    let frozen = Command::new("chattr").arg("+i").arg(&locks).status().expect("run chattr");
+    assert!(frozen.success(), "chattr +i failed: this test needs an ext2/3/4 file system for its temp dir");
+    let out = finish(child);
+    let _ = Command::new("chattr").arg("-i").arg(&locks).status();
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("push: could not remove lock") && err.contains("restic unlock"), "{err}");
+    assert_eq!(r.snapshots_json().len(), 1);
+}
