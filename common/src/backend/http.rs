@@ -184,6 +184,12 @@ pub fn status_error(resp: &ureq::http::Response<ureq::Body>, what: &str) -> Erro
 pub fn transport_error(e: ureq::Error, what: &str) -> Error {
     use ureq::Error as U;
     let (class, why) = match &e {
+        // rustls reports a failed handshake (an unknown CA, plain HTTP on the other end) as
+        // InvalidData: that fails the same way every time.
+        U::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => (
+            Class::Permanent,
+            format!("TLS: {io} (for a private CA use --cacert FILE; --insecure-tls skips verification)"),
+        ),
         U::Io(io) => (Class::Transient, io_reason(io)),
         U::Timeout(t) => (Class::Transient, format!("timed out ({t})")),
         U::ConnectionFailed => (Class::Transient, "connection failed".into()),
