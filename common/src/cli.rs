@@ -309,6 +309,24 @@ mod tests {
     }
 
     #[test]
+    fn repository_passwords_stay_out_of_debug() {
+        let l = RepoLocation {
+            repo: Some("rest:https://me:hunter2@example.org/r/".into()),
+            option: vec!["rest.connections=3".into()],
+            ..RepoLocation::default()
+        };
+        let d = format!("{l:?}");
+        assert!(!d.contains("hunter2") && d.contains("me:***@example.org"), "{d}");
+        assert_eq!(l.options().unwrap().extended, [("rest.connections".to_string(), "3".to_string())]);
+        let bad = RepoLocation { option: vec!["nokey".into()], ..RepoLocation::default() };
+        assert_eq!(bad.options().unwrap_err().exit_code(), 2);
+        let e = backend::open("rest:ftp://me:hunter2@h/", &Default::default()).err().unwrap().to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+        let e = backend::open("s3:https://me:hunter2@h/b", &Default::default()).err().unwrap().to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
     fn trims_like_restic() {
         assert_eq!(trim(b"  secret \n".to_vec()), b"secret");
         assert_eq!(trim(b"\n".to_vec()), b"");

@@ -172,7 +172,7 @@ fn serve(conn: TcpStream, upstream: u16, counts: &Counts) -> std::io::Result<()>
         out.write_all(head.as_bytes())?;
         return out.shutdown(Shutdown::Both);
     }
-    let cut = n % 3 == 0 && resp.body.len() > 64 && resp.start.contains(" 20");
+    let cut = matches!(n % 3, 0) && resp.body.len() > 64 && resp.start.contains(" 20");
     let send = if cut { resp.body.len() / 2 } else { resp.body.len() };
     if cut {
         counts.cut_bodies.fetch_add(1, Ordering::SeqCst);
