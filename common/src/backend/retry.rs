@@ -479,6 +479,41 @@ mod tests {
         b.remove(FileType::Lock, "l").unwrap();
     }
 
+    fn busy(after_ms: u64) -> Error {
+        let mut e = Error::remote(Class::Transient, Some(503), "busy");
+        if let Error::Backend(r) = &mut e {
+            r.retry_after = Some(Duration::from_millis(after_ms));
+        }
+        e
+    }
+
+    #[test]
+    fn retry_after_sets_the_wait() {
+        let p = Policy {
+            limit: Duration::from_secs(5),
+            first: Duration::from_millis(1),
+            max_wait: Duration::from_millis(1),
+        };
+        let mut tries = 0;
+        let t0 = Instant::now();
+        let v = p.run(|| {
+            tries += 1;
+            if tries < 3 {
+                Err(busy(100))
+            } else {
+                Ok(tries)
+            }
+        });
+        assert_eq!(v.unwrap(), 3);
+        assert!(t0.elapsed() >= Duration::from_millis(200), "{:?}", t0.elapsed());
+
+        // A wait past the limit is not waited: the failure is reported at once.
+        let t0 = Instant::now();
+        let e = p.run(|| -> Result<()> { Err(busy(60_000)) }).unwrap_err();
+        assert!(t0.elapsed() < Duration::from_secs(1));
+        assert_eq!(e.to_string(), "busy (gave up after 1 attempt in 0.0s)");
+    }
+
     #[test]
     fn spooled_uploads_replay_from_the_start() {
         let f = tempfile::tempfile().unwrap();
