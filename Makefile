@@ -13,10 +13,10 @@ all: build
 build:
 	$(CARGO) build --release
 
-# What the tests run besides our binaries: restic (the interop oracle), mandoc, and strace
-# (syscall counts and fault injection).
+# What the tests run besides our binaries: restic (the interop oracle), mandoc, strace
+# (syscall counts and fault injection), rclone and openssl (a REST server, over TLS).
 deps:
-	@missing=""; for c in restic mandoc strace; do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
+	@missing=""; for c in restic mandoc strace rclone openssl; do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing from Debian's packages" >&2; \
 		sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \

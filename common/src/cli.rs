@@ -28,13 +28,38 @@ pub struct RepoArgs {
     pub key_hint: Option<String>,
 }
 
-/// Where the repository is, and nothing else: for the stages that move ciphertext only
-/// (`fetch-pack`, `push`) and so never take a password.
-#[derive(clap::Args, Debug, Clone, Default)]
+/// Where the repository is and how to reach it, and nothing else: for the stages that move
+/// ciphertext only (`fetch-pack`, `push`) and so never take a password.
+#[derive(clap::Args, Clone, Default)]
 pub struct RepoLocation {
-    /// Repository: /path, local:/path
+    /// Repository: /path, local:/path, rest:http(s)://[user:pass@]host:port/path/
     #[arg(short = 'r', long = "repo", env = "RESTIC_REPOSITORY", value_name = "REPOSITORY")]
     pub repo: Option<String>,
+
+    /// Trust the CA certificates in FILE (PEM) instead of the built-in roots; repeatable
+    #[arg(long, env = "RESTIC_CACERT", value_name = "FILE", value_delimiter = ',')]
+    pub cacert: Vec<PathBuf>,
+
+    /// Do not verify the server's TLS certificate (only for testing)
+    #[arg(long)]
+    pub insecure_tls: bool,
+
+    /// Set a backend option (rest.connections=N); repeatable
+    #[arg(short = 'o', long = "option", value_name = "KEY=VALUE")]
+    pub option: Vec<String>,
+}
+
+/// The repository string may hold a password (`rest:https://user:pw@host/`): `Debug` shows it
+/// redacted, as every message does.
+impl std::fmt::Debug for RepoLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RepoLocation")
+            .field("repo", &self.repo.as_deref().map(backend::http::redact))
+            .field("cacert", &self.cacert)
+            .field("insecure_tls", &self.insecure_tls)
+            .field("option", &self.option)
+            .finish()
+    }
 }
 
 impl RepoLocation {
@@ -48,7 +73,19 @@ impl RepoLocation {
 
     /// The backend, without opening the repository.
     pub fn backend(&self) -> Result<Box<dyn Backend>> {
-        backend::open(self.location()?)
+        backend::open(self.location()?, &self.options()?)
+    }
+
+    /// The TLS flags and `-o` options, checked for shape.
+    pub fn options(&self) -> Result<backend::Options> {
+        let mut extended = Vec::new();
+        for o in &self.option {
+            match o.split_once('=') {
+                Some((k, v)) if !k.is_empty() => extended.push((k.to_string(), v.to_string())),
+                _ => return Err(Error::Usage(format!("-o {o}: expected KEY=VALUE"))),
+            }
+        }
+        Ok(backend::Options { cacert: self.cacert.clone(), insecure_tls: self.insecure_tls, extended })
     }
 }
 
@@ -269,6 +306,24 @@ mod tests {
     fn messages_stay_one_line() {
         assert_eq!(one_line("a/b\nc: Permission denied"), "a/b\\nc: Permission denied");
         assert_eq!(one_line("plain"), "plain");
+    }
+
+    #[test]
+    fn repository_passwords_stay_out_of_debug() {
+        let l = RepoLocation {
+            repo: Some("rest:https://me:hunter2@example.org/r/".into()),
+            option: vec!["rest.connections=3".into()],
+            ..RepoLocation::default()
+        };
+        let d = format!("{l:?}");
+        assert!(!d.contains("hunter2") && d.contains("me:***@example.org"), "{d}");
+        assert_eq!(l.options().unwrap().extended, [("rest.connections".to_string(), "3".to_string())]);
+        let bad = RepoLocation { option: vec!["nokey".into()], ..RepoLocation::default() };
+        assert_eq!(bad.options().unwrap_err().exit_code(), 2);
+        let e = backend::open("rest:ftp://me:hunter2@h/", &Default::default()).err().unwrap().to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+        let e = backend::open("s3:https://me:hunter2@h/b", &Default::default()).err().unwrap().to_string();
+        assert!(!e.contains("hunter2"), "{e}");
     }
 
     #[test]

@@ -44,9 +44,10 @@ pub enum Error {
     /// A malformed or unexpected NDJSON record, with its line number.
     #[error("line {line}: {msg}")]
     Record { line: u64, msg: String },
-    /// A backend (local, REST, S3) that failed or answered unexpectedly.
+    /// A backend (local, REST, S3) that failed or answered unexpectedly. A remote "not
+    /// found" is never this: it is an `Io` error of kind `NotFound`, as a missing local file is.
     #[error("{0}")]
-    Backend(String),
+    Backend(Box<Remote>),
     /// The work finished but some items failed; each was reported on its own already.
     #[error("{0}")]
     SomeFailed(String),
@@ -59,6 +60,46 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How a backend failure is to be treated; the retry wrapper retries `Transient` ones only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// The file is not there (HTTP 404, a missing local file).
+    NotFound,
+    /// May succeed if tried again: 5xx, 429, a reset or refused connection, a timeout, a
+    /// body cut short.
+    Transient,
+    /// Will fail the same way again: other 4xx, TLS, authentication, a bad URL.
+    Permanent,
+}
+
+/// A backend failure: its class, the HTTP status when there was one, and how long the
+/// server asked us to wait (`Retry-After`).
+#[derive(Debug)]
+pub struct Remote {
+    pub class: Class,
+    pub status: Option<u16>,
+    pub retry_after: Option<std::time::Duration>,
+    pub msg: String,
+}
+
+impl std::fmt::Display for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+/// The `io::Error` payload of a remote "not found": keeps the HTTP status for [`Error::status`].
+#[derive(Debug)]
+pub struct HttpStatus(pub u16);
+
+impl std::fmt::Display for HttpStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "not found (HTTP {})", self.0)
+    }
+}
+
+impl std::error::Error for HttpStatus {}
 
 impl Error {
     /// The process exit code for this error.
@@ -91,8 +132,46 @@ impl Error {
         Error::Integrity(msg.into())
     }
 
+    /// A permanent backend failure without an HTTP status.
     pub fn backend(msg: impl Into<String>) -> Error {
-        Error::Backend(msg.into())
+        Error::remote(Class::Permanent, None, msg)
+    }
+
+    /// A backend failure of class `class`. `NotFound` becomes an `Io` error of kind
+    /// `NotFound`, so callers test for a missing file the same way for every backend.
+    pub fn remote(class: Class, status: Option<u16>, msg: impl Into<String>) -> Error {
+        let msg = msg.into();
+        if class == Class::NotFound {
+            let source = io::Error::new(io::ErrorKind::NotFound, HttpStatus(status.unwrap_or(404)));
+            return Error::Io { what: msg, source };
+        }
+        Error::Backend(Box::new(Remote { class, status, retry_after: None, msg }))
+    }
+
+    /// The backend class of this error: `NotFound` for a missing file on any backend,
+    /// `Transient`/`Permanent` for remote failures, `None` for everything else.
+    pub fn class(&self) -> Option<Class> {
+        match self {
+            Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => Some(Class::NotFound),
+            Error::Backend(r) => Some(r.class),
+            _ => None,
+        }
+    }
+
+    /// Whether this says a file is missing (locally or remotely).
+    pub fn is_not_found(&self) -> bool {
+        self.class() == Some(Class::NotFound)
+    }
+
+    /// The HTTP status behind this error, if it came from an HTTP answer.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Io { source, .. } => {
+                source.get_ref().and_then(|e| e.downcast_ref::<HttpStatus>()).map(|s| s.0)
+            }
+            Error::Backend(r) => r.status,
+            _ => None,
+        }
     }
 
     /// Prefixes the message with more context (`what: message`), keeping the exit code.
@@ -101,7 +180,10 @@ impl Error {
             Error::Io { what: w, source } => Error::Io { what: format!("{what}: {w}"), source },
             Error::Format(m) => Error::Format(format!("{what}: {m}")),
             Error::Integrity(m) => Error::Integrity(format!("{what}: {m}")),
-            Error::Backend(m) => Error::Backend(format!("{what}: {m}")),
+            Error::Backend(mut r) => {
+                r.msg = format!("{what}: {}", r.msg);
+                Error::Backend(r)
+            }
             Error::Usage(m) => Error::Usage(format!("{what}: {m}")),
             Error::SomeFailed(m) => Error::SomeFailed(format!("{what}: {m}")),
             Error::Locked(m) => Error::Locked(format!("{what}: {m}")),
@@ -152,6 +234,23 @@ mod tests {
         assert_eq!(Error::format("f").exit_code(), 1);
         let e = Error::io("stdout", io::Error::from(io::ErrorKind::BrokenPipe));
         assert_eq!(e.exit_code(), 141);
+    }
+
+    #[test]
+    fn remote_classes() {
+        let nf = Error::remote(Class::NotFound, Some(404), "rest:http://h/: data/ab");
+        assert!(nf.is_not_found());
+        assert_eq!(nf.status(), Some(404));
+        assert!(matches!(&nf, Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound));
+        assert_eq!(nf.to_string(), "rest:http://h/: data/ab: not found (HTTP 404)");
+        let t = Error::remote(Class::Transient, Some(503), "busy").context("pack 12");
+        assert_eq!(t.class(), Some(Class::Transient));
+        assert_eq!(t.status(), Some(503));
+        assert_eq!(t.to_string(), "pack 12: busy");
+        assert_eq!(t.exit_code(), 1);
+        let local = Error::io("/r/config", io::Error::from(io::ErrorKind::NotFound));
+        assert!(local.is_not_found());
+        assert_eq!(local.status(), None);
     }
 
     #[test]

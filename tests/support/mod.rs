@@ -12,6 +12,8 @@
 
 pub mod backup;
 pub mod compare;
+pub mod faulty;
+pub mod rclone;
 pub mod restic;
 pub mod run;
 pub mod sluice;

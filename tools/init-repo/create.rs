@@ -18,7 +18,10 @@ pub fn run(args: &Args) -> Result<()> {
     let version = args.repository_version;
     let pol = if args.copy_chunker_params {
         let from = RepoArgs {
-            location: common::cli::RepoLocation { repo: args.from_repo.clone() },
+            location: common::cli::RepoLocation {
+                repo: args.from_repo.clone(),
+                ..args.repo.location.clone()
+            },
             password_file: args.from_password_file.clone(),
             password_command: args.from_password_command.clone(),
             key_hint: None,
@@ -46,13 +49,9 @@ pub fn run(args: &Args) -> Result<()> {
     // so if anything fails, what this run created goes again.
     let mut key_written = false;
     let made = backend.create().and_then(|()| {
-        backend
-            .write(FileType::Key, &name, &mut &bytes[..], bytes.len() as u64)
-            .context("writing the key")?;
+        backend.write(FileType::Key, &name, &bytes).context("writing the key")?;
         key_written = true;
-        backend
-            .write(FileType::Config, "", &mut &sealed[..], sealed.len() as u64)
-            .context("writing the config")
+        backend.write(FileType::Config, "", &sealed).context("writing the config")
     });
     if let Err(e) = made {
         if key_written {

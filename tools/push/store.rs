@@ -170,7 +170,7 @@ impl Pusher {
                     }
                     if !self.backend.exists(t, &name)? {
                         self.backend
-                            .write(t, &name, &mut &self.buf[..], self.buf.len() as u64)
+                            .write(t, &name, &self.buf)
                             .map_err(|e| at(e.context(format!("{} {}", f.kind, f.id.short()))))?;
                         if t == FileType::Index {
                             self.stored[1] += 1;
@@ -214,7 +214,7 @@ impl Pusher {
             self.check_requires()?;
             if !self.backend.exists(FileType::Snapshot, &name)? {
                 self.backend
-                    .write(FileType::Snapshot, &name, &mut &data[..], data.len() as u64)
+                    .write(FileType::Snapshot, &name, &data)
                     .map_err(|e| e.context(format!("snapshot {}", &name[..8])))?;
             }
             self.stored[2] += 1;

@@ -1,11 +1,25 @@
 //! Where repository files live. Every backend stores the same restic layout (`config`,
 //! `keys/`, `snapshots/`, `index/`, `locks/`, `data/xx/`) behind one trait.
 
-use std::io::Read;
+use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 
+pub mod http;
 pub mod local;
+pub mod rest;
+pub mod retry;
+
+/// How to reach a remote repository: restic's TLS flags and `-o key=value` options.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// PEM files of the CAs to trust instead of the built-in roots (`--cacert`).
+    pub cacert: Vec<PathBuf>,
+    /// Skip certificate verification (`--insecure-tls`), only when asked.
+    pub insecure_tls: bool,
+    /// `-o key=value` pairs, in order; each backend takes those of its prefix (`rest.`).
+    pub extended: Vec<(String, String)>,
+}
 
 /// The kinds of repository file; each has its own directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -50,7 +64,7 @@ pub struct Entry {
 
 /// A place that holds a repository.
 pub trait Backend: Send + Sync {
-    /// The repository location, for messages.
+    /// The repository location, for messages: never with a password in it.
     fn location(&self) -> &str;
     /// Whether the file exists.
     fn exists(&self, t: FileType, name: &str) -> Result<bool>;
@@ -62,8 +76,9 @@ pub trait Backend: Send + Sync {
     fn read_range(&self, t: FileType, name: &str, offset: u64, len: u64, buf: &mut Vec<u8>) -> Result<()>;
     /// The size of a file.
     fn size(&self, t: FileType, name: &str) -> Result<u64>;
-    /// Stores a file atomically: it appears under its name only once complete.
-    fn write(&self, t: FileType, name: &str, data: &mut dyn Read, len: u64) -> Result<()>;
+    /// Stores a file atomically: it appears under its name only once complete. A slice, so a
+    /// remote backend can send it again after a failure.
+    fn write(&self, t: FileType, name: &str, data: &[u8]) -> Result<()>;
     /// Removes a file.
     fn remove(&self, t: FileType, name: &str) -> Result<()>;
     /// Starts a new file of type `t` whose name is known only at the end (a pack, named by
@@ -87,15 +102,21 @@ pub trait Upload: std::io::Write {
     fn commit(self: Box<Self>, name: &str) -> Result<()>;
 }
 
-/// Opens the backend a repository string names: `/path`, `local:/path` (more to come).
-pub fn open(repo: &str) -> Result<Box<dyn Backend>> {
+/// Opens the backend a repository string names: `/path`, `local:/path`,
+/// `rest:http(s)://[user:password@]host[:port]/path/`.
+pub fn open(repo: &str, opts: &Options) -> Result<Box<dyn Backend>> {
     if let Some(path) = repo.strip_prefix("local:") {
         return Ok(Box::new(local::Local::new(path)));
     }
-    for scheme in ["rest:", "s3:", "sftp:", "b2:", "azure:", "gs:", "swift:", "rclone:"] {
+    if let Some(url) = repo.strip_prefix("rest:") {
+        let policy = retry::Policy::from_env()?;
+        return Ok(Box::new(retry::Retrying::new(rest::Rest::new(url, opts)?, policy)));
+    }
+    for scheme in ["s3:", "sftp:", "b2:", "azure:", "gs:", "swift:", "rclone:"] {
         if repo.starts_with(scheme) {
             return Err(Error::Usage(format!(
-                "repository {repo}: the {} backend is not supported yet",
+                "repository {}: the {} backend is not supported yet",
+                http::redact(repo),
                 scheme.trim_end_matches(':')
             )));
         }

@@ -1,0 +1,254 @@
+//! What every HTTP backend shares: the ureq agent (TLS verified by default, a private CA with
+//! `--cacert`, no verification only with `--insecure-tls`), URLs whose credentials are kept
+//! apart and redacted from every message, and the classing of answers and failures.
+
+use std::time::{Duration, SystemTime};
+
+use ureq::tls::{RootCerts, TlsConfig};
+
+use super::Options;
+use crate::error::{Class, Error, Result};
+
+/// An `Authorization` header value. Its `Debug` shows nothing of it.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// An `http(s)://[user[:password]@]host[:port]/path/` URL taken apart.
+#[derive(Debug, Clone)]
+pub struct Url {
+    /// `scheme://host:port/path/`, without credentials, always ending in `/`.
+    pub base: String,
+    /// The URL for messages: the password replaced by `***`.
+    pub redacted: String,
+    /// `Basic …` from the user and password, if the URL had them.
+    pub auth: Option<Secret>,
+}
+
+impl Url {
+    /// Parses `s`. Errors never repeat the password.
+    pub fn parse(s: &str) -> Result<Url> {
+        let bad = |why: &str| Error::Usage(format!("{}: {why}", redact(s)));
+        let (scheme, rest) = s.split_once("://").ok_or_else(|| bad("not an http:// or https:// URL"))?;
+        if scheme != "http" && scheme != "https" {
+            return Err(bad("not an http:// or https:// URL"));
+        }
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let (userinfo, host) = match authority.rfind('@') {
+            Some(i) => (Some(&authority[..i]), &authority[i + 1..]),
+            None => (None, authority),
+        };
+        if host.is_empty() {
+            return Err(bad("no host"));
+        }
+        let path = if path.ends_with('/') { path.to_string() } else { format!("{path}/") };
+        let base = format!("{scheme}://{host}{path}");
+        base.parse::<ureq::http::Uri>().map_err(|_| bad("not a valid URL"))?;
+        let (auth, redacted) = match userinfo {
+            None => (None, base.clone()),
+            Some(ui) => {
+                let (user, pass) = match ui.split_once(':') {
+                    Some((u, p)) => (u, Some(p)),
+                    None => (ui, None),
+                };
+                let user = percent_decode(user).ok_or_else(|| bad("bad %-escape in the user name"))?;
+                let pass = match pass {
+                    Some(p) => percent_decode(p).ok_or_else(|| bad("bad %-escape in the password"))?,
+                    None => String::new(),
+                };
+                use base64::Engine;
+                let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+                let shown = if ui.contains(':') {
+                    format!("{}:***", ui.split(':').next().unwrap_or(""))
+                } else {
+                    ui.to_string()
+                };
+                (Some(Secret(format!("Basic {token}"))), format!("{scheme}://{shown}@{host}{path}"))
+            }
+        };
+        Ok(Url { base, redacted, auth })
+    }
+}
+
+/// `s` with the password of any `scheme://user:password@` in it replaced by `***`.
+pub fn redact(s: &str) -> String {
+    let Some(start) = s.find("://").map(|i| i + 3) else { return s.to_string() };
+    let end = s[start..].find('/').map_or(s.len(), |i| start + i);
+    let Some(at) = s[start..end].rfind('@').map(|i| start + i) else { return s.to_string() };
+    match s[start..at].find(':') {
+        Some(c) => format!("{}***{}", &s[..start + c + 1], &s[at..]),
+        None => s.to_string(),
+    }
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let h = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(h, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The agent for one backend: statuses are ours to class, not errors; connect and per-read
+/// timeouts so a dead peer becomes a transient failure instead of a hang.
+pub fn agent(opts: &Options) -> Result<ureq::Agent> {
+    let mut tls = TlsConfig::builder();
+    if opts.insecure_tls {
+        tls = tls.disable_verification(true);
+    } else if !opts.cacert.is_empty() {
+        // As restic does: the given CAs replace the built-in roots.
+        let mut certs = Vec::new();
+        for path in &opts.cacert {
+            let pem =
+                std::fs::read(path).map_err(|e| Error::io(format!("--cacert {}", path.display()), e))?;
+            let before = certs.len();
+            for item in ureq::tls::parse_pem(&pem) {
+                if let Ok(ureq::tls::PemItem::Certificate(c)) = item {
+                    certs.push(c);
+                }
+            }
+            if certs.len() == before {
+                return Err(Error::Usage(format!("--cacert {}: no PEM certificate in it", path.display())));
+            }
+        }
+        tls = tls.root_certs(RootCerts::new_with_certs(&certs));
+    }
+    let config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .tls_config(tls.build())
+        .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
+        .timeout_connect(Some(Duration::from_secs(30)))
+        .timeout_per_read(Some(Duration::from_secs(60)))
+        .timeout_per_write(Some(Duration::from_secs(60)))
+        .max_redirects(0)
+        .build();
+    Ok(config.new_agent())
+}
+
+/// The class of an HTTP status that is not a success.
+pub fn class_of(status: u16) -> Class {
+    match status {
+        404 | 410 => Class::NotFound,
+        408 | 425 | 429 | 500..=599 => Class::Transient,
+        _ => Class::Permanent,
+    }
+}
+
+/// The error for a response with a failing status, about `what` (a redacted location and
+/// path). `Retry-After` is kept for the retry wrapper.
+pub fn status_error(resp: &ureq::http::Response<ureq::Body>, what: &str) -> Error {
+    let status = resp.status();
+    let code = status.as_u16();
+    let class = class_of(code);
+    let reason = status.canonical_reason().unwrap_or("");
+    let hint = match code {
+        401 => " (wrong user or password in the repository URL?)",
+        403 => " (not allowed: wrong credentials, or an append-only server?)",
+        _ => "",
+    };
+    let mut e = Error::remote(class, Some(code), format!("{what}: HTTP {code} {reason}{hint}"));
+    if let Error::Backend(r) = &mut e {
+        r.retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| super::retry::parse_retry_after(v, SystemTime::now()));
+    }
+    e
+}
+
+/// The error for a request that got no answer.
+pub fn transport_error(e: ureq::Error, what: &str) -> Error {
+    use ureq::Error as U;
+    let (class, why) = match &e {
+        // rustls reports a failed handshake (an unknown CA, plain HTTP on the other end) as
+        // InvalidData: that fails the same way every time.
+        U::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => (
+            Class::Permanent,
+            format!("TLS: {io} (for a private CA use --cacert FILE; --insecure-tls skips verification)"),
+        ),
+        U::Io(io) => (Class::Transient, io_reason(io)),
+        U::Timeout(t) => (Class::Transient, format!("timed out ({t})")),
+        U::ConnectionFailed => (Class::Transient, "connection failed".into()),
+        U::Protocol(p) => (Class::Transient, format!("HTTP protocol error: {p}")),
+        U::HostNotFound => (Class::Permanent, "host not found".into()),
+        U::Tls(_) | U::Pem(_) | U::Rustls(_) => (
+            Class::Permanent,
+            format!("TLS: {e} (for a private CA use --cacert FILE; --insecure-tls skips verification)"),
+        ),
+        _ => (Class::Permanent, e.to_string()),
+    };
+    Error::remote(class, None, format!("{what}: {}", redact(&why)))
+}
+
+/// The error for a body that failed part-way: always worth another try.
+pub fn body_error(e: std::io::Error, what: &str) -> Error {
+    Error::remote(Class::Transient, None, format!("{what}: reading the answer: {}", redact(&io_reason(&e))))
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::ConnectionRefused => "connection refused (is the server running?)".into(),
+        K::ConnectionReset => "connection reset".into(),
+        K::UnexpectedEof => "connection closed before the answer was complete".into(),
+        _ => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_stay_out_of_sight() {
+        let u = Url::parse("https://alice:s%40cret@example.org:8000/repo").unwrap();
+        assert_eq!(u.base, "https://example.org:8000/repo/");
+        assert_eq!(u.redacted, "https://alice:***@example.org:8000/repo/");
+        assert_eq!(u.auth.as_ref().unwrap().expose(), "Basic YWxpY2U6c0BjcmV0");
+        let dbg = format!("{u:?}");
+        assert!(
+            !dbg.contains("s%40cret") && !dbg.contains("s@cret") && !dbg.contains("YWxpY2U6c0BjcmV0"),
+            "{dbg}"
+        );
+        assert_eq!(redact("rest:http://u:pw@h:1/x/y"), "rest:http://u:***@h:1/x/y");
+        assert_eq!(redact("rest:http://h:1/a@b"), "rest:http://h:1/a@b");
+        assert_eq!(redact("rest:http://u@h/"), "rest:http://u@h/");
+        let e = Url::parse("ftp://u:topsecret@h/").unwrap_err().to_string();
+        assert!(!e.contains("topsecret"), "{e}");
+        let plain = Url::parse("http://127.0.0.1:8000").unwrap();
+        assert_eq!((plain.base.as_str(), plain.auth.is_none()), ("http://127.0.0.1:8000/", true));
+    }
+
+    #[test]
+    fn statuses_have_classes() {
+        assert_eq!(class_of(404), Class::NotFound);
+        assert_eq!(class_of(503), Class::Transient);
+        assert_eq!(class_of(429), Class::Transient);
+        assert_eq!(class_of(401), Class::Permanent);
+        assert_eq!(class_of(400), Class::Permanent);
+    }
+}
