@@ -52,6 +52,8 @@ fn lock_names(r: &Restic) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(r.repo.join("locks"))
         .map(|rd| rd.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default();
+    // Lock files only: not a lock being written under its temporary name.
+    v.retain(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()));
     v.sort();
     v
 }
