@@ -9,6 +9,7 @@ pub mod http;
 pub mod local;
 pub mod rest;
 pub mod retry;
+pub mod sigv4;
 
 /// How to reach a remote repository: restic's TLS flags and `-o key=value` options.
 #[derive(Debug, Clone, Default)]
