@@ -13,6 +13,7 @@
 pub mod backup;
 pub mod compare;
 pub mod faulty;
+pub mod moto;
 pub mod rclone;
 pub mod restic;
 pub mod run;
