@@ -196,7 +196,9 @@ fn missing_bucket_exits_10() {
 #[test]
 fn usage_errors() {
     credentials();
-    let cases: [(&str, &[(&str, &str)], &str); 4] = [
+    // The repository (and flags), extra environment, and what the one line must say.
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 4] = [
         ("s3:http://127.0.0.1:9/", &[], "no bucket"),
         ("s3:http://AKIA:pw-in-url-Kk2@127.0.0.1:9/b", &[], "credentials do not belong"),
         ("s3:http://127.0.0.1:9/b", &[("AWS_SECRET_ACCESS_KEY", "")], "no credentials"),
