@@ -165,15 +165,16 @@ fn wrong_credentials_are_one_line() {
         assert_eq!(res.codes(), [1], "{name}:\n{}", res.report());
         let line = one_line(&res.stderrs[0], name);
         assert!(line.contains("403"), "{name}: {line}");
+        assert!(line.contains("SignatureDoesNotMatch"), "{name}: {line}");
         assert!(line.contains("AWS_SECRET_ACCESS_KEY"), "{name}: the line should say what to check: {line}");
         no_secret(&res, name, &[wrong, &secret]);
         assert!(t0.elapsed() < Duration::from_secs(20), "{name}: a 403 was retried");
     }
-    // An unknown key id is named as such (a GET has a body with S3's error code).
+    // An unknown key id is named as such.
     let res = with("AKIANOSUCHKEY", &secret, "walk", &["latest"]);
     assert_eq!(res.codes(), [1], "{}", res.report());
     let line = one_line(&res.stderrs[0], "walk");
-    assert!(line.contains("403"), "{line}");
+    assert!(line.contains("403 InvalidAccessKeyId"), "{line}");
     no_secret(&res, "unknown key", &[&secret]);
 }
 

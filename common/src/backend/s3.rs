@@ -304,7 +304,19 @@ impl S3 {
 
     fn head(&self, t: FileType, name: &str) -> Result<ureq::http::Response<ureq::Body>> {
         let k = self.key(t, name);
-        self.send("HEAD", Some(&k), &[], &[], &[], None, &self.what(&t.path(name)))
+        let what = self.what(&t.path(name));
+        match self.send("HEAD", Some(&k), &[], &[], &[], None, &what) {
+            // The answer to a HEAD has no body, so no S3 error code: a refusal says only
+            // "403". One GET of the first byte asks again to learn why (a wrong secret, an
+            // unknown key id, a bad token), and that is the error reported.
+            Err(e) if matches!(e.status(), Some(400 | 403)) => {
+                match self.send("GET", Some(&k), &[], &[("range", "bytes=0-0")], &[], None, &what) {
+                    Err(why) if why.status() == e.status() => Err(why),
+                    _ => Err(e),
+                }
+            }
+            other => other,
+        }
     }
 }
 
