@@ -1,6 +1,7 @@
 //! A real S3 server for the tests: `moto_server` (PyPI `moto[server]`) on 127.0.0.1, on a free
 //! port, over HTTP or HTTPS, killed when dropped. It is found as `$SLUICE_MOTO` if set, else
-//! `target/venv/bin/moto_server`, the virtualenv `.ci/run` creates.
+//! `target/venv/bin/moto_server`, the virtualenv `.ci/run` creates (either way with a `python`
+//! beside it that has boto3, as in any virtualenv moto was installed into).
 //!
 //! Without authentication (moto's default) any credentials are accepted. With
 //! [`MotoOpts::auth`] every request must be signed by an access key that moto's IAM knows:
