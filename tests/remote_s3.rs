@@ -268,3 +268,67 @@ fn https_with_a_private_ca() {
     assert!(t0.elapsed() < Duration::from_secs(20), "a TLS failure was retried: {:?}", t0.elapsed());
     no_secret(&refused, "TLS refused", &[]);
 }
+
+#[test]
+fn the_backend_on_its_own() {
+    // The S3 backend through the retry wrapper, as every tool uses it, against moto: restic's
+    // layout, listings over several pages, ranges, a missing object that looks like a missing
+    // local file.
+    use common::backend::retry::{Policy, Retrying};
+    use common::backend::s3::S3;
+    use common::backend::{Backend, FileType, Options};
+    credentials();
+    let server = Moto::start(&MotoOpts::default());
+    let repo = server.url("pages/pre/fix").strip_prefix("s3:").unwrap().to_string();
+    let s3 = S3::new(&repo, &Options::default()).unwrap().with_list_page(3);
+    let dbg = format!("{s3:?}");
+    assert!(!dbg.contains(SECRET) && !dbg.contains(TOKEN) && dbg.contains(ACCESS_KEY), "{dbg}");
+    let b = Retrying::new(s3, Policy::default());
+    b.create().unwrap();
+    assert!(!b.exists(FileType::Config, "").unwrap());
+    b.write(FileType::Config, "", b"config bytes").unwrap();
+    assert!(b.exists(FileType::Config, "").unwrap());
+    assert_eq!(b.create().unwrap_err().exit_code(), 2, "create over a config");
+
+    let ids: Vec<String> = (0..8u8).map(|i| hex::encode([i * 17; 32])).collect();
+    for (i, id) in ids.iter().enumerate() {
+        b.write(FileType::Pack, id, &vec![i as u8; 100 + i]).unwrap();
+    }
+    b.write(FileType::Key, &ids[0], b"key").unwrap();
+    b.write(FileType::Key, "not-an-id", b"ignored").unwrap();
+    let mut listed = b.list(FileType::Pack).unwrap();
+    listed.sort_by(|a, b| a.name.cmp(&b.name));
+    let want: Vec<(String, u64)> =
+        ids.iter().enumerate().map(|(i, id)| (id.clone(), 100 + i as u64)).collect();
+    assert_eq!(listed.into_iter().map(|e| (e.name, e.size)).collect::<Vec<_>>(), want);
+    assert_eq!(b.list(FileType::Key).unwrap().len(), 1);
+    assert!(b.list(FileType::Snapshot).unwrap().is_empty());
+
+    // Packs are under data/XX/ as restic keeps them: restic's own listing shows them there.
+    assert_eq!(b.size(FileType::Pack, &ids[5]).unwrap(), 105);
+    let mut buf = Vec::new();
+    b.read_range(FileType::Pack, &ids[5], 100, 5, &mut buf).unwrap();
+    assert_eq!(buf, [5u8; 5]);
+    let missing = hex::encode([0xeeu8; 32]);
+    let e = b.read(FileType::Pack, &missing).unwrap_err();
+    assert!(e.is_not_found(), "{e}");
+    assert!(b.size(FileType::Pack, &missing).unwrap_err().is_not_found());
+    b.remove(FileType::Pack, &ids[0]).unwrap();
+    b.remove(FileType::Pack, &ids[0]).unwrap();
+    assert_eq!(b.list(FileType::Pack).unwrap().len(), 7);
+    assert!(!b.location().contains(SECRET));
+}
+
+#[test]
+fn dead_server_gives_up_within_the_limit() {
+    let td = tempdir();
+    let port = support::rclone::free_port();
+    let r = remote(&td.path().join("r"), format!("s3:http://127.0.0.1:{port}/bucket"));
+    let t0 = Instant::now();
+    let res = Pipeline::new().stage(tool(&r, "snapshots", &[])).env("SLUICE_RETRY_TIMEOUT", "2").run();
+    assert_eq!(res.codes(), [1], "{}", res.report());
+    let line = one_line(&res.stderrs[0], "snapshots");
+    assert!(line.contains("connection refused") && line.contains("gave up after"), "{line}");
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    no_secret(&res, "dead server", &[]);
+}

@@ -51,6 +51,8 @@ pub struct S3 {
     lookup: Lookup,
     /// `s3:` and the repository string as given (it has no credentials in it).
     location: String,
+    /// `max-keys` of one ListObjectsV2 page; `None` leaves it to the server (1000 on AWS).
+    list_page: Option<usize>,
 }
 
 impl std::fmt::Debug for S3 {
@@ -173,7 +175,15 @@ impl S3 {
             bucket: p.bucket,
             prefix: p.prefix,
             lookup,
+            list_page: None,
         })
+    }
+
+    /// Lists at most `n` objects per request, so that tests see continuation tokens with a
+    /// handful of objects.
+    pub fn with_list_page(mut self, n: usize) -> S3 {
+        self.list_page = Some(n.max(1));
+        self
     }
 
     /// The object name of a repository file (`PREFIX/data/ab/abcd...`).
@@ -428,7 +438,11 @@ impl Remote for S3 {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
+            let page = self.list_page.map(|n| n.to_string());
             let mut query = vec![("list-type", "2"), ("prefix", prefix.as_str())];
+            if let Some(n) = &page {
+                query.push(("max-keys", n));
+            }
             if let Some(t) = &token {
                 query.push(("continuation-token", t));
             }
