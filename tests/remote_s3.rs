@@ -304,7 +304,7 @@ fn the_backend_on_its_own() {
     assert_eq!(b.list(FileType::Key).unwrap().len(), 1);
     assert!(b.list(FileType::Snapshot).unwrap().is_empty());
 
-    // Packs are under data/XX/ as restic keeps them: restic's own listing shows them there.
+    // (That packs are under data/XX/ as restic keeps them, restic check proves elsewhere.)
     assert_eq!(b.size(FileType::Pack, &ids[5]).unwrap(), 105);
     let mut buf = Vec::new();
     b.read_range(FileType::Pack, &ids[5], 100, 5, &mut buf).unwrap();

@@ -109,6 +109,20 @@ fn parse(s: &str) -> Result<Parsed> {
     })
 }
 
+/// The endpoint to send requests to and how to name the bucket: AWS by the bucket's host
+/// name (unless a dot in the bucket would break the wildcard certificate) at the region's
+/// endpoint, any other server by path, as restic does; `lookup` overrides.
+fn addressing(p: &Parsed, region: &str, lookup: Option<Lookup>) -> (String, Lookup) {
+    let aws = p.endpoint == "s3.amazonaws.com" || p.endpoint.ends_with(".amazonaws.com");
+    let lookup = lookup.unwrap_or(if aws && !p.bucket.contains('.') { Lookup::Dns } else { Lookup::Path });
+    let endpoint = if p.endpoint == "s3.amazonaws.com" && region != DEFAULT_REGION {
+        format!("s3.{region}.amazonaws.com")
+    } else {
+        p.endpoint.clone()
+    };
+    (endpoint, lookup)
+}
+
 fn env_nonempty(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
@@ -142,16 +156,7 @@ impl S3 {
             }
         }
         let region = region.unwrap_or_else(|| DEFAULT_REGION.to_string());
-        let aws = p.endpoint == "s3.amazonaws.com" || p.endpoint.ends_with(".amazonaws.com");
-        // As restic does: AWS by its bucket host name (unless a dot in the bucket would break
-        // the wildcard certificate), any other server by path.
-        let lookup =
-            lookup.unwrap_or(if aws && !p.bucket.contains('.') { Lookup::Dns } else { Lookup::Path });
-        let endpoint = if p.endpoint == "s3.amazonaws.com" && region != DEFAULT_REGION {
-            format!("s3.{region}.amazonaws.com")
-        } else {
-            p.endpoint.clone()
-        };
+        let (endpoint, lookup) = addressing(&p, &region, lookup);
         let (Some(access_key_id), Some(secret)) =
             (env_nonempty(ACCESS_KEY_ENV), env_nonempty(SECRET_KEY_ENV))
         else {
@@ -612,6 +617,53 @@ mod tests {
         let e = parse("https://AKID:topsecret@h/b").unwrap_err().to_string();
         assert!(!e.contains("topsecret") && e.contains("AWS_ACCESS_KEY_ID"), "{e}");
         assert_eq!(parse("ftp://h/b").unwrap_err().exit_code(), 2);
+    }
+
+    fn backend(repo: &str, region: &str, lookup: Option<Lookup>) -> S3 {
+        let p = parse(repo).unwrap();
+        let (endpoint, lookup) = addressing(&p, region, lookup);
+        S3 {
+            agent: http::agent(&Options::default()).unwrap(),
+            creds: Credentials {
+                access_key_id: "AKID".into(),
+                secret: SecretKey::new("top-secret-key"),
+                session_token: Some(SecretKey::new("top-secret-token")),
+            },
+            region: region.into(),
+            scheme: p.scheme,
+            location: format!("s3:{repo}"),
+            endpoint,
+            bucket: p.bucket,
+            prefix: p.prefix,
+            lookup,
+            list_page: None,
+        }
+    }
+
+    #[test]
+    fn buckets_by_path_or_host_name() {
+        let aws = backend("s3.amazonaws.com/bkt/pre", "us-east-1", None);
+        assert_eq!(
+            aws.target(Some(&aws.key(FileType::Pack, "abcd"))),
+            ("bkt.s3.amazonaws.com".into(), "/pre/data/ab/abcd".into())
+        );
+        assert_eq!(aws.target(None), ("bkt.s3.amazonaws.com".into(), "/".into()));
+        let eu = backend("s3.amazonaws.com/bkt", "eu-west-1", None);
+        assert_eq!(
+            eu.target(Some(&eu.key(FileType::Config, ""))),
+            ("bkt.s3.eu-west-1.amazonaws.com".into(), "/config".into())
+        );
+        let dotted = backend("s3.amazonaws.com/my.bkt", "us-east-1", None);
+        assert_eq!(dotted.target(None), ("s3.amazonaws.com".into(), "/my.bkt/".into()));
+        let local = backend("http://127.0.0.1:9000/bkt/a b", "us-east-1", None);
+        assert_eq!(
+            local.target(Some(&local.key(FileType::Key, "k"))),
+            ("127.0.0.1:9000".into(), "/bkt/a%20b/keys/k".into())
+        );
+        let forced = backend("http://minio.lan:9000/bkt", "us-east-1", Some(Lookup::Dns));
+        assert_eq!(forced.target(None), ("bkt.minio.lan:9000".into(), "/".into()));
+        let d = format!("{aws:?}");
+        assert!(!d.contains("top-secret") && d.contains("AKID"), "{d}");
     }
 
     #[test]
