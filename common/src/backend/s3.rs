@@ -299,6 +299,7 @@ impl S3 {
             "InvalidAccessKeyId" => format!(" (the server does not know this {ACCESS_KEY_ENV})"),
             "InvalidToken" | "ExpiredToken" => format!(" ({SESSION_TOKEN_ENV} is invalid or expired)"),
             "AccessDenied" => " (the credentials are not allowed to do this)".into(),
+            "RequestTimeTooSkewed" => " (this machine's clock is off: signatures carry the time)".into(),
             "NoSuchBucket" => format!(" (bucket {} does not exist)", self.bucket),
             "AuthorizationHeaderMalformed" | "PermanentRedirect" => {
                 format!(" (wrong region {}? set -o s3.region=REGION or {REGION_ENV})", self.region)
