@@ -176,6 +176,26 @@ fn wrong_credentials_are_one_line() {
     let line = one_line(&res.stderrs[0], "walk");
     assert!(line.contains("403 InvalidAccessKeyId"), "{line}");
     no_secret(&res, "unknown key", &[&secret]);
+
+    // Temporary credentials: the session token is sent and signed.
+    let (tid, tsecret, token) = server.session.clone().unwrap();
+    let with_token = |tok: &str, name: &str, args: &[&str]| {
+        Pipeline::new()
+            .stage(tool(&r, name, args))
+            .env("AWS_ACCESS_KEY_ID", &tid)
+            .env("AWS_SECRET_ACCESS_KEY", &tsecret)
+            .env("AWS_SESSION_TOKEN", tok)
+            .run()
+    };
+    let ok = with_token(&token, "snapshots", &[]);
+    ok.assert_ok();
+    no_secret(&ok, "with a session token", &[&tsecret, &token]);
+    let bad_token = "not-the-token-Yy19";
+    let res = with_token(bad_token, "walk", &["latest"]);
+    assert_eq!(res.codes(), [1], "{}", res.report());
+    let line = one_line(&res.stderrs[0], "walk");
+    assert!(line.contains("InvalidToken") && line.contains("AWS_SESSION_TOKEN"), "{line}");
+    no_secret(&res, "wrong session token", &[&tsecret, &token, bad_token]);
 }
 
 #[test]

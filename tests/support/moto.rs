@@ -5,8 +5,9 @@
 //!
 //! Without authentication (moto's default) any credentials are accepted. With
 //! [`MotoOpts::auth`] every request must be signed by an access key that moto's IAM knows:
-//! the server is started with `INITIAL_NO_AUTH_ACTION_COUNT=3` and those three free actions
-//! create a user, give it every permission and make its access key.
+//! the server is started with `INITIAL_NO_AUTH_ACTION_COUNT=6` and those six free actions
+//! create a user with every permission and its access key, and a role with every permission
+//! assumed once for temporary credentials (a session token).
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -42,6 +43,8 @@ pub struct Moto {
     https: bool,
     /// With [`MotoOpts::auth`]: the access key id and secret moto's IAM made.
     pub key: Option<(String, String)>,
+    /// With [`MotoOpts::auth`]: temporary credentials (key id, secret, session token).
+    pub session: Option<(String, String, String)>,
 }
 
 impl Moto {
@@ -62,16 +65,16 @@ impl Moto {
                 c.arg("-s").arg("-c").arg(&t.cert).arg("-k").arg(&t.key);
             }
             if opts.auth {
-                c.env("INITIAL_NO_AUTH_ACTION_COUNT", "3");
+                c.env("INITIAL_NO_AUTH_ACTION_COUNT", "6");
             }
             c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
             let mut child = c.spawn().unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
             let t0 = Instant::now();
             while t0.elapsed() < Duration::from_secs(30) {
                 if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    let mut m = Moto { child, port, https: opts.tls.is_some(), key: None };
+                    let mut m = Moto { child, port, https: opts.tls.is_some(), key: None, session: None };
                     if opts.auth {
-                        m.key = Some(m.make_user());
+                        m.make_identities();
                     }
                     return m;
                 }
@@ -91,18 +94,27 @@ impl Moto {
         format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
-    /// Makes an IAM user allowed everything and returns its access key id and secret, with
-    /// boto3 from moto's own virtualenv (three actions, all before authentication starts).
-    fn make_user(&self) -> (String, String) {
+    /// Makes an IAM user and a role, both allowed everything, with boto3 from moto's own
+    /// virtualenv (six actions, all before authentication starts); keeps the user's access key
+    /// and the role's temporary credentials.
+    fn make_identities(&mut self) {
         let python = moto_bin().with_file_name("python");
         let script = "import boto3, json, sys\n\
-            iam = boto3.client('iam', endpoint_url=sys.argv[1], region_name='us-east-1',\n\
+            kw = dict(endpoint_url=sys.argv[1], region_name='us-east-1',\n\
                 aws_access_key_id='setup', aws_secret_access_key='setup')\n\
+            iam, sts = boto3.client('iam', **kw), boto3.client('sts', **kw)\n\
+            allow = json.dumps({'Version': '2012-10-17',\n\
+                'Statement': [{'Effect': 'Allow', 'Action': '*', 'Resource': '*'}]})\n\
             iam.create_user(UserName='sluice')\n\
-            iam.put_user_policy(UserName='sluice', PolicyName='all', PolicyDocument=json.dumps(\n\
-                {'Version': '2012-10-17', 'Statement': [{'Effect': 'Allow', 'Action': '*', 'Resource': '*'}]}))\n\
+            iam.put_user_policy(UserName='sluice', PolicyName='all', PolicyDocument=allow)\n\
             k = iam.create_access_key(UserName='sluice')['AccessKey']\n\
-            print(k['AccessKeyId'], k['SecretAccessKey'])\n";
+            trust = json.dumps({'Version': '2012-10-17', 'Statement': [{'Effect': 'Allow',\n\
+                'Principal': {'AWS': '*'}, 'Action': 'sts:AssumeRole'}]})\n\
+            arn = iam.create_role(RoleName='r', AssumeRolePolicyDocument=trust)['Role']['Arn']\n\
+            iam.put_role_policy(RoleName='r', PolicyName='all', PolicyDocument=allow)\n\
+            c = sts.assume_role(RoleArn=arn, RoleSessionName='sluice')['Credentials']\n\
+            print(k['AccessKeyId'], k['SecretAccessKey'])\n\
+            print(c['AccessKeyId'], c['SecretAccessKey'], c['SessionToken'])\n";
         let out = Command::new(&python)
             .arg("-c")
             .arg(script)
@@ -112,8 +124,10 @@ impl Moto {
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
         assert!(out.status.success(), "IAM setup on moto: {}", String::from_utf8_lossy(&out.stderr));
         let s = String::from_utf8(out.stdout).unwrap();
-        let mut it = s.split_whitespace();
-        (it.next().unwrap().to_string(), it.next().unwrap().to_string())
+        let w: Vec<&str> = s.split_whitespace().collect();
+        assert_eq!(w.len(), 5, "IAM setup on moto printed {s:?}");
+        self.key = Some((w[0].into(), w[1].into()));
+        self.session = Some((w[2].into(), w[3].into(), w[4].into()));
     }
 
     /// `s3:http(s)://127.0.0.1:PORT/bucket/prefix`.
