@@ -32,7 +32,8 @@ pub struct RepoArgs {
 /// ciphertext only (`fetch-pack`, `push`) and so never take a password.
 #[derive(clap::Args, Clone, Default)]
 pub struct RepoLocation {
-    /// Repository: /path, local:/path, rest:http(s)://[user:pass@]host:port/path/
+    /// Repository: /path, local:/path, rest:http(s)://[user:pass@]host:port/path/,
+    /// s3:http(s)://host[:port]/bucket[/prefix]
     #[arg(short = 'r', long = "repo", env = "RESTIC_REPOSITORY", value_name = "REPOSITORY")]
     pub repo: Option<String>,
 
@@ -44,7 +45,7 @@ pub struct RepoLocation {
     #[arg(long)]
     pub insecure_tls: bool,
 
-    /// Set a backend option (rest.connections=N); repeatable
+    /// Set a backend option (rest.connections=N, s3.region=R, s3.bucket-lookup=path|dns); repeatable
     #[arg(short = 'o', long = "option", value_name = "KEY=VALUE")]
     pub option: Vec<String>,
 }

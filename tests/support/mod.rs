@@ -5,7 +5,8 @@
 //! * [`Restic`] drives the real `restic` binary, the reference implementation,
 //! * [`pipeline`] / [`Pipeline`] run our binaries as real processes joined by pipes,
 //! * [`restore_pipeline`] and friends run sluice's restore against a restic repository,
-//! * [`backup`] drives init-repo and the backup pipeline `chunk | pack | push`.
+//! * [`backup`] drives init-repo and the backup pipeline `chunk | pack | push`,
+//! * [`rclone`] and [`moto`] start real REST and S3 servers on 127.0.0.1.
 //!
 //! Each test crate uses only part of this, hence the `dead_code` allowance.
 #![allow(dead_code, unused_imports)]
@@ -13,6 +14,7 @@
 pub mod backup;
 pub mod compare;
 pub mod faulty;
+pub mod moto;
 pub mod rclone;
 pub mod restic;
 pub mod run;

@@ -9,6 +9,8 @@ pub mod http;
 pub mod local;
 pub mod rest;
 pub mod retry;
+pub mod s3;
+pub mod sigv4;
 
 /// How to reach a remote repository: restic's TLS flags and `-o key=value` options.
 #[derive(Debug, Clone, Default)]
@@ -103,7 +105,8 @@ pub trait Upload: std::io::Write {
 }
 
 /// Opens the backend a repository string names: `/path`, `local:/path`,
-/// `rest:http(s)://[user:password@]host[:port]/path/`.
+/// `rest:http(s)://[user:password@]host[:port]/path/`, `s3:http(s)://host[:port]/bucket[/prefix]`,
+/// `s3:s3.amazonaws.com/bucket[/prefix]`.
 pub fn open(repo: &str, opts: &Options) -> Result<Box<dyn Backend>> {
     if let Some(path) = repo.strip_prefix("local:") {
         return Ok(Box::new(local::Local::new(path)));
@@ -112,7 +115,11 @@ pub fn open(repo: &str, opts: &Options) -> Result<Box<dyn Backend>> {
         let policy = retry::Policy::from_env()?;
         return Ok(Box::new(retry::Retrying::new(rest::Rest::new(url, opts)?, policy)));
     }
-    for scheme in ["s3:", "sftp:", "b2:", "azure:", "gs:", "swift:", "rclone:"] {
+    if let Some(rest) = repo.strip_prefix("s3:") {
+        let policy = retry::Policy::from_env()?;
+        return Ok(Box::new(retry::Retrying::new(s3::S3::new(rest, opts)?, policy)));
+    }
+    for scheme in ["sftp:", "b2:", "azure:", "gs:", "swift:", "rclone:"] {
         if repo.starts_with(scheme) {
             return Err(Error::Usage(format!(
                 "repository {}: the {} backend is not supported yet",

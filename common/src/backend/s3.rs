@@ -1,0 +1,683 @@
+//! Amazon S3 and servers that speak its API (`s3:https://host[:port]/bucket[/prefix]`,
+//! `s3:s3.amazonaws.com/bucket[/prefix]`): objects named as restic names them under the
+//! prefix (`config`, `keys/ID`, `data/XX/ID`, ...), requests signed with SigV4 (see
+//! [`super::sigv4`]), path-style or virtual-hosted buckets, `HEAD`/`GET` (ranged)/`PUT`/
+//! `DELETE` on objects, ListObjectsV2 with continuation tokens, the bucket created by
+//! `init-repo` when missing. Each method is one attempt; [`super::retry::Retrying`] adds the
+//! retries.
+
+use std::io::Read;
+use std::time::SystemTime;
+
+use sha2::{Digest, Sha256};
+
+use super::http;
+use super::retry::{Body, Remote};
+use super::sigv4::{self, Credentials, SecretKey};
+use super::{is_id_name, Entry, FileType, Options};
+use crate::error::{Class, Error, Result};
+
+/// Where the access key id comes from.
+pub const ACCESS_KEY_ENV: &str = "AWS_ACCESS_KEY_ID";
+/// Where the secret access key comes from (never from the command line).
+pub const SECRET_KEY_ENV: &str = "AWS_SECRET_ACCESS_KEY";
+/// The session token of temporary credentials, if any.
+pub const SESSION_TOKEN_ENV: &str = "AWS_SESSION_TOKEN";
+/// The region, unless `-o s3.region=` says otherwise.
+pub const REGION_ENV: &str = "AWS_DEFAULT_REGION";
+const DEFAULT_REGION: &str = "us-east-1";
+
+/// How the bucket is named in a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lookup {
+    /// `https://host/bucket/key`.
+    Path,
+    /// `https://bucket.host/key`.
+    Dns,
+}
+
+/// A repository in an S3 bucket.
+pub struct S3 {
+    agent: ureq::Agent,
+    creds: Credentials,
+    region: String,
+    /// `http` or `https`.
+    scheme: &'static str,
+    /// `host[:port]` of the endpoint (without the bucket, for either lookup).
+    endpoint: String,
+    bucket: String,
+    /// The prefix of every object name, without slashes at either end; may be empty.
+    prefix: String,
+    lookup: Lookup,
+    /// `s3:` and the repository string as given (it has no credentials in it).
+    location: String,
+    /// `max-keys` of one ListObjectsV2 page; `None` leaves it to the server (1000 on AWS).
+    list_page: Option<usize>,
+}
+
+impl std::fmt::Debug for S3 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3")
+            .field("location", &self.location)
+            .field("region", &self.region)
+            .field("lookup", &self.lookup)
+            .field("creds", &self.creds)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The parts of an `s3:` repository string.
+#[derive(Debug, PartialEq, Eq)]
+struct Parsed {
+    scheme: &'static str,
+    endpoint: String,
+    bucket: String,
+    prefix: String,
+}
+
+fn parse(s: &str) -> Result<Parsed> {
+    let bad = |why: &str| Error::Usage(format!("repository s3:{}: {why}", http::redact(s)));
+    let (scheme, rest) = if let Some(r) = s.strip_prefix("https://") {
+        ("https", r)
+    } else if let Some(r) = s.strip_prefix("http://") {
+        ("http", r)
+    } else if s.contains("://") {
+        return Err(bad("not an http:// or https:// URL"));
+    } else {
+        ("https", s)
+    };
+    let (endpoint, path) = rest.split_once('/').unwrap_or((rest, ""));
+    if endpoint.contains('@') {
+        return Err(bad(&format!(
+            "credentials do not belong in the URL: set {ACCESS_KEY_ENV} and {SECRET_KEY_ENV}"
+        )));
+    }
+    if endpoint.is_empty() {
+        return Err(bad("no host"));
+    }
+    let path = path.trim_matches('/');
+    let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
+    if bucket.is_empty() {
+        return Err(bad("no bucket: expected s3:https://host/bucket[/prefix]"));
+    }
+    format!("{scheme}://{endpoint}/").parse::<ureq::http::Uri>().map_err(|_| bad("not a valid host"))?;
+    Ok(Parsed {
+        scheme,
+        endpoint: endpoint.to_string(),
+        bucket: bucket.to_string(),
+        prefix: prefix.trim_matches('/').to_string(),
+    })
+}
+
+/// The endpoint to send requests to and how to name the bucket: AWS by the bucket's host
+/// name (unless a dot in the bucket would break the wildcard certificate) at the region's
+/// endpoint, any other server by path, as restic does; `lookup` overrides.
+fn addressing(p: &Parsed, region: &str, lookup: Option<Lookup>) -> (String, Lookup) {
+    let aws = p.endpoint == "s3.amazonaws.com" || p.endpoint.ends_with(".amazonaws.com");
+    let lookup = lookup.unwrap_or(if aws && !p.bucket.contains('.') { Lookup::Dns } else { Lookup::Path });
+    let endpoint = if p.endpoint == "s3.amazonaws.com" && region != DEFAULT_REGION {
+        format!("s3.{region}.amazonaws.com")
+    } else {
+        p.endpoint.clone()
+    };
+    (endpoint, lookup)
+}
+
+fn env_nonempty(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl S3 {
+    /// A backend for `repo` (what follows `s3:`), with credentials and region from the
+    /// environment and `-o s3.*` options.
+    pub fn new(repo: &str, opts: &Options) -> Result<S3> {
+        let p = parse(repo)?;
+        let mut region = env_nonempty(REGION_ENV);
+        let mut lookup = None;
+        for (k, v) in &opts.extended {
+            match k.strip_prefix("s3.") {
+                Some("region") if !v.is_empty() => region = Some(v.clone()),
+                Some("bucket-lookup") => {
+                    lookup = match v.as_str() {
+                        "auto" => None,
+                        "path" => Some(Lookup::Path),
+                        "dns" => Some(Lookup::Dns),
+                        _ => {
+                            return Err(Error::Usage(format!(
+                                "-o s3.bucket-lookup={v}: expected auto, path or dns"
+                            )))
+                        }
+                    }
+                }
+                Some(other) => {
+                    return Err(Error::Usage(format!("-o s3.{other}: no such option of the s3 backend")))
+                }
+                None => {}
+            }
+        }
+        let region = region.unwrap_or_else(|| DEFAULT_REGION.to_string());
+        let (endpoint, lookup) = addressing(&p, &region, lookup);
+        let (Some(access_key_id), Some(secret)) =
+            (env_nonempty(ACCESS_KEY_ENV), env_nonempty(SECRET_KEY_ENV))
+        else {
+            return Err(Error::Usage(format!(
+                "repository s3:{}: no credentials: set {ACCESS_KEY_ENV} and {SECRET_KEY_ENV}",
+                http::redact(repo)
+            )));
+        };
+        let creds = Credentials {
+            access_key_id,
+            secret: SecretKey::new(secret),
+            session_token: env_nonempty(SESSION_TOKEN_ENV).map(SecretKey::new),
+        };
+        Ok(S3 {
+            agent: http::agent(opts)?,
+            creds,
+            region,
+            scheme: p.scheme,
+            location: format!("s3:{}://{}/{}", p.scheme, p.endpoint, join(&p.bucket, &p.prefix)),
+            endpoint,
+            bucket: p.bucket,
+            prefix: p.prefix,
+            lookup,
+            list_page: None,
+        })
+    }
+
+    /// Lists at most `n` objects per request, so that tests see continuation tokens with a
+    /// handful of objects.
+    pub fn with_list_page(mut self, n: usize) -> S3 {
+        self.list_page = Some(n.max(1));
+        self
+    }
+
+    /// The object name of a repository file (`PREFIX/data/ab/abcd...`).
+    fn key(&self, t: FileType, name: &str) -> String {
+        join(&self.prefix, &t.path(name))
+    }
+
+    /// `location/path` for messages.
+    fn what(&self, path: &str) -> String {
+        format!("{}/{path}", self.location)
+    }
+
+    /// The host and encoded path of an object, or of the bucket for `key == None`.
+    fn target(&self, key: Option<&str>) -> (String, String) {
+        let enc = key.map(|k| sigv4::uri_encode(k, true)).unwrap_or_default();
+        match self.lookup {
+            Lookup::Path => {
+                (self.endpoint.clone(), format!("/{}/{enc}", sigv4::uri_encode(&self.bucket, false)))
+            }
+            Lookup::Dns => (format!("{}.{}", self.bucket, self.endpoint), format!("/{enc}")),
+        }
+    }
+
+    /// Sends one signed request. `signed` are extra headers to sign (`range`), `unsigned`
+    /// extra headers that are not (`content-length`).
+    #[allow(clippy::too_many_arguments)]
+    fn send(
+        &self,
+        method: &str,
+        key: Option<&str>,
+        query: &[(&str, &str)],
+        signed: &[(&str, &str)],
+        unsigned: &[(&str, &str)],
+        body: Option<(Body<'_>, &str)>,
+        what: &str,
+    ) -> Result<ureq::http::Response<ureq::Body>> {
+        let (host, path) = self.target(key);
+        let date = sigv4::amz_date(SystemTime::now());
+        let hash = body.map_or(sigv4::EMPTY_SHA256, |(_, h)| h);
+        let mut headers: Vec<(&str, &str)> =
+            vec![("host", &host), ("x-amz-date", &date), ("x-amz-content-sha256", hash)];
+        if let Some(t) = &self.creds.session_token {
+            headers.push(("x-amz-security-token", t.expose()));
+        }
+        headers.extend_from_slice(signed);
+        let req = sigv4::Request { method, path: &path, query, headers: &headers, payload_hash: hash };
+        let auth = sigv4::authorization(&self.creds, &self.region, "s3", &date, &req);
+        let q = sigv4::canonical_query(query);
+        let url = format!("{}://{host}{path}{}{q}", self.scheme, if q.is_empty() { "" } else { "?" });
+        // ureq sets Host from the URL, the same value as signed.
+        let extra: Vec<(&str, &str)> =
+            headers.iter().chain(unsigned).filter(|(k, _)| *k != "host").copied().collect();
+        fn apply<B>(
+            mut r: ureq::RequestBuilder<B>,
+            h: &[(&str, &str)],
+            auth: &str,
+        ) -> ureq::RequestBuilder<B> {
+            for (k, v) in h {
+                r = r.header(*k, *v);
+            }
+            r.header("authorization", auth)
+        }
+        let res = match method {
+            "GET" => apply(self.agent.get(&url), &extra, &auth).call(),
+            "HEAD" => apply(self.agent.head(&url), &extra, &auth).call(),
+            "DELETE" => apply(self.agent.delete(&url), &extra, &auth).call(),
+            _ => {
+                let r = apply(self.agent.put(&url), &extra, &auth);
+                match body {
+                    Some((b, _)) => {
+                        let mut reader = b.reader();
+                        r.header("content-length", b.len().to_string())
+                            .send(ureq::SendBody::from_reader(&mut reader))
+                    }
+                    None => r.send_empty(),
+                }
+            }
+        };
+        let resp = res.map_err(|e| http::transport_error(e, what))?;
+        if !resp.status().is_success() {
+            return Err(self.status_error(resp, what));
+        }
+        Ok(resp)
+    }
+
+    /// The error for a failing answer, from its status and S3's error `Code`; the server's
+    /// own words only for codes we do not know, and never anything of the credentials.
+    fn status_error(&self, resp: ureq::http::Response<ureq::Body>, what: &str) -> Error {
+        let status = resp.status();
+        let code = status.as_u16();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| super::retry::parse_retry_after(v, SystemTime::now()));
+        let mut xml = String::new();
+        let _ = resp.into_body().into_reader().take(64 << 10).read_to_string(&mut xml);
+        let s3code = tag(&xml, "Code").map(unescape).unwrap_or_default();
+        let class = match s3code.as_str() {
+            "NoSuchKey" | "NoSuchBucket" => Class::NotFound,
+            "RequestTimeout" | "SlowDown" | "InternalError" | "ServiceUnavailable" => Class::Transient,
+            _ => http::class_of(code),
+        };
+        let reason =
+            if s3code.is_empty() { status.canonical_reason().unwrap_or("").to_string() } else { s3code };
+        let hint = match reason.as_str() {
+            "SignatureDoesNotMatch" => format!(" (wrong {SECRET_KEY_ENV}?)"),
+            "InvalidAccessKeyId" => format!(" (the server does not know this {ACCESS_KEY_ENV})"),
+            "InvalidToken" | "ExpiredToken" => format!(" ({SESSION_TOKEN_ENV} is invalid or expired)"),
+            "AccessDenied" => " (the credentials are not allowed to do this)".into(),
+            "RequestTimeTooSkewed" => " (this machine's clock is off: signatures carry the time)".into(),
+            "NoSuchBucket" => format!(" (bucket {} does not exist)", self.bucket),
+            "AuthorizationHeaderMalformed" | "PermanentRedirect" => {
+                format!(" (wrong region {}? set -o s3.region=REGION or {REGION_ENV})", self.region)
+            }
+            "Forbidden" => format!(" (wrong {ACCESS_KEY_ENV} or {SECRET_KEY_ENV}, or not allowed?)"),
+            "NoSuchKey" | "Not Found" | "" => String::new(),
+            _ => match tag(&xml, "Message") {
+                Some(m) => format!(": {}", unescape(m).chars().take(200).collect::<String>()),
+                None => String::new(),
+            },
+        };
+        let mut e = Error::remote(class, Some(code), format!("{what}: HTTP {code} {reason}{hint}"));
+        if let Error::Backend(r) = &mut e {
+            r.retry_after = retry_after;
+        }
+        e
+    }
+
+    fn head(&self, t: FileType, name: &str) -> Result<ureq::http::Response<ureq::Body>> {
+        let k = self.key(t, name);
+        let what = self.what(&t.path(name));
+        match self.send("HEAD", Some(&k), &[], &[], &[], None, &what) {
+            // The answer to a HEAD has no body, so no S3 error code: a refusal says only
+            // "403". One GET of the first byte asks again to learn why (a wrong secret, an
+            // unknown key id, a bad token), and that is the error reported.
+            Err(e) if matches!(e.status(), Some(400 | 403)) => {
+                match self.send("GET", Some(&k), &[], &[("range", "bytes=0-0")], &[], None, &what) {
+                    Err(why) if why.status() == e.status() => Err(why),
+                    _ => Err(e),
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+/// `a/b`, or whichever is not empty.
+fn join(a: &str, b: &str) -> String {
+    match (a.is_empty(), b.is_empty()) {
+        (true, _) => b.to_string(),
+        (_, true) => a.to_string(),
+        _ => format!("{a}/{b}"),
+    }
+}
+
+/// The text of the first `<name>…</name>` in `xml`.
+fn tag<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
+    tags(xml, name).next()
+}
+
+/// The texts of every `<name>…</name>` in `xml`, in order (S3's answers are flat enough that
+/// this is all the XML we need).
+fn tags<'a>(xml: &'a str, name: &str) -> impl Iterator<Item = &'a str> + 'a {
+    let open = format!("<{name}>");
+    let close = format!("</{name}>");
+    let mut rest = xml;
+    std::iter::from_fn(move || {
+        let start = rest.find(&open)? + open.len();
+        let len = rest[start..].find(&close)?;
+        let text = &rest[start..start + len];
+        rest = &rest[start + len + close.len()..];
+        Some(text)
+    })
+}
+
+/// XML's five predefined entities and numeric references.
+fn unescape(s: &str) -> String {
+    if !s.contains('&') {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        let Some(end) = rest.find(';') else { break };
+        let ent = &rest[1..end];
+        let c = match ent {
+            "amp" => Some('&'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "quot" => Some('"'),
+            "apos" => Some('\''),
+            _ => ent
+                .strip_prefix("#x")
+                .and_then(|h| u32::from_str_radix(h, 16).ok())
+                .or_else(|| ent.strip_prefix('#').and_then(|d| d.parse().ok()))
+                .and_then(char::from_u32),
+        };
+        match c {
+            Some(c) => {
+                out.push(c);
+                rest = &rest[end + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn read_all(resp: ureq::http::Response<ureq::Body>, what: &str, buf: &mut Vec<u8>) -> Result<()> {
+    resp.into_body().into_reader().read_to_end(buf).map_err(|e| http::body_error(e, what))?;
+    Ok(())
+}
+
+/// Hex SHA-256 of a body, read once before it is sent (S3 checks it against what arrives).
+fn body_hash(body: Body<'_>, what: &str) -> Result<String> {
+    let mut h = Sha256::new();
+    let mut r = body.reader();
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = r.read(&mut buf).map_err(|e| Error::io(format!("{what}: reading the upload"), e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+impl Remote for S3 {
+    fn location(&self) -> &str {
+        &self.location
+    }
+
+    fn exists(&self, t: FileType, name: &str) -> Result<bool> {
+        match self.head(t, name) {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn list(&self, t: FileType) -> Result<Vec<Entry>> {
+        let dir = format!("{}/", t.dir());
+        let prefix = join(&self.prefix, &dir);
+        let what = self.what(&dir);
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self.list_page.map(|n| n.to_string());
+            let mut query = vec![("list-type", "2"), ("prefix", prefix.as_str())];
+            if let Some(n) = &page {
+                query.push(("max-keys", n));
+            }
+            if let Some(t) = &token {
+                query.push(("continuation-token", t));
+            }
+            let resp = self.send("GET", None, &query, &[], &[], None, &what)?;
+            let mut body = Vec::new();
+            read_all(resp, &what, &mut body)?;
+            let xml = String::from_utf8_lossy(&body);
+            for c in tags(&xml, "Contents") {
+                let (Some(key), Some(size)) = (tag(c, "Key"), tag(c, "Size")) else {
+                    return Err(Error::backend(format!("{what}: listing entry without Key or Size")));
+                };
+                let key = unescape(key);
+                let name = key.rsplit('/').next().unwrap_or("");
+                if !is_id_name(name) {
+                    continue;
+                }
+                let size = size
+                    .trim()
+                    .parse()
+                    .map_err(|_| Error::backend(format!("{what}: listing has a bad Size for {name}")))?;
+                out.push(Entry { name: name.to_string(), size });
+            }
+            let truncated = tag(&xml, "IsTruncated").is_some_and(|v| v.trim() == "true");
+            match tag(&xml, "NextContinuationToken") {
+                Some(next) if truncated => token = Some(unescape(next)),
+                _ if truncated => {
+                    return Err(Error::backend(format!(
+                        "{what}: listing is truncated but has no NextContinuationToken"
+                    )))
+                }
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    fn read(&self, t: FileType, name: &str) -> Result<Vec<u8>> {
+        let what = self.what(&t.path(name));
+        let resp = self.send("GET", Some(&self.key(t, name)), &[], &[], &[], None, &what)?;
+        let mut buf = Vec::new();
+        read_all(resp, &what, &mut buf)?;
+        Ok(buf)
+    }
+
+    fn read_range_append(
+        &self,
+        t: FileType,
+        name: &str,
+        offset: u64,
+        len: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        let what = self.what(&t.path(name));
+        let range = format!("bytes={}-{}", offset, offset + len - 1);
+        let resp = self.send("GET", Some(&self.key(t, name)), &[], &[("range", &range)], &[], None, &what)?;
+        let partial = resp.status().as_u16() == 206;
+        let mut body = resp.into_body().into_reader();
+        if !partial && offset > 0 {
+            // A server that ignores ranges sends the whole object: skip to the offset.
+            let skipped = std::io::copy(&mut (&mut body).take(offset), &mut std::io::sink())
+                .map_err(|e| http::body_error(e, &what))?;
+            if skipped < offset {
+                return Err(Error::format(format!(
+                    "{what}: object is shorter than {len} bytes at offset {offset} (truncated?)"
+                )));
+            }
+        }
+        let start = buf.len();
+        body.take(len).read_to_end(buf).map_err(|e| http::body_error(e, &what))?;
+        let got = (buf.len() - start) as u64;
+        if got < len {
+            return Err(Error::remote(
+                Class::Transient,
+                None,
+                format!("{what}: the answer stopped after {got} of {len} bytes at offset {offset}"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn size(&self, t: FileType, name: &str) -> Result<u64> {
+        let resp = self.head(t, name)?;
+        resp.headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| {
+                Error::backend(format!(
+                    "{}: no Content-Length in the answer to HEAD",
+                    self.what(&t.path(name))
+                ))
+            })
+    }
+
+    fn put(&self, t: FileType, name: &str, body: Body<'_>) -> Result<()> {
+        let what = self.what(&t.path(name));
+        let hash = body_hash(body, &what)?;
+        self.send(
+            "PUT",
+            Some(&self.key(t, name)),
+            &[],
+            &[],
+            &[("content-type", "application/octet-stream")],
+            Some((body, &hash)),
+            &what,
+        )?;
+        Ok(())
+    }
+
+    fn remove(&self, t: FileType, name: &str) -> Result<()> {
+        let what = self.what(&t.path(name));
+        self.send("DELETE", Some(&self.key(t, name)), &[], &[], &[], None, &what)?;
+        Ok(())
+    }
+
+    fn create(&self) -> Result<()> {
+        // S3 has no directories: a repository is its objects. Only the bucket may be missing.
+        let what = format!("{}/ (bucket {})", self.location, self.bucket);
+        match self.send("HEAD", None, &[], &[], &[], None, &what) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+        let config = if self.region == DEFAULT_REGION {
+            String::new()
+        } else {
+            format!(
+                "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+                 <LocationConstraint>{}</LocationConstraint></CreateBucketConfiguration>",
+                self.region
+            )
+        };
+        let body = Body::Bytes(config.as_bytes());
+        let hash = sigv4::sha256_hex(config.as_bytes());
+        let payload = if config.is_empty() { None } else { Some((body, hash.as_str())) };
+        match self.send("PUT", None, &[], &[], &[], payload, &what) {
+            Err(Error::Backend(r)) if r.msg.contains("BucketAlreadyOwnedByYou") => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repository_strings() {
+        let p = parse("http://127.0.0.1:9000/bucket/some/prefix/").unwrap();
+        assert_eq!(
+            p,
+            Parsed {
+                scheme: "http",
+                endpoint: "127.0.0.1:9000".into(),
+                bucket: "bucket".into(),
+                prefix: "some/prefix".into()
+            }
+        );
+        let p = parse("s3.amazonaws.com/b").unwrap();
+        assert_eq!(
+            (p.scheme, p.endpoint.as_str(), p.bucket.as_str(), p.prefix.as_str()),
+            ("https", "s3.amazonaws.com", "b", "")
+        );
+        assert_eq!(parse("http://h:1/").unwrap_err().exit_code(), 2);
+        let e = parse("https://AKID:topsecret@h/b").unwrap_err().to_string();
+        assert!(!e.contains("topsecret") && e.contains("AWS_ACCESS_KEY_ID"), "{e}");
+        assert_eq!(parse("ftp://h/b").unwrap_err().exit_code(), 2);
+    }
+
+    fn backend(repo: &str, region: &str, lookup: Option<Lookup>) -> S3 {
+        let p = parse(repo).unwrap();
+        let (endpoint, lookup) = addressing(&p, region, lookup);
+        S3 {
+            agent: http::agent(&Options::default()).unwrap(),
+            creds: Credentials {
+                access_key_id: "AKID".into(),
+                secret: SecretKey::new("top-secret-key"),
+                session_token: Some(SecretKey::new("top-secret-token")),
+            },
+            region: region.into(),
+            scheme: p.scheme,
+            location: format!("s3:{repo}"),
+            endpoint,
+            bucket: p.bucket,
+            prefix: p.prefix,
+            lookup,
+            list_page: None,
+        }
+    }
+
+    #[test]
+    fn buckets_by_path_or_host_name() {
+        let aws = backend("s3.amazonaws.com/bkt/pre", "us-east-1", None);
+        assert_eq!(
+            aws.target(Some(&aws.key(FileType::Pack, "abcd"))),
+            ("bkt.s3.amazonaws.com".into(), "/pre/data/ab/abcd".into())
+        );
+        assert_eq!(aws.target(None), ("bkt.s3.amazonaws.com".into(), "/".into()));
+        let eu = backend("s3.amazonaws.com/bkt", "eu-west-1", None);
+        assert_eq!(
+            eu.target(Some(&eu.key(FileType::Config, ""))),
+            ("bkt.s3.eu-west-1.amazonaws.com".into(), "/config".into())
+        );
+        let dotted = backend("s3.amazonaws.com/my.bkt", "us-east-1", None);
+        assert_eq!(dotted.target(None), ("s3.amazonaws.com".into(), "/my.bkt/".into()));
+        let local = backend("http://127.0.0.1:9000/bkt/a b", "us-east-1", None);
+        assert_eq!(
+            local.target(Some(&local.key(FileType::Key, "k"))),
+            ("127.0.0.1:9000".into(), "/bkt/a%20b/keys/k".into())
+        );
+        let forced = backend("http://minio.lan:9000/bkt", "us-east-1", Some(Lookup::Dns));
+        assert_eq!(forced.target(None), ("bkt.minio.lan:9000".into(), "/".into()));
+        let d = format!("{aws:?}");
+        assert!(!d.contains("top-secret") && d.contains("AKID"), "{d}");
+    }
+
+    #[test]
+    fn listings_parse() {
+        let xml = "<ListBucketResult><IsTruncated>true</IsTruncated>\
+                   <Contents><Key>p/keys/a&amp;b</Key><Size>12</Size></Contents>\
+                   <Contents><Key>p/keys/x</Key><Size>3</Size></Contents>\
+                   <NextContinuationToken>1/a+b=</NextContinuationToken></ListBucketResult>";
+        let keys: Vec<String> = tags(xml, "Contents").filter_map(|c| tag(c, "Key")).map(unescape).collect();
+        assert_eq!(keys, ["p/keys/a&b", "p/keys/x"]);
+        assert_eq!(tag(xml, "NextContinuationToken"), Some("1/a+b="));
+        assert_eq!(unescape("&lt;&#65;&#x42;&bogus;"), "<AB&bogus;");
+        assert_eq!(join("", "config"), "config");
+        assert_eq!(join("p/q", "data/ab/abc"), "p/q/data/ab/abc");
+    }
+}

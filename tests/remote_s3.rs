@@ -1,0 +1,385 @@
+//! `s3:` repositories against a real S3 server (`moto_server` on 127.0.0.1, see
+//! `support/moto.rs`) and the real restic 0.14: restic writes and sluice restores, sluice
+//! writes and restic checks and restores; wrong credentials (moto checking signatures); a
+//! missing bucket; HTTPS with a private CA. The secret key and the session token must never
+//! show in any message or record stream.
+
+mod support;
+
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::path::Path;
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use support::backup::{summary_of, Backup, TEST_SCRYPT};
+use support::moto::{Moto, MotoOpts};
+use support::rclone::Certs;
+use support::*;
+
+const ACCESS_KEY: &str = "AKIASLUICETEST";
+/// Distinctive, so a leak anywhere is found by a plain search.
+const SECRET: &str = "sluice-s3-secret-Zq81wP";
+const TOKEN: &str = "sluice-s3-session-token-Hv40kT";
+
+/// The test credentials for every process this test binary starts (moto without
+/// authentication takes any). Set once, before any test spawns anything.
+fn credentials() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        std::env::set_var("AWS_ACCESS_KEY_ID", ACCESS_KEY);
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET);
+        std::env::set_var("AWS_SESSION_TOKEN", TOKEN);
+        std::env::remove_var("AWS_DEFAULT_REGION");
+        for k in ["RESTIC_REPOSITORY", "RESTIC_CACERT", "AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE"] {
+            std::env::remove_var(k);
+        }
+    });
+}
+
+/// A [`Restic`] (password file, cache) whose repository is `url`.
+fn remote(dir: &Path, url: String) -> Restic {
+    credentials();
+    let mut r = Restic::new(dir);
+    r.repo = url.into();
+    r
+}
+
+/// Asserts that no secret appears in any stderr or the stdout of `res`.
+fn no_secret(res: &PipelineResult, what: &str, secrets: &[&str]) {
+    let mut streams: Vec<&[u8]> = res.stderrs.iter().map(Vec::as_slice).collect();
+    streams.push(&res.stdout);
+    for s in streams {
+        let s = String::from_utf8_lossy(s);
+        for secret in [SECRET, TOKEN].iter().chain(secrets) {
+            assert!(!s.contains(secret), "{what}: a secret leaked:\n{s}");
+        }
+    }
+}
+
+fn vs_source() -> CompareOpts {
+    CompareOpts { skip_root: true, ..CompareOpts::restic_014() }
+}
+
+fn small_tree(dir: &Path) {
+    fs::create_dir_all(dir.join("d")).unwrap();
+    fs::write(dir.join("a.txt"), b"hello over s3\n").unwrap();
+    fs::write(dir.join("d/b.bin"), (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect::<Vec<u8>>())
+        .unwrap();
+}
+
+#[test]
+fn restic_writes_sluice_restores() {
+    let td = tempdir();
+    let src = td.path().join("src");
+    fs::create_dir(&src).unwrap();
+    make_tree(&src, 21, &TreeOpts::default());
+    let server = Moto::start(&MotoOpts::default());
+    let r = remote(&td.path().join("r"), server.url("bucket/some/prefix"));
+    r.init(2, &[]);
+    r.backup_dir_contents(&src, &[]);
+
+    let out = td.path().join("out");
+    let res = restore_pipeline(&r, "latest", &out, &[], &[]);
+    assert_restore_ok(&res, &src);
+    no_secret(&res, "restore pipeline", &[]);
+    compare_trees(&src, &out, &vs_source()).unwrap_or_else(|e| panic!("restored over S3:\n{e}"));
+
+    let fetched =
+        Pipeline::new().stage(tool(&r, "walk", &["latest"])).stage(tool(&r, "fetch-pack", &[])).run();
+    fetched.assert_ok();
+    no_secret(&fetched, "walk | fetch-pack", &[]);
+    let snaps = Pipeline::new().stage(tool(&r, "snapshots", &[])).run();
+    snaps.assert_ok();
+    assert_eq!(framed_records(&snaps).len(), 1);
+}
+
+#[test]
+fn sluice_backs_up_restic_checks() {
+    let td = tempdir();
+    let src = td.path().join("src");
+    fs::create_dir(&src).unwrap();
+    make_tree(&src, 22, &TreeOpts::default());
+    let server = Moto::start(&MotoOpts::default());
+    // The bucket does not exist yet: init-repo makes it.
+    let r = remote(&td.path().join("r"), server.url("fresh/repo"));
+    let init = Pipeline::new()
+        .stage(support::backup::tool("init-repo", &r, &[]))
+        .env(TEST_SCRYPT.0, TEST_SCRYPT.1)
+        .run();
+    init.assert_ok();
+    no_secret(&init, "init-repo", &[]);
+    let again = Pipeline::new()
+        .stage(support::backup::tool("init-repo", &r, &[]))
+        .env(TEST_SCRYPT.0, TEST_SCRYPT.1)
+        .run();
+    assert_eq!(again.codes(), [2], "init-repo over an existing repository:\n{}", again.report());
+    assert!(one_line(&again.stderrs[0], "init-repo again").contains("already exists"));
+
+    let res = Backup::of(&[&src]).pack_args(&["--pack-size", "4"]).run_raw(&r);
+    res.assert_ok();
+    no_secret(&res, "chunk | pack | push", &[]);
+    let id = r.full_id(summary_of(&res)["snapshot_id"].as_str().unwrap());
+
+    r.check_read_data();
+    let out = td.path().join("restic-out");
+    r.restore(&id, &out, &[]);
+    compare_trees(&src, &restored_path(&out, &src), &CompareOpts::restic_014())
+        .unwrap_or_else(|e| panic!("restic's restore of our S3 backup:\n{e}"));
+
+    // And sluice reads back what it wrote.
+    let out2 = td.path().join("sluice-out");
+    let res = support::backup::restore(&r, &id, &out2);
+    res.assert_ok();
+    compare_trees(&src, &restored_path(&out2, &src), &CompareOpts::restic_014()).unwrap();
+}
+
+#[test]
+fn wrong_credentials_are_one_line() {
+    let td = tempdir();
+    let server = Moto::start(&MotoOpts { auth: true, ..MotoOpts::default() });
+    let (id, secret) = server.key.clone().unwrap();
+    let r = remote(&td.path().join("r"), server.url("auth/repo"));
+    let mut c = r.command();
+    c.env("AWS_ACCESS_KEY_ID", &id).env("AWS_SECRET_ACCESS_KEY", &secret).env_remove("AWS_SESSION_TOKEN");
+    let out = c.arg("init").output().unwrap();
+    assert!(out.status.success(), "restic init: {}", String::from_utf8_lossy(&out.stderr));
+
+    let with = |key: &str, sec: &str, name: &str, args: &[&str]| {
+        Pipeline::new()
+            .stage(tool(&r, name, args))
+            .env("AWS_ACCESS_KEY_ID", key)
+            .env("AWS_SECRET_ACCESS_KEY", sec)
+            .env("AWS_SESSION_TOKEN", "")
+            .run()
+    };
+    // The right key signs correctly: moto checks every signature.
+    let ok = with(&id, &secret, "snapshots", &[]);
+    ok.assert_ok();
+    assert!(framed_records(&ok).is_empty());
+
+    let wrong = "wrong-secret-Pp55";
+    for (name, args) in [("snapshots", &[][..]), ("walk", &["latest"][..]), ("fetch-pack", &[][..])] {
+        let t0 = Instant::now();
+        let res = with(&id, wrong, name, args);
+        assert_eq!(res.codes(), [1], "{name}:\n{}", res.report());
+        let line = one_line(&res.stderrs[0], name);
+        assert!(line.contains("403"), "{name}: {line}");
+        assert!(line.contains("SignatureDoesNotMatch"), "{name}: {line}");
+        assert!(line.contains("AWS_SECRET_ACCESS_KEY"), "{name}: the line should say what to check: {line}");
+        no_secret(&res, name, &[wrong, &secret]);
+        assert!(t0.elapsed() < Duration::from_secs(20), "{name}: a 403 was retried");
+    }
+    // An unknown key id is named as such.
+    let res = with("AKIANOSUCHKEY", &secret, "walk", &["latest"]);
+    assert_eq!(res.codes(), [1], "{}", res.report());
+    let line = one_line(&res.stderrs[0], "walk");
+    assert!(line.contains("403 InvalidAccessKeyId"), "{line}");
+    no_secret(&res, "unknown key", &[&secret]);
+
+    // Temporary credentials: the session token is sent and signed.
+    let (tid, tsecret, token) = server.session.clone().unwrap();
+    let with_token = |tok: &str, name: &str, args: &[&str]| {
+        Pipeline::new()
+            .stage(tool(&r, name, args))
+            .env("AWS_ACCESS_KEY_ID", &tid)
+            .env("AWS_SECRET_ACCESS_KEY", &tsecret)
+            .env("AWS_SESSION_TOKEN", tok)
+            .run()
+    };
+    let ok = with_token(&token, "snapshots", &[]);
+    ok.assert_ok();
+    no_secret(&ok, "with a session token", &[&tsecret, &token]);
+    let bad_token = "not-the-token-Yy19";
+    let res = with_token(bad_token, "walk", &["latest"]);
+    assert_eq!(res.codes(), [1], "{}", res.report());
+    let line = one_line(&res.stderrs[0], "walk");
+    assert!(line.contains("InvalidToken") && line.contains("AWS_SESSION_TOKEN"), "{line}");
+    no_secret(&res, "wrong session token", &[&tsecret, &token, bad_token]);
+}
+
+#[test]
+fn missing_bucket_exits_10() {
+    let td = tempdir();
+    let server = Moto::start(&MotoOpts::default());
+    let r = remote(&td.path().join("r"), server.url("no-such-bucket/x"));
+    for (name, args) in
+        [("snapshots", &[][..]), ("walk", &["latest"][..]), ("fetch-pack", &[][..]), ("push", &[][..])]
+    {
+        let res = Pipeline::new().stage(tool(&r, name, args)).run();
+        assert_eq!(res.codes(), [10], "{name}:\n{}", res.report());
+        let line = one_line(&res.stderrs[0], name);
+        assert!(line.contains("does not exist"), "{name}: {line}");
+        no_secret(&res, name, &[]);
+    }
+}
+
+#[test]
+fn usage_errors() {
+    credentials();
+    // The repository (and flags), extra environment, and what the one line must say.
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 4] = [
+        ("s3:http://127.0.0.1:9/", &[], "no bucket"),
+        ("s3:http://AKIA:pw-in-url-Kk2@127.0.0.1:9/b", &[], "credentials do not belong"),
+        ("s3:http://127.0.0.1:9/b", &[("AWS_SECRET_ACCESS_KEY", "")], "no credentials"),
+        ("s3:http://127.0.0.1:9/b -o s3.nope=1", &[], "no such option"),
+    ];
+    for (repo, env, want) in cases {
+        let mut parts = repo.split(' ');
+        let mut argv: Vec<OsString> = vec!["snapshots".into()];
+        argv.extend(["-r".into(), parts.next().unwrap().into()]);
+        argv.extend(parts.map(OsString::from));
+        argv.extend(["--password-file".into(), "/dev/null".into()]);
+        let mut p = Pipeline::new().stage(argv);
+        for (k, v) in env {
+            p = p.env(k, v);
+        }
+        let res = p.run();
+        assert_eq!(res.codes(), [2], "{repo}:\n{}", res.report());
+        let line = one_line(&res.stderrs[0], repo);
+        assert!(line.contains(want), "{repo}: {line}");
+        assert!(!line.contains("pw-in-url-Kk2"), "{line}");
+    }
+}
+
+#[test]
+fn https_with_a_private_ca() {
+    let td = tempdir();
+    let certs = Certs::make(&td.path().join("certs"));
+    let ca = certs.ca.to_str().unwrap().to_string();
+    let server = Moto::start(&MotoOpts { tls: Some(certs), auth: false });
+    let src = td.path().join("src");
+    small_tree(&src);
+    let r = remote(&td.path().join("r"), server.url("tls/repo"));
+    let restic = |args: &[&str]| {
+        let out = r.command().arg("--cacert").arg(&ca).current_dir(&src).args(args).output().unwrap();
+        assert!(out.status.success(), "restic {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    restic(&["init"]);
+    restic(&["backup", "."]);
+
+    let out = td.path().join("out");
+    let t: OsString = out.clone().into();
+    let res = Pipeline::new()
+        .stage(tool(&r, "walk", &["latest"]))
+        .stage(tool(&r, "fetch-pack", &[]))
+        .stage({
+            let mut u = tool(&r, "unpack", &[]);
+            u.extend(["--target".into(), t.clone()]);
+            u
+        })
+        .stage(argv([OsStr::new("verify"), OsStr::new("--target"), &t]))
+        .env("RESTIC_CACERT", &ca)
+        .run();
+    assert_restore_ok(&res, &src);
+    compare_trees(&src, &out, &vs_source()).unwrap();
+
+    let ok = Pipeline::new().stage(tool(&r, "snapshots", &["--cacert", &ca])).run();
+    ok.assert_ok();
+    assert_eq!(framed_records(&ok).len(), 1);
+
+    // Without the CA the certificate is refused at once, with what to do.
+    let t0 = Instant::now();
+    let refused = Pipeline::new().stage(tool(&r, "snapshots", &[])).run();
+    assert_eq!(refused.codes(), [1], "{}", refused.report());
+    let line = one_line(&refused.stderrs[0], "snapshots without --cacert");
+    assert!(line.starts_with("snapshots: s3:https://127.0.0.1:") && line.contains("--cacert"), "{line}");
+    assert!(t0.elapsed() < Duration::from_secs(20), "a TLS failure was retried: {:?}", t0.elapsed());
+    no_secret(&refused, "TLS refused", &[]);
+}
+
+#[test]
+fn the_backend_on_its_own() {
+    // The S3 backend through the retry wrapper, as every tool uses it, against moto: restic's
+    // layout, listings over several pages, ranges, a missing object that looks like a missing
+    // local file.
+    use common::backend::retry::{Policy, Retrying};
+    use common::backend::s3::S3;
+    use common::backend::{Backend, FileType, Options};
+    credentials();
+    let server = Moto::start(&MotoOpts::default());
+    let repo = server.url("pages/pre/fix").strip_prefix("s3:").unwrap().to_string();
+    let s3 = S3::new(&repo, &Options::default()).unwrap().with_list_page(3);
+    let dbg = format!("{s3:?}");
+    assert!(!dbg.contains(SECRET) && !dbg.contains(TOKEN) && dbg.contains(ACCESS_KEY), "{dbg}");
+    let b = Retrying::new(s3, Policy::default());
+    b.create().unwrap();
+    assert!(!b.exists(FileType::Config, "").unwrap());
+    b.write(FileType::Config, "", b"config bytes").unwrap();
+    assert!(b.exists(FileType::Config, "").unwrap());
+    assert_eq!(b.create().unwrap_err().exit_code(), 2, "create over a config");
+
+    let ids: Vec<String> = (0..8u8).map(|i| hex::encode([i * 17; 32])).collect();
+    for (i, id) in ids.iter().enumerate() {
+        b.write(FileType::Pack, id, &vec![i as u8; 100 + i]).unwrap();
+    }
+    b.write(FileType::Key, &ids[0], b"key").unwrap();
+    b.write(FileType::Key, "not-an-id", b"ignored").unwrap();
+    let mut listed = b.list(FileType::Pack).unwrap();
+    listed.sort_by(|a, b| a.name.cmp(&b.name));
+    let want: Vec<(String, u64)> =
+        ids.iter().enumerate().map(|(i, id)| (id.clone(), 100 + i as u64)).collect();
+    assert_eq!(listed.into_iter().map(|e| (e.name, e.size)).collect::<Vec<_>>(), want);
+    assert_eq!(b.list(FileType::Key).unwrap().len(), 1);
+    assert!(b.list(FileType::Snapshot).unwrap().is_empty());
+
+    // (That packs are under data/XX/ as restic keeps them, restic check proves elsewhere.)
+    assert_eq!(b.size(FileType::Pack, &ids[5]).unwrap(), 105);
+    let mut buf = Vec::new();
+    b.read_range(FileType::Pack, &ids[5], 100, 5, &mut buf).unwrap();
+    assert_eq!(buf, [5u8; 5]);
+    let missing = hex::encode([0xeeu8; 32]);
+    let e = b.read(FileType::Pack, &missing).unwrap_err();
+    assert!(e.is_not_found(), "{e}");
+    assert!(b.size(FileType::Pack, &missing).unwrap_err().is_not_found());
+    b.remove(FileType::Pack, &ids[0]).unwrap();
+    b.remove(FileType::Pack, &ids[0]).unwrap();
+    assert_eq!(b.list(FileType::Pack).unwrap().len(), 7);
+    assert!(!b.location().contains(SECRET));
+}
+
+#[test]
+fn dead_server_gives_up_within_the_limit() {
+    let td = tempdir();
+    let port = support::rclone::free_port();
+    let r = remote(&td.path().join("r"), format!("s3:http://127.0.0.1:{port}/bucket"));
+    let t0 = Instant::now();
+    let res = Pipeline::new().stage(tool(&r, "snapshots", &[])).env("SLUICE_RETRY_TIMEOUT", "2").run();
+    assert_eq!(res.codes(), [1], "{}", res.report());
+    let line = one_line(&res.stderrs[0], "snapshots");
+    assert!(line.contains("connection refused") && line.contains("gave up after"), "{line}");
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    no_secret(&res, "dead server", &[]);
+}
+
+#[test]
+fn faults_on_the_way_change_nothing() {
+    // 500s, 503s and bodies cut half-way from the project's fault-injecting proxy between
+    // sluice and moto (moto without authentication, so the Host the proxy passes on does not
+    // matter): retried, resumed, and the restore is identical; a backup through it passes
+    // restic check.
+    let td = tempdir();
+    let src = td.path().join("src");
+    fs::create_dir(&src).unwrap();
+    make_tree(&src, 23, &TreeOpts::default());
+    let server = Moto::start(&MotoOpts::default());
+    let direct = remote(&td.path().join("r"), server.url("faults/repo"));
+    direct.init(2, &[]);
+    direct.backup_dir_contents(&src, &[]);
+
+    let proxy = support::faulty::Faulty::start(server.port);
+    let r = remote(&td.path().join("r"), format!("s3:http://127.0.0.1:{}/faults/repo", proxy.port));
+    let out = td.path().join("out");
+    let res = restore_pipeline(&r, "latest", &out, &[], &[]);
+    assert_restore_ok(&res, &src);
+    compare_trees(&src, &out, &vs_source()).unwrap_or_else(|e| panic!("restore through faults:\n{e}"));
+    let (e500, e503, cut) =
+        (proxy.count(|c| &c.errors_500), proxy.count(|c| &c.errors_503), proxy.count(|c| &c.cut_bodies));
+    assert!(e500 > 0 && e503 > 0 && cut > 0, "faults injected: {e500} 500s, {e503} 503s, {cut} cut bodies");
+
+    let s = Backup::of(&["."]).in_dir(&src).run(&r);
+    assert!(s["snapshot_id"].is_string());
+    direct.check_read_data();
+    assert_eq!(direct.snapshots_json().len(), 2);
+}
