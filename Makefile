@@ -13,19 +13,14 @@ all: build
 build:
 	$(CARGO) build --release
 
-# What the tests run besides our binaries: restic (the interop oracle), mandoc, strace
-# (syscall counts and fault injection), rclone and openssl (a REST server, over TLS).
+# What the tests run besides our binaries (restic, mandoc, strace, rclone, openssl, and
+# moto_server in target/venv), installed where missing: see tests/deps.sh.
 deps:
-	@missing=""; for c in restic mandoc strace rclone openssl; do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
-	if [ -n "$$missing" ]; then \
-		echo "installing$$missing from Debian's packages" >&2; \
-		sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
-		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing; \
-	fi
+	bash tests/deps.sh
 
 # The test command of the README: unit tests, pipeline tests, interop with restic.
 test: deps man-lint
-	$(CARGO) test --workspace
+	$(CARGO) test --workspace --no-fail-fast
 
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
