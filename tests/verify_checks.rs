@@ -26,9 +26,9 @@ fn fixture(seed: u64) -> Fx {
     let src = td.path().join("src");
     fs::create_dir_all(src.join("dir/sub")).unwrap();
     fs::set_permissions(src.join("dir/sub"), fs::Permissions::from_mode(0o755)).unwrap();
-    let mut data = vec![0u8; 5 << 19];
+    let mut data = vec![0u8; 9 << 20];
     rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut data);
-    // Random and 2.5 MiB: restic's chunker cuts it into several blobs.
+    // Random and 9 MiB, past the chunker's 8 MiB maximum: several blobs whatever the polynomial.
     fs::write(src.join("multi.bin"), &data).unwrap();
     fs::write(src.join("small.txt"), b"small\n").unwrap();
     fs::write(src.join("dir/sub/leaf.txt"), b"leaf\n").unwrap();
