@@ -7,6 +7,9 @@
 # restic, then restores it RUNS (5) times each in alternating pairs — restic, sluice, restic,
 # sluice… — each into a fresh directory after `sync`, and prints the median wall times, the
 # ratio of each pair and the median ratio. Every sluice restore is compared with the data.
+# With GNU time (/usr/bin/time) it also prints each stage's median CPU time (user + system)
+# and peak RSS, and restic's: the stages run at once on two cores, so CPU seconds say
+# where the time goes when wall time alone cannot.
 # Environment: BENCH_DIR (default target/bench), NFILES, RUNS.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -43,22 +46,35 @@ if [ ! -e "$repo.complete" ]; then
 fi
 
 now() { date +%s.%N; }
+cpu=$BENCH_DIR/cpu-small
+rm -rf "$cpu"; mkdir -p "$cpu"
+# timed STAGE CMD...: runs CMD, appending "user+system maxrss_kb" to $cpu/STAGE.
+timed() {
+  local stage=$1; shift
+  if [ -x /usr/bin/time ]; then
+    /usr/bin/time -a -o "$cpu/$stage" -f '%U %S %M' "$@"
+  else
+    "$@"
+  fi
+}
 restic_run() {
   rm -rf "$out"; sync
   local t0; t0=$(now)
-  restic restore -q --no-cache latest --target "$out" >&2
+  timed restic restic restore -q --no-cache latest --target "$out" >&2
   awk "BEGIN { print $(now) - $t0 }"
 }
 sluice_run() {
   rm -rf "$out"; sync
   local t0 t; t0=$(now)
-  "$bin/walk" latest | "$bin/fetch-pack" | "$bin/unpack" --target "$out" >/dev/null
+  timed walk "$bin/walk" latest | timed fetch-pack "$bin/fetch-pack" |
+    timed unpack "$bin/unpack" --target "$out" >/dev/null
   t=$(awk "BEGIN { print $(now) - $t0 }")
   diff -r --no-dereference "$data" "$out" >&2 || { echo "sluice restore differs from the data" >&2; exit 1; }
   echo "$t"
 }
 
 restic_run >/dev/null; sluice_run >/dev/null   # warm-up: caches, page cache of the repository
+rm -f "$cpu"/*
 r=(); s=(); q=()
 for _ in $(seq "$RUNS"); do
   a=$(restic_run); b=$(sluice_run)
@@ -70,4 +86,14 @@ echo "|---|---|---|"
 echo "| restic restore | $(median "${r[@]}") | ${r[*]} |"
 echo "| sluice walk, fetch-pack, unpack | $(median "${s[@]}") | ${s[*]} |"
 echo "| ratio sluice/restic, pair by pair | $(median "${q[@]}") | ${q[*]} |"
+if [ -x /usr/bin/time ]; then
+  echo
+  echo "| stage | median CPU, user + system (s) | median peak RSS (MiB) |"
+  echo "|---|---|---|"
+  for stage in restic walk fetch-pack unpack; do
+    c=$(awk '{ printf "%.2f\n", $1 + $2 }' "$cpu/$stage")
+    m=$(awk '{ printf "%.0f\n", $3 / 1024 }' "$cpu/$stage")
+    echo "| $stage | $(median $c) | $(median $m) |"
+  done
+fi
 rm -rf "$out"

@@ -19,7 +19,7 @@ use common::crypto::Key;
 use common::error::{Error, Result, ResultExt};
 use common::index::IdMap;
 use common::node::{Node, NodeType};
-use common::pack::{open_blob, MAX_BLOB, MAX_SEALED_BLOB};
+use common::pack::{MAX_BLOB, MAX_SEALED_BLOB};
 use common::record::{
     decode_b64, split_payload, tag_of, BlobFailedRecord, BlobLoc, BlobRecord, NodeRecord, Reader, Writer,
 };
@@ -299,6 +299,7 @@ fn decode(
     // Whether the blobs that follow belong to a file kept as it is (not decrypted then).
     let mut keeping = false;
     let mut check_buf = Vec::new();
+    let mut opener = Opener::new(key)?;
     while let Some(line) = input.next_line()? {
         let no = line.no;
         let rerr = |msg: String| Error::Record { line: no, msg };
@@ -352,7 +353,7 @@ fn decode(
                 let data = data.or(owned.as_deref());
                 let plain = match data {
                     None => Ok(None),
-                    Some(b64) => open(key, &rec, b64, &mut spare, &mut take)?,
+                    Some(b64) => open(&mut opener, &rec, b64, &mut spare, &mut take)?,
                 };
                 Item::Blob(no, rec, plain)
             }
@@ -384,7 +385,7 @@ fn decode(
 /// writer went away); the inner one fails only the files needing this blob.
 #[allow(clippy::type_complexity)]
 fn open(
-    key: &Key,
+    opener: &mut Opener<'_>,
     rec: &BlobRecord,
     b64: &str,
     spare: &mut Vec<Vec<u8>>,
@@ -408,7 +409,7 @@ fn open(
         return Ok(Err(msg));
     }
     let mut out = take(spare)?;
-    let len = match open_blob(key, &rec.id, &mut sealed, rec.uncompressed_length, &mut out) {
+    let len = match opener.open(&rec.id, &mut sealed, rec.uncompressed_length, &mut out) {
         Ok(p) => p.len(),
         Err(e) => {
             spare.push(sealed);
@@ -429,6 +430,58 @@ fn open(
         return Ok(Ok(Some(Plain { range: 0..small.len(), buf: small, pooled: false })));
     }
     Ok(Ok(Some(Plain { buf, range, pooled: true })))
+}
+
+/// Checks and decrypts blobs as `common::pack::open_blob` does, with one zstd context for
+/// the whole stream: creating a context per blob (what a fresh streaming decoder does) cost
+/// more than decrypting and hashing a small blob together.
+struct Opener<'k> {
+    key: &'k Key,
+    zstd: zstd::bulk::Decompressor<'static>,
+}
+
+impl<'k> Opener<'k> {
+    fn new(key: &'k Key) -> Result<Self> {
+        let zstd = zstd::bulk::Decompressor::new().map_err(|e| Error::format(format!("zstd: {e}")))?;
+        Ok(Opener { key, zstd })
+    }
+
+    /// MAC check and decryption in place, decompression into `out` when the blob is
+    /// compressed (exactly `uncompressed_length` bytes, or an error), and the id check.
+    fn open<'a>(
+        &mut self,
+        id: &Id,
+        sealed: &'a mut [u8],
+        uncompressed_length: Option<u32>,
+        out: &'a mut Vec<u8>,
+    ) -> Result<&'a [u8]> {
+        let plain = self.key.open_in_place(sealed)?;
+        let plain: &[u8] = match uncompressed_length {
+            None => plain,
+            Some(n) => {
+                let n = n as usize;
+                // One byte of room beyond the length: a frame that decodes to more fails
+                // or comes out too long, and is refused either way.
+                out.clear();
+                out.reserve(n + 1);
+                let got = self
+                    .zstd
+                    .decompress_to_buffer(plain, out)
+                    .map_err(|e| Error::integrity(format!("zstd: {e}")))?;
+                if got != n {
+                    return Err(Error::integrity(format!("decompressed to {got} bytes, the index says {n}")));
+                }
+                &out[..]
+            }
+        };
+        if Id::hash(plain) != *id {
+            return Err(Error::integrity(format!(
+                "content does not match blob id (got {})",
+                Id::hash(plain).short()
+            )));
+        }
+        Ok(plain)
+    }
 }
 
 /// Refuses blob lengths beyond what the format and [`MAX_BLOB`] allow.
