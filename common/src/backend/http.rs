@@ -219,6 +219,53 @@ fn io_reason(e: &std::io::Error) -> String {
     }
 }
 
+/// Appends the `len` bytes at `offset` from the answer to a ranged GET to `buf`. A server
+/// that ignores the range sends the whole object: the bytes before `offset` are skipped. A
+/// body that stops early leaves what arrived appended and is a transient error, so the retry
+/// wrapper asks for the rest.
+pub fn read_range_body(
+    resp: ureq::http::Response<ureq::Body>,
+    what: &str,
+    offset: u64,
+    len: u64,
+    buf: &mut Vec<u8>,
+) -> Result<()> {
+    use std::io::Read;
+    let partial = resp.status().as_u16() == 206;
+    let mut body = resp.into_body().into_reader();
+    if !partial && offset > 0 {
+        let skipped = std::io::copy(&mut (&mut body).take(offset), &mut std::io::sink())
+            .map_err(|e| body_error(e, what))?;
+        if skipped < offset {
+            return Err(Error::format(format!(
+                "{what}: shorter than {len} bytes at offset {offset} (truncated?)"
+            )));
+        }
+    }
+    let start = buf.len();
+    body.take(len).read_to_end(buf).map_err(|e| body_error(e, what))?;
+    let got = (buf.len() - start) as u64;
+    if got < len {
+        return Err(Error::remote(
+            Class::Transient,
+            None,
+            format!("{what}: the answer stopped after {got} of {len} bytes at offset {offset}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The `Content-Length` of an answer to HEAD.
+pub fn content_length(resp: &ureq::http::Response<ureq::Body>, what: &str) -> Result<u64> {
+    resp.headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| {
+            Error::remote(Class::Permanent, None, format!("{what}: no Content-Length in the answer to HEAD"))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -178,44 +178,11 @@ impl Remote for Rest {
         let range = format!("bytes={}-{}", offset, offset + len - 1);
         let resp =
             self.call(self.agent.get(format!("{}{p}", self.url.base)).header("Range", &range), &what)?;
-        let partial = resp.status().as_u16() == 206;
-        let mut body = resp.into_body().into_reader();
-        if !partial && offset > 0 {
-            // A server that ignores ranges sends the whole file: skip to the offset.
-            let skipped = std::io::copy(&mut (&mut body).take(offset), &mut std::io::sink())
-                .map_err(|e| http::body_error(e, &what))?;
-            if skipped < offset {
-                return Err(Error::format(format!(
-                    "{what}: file is shorter than {len} bytes at offset {offset} (truncated?)"
-                )));
-            }
-        }
-        let start = buf.len();
-        body.take(len).read_to_end(buf).map_err(|e| http::body_error(e, &what))?;
-        let got = (buf.len() - start) as u64;
-        if got < len {
-            return Err(Error::remote(
-                Class::Transient,
-                None,
-                format!("{what}: the answer stopped after {got} of {len} bytes at offset {offset}"),
-            ));
-        }
-        Ok(())
+        http::read_range_body(resp, &what, offset, len, buf)
     }
 
     fn size(&self, t: FileType, name: &str) -> Result<u64> {
-        let resp = self.head(t, name)?;
-        resp.headers()
-            .get("content-length")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| {
-                Error::remote(
-                    Class::Permanent,
-                    None,
-                    format!("{}: no Content-Length in the answer to HEAD", self.what(&Rest::path(t, name))),
-                )
-            })
+        http::content_length(&self.head(t, name)?, &self.what(&Rest::path(t, name)))
     }
 
     fn put(&self, t: FileType, name: &str, body: Body<'_>) -> Result<()> {
