@@ -34,6 +34,6 @@ pub struct Args {
 }
 
 fn main() {
-    let args = Args::parse();
+    let args: Args = cli::parse("fetch-pack");
     cli::run("fetch-pack", || fetcher::run(&args))
 }

@@ -47,6 +47,6 @@ pub struct Args {
 }
 
 fn main() {
-    let args = Args::parse();
+    let args: Args = cli::parse("unpack");
     cli::run("unpack", || if args.list { list::run(&args) } else { restore::run(&args) })
 }
