@@ -691,18 +691,10 @@ impl<W: io::Write> Unpacker<W> {
             }
             NodeType::File => self.file(rec, node, rel, parent, name, keep)?,
             NodeType::Symlink => {
-                let r = match parent.symlink(&node.linktarget, &name) {
-                    // Restoring again over a link we made before is fine; anything else
-                    // there is the user's and stays.
-                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => match parent.readlink(&name) {
-                        Ok(t) if t == node.linktarget => Ok(()),
-                        _ => Err(io::Error::new(
-                            io::ErrorKind::AlreadyExists,
-                            "something else exists under this name; it was left as it is",
-                        )),
-                    },
-                    r => r,
-                };
+                let r = existing_ok(
+                    parent.symlink(&node.linktarget, &name),
+                    || matches!(parent.readlink(&name), Ok(t) if t == node.linktarget),
+                );
                 match r {
                     Ok(()) => self.finish_special(&parent, &name, &rel, &node, &rec)?,
                     Err(e) => self.fail(&rel, format!("cannot create symbolic link: {e}")),
@@ -714,16 +706,10 @@ impl<W: io::Write> Unpacker<W> {
                     NodeType::Dev => (libc::S_IFBLK, node.device),
                     _ => (libc::S_IFCHR, node.device),
                 };
-                let r = match parent.mknod(&name, kind, node.unix_mode() & 0o7777, dev) {
-                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => match parent.stat(&name) {
-                        Ok(Some(st)) if st.kind() == kind && st.rdev == dev => Ok(()),
-                        _ => Err(io::Error::new(
-                            io::ErrorKind::AlreadyExists,
-                            "something else exists under this name; it was left as it is",
-                        )),
-                    },
-                    r => r,
-                };
+                let r = existing_ok(
+                    parent.mknod(&name, kind, node.unix_mode() & 0o7777, dev),
+                    || matches!(parent.stat(&name), Ok(Some(st)) if st.kind() == kind && st.rdev == dev),
+                );
                 match r {
                     Ok(()) => self.finish_special(&parent, &name, &rel, &node, &rec)?,
                     Err(e) => self.fail(&rel, format!("cannot create {}: {e}", node.node_type)),
@@ -1120,5 +1106,23 @@ impl<W: io::Write> Unpacker<W> {
         }
         self.fail(rel, why);
         Ok(())
+    }
+}
+
+/// A create that found something under its name. Restoring again over what an earlier run
+/// made (`same`) is fine; anything else there is the user's and stays as it is.
+fn existing_ok(r: io::Result<()>, same: impl FnOnce() -> bool) -> io::Result<()> {
+    match r {
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+            if same() {
+                Ok(())
+            } else {
+                Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "something else exists under this name; it was left as it is",
+                ))
+            }
+        }
+        r => r,
     }
 }
