@@ -383,3 +383,80 @@ fn faults_on_the_way_change_nothing() {
     direct.check_read_data();
     assert_eq!(direct.snapshots_json().len(), 2);
 }
+
+#[test]
+fn large_packs_go_in_parts() {
+    // A pack above 16 MiB goes as a multipart upload of 8 MiB parts, each retried on its own
+    // (through the fault proxy), and a failed one is aborted so that no part stays behind
+    // (ListMultipartUploads, asked with boto3, is empty).
+    use common::backend::retry::{Policy, Retrying};
+    use common::backend::s3::S3;
+    use common::backend::{Backend, FileType, Options};
+    use std::io::Write;
+    credentials();
+    let server = Moto::start(&MotoOpts::default());
+    let open = |port: u16, limit: Duration| {
+        let s3 = S3::new(&format!("http://127.0.0.1:{port}/big/repo"), &Options::default()).unwrap();
+        Retrying::new(s3, Policy { limit, ..Policy::default() })
+    };
+    let direct = open(server.port, Duration::from_secs(30));
+    direct.create().unwrap();
+    let data: Vec<u8> = (0..(20u32 << 20) + 12345).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let upload = |b: &dyn Backend, name: &str| {
+        let mut up = b.upload(FileType::Pack).unwrap();
+        up.write_all(&data).unwrap();
+        up.commit(name)
+    };
+
+    let proxy = support::faulty::Faulty::start(server.port);
+    let id = hex::encode([0x5au8; 32]);
+    upload(&open(proxy.port, Duration::from_secs(30)), &id).unwrap();
+    assert!(proxy.count(|c| &c.errors_500) + proxy.count(|c| &c.errors_503) > 0, "no fault was injected");
+    assert_eq!(direct.read(FileType::Pack, &id).unwrap(), data, "the object is not what was sent");
+    let etag = server.etag("big", &format!("repo/data/5a/{id}"));
+    assert!(etag.ends_with("-3\""), "stored in 3 parts, not {etag}");
+    assert_eq!(server.multipart_uploads("big"), Vec::<String>::new(), "uploads left after success");
+
+    // Part 2 is refused until the retries give up: the upload fails, with the part named, and
+    // leaves neither an object nor parts.
+    let refusing = support::faulty::Faulty::with_rule(
+        server.port,
+        |_, m, t| (m == "PUT" && t.contains("partNumber=2")).then_some(500),
+        false,
+    );
+    let id2 = hex::encode([0x6bu8; 32]);
+    let e = upload(&open(refusing.port, Duration::from_secs(2)), &id2).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("part 2") && msg.contains("500") && msg.contains("gave up"), "{msg}");
+    assert!(!direct.exists(FileType::Pack, &id2).unwrap());
+    assert_eq!(server.multipart_uploads("big"), Vec::<String>::new(), "parts left after a failure");
+
+    // The answer to the first start of an upload is lost: the upload it made is found and
+    // aborted; so is the answer to the completion, which did complete.
+    static LOST_ONCE: [std::sync::atomic::AtomicBool; 2] =
+        [std::sync::atomic::AtomicBool::new(false), std::sync::atomic::AtomicBool::new(false)];
+    let losing = support::faulty::Faulty::with_rule(
+        server.port,
+        |_, m, t| {
+            let which = match (m, t) {
+                ("POST", t) if t.ends_with("?uploads=") => 0,
+                ("POST", t) if t.contains("?uploadId=") => 1,
+                _ => return None,
+            };
+            (!LOST_ONCE[which].swap(true, std::sync::atomic::Ordering::SeqCst)).then_some(support::faulty::LOST)
+        },
+        false,
+    );
+    let id4 = hex::encode([0x8eu8; 32]);
+    upload(&open(losing.port, Duration::from_secs(30)), &id4).unwrap();
+    assert_eq!(losing.count(|c| &c.cut_bodies), 2, "both answers were to be lost");
+    assert_eq!(direct.read(FileType::Pack, &id4).unwrap(), data);
+    assert_eq!(server.multipart_uploads("big"), Vec::<String>::new(), "a lost start left an upload");
+
+    // A small pack is still one PUT (its ETag has no part count).
+    let small = hex::encode([0x7du8; 32]);
+    let mut up = direct.upload(FileType::Pack).unwrap();
+    up.write_all(&data[..1 << 20]).unwrap();
+    up.commit(&small).unwrap();
+    assert!(!server.etag("big", &format!("repo/data/7d/{small}")).contains('-'));
+}

@@ -123,6 +123,8 @@ pub trait Multipart: Send + Sync {
     fn complete(&self, t: FileType, name: &str, upload: &str, parts: &[String], size: u64) -> Result<()>;
     /// Drops the upload and every part sent, so that none lingers (and is paid for).
     fn abort(&self, t: FileType, name: &str, upload: &str) -> Result<()>;
+    /// The ids of the unfinished uploads of `name`.
+    fn uploads(&self, t: FileType, name: &str) -> Result<Vec<String>>;
 }
 
 /// How long to keep trying.
@@ -380,7 +382,11 @@ impl<R: Remote> Upload for Spool<R> {
 /// Sends the first `size` bytes of `f` as a multipart upload, each step retried on its own;
 /// on any failure the upload is aborted so that no part is left behind on the server.
 fn in_parts(m: &dyn Multipart, policy: &Policy, t: FileType, name: &str, f: &File, size: u64) -> Result<()> {
-    let upload = policy.run(|| m.start(t, name))?;
+    let mut starts = 0;
+    let upload = policy.run(|| {
+        starts += 1;
+        m.start(t, name)
+    })?;
     let part = m.part_size().max(1);
     let sent = (|| {
         let mut etags = Vec::new();
@@ -399,6 +405,15 @@ fn in_parts(m: &dyn Multipart, policy: &Policy, t: FileType, name: &str, f: &Fil
         // server that is gone for good should not double the wait for it.
         let brief = Policy { limit: policy.limit.min(Duration::from_secs(10)), ..*policy };
         let _ = brief.run(|| m.abort(t, name, &upload));
+    }
+    if starts > 1 {
+        // A start whose answer was lost made an upload nobody knows the id of: find it.
+        let brief = Policy { limit: policy.limit.min(Duration::from_secs(10)), ..*policy };
+        if let Ok(ids) = brief.run(|| m.uploads(t, name)) {
+            for id in ids.iter().filter(|id| **id != upload) {
+                let _ = brief.run(|| m.abort(t, name, id));
+            }
+        }
     }
     sent
 }
@@ -572,6 +587,9 @@ mod tests {
         log: Mutex<Vec<String>>,
         /// Part 2 fails with this class this many times.
         part2_fails: Mutex<(u32, Option<Class>)>,
+        /// Starts made; the first `lost_starts` of them lose their answer.
+        starts: Mutex<u32>,
+        lost_starts: u32,
     }
 
     impl Multipart for Parts {
@@ -583,7 +601,12 @@ mod tests {
         }
         fn start(&self, _: FileType, name: &str) -> Result<String> {
             self.log.lock().unwrap().push(format!("start {name}"));
-            Ok("U".into())
+            let mut n = self.starts.lock().unwrap();
+            *n += 1;
+            if *n <= self.lost_starts {
+                return Err(Error::remote(Class::Transient, None, "answer cut"));
+            }
+            Ok(if *n == 1 { "U".into() } else { format!("U{n}") })
         }
         fn put_part(&self, _: FileType, _: &str, up: &str, n: u32, body: Body<'_>) -> Result<String> {
             let mut v = Vec::new();
@@ -603,6 +626,10 @@ mod tests {
         fn abort(&self, _: FileType, _: &str, up: &str) -> Result<()> {
             self.log.lock().unwrap().push(format!("abort {up}"));
             Ok(())
+        }
+        fn uploads(&self, _: FileType, _: &str) -> Result<Vec<String>> {
+            let n = *self.starts.lock().unwrap();
+            Ok((1..n).map(|i| format!("U{i}")).collect())
         }
     }
 
@@ -633,6 +660,25 @@ mod tests {
         assert_eq!(e.status(), Some(500));
         let log = m.log.lock().unwrap().clone();
         assert_eq!(log, ["start p", "part U 1 0123", "part U 2 4567", "abort U"]);
+
+        // Starts whose answers were lost left uploads behind: they are found and aborted.
+        let m = Parts { lost_starts: 2, ..Parts::default() };
+        in_parts(&m, &quick(), FileType::Pack, "p", &f, 11).unwrap();
+        let log = m.log.lock().unwrap().clone();
+        assert_eq!(
+            log,
+            [
+                "start p",
+                "start p",
+                "start p",
+                "part U3 1 0123",
+                "part U3 2 4567",
+                "part U3 3 89a",
+                "complete U3 e1,e2,e3 11",
+                "abort U1",
+                "abort U2"
+            ]
+        );
     }
 
     #[test]

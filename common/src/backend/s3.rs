@@ -536,6 +536,20 @@ impl Multipart for S3 {
             other => other.map(|_| ()),
         }
     }
+
+    fn uploads(&self, t: FileType, name: &str) -> Result<Vec<String>> {
+        let key = self.key(t, name);
+        let what = format!("{} (listing multipart uploads)", self.what(&t.path(name)));
+        let resp = self.send("GET", None, &[("uploads", ""), ("prefix", &key)], &[], &[], None, &what)?;
+        let mut body = Vec::new();
+        read_all(resp, &what, &mut body)?;
+        let xml = String::from_utf8_lossy(&body);
+        // The first page is enough: one object name has at most a few stray uploads.
+        Ok(tags(&xml, "Upload")
+            .filter(|u| tag(u, "Key").map(unescape).as_deref() == Some(key.as_str()))
+            .filter_map(|u| tag(u, "UploadId").map(|id| unescape(id.trim())))
+            .collect())
+    }
 }
 
 /// `s` with XML's special characters escaped (an ETag is quoted: `"…"`).
