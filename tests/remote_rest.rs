@@ -10,9 +10,10 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::backup::{init_repo, summary_of, Backup, TEST_SCRYPT};
+use support::backup::{init_repo, Backup};
 use support::faulty::Faulty;
 use support::rclone::{free_port, Certs, Rclone, RcloneOpts};
+use support::remote::{remote, vs_source};
 use support::*;
 
 const USER: &str = "sluice";
@@ -27,14 +28,6 @@ fn with_auth() -> RcloneOpts {
     RcloneOpts { auth: Some((USER.into(), URL_PW.into())), ..RcloneOpts::default() }
 }
 
-/// A [`Restic`] (password file, cache) whose repository is `url`: restic takes it as `-r`,
-/// our tools as `--repo`.
-fn remote(dir: &Path, url: String) -> Restic {
-    let mut r = Restic::new(dir);
-    r.repo = url.into();
-    r
-}
-
 /// Asserts that neither the URL's password nor the basic-auth token made of it appears in any
 /// stderr or in the stdout of `res`.
 fn no_secret(res: &PipelineResult, what: &str) {
@@ -46,11 +39,6 @@ fn no_secret(res: &PipelineResult, what: &str) {
         let s = String::from_utf8_lossy(s);
         assert!(!s.contains(URL_PW) && !s.contains(&token), "{what}: the URL's password leaked:\n{s}");
     }
-}
-
-/// What a restore of `cd src && restic backup .` reproduces: all but the root's own metadata.
-fn vs_source() -> CompareOpts {
-    CompareOpts { skip_root: true, ..CompareOpts::restic_014() }
 }
 
 fn small_tree(dir: &Path) {
@@ -68,27 +56,7 @@ fn restic_writes_sluice_restores() {
     make_tree(&src, 11, &TreeOpts::default());
     let server = Rclone::start(&td.path().join("srv"), &with_auth());
     let r = remote(&td.path().join("r"), server.url(Some(&userinfo()), "repo/"));
-    r.init(2, &[]);
-    r.backup_dir_contents(&src, &[]);
-
-    let out = td.path().join("out");
-    let res = restore_pipeline(&r, "latest", &out, &[], &[]);
-    assert_restore_ok(&res, &src);
-    no_secret(&res, "restore pipeline");
-    compare_trees(&src, &out, &vs_source()).unwrap_or_else(|e| panic!("restored over REST:\n{e}"));
-
-    // The streams between the stages carry no password either.
-    let walk = Pipeline::new().stage(tool(&r, "walk", &["latest"])).run();
-    walk.assert_ok();
-    no_secret(&walk, "walk's records");
-    let fetched =
-        Pipeline::new().stage(tool(&r, "walk", &["latest"])).stage(tool(&r, "fetch-pack", &[])).run();
-    fetched.assert_ok();
-    no_secret(&fetched, "fetch-pack's records");
-    let snaps = Pipeline::new().stage(tool(&r, "snapshots", &[])).run();
-    snaps.assert_ok();
-    no_secret(&snaps, "snapshots' records");
-    assert_eq!(framed_records(&snaps).len(), 1);
+    support::remote::restic_writes_sluice_restores(&r, &src, &td.path().join("out"), None, &no_secret);
 }
 
 #[test]
@@ -99,35 +67,19 @@ fn sluice_backs_up_restic_checks() {
     make_tree(&src, 12, &TreeOpts::default());
     let server = Rclone::start(&td.path().join("srv"), &with_auth());
     let r = remote(&td.path().join("r"), server.url(Some(&userinfo()), "repo/"));
-
-    let init = Pipeline::new()
-        .stage(support::backup::tool("init-repo", &r, &[]))
-        .env(TEST_SCRYPT.0, TEST_SCRYPT.1)
-        .run();
-    init.assert_ok();
-    no_secret(&init, "init-repo");
-    let again = Pipeline::new()
-        .stage(support::backup::tool("init-repo", &r, &[]))
-        .env(TEST_SCRYPT.0, TEST_SCRYPT.1)
-        .run();
-    assert_eq!(again.codes(), [2], "init-repo over an existing repository:\n{}", again.report());
-    let line = one_line(&again.stderrs[0], "init-repo again");
-    assert!(line.contains("already exists"), "{line}");
-
-    let res = Backup::of(&[&src]).pack_args(&["--pack-size", "4"]).run_raw(&r);
-    res.assert_ok();
-    no_secret(&res, "chunk | pack | push");
-    let id = r.full_id(summary_of(&res)["snapshot_id"].as_str().unwrap());
-
+    support::remote::sluice_writes_restic_restores(&r, &src, &td.path().join("out"), Some(4), &no_secret);
     // Only complete files under their final names on the server: no temporaries.
     let bad = support::backup::repo_files_not_named_by_hash(&server.root.join("repo"));
     assert!(bad.is_empty(), "{bad:?}");
+}
 
-    r.check_read_data();
-    let out = td.path().join("restic-out");
-    r.restore(&id, &out, &[]);
-    compare_trees(&src, &restored_path(&out, &src), &CompareOpts::restic_014())
-        .unwrap_or_else(|e| panic!("restic's restore of our REST backup:\n{e}"));
+#[test]
+fn every_pack_size() {
+    // restic's 4, 16, 64 and 128 MiB packs, written by restic and by sluice, over REST.
+    let td = tempdir();
+    let server = Rclone::start(&td.path().join("srv"), &with_auth());
+    let url = |name: &str| server.url(Some(&userinfo()), &format!("{}/", name.replace('/', "-")));
+    support::remote::at_every_pack_size(td.path(), &url, &no_secret);
 }
 
 #[test]

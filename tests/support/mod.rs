@@ -6,7 +6,8 @@
 //! * [`pipeline`] / [`Pipeline`] run our binaries as real processes joined by pipes,
 //! * [`restore_pipeline`] and friends run sluice's restore against a restic repository,
 //! * [`backup`] drives init-repo and the backup pipeline `chunk | pack | push`,
-//! * [`rclone`] and [`moto`] start real REST and S3 servers on 127.0.0.1.
+//! * [`rclone`] and [`moto`] start real REST and S3 servers on 127.0.0.1, and [`remote`] has
+//!   the round trips every such server must pass.
 //!
 //! Each test crate uses only part of this, hence the `dead_code` allowance.
 #![allow(dead_code, unused_imports)]
@@ -16,6 +17,7 @@ pub mod compare;
 pub mod faulty;
 pub mod moto;
 pub mod rclone;
+pub mod remote;
 pub mod restic;
 pub mod run;
 pub mod sluice;

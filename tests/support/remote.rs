@@ -1,0 +1,169 @@
+//! The round trips every remote server must pass, shared by `remote_rest.rs` and
+//! `remote_s3.rs`: restic writes and sluice restores; sluice writes, `restic check
+//! --read-data` accepts and `restic restore` reproduces the source; both at each of restic's
+//! pack sizes. Each takes `streams`, the caller's check of every pipeline's output (that no
+//! secret of its server shows).
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
+
+use super::backup::{summary_of, Backup, TEST_SCRYPT};
+use super::compare::{compare_trees, CompareOpts};
+use super::restic::{restored_path, Restic};
+use super::run::{Pipeline, PipelineResult};
+use super::sluice::{assert_restore_ok, framed_records, one_line, restore_pipeline, tool};
+use super::tree::{make_tree, TreeOpts};
+
+/// A check of one pipeline's streams; the `&str` names the pipeline.
+pub type Streams<'a> = &'a dyn Fn(&PipelineResult, &str);
+
+/// A [`Restic`] (password file, cache in `dir`) whose repository is `url`.
+pub fn remote(dir: &Path, url: String) -> Restic {
+    let mut r = Restic::new(dir);
+    r.repo = url.into();
+    r
+}
+
+/// What a restore of `cd src && restic backup .` reproduces: all but the root's own metadata.
+pub fn vs_source() -> CompareOpts {
+    CompareOpts { skip_root: true, ..CompareOpts::restic_014() }
+}
+
+fn pack_flag(pack_size: Option<u32>) -> Vec<String> {
+    pack_size.map(|n| vec!["--pack-size".to_string(), n.to_string()]).unwrap_or_default()
+}
+
+/// restic 0.14 makes the repository `r` and backs up the contents of `src` (with
+/// `--pack-size` if given); sluice's restore pipeline reproduces it in `out` and verifies it;
+/// `walk | fetch-pack` and `snapshots` work too. Returns the snapshot id.
+pub fn restic_writes_sluice_restores(
+    r: &Restic,
+    src: &Path,
+    out: &Path,
+    pack_size: Option<u32>,
+    streams: Streams,
+) -> String {
+    r.init(2, &[]);
+    let flag = pack_flag(pack_size);
+    let flag: Vec<&str> = flag.iter().map(String::as_str).collect();
+    let id = r.backup_dir_contents(src, &flag);
+
+    let res = restore_pipeline(r, "latest", out, &[], &[]);
+    assert_restore_ok(&res, src);
+    streams(&res, "restore pipeline");
+    compare_trees(src, out, &vs_source())
+        .unwrap_or_else(|e| panic!("sluice's restore of restic's backup at {}:\n{e}", r.repo.display()));
+
+    let fetched =
+        Pipeline::new().stage(tool(r, "walk", &["latest"])).stage(tool(r, "fetch-pack", &[])).run();
+    fetched.assert_ok();
+    streams(&fetched, "walk | fetch-pack");
+    let snaps = Pipeline::new().stage(tool(r, "snapshots", &[])).run();
+    snaps.assert_ok();
+    streams(&snaps, "snapshots");
+    assert_eq!(framed_records(&snaps).len(), 1);
+    id
+}
+
+/// sluice makes the repository `r` (`init-repo`, which refuses to run a second time) and
+/// backs up `src` with `chunk | pack | push` (`pack --pack-size` if given); `restic check
+/// --read-data` accepts it, and both `restic restore` and sluice's restore reproduce `src`
+/// under `out`. Returns the snapshot id.
+pub fn sluice_writes_restic_restores(
+    r: &Restic,
+    src: &Path,
+    out: &Path,
+    pack_size: Option<u32>,
+    streams: Streams,
+) -> String {
+    let init = || {
+        Pipeline::new().stage(super::backup::tool("init-repo", r, &[])).env(TEST_SCRYPT.0, TEST_SCRYPT.1).run()
+    };
+    let first = init();
+    first.assert_ok();
+    streams(&first, "init-repo");
+    let again = init();
+    assert_eq!(again.codes(), [2], "init-repo over an existing repository:\n{}", again.report());
+    assert!(one_line(&again.stderrs[0], "init-repo again").contains("already exists"));
+    streams(&again, "init-repo again");
+
+    let flag = pack_flag(pack_size);
+    let flag: Vec<&str> = flag.iter().map(String::as_str).collect();
+    let res = Backup::of(&[src]).pack_args(&flag).run_raw(r);
+    res.assert_ok();
+    streams(&res, "chunk | pack | push");
+    let id = r.full_id(summary_of(&res)["snapshot_id"].as_str().unwrap());
+
+    r.check_read_data();
+    let by_restic = out.join("restic");
+    r.restore(&id, &by_restic, &[]);
+    compare_trees(src, &restored_path(&by_restic, src), &CompareOpts::restic_014())
+        .unwrap_or_else(|e| panic!("restic's restore of sluice's backup at {}:\n{e}", r.repo.display()));
+
+    let by_sluice = out.join("sluice");
+    let res = super::backup::restore(r, &id, &by_sluice);
+    streams(&res, "sluice's restore of its own backup");
+    compare_trees(src, &restored_path(&by_sluice, src), &CompareOpts::restic_014()).unwrap();
+    id
+}
+
+/// The sizes of the packs in the repository `url`, as the backend lists them.
+pub fn pack_sizes_of(url: &str) -> Vec<u64> {
+    use common::backend::{open, FileType, Options};
+    let b = open(url, &Options::default()).unwrap_or_else(|e| panic!("{e}"));
+    b.list(FileType::Pack).unwrap_or_else(|e| panic!("{e}")).into_iter().map(|e| e.size).collect()
+}
+
+/// Both round trips at each of restic's pack sizes (4, 16, 64 and 128 MiB), on the server
+/// whose repository `name` is at `url(name)`, with scratch space in `dir`. The source is the
+/// edge-case tree of the local interop tests plus incompressible data: at 4 MiB, 14 MiB of it,
+/// so that both writers make several packs and a restore crosses packs; at 16, 64 and 128 MiB
+/// one pack's worth and 2 MiB more, so that each writer makes at least one pack of the full
+/// size (above S3's multipart threshold for 64 and 128, and ranges read from deep inside it).
+pub fn at_every_pack_size(dir: &Path, url: &dyn Fn(&str) -> String, streams: Streams) {
+    for (mib, bulk) in [(4u32, 14u64), (16, 18), (64, 66), (128, 130)] {
+        let case = tempfile::Builder::new().prefix("packs-").tempdir_in(dir).unwrap();
+        let src = case.path().join("src");
+        fs::create_dir(&src).unwrap();
+        make_tree(&src, 40 + mib as u64, &TreeOpts::default());
+        random_file(&src.join("bulk.bin"), bulk << 20, mib as u64);
+
+        let name = format!("sizes/restic-{mib}");
+        let r = remote(&case.path().join("restic"), url(&name));
+        restic_writes_sluice_restores(&r, &src, &case.path().join("out-1"), Some(mib), streams);
+        assert_packs(&url(&name), mib, "restic");
+
+        let name = format!("sizes/sluice-{mib}");
+        let r = remote(&case.path().join("sluice"), url(&name));
+        sluice_writes_restic_restores(&r, &src, &case.path().join("out-2"), Some(mib), streams);
+        assert_packs(&url(&name), mib, "sluice");
+    }
+}
+
+/// That the writer really made packs of about the size asked for (several at 4 MiB).
+fn assert_packs(url: &str, mib: u32, writer: &str) {
+    let sizes = pack_sizes_of(url);
+    // A writer may close a pack a little before the size rather than after it.
+    let full = sizes.iter().filter(|s| **s >= (u64::from(mib) << 20) / 10 * 9).count();
+    let want = if mib == 4 { 3 } else { 1 };
+    assert!(full >= want, "{writer} --pack-size {mib}: {full} full packs, want {want}; sizes {sizes:?}");
+}
+
+/// `len` bytes that do not compress, from `seed`.
+fn random_file(path: &Path, len: u64, seed: u64) {
+    let mut f = std::io::BufWriter::new(fs::File::create(path).unwrap());
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        rng.fill_bytes(&mut buf[..n]);
+        f.write_all(&buf[..n]).unwrap();
+        left -= n as u64;
+    }
+    f.flush().unwrap();
+}
