@@ -5,13 +5,10 @@
 
 mod support;
 
-use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::backup::{init_repo, Backup};
-use support::faulty::Faulty;
 use support::rclone::{free_port, Certs, Rclone, RcloneOpts};
 use support::remote::{remote, vs_source};
 use support::*;
@@ -39,13 +36,6 @@ fn no_secret(res: &PipelineResult, what: &str) {
         let s = String::from_utf8_lossy(s);
         assert!(!s.contains(URL_PW) && !s.contains(&token), "{what}: the URL's password leaked:\n{s}");
     }
-}
-
-fn small_tree(dir: &Path) {
-    fs::create_dir_all(dir.join("d")).unwrap();
-    fs::write(dir.join("a.txt"), b"hello over http\n").unwrap();
-    fs::write(dir.join("d/b.bin"), (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect::<Vec<u8>>())
-        .unwrap();
 }
 
 #[test]
@@ -88,48 +78,9 @@ fn https_with_a_private_ca() {
     let certs = Certs::make(&td.path().join("certs"));
     let ca = certs.ca.to_str().unwrap().to_string();
     let server = Rclone::start(&td.path().join("srv"), &RcloneOpts { tls: Some(certs), auth: None });
-    let src = td.path().join("src");
-    small_tree(&src);
     let r = remote(&td.path().join("r"), server.url(None, ""));
-    // restic too trusts the CA only when told (0.14 knows the flag, not RESTIC_CACERT).
-    let restic = |args: &[&str]| {
-        let out = r.command().arg("--cacert").arg(&ca).current_dir(&src).args(args).output().unwrap();
-        assert!(out.status.success(), "restic {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    restic(&["init"]);
-    restic(&["backup", "."]);
-
-    // The CA from the environment, as restic takes it.
-    let out = td.path().join("out");
-    let t: OsString = out.clone().into();
-    let res = Pipeline::new()
-        .stage(tool(&r, "walk", &["latest"]))
-        .stage(tool(&r, "fetch-pack", &[]))
-        .stage({
-            let mut u = tool(&r, "unpack", &[]);
-            u.extend(["--target".into(), t.clone()]);
-            u
-        })
-        .stage(argv([OsStr::new("verify"), OsStr::new("--target"), &t]))
-        .env("RESTIC_CACERT", &ca)
-        .run();
-    assert_restore_ok(&res, &src);
-    compare_trees(&src, &out, &vs_source()).unwrap();
-
-    // And as a flag.
-    let ok = Pipeline::new().stage(tool(&r, "snapshots", &["--cacert", &ca])).run();
-    ok.assert_ok();
-    assert_eq!(framed_records(&ok).len(), 1);
-
-    // Without it the certificate is refused: one line, at once, not retried for minutes.
-    let t0 = Instant::now();
-    let refused = Pipeline::new().stage(tool(&r, "snapshots", &[])).run();
-    assert_eq!(refused.codes(), [1], "{}", refused.report());
-    let line = one_line(&refused.stderrs[0], "snapshots without --cacert");
-    assert!(line.starts_with("snapshots: rest:https://127.0.0.1:") && line.contains("TLS"), "{line}");
-    assert!(line.contains("--cacert"), "the message should say what to do: {line}");
-    assert!(t0.elapsed() < Duration::from_secs(20), "a TLS failure was retried: {:?}", t0.elapsed());
-    assert!(refused.stdout.is_empty());
+    let line = support::remote::private_ca(&r, td.path(), &ca, "rest:https://127.0.0.1:", &no_secret);
+    assert!(line.contains("TLS"), "{line}");
 
     // --insecure-tls only when asked.
     let insecure = Pipeline::new().stage(tool(&r, "snapshots", &["--insecure-tls"])).run();
@@ -196,7 +147,7 @@ fn backup_then_restore_both_over_rest() {
     // sluice on both ends, the repository only on the server: init, back up, restore.
     let td = tempdir();
     let src = td.path().join("src");
-    small_tree(&src);
+    support::remote::small_tree(&src);
     let server = Rclone::start(&td.path().join("srv"), &with_auth());
     let r = remote(&td.path().join("r"), server.url(Some(&userinfo()), "b/"));
     init_repo(&r, 1);
@@ -209,30 +160,8 @@ fn backup_then_restore_both_over_rest() {
 
 #[test]
 fn faults_on_the_way_change_nothing() {
-    // 500s, 503s and bodies cut half-way, injected by a proxy of our own between sluice and
-    // the server: retried, resumed, and the restore is still identical.
     let td = tempdir();
-    let src = td.path().join("src");
-    fs::create_dir(&src).unwrap();
-    make_tree(&src, 13, &TreeOpts::default());
     let server = Rclone::start(&td.path().join("srv"), &RcloneOpts::default());
-    let direct = remote(&td.path().join("r"), server.url(None, "repo/"));
-    direct.init(2, &[]);
-    direct.backup_dir_contents(&src, &[]);
-
-    let proxy = Faulty::start(server.port);
-    let r = remote(&td.path().join("r"), format!("rest:http://127.0.0.1:{}/repo/", proxy.port));
-    let out = td.path().join("out");
-    let res = restore_pipeline(&r, "latest", &out, &[], &[]);
-    assert_restore_ok(&res, &src);
-    compare_trees(&src, &out, &vs_source()).unwrap_or_else(|e| panic!("restore through faults:\n{e}"));
-    let (e500, e503, cut) =
-        (proxy.count(|c| &c.errors_500), proxy.count(|c| &c.errors_503), proxy.count(|c| &c.cut_bodies));
-    assert!(e500 > 0 && e503 > 0 && cut > 0, "faults injected: {e500} 500s, {e503} 503s, {cut} cut bodies");
-
-    // A backup through the same faults: restic finds it sound.
-    let s = Backup::of(&["."]).in_dir(&src).run(&r);
-    assert!(s["snapshot_id"].is_string());
-    direct.check_read_data();
-    assert_eq!(direct.snapshots_json().len(), 2);
+    let url = |port| format!("rest:http://127.0.0.1:{port}/repo/");
+    support::remote::through_faults(td.path(), server.port, &url, &no_secret);
 }

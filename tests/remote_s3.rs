@@ -6,16 +6,14 @@
 
 mod support;
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::fs;
 use std::path::Path;
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
-use support::backup::Backup;
 use support::moto::{Moto, MotoOpts};
 use support::rclone::Certs;
-use support::remote::vs_source;
 use support::*;
 
 const ACCESS_KEY: &str = "AKIASLUICETEST";
@@ -54,13 +52,6 @@ fn no_secret(res: &PipelineResult, what: &str, secrets: &[&str]) {
             assert!(!s.contains(secret), "{what}: a secret leaked:\n{s}");
         }
     }
-}
-
-fn small_tree(dir: &Path) {
-    fs::create_dir_all(dir.join("d")).unwrap();
-    fs::write(dir.join("a.txt"), b"hello over s3\n").unwrap();
-    fs::write(dir.join("d/b.bin"), (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect::<Vec<u8>>())
-        .unwrap();
 }
 
 /// [`no_secret`] with no secret but the usual ones, as [`support::remote::Streams`] wants.
@@ -216,44 +207,8 @@ fn https_with_a_private_ca() {
     let certs = Certs::make(&td.path().join("certs"));
     let ca = certs.ca.to_str().unwrap().to_string();
     let server = Moto::start(&MotoOpts { tls: Some(certs), auth: false });
-    let src = td.path().join("src");
-    small_tree(&src);
     let r = remote(&td.path().join("r"), server.url("tls/repo"));
-    let restic = |args: &[&str]| {
-        let out = r.command().arg("--cacert").arg(&ca).current_dir(&src).args(args).output().unwrap();
-        assert!(out.status.success(), "restic {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    restic(&["init"]);
-    restic(&["backup", "."]);
-
-    let out = td.path().join("out");
-    let t: OsString = out.clone().into();
-    let res = Pipeline::new()
-        .stage(tool(&r, "walk", &["latest"]))
-        .stage(tool(&r, "fetch-pack", &[]))
-        .stage({
-            let mut u = tool(&r, "unpack", &[]);
-            u.extend(["--target".into(), t.clone()]);
-            u
-        })
-        .stage(argv([OsStr::new("verify"), OsStr::new("--target"), &t]))
-        .env("RESTIC_CACERT", &ca)
-        .run();
-    assert_restore_ok(&res, &src);
-    compare_trees(&src, &out, &vs_source()).unwrap();
-
-    let ok = Pipeline::new().stage(tool(&r, "snapshots", &["--cacert", &ca])).run();
-    ok.assert_ok();
-    assert_eq!(framed_records(&ok).len(), 1);
-
-    // Without the CA the certificate is refused at once, with what to do.
-    let t0 = Instant::now();
-    let refused = Pipeline::new().stage(tool(&r, "snapshots", &[])).run();
-    assert_eq!(refused.codes(), [1], "{}", refused.report());
-    let line = one_line(&refused.stderrs[0], "snapshots without --cacert");
-    assert!(line.starts_with("snapshots: s3:https://127.0.0.1:") && line.contains("--cacert"), "{line}");
-    assert!(t0.elapsed() < Duration::from_secs(20), "a TLS failure was retried: {:?}", t0.elapsed());
-    no_secret(&refused, "TLS refused", &[]);
+    support::remote::private_ca(&r, td.path(), &ca, "s3:https://127.0.0.1:", &no_usual_secret);
 }
 
 #[test]
@@ -322,33 +277,12 @@ fn dead_server_gives_up_within_the_limit() {
 
 #[test]
 fn faults_on_the_way_change_nothing() {
-    // 500s, 503s and bodies cut half-way from the project's fault-injecting proxy between
-    // sluice and moto (moto without authentication, so the Host the proxy passes on does not
-    // matter): retried, resumed, and the restore is identical; a backup through it passes
-    // restic check.
+    // moto without authentication, so the Host the proxy passes on does not matter.
+    credentials();
     let td = tempdir();
-    let src = td.path().join("src");
-    fs::create_dir(&src).unwrap();
-    make_tree(&src, 23, &TreeOpts::default());
     let server = Moto::start(&MotoOpts::default());
-    let direct = remote(&td.path().join("r"), server.url("faults/repo"));
-    direct.init(2, &[]);
-    direct.backup_dir_contents(&src, &[]);
-
-    let proxy = support::faulty::Faulty::start(server.port);
-    let r = remote(&td.path().join("r"), format!("s3:http://127.0.0.1:{}/faults/repo", proxy.port));
-    let out = td.path().join("out");
-    let res = restore_pipeline(&r, "latest", &out, &[], &[]);
-    assert_restore_ok(&res, &src);
-    compare_trees(&src, &out, &vs_source()).unwrap_or_else(|e| panic!("restore through faults:\n{e}"));
-    let (e500, e503, cut) =
-        (proxy.count(|c| &c.errors_500), proxy.count(|c| &c.errors_503), proxy.count(|c| &c.cut_bodies));
-    assert!(e500 > 0 && e503 > 0 && cut > 0, "faults injected: {e500} 500s, {e503} 503s, {cut} cut bodies");
-
-    let s = Backup::of(&["."]).in_dir(&src).run(&r);
-    assert!(s["snapshot_id"].is_string());
-    direct.check_read_data();
-    assert_eq!(direct.snapshots_json().len(), 2);
+    let url = |port| format!("s3:http://127.0.0.1:{port}/faults/repo");
+    support::remote::through_faults(td.path(), server.port, &url, &no_usual_secret);
 }
 
 #[test]
