@@ -2,7 +2,8 @@
 //!
 //! * [`make_tree`] builds a reproducible directory tree full of edge cases,
 //! * [`compare_trees`] checks that a restored tree equals its source, metadata included,
-//! * [`Restic`] drives the real `restic` binary, the reference implementation,
+//! * [`Restic`] drives the real `restic` binary, the reference implementation, and
+//!   [`Fixture`] is a tree a test makes and restic's backup of it,
 //! * [`pipeline`] / [`Pipeline`] run our binaries as real processes joined by pipes,
 //! * [`restore_pipeline`] and friends run sluice's restore against a restic repository,
 //! * [`backup`] drives init-repo and the backup pipeline `chunk | pack | push`,
@@ -15,6 +16,7 @@
 pub mod backup;
 pub mod compare;
 pub mod faulty;
+pub mod fixture;
 pub mod moto;
 pub mod rclone;
 pub mod remote;
@@ -23,6 +25,7 @@ pub mod run;
 pub mod sluice;
 pub mod tree;
 
+pub use fixture::{random_bytes, Fixture};
 pub use compare::{compare_trees, go_lossy_utf8, show, CompareOpts};
 pub use restic::{restic_bin, restored_path, snapshot_subpath, Restic, PASSWORD};
 pub use run::{argv, bin, bin_dir, pipeline, run_cmd, Pipeline, PipelineResult};
