@@ -30,7 +30,13 @@ fn credentials() {
         std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET);
         std::env::set_var("AWS_SESSION_TOKEN", TOKEN);
         std::env::remove_var("AWS_DEFAULT_REGION");
-        for k in ["RESTIC_REPOSITORY", "RESTIC_CACERT", "AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE"] {
+        for k in [
+            "RESTIC_REPOSITORY",
+            "RESTIC_CACERT",
+            "AWS_PROFILE",
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "AWS_CONFIG_FILE",
+        ] {
             std::env::remove_var(k);
         }
     });
@@ -79,7 +85,13 @@ fn sluice_backs_up_restic_checks() {
     let server = Moto::start(&MotoOpts::default());
     // The bucket does not exist yet: init-repo makes it.
     let r = remote(&td.path().join("r"), server.url("fresh/repo"));
-    support::remote::sluice_writes_restic_restores(&r, &src, &td.path().join("out"), Some(4), &no_usual_secret);
+    support::remote::sluice_writes_restic_restores(
+        &r,
+        &src,
+        &td.path().join("out"),
+        Some(4),
+        &no_usual_secret,
+    );
 }
 
 #[test]
@@ -180,7 +192,11 @@ fn usage_errors() {
     let cases: [Case; 4] = [
         ("s3:http://127.0.0.1:9/", &[], "no bucket"),
         ("s3:http://AKIA:pw-in-url-Kk2@127.0.0.1:9/b", &[], "credentials do not belong"),
-        ("s3:http://127.0.0.1:9/b", &[("AWS_SECRET_ACCESS_KEY", "")], "no credentials"),
+        (
+            "s3:http://127.0.0.1:9/b",
+            &[("AWS_SECRET_ACCESS_KEY", ""), ("HOME", "/nonexistent")],
+            "no credentials",
+        ),
         ("s3:http://127.0.0.1:9/b -o s3.nope=1", &[], "no such option"),
     ];
     for (repo, env, want) in cases {
@@ -302,7 +318,8 @@ fn large_packs_go_in_parts() {
     };
     let direct = open(server.port, Duration::from_secs(30));
     direct.create().unwrap();
-    let data: Vec<u8> = (0..(20u32 << 20) + 12345).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let data: Vec<u8> =
+        (0..(20u32 << 20) + 12345).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
     let upload = |b: &dyn Backend, name: &str| {
         let mut up = b.upload(FileType::Pack).unwrap();
         up.write_all(&data).unwrap();
@@ -344,7 +361,8 @@ fn large_packs_go_in_parts() {
                 ("POST", t) if t.contains("?uploadId=") => 1,
                 _ => return None,
             };
-            (!LOST_ONCE[which].swap(true, std::sync::atomic::Ordering::SeqCst)).then_some(support::faulty::LOST)
+            (!LOST_ONCE[which].swap(true, std::sync::atomic::Ordering::SeqCst))
+                .then_some(support::faulty::LOST)
         },
         false,
     );
@@ -360,4 +378,63 @@ fn large_packs_go_in_parts() {
     up.write_all(&data[..1 << 20]).unwrap();
     up.commit(&small).unwrap();
     assert!(!server.etag("big", &format!("repo/data/7d/{small}")).contains('-'));
+}
+
+#[test]
+fn credentials_from_the_aws_files() {
+    // Without AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, as restic does: the profile
+    // AWS_PROFILE (or default) of ~/.aws/credentials or AWS_SHARED_CREDENTIALS_FILE; the
+    // environment wins when it has both. moto checks every signature against its IAM.
+    let td = tempdir();
+    let server = Moto::start(&MotoOpts { auth: true, ..MotoOpts::default() });
+    let (id, secret) = server.key.clone().unwrap();
+    let r = remote(&td.path().join("r"), server.url("files/repo"));
+    let mut c = r.command();
+    c.env("AWS_ACCESS_KEY_ID", &id).env("AWS_SECRET_ACCESS_KEY", &secret).env_remove("AWS_SESSION_TOKEN");
+    let out = c.arg("init").output().unwrap();
+    assert!(out.status.success(), "restic init: {}", String::from_utf8_lossy(&out.stderr));
+
+    let home = td.path().join("home");
+    fs::create_dir_all(home.join(".aws")).unwrap();
+    let wrong = "wrong-file-secret-Ux71";
+    fs::write(
+        home.join(".aws/credentials"),
+        format!(
+            "[default]\naws_access_key_id = {id}\naws_secret_access_key = {secret}\n\n\
+             [wrong]\naws_access_key_id = {id}\naws_secret_access_key = {wrong}\n"
+        ),
+    )
+    .unwrap();
+    fs::write(home.join(".aws/config"), "[default]\nregion = us-east-1\n").unwrap();
+    let elsewhere = td.path().join("elsewhere");
+    fs::write(&elsewhere, format!("[wrong]\naws_access_key_id={id}\naws_secret_access_key={secret}\n"))
+        .unwrap();
+    let with = |env: &[(&str, &str)]| {
+        let mut p = Pipeline::new()
+            .stage(tool(&r, "snapshots", &[]))
+            .env("HOME", &home)
+            .env("AWS_ACCESS_KEY_ID", "")
+            .env("AWS_SECRET_ACCESS_KEY", "")
+            .env("AWS_SESSION_TOKEN", "");
+        for (k, v) in env {
+            p = p.env(k, v);
+        }
+        let res = p.run();
+        no_secret(&res, "credentials from files", &[&secret, wrong]);
+        res
+    };
+
+    with(&[]).assert_ok();
+    let res = with(&[("AWS_PROFILE", "wrong")]);
+    assert_eq!(res.codes(), [1], "{}", res.report());
+    assert!(one_line(&res.stderrs[0], "profile wrong").contains("SignatureDoesNotMatch"));
+    with(&[("AWS_PROFILE", "wrong"), ("AWS_ACCESS_KEY_ID", &id), ("AWS_SECRET_ACCESS_KEY", &secret)])
+        .assert_ok();
+    with(&[("AWS_PROFILE", "wrong"), ("AWS_SHARED_CREDENTIALS_FILE", elsewhere.to_str().unwrap())])
+        .assert_ok();
+
+    let res = with(&[("AWS_PROFILE", "nobody")]);
+    assert_eq!(res.codes(), [2], "{}", res.report());
+    let line = one_line(&res.stderrs[0], "no such profile");
+    assert!(line.contains("no credentials") && line.contains("profile nobody"), "{line}");
 }

@@ -25,8 +25,8 @@ pub mod run;
 pub mod sluice;
 pub mod tree;
 
-pub use fixture::{random_bytes, Fixture};
 pub use compare::{compare_trees, go_lossy_utf8, show, CompareOpts};
+pub use fixture::{random_bytes, Fixture};
 pub use restic::{restic_bin, restored_path, snapshot_subpath, Restic, PASSWORD};
 pub use run::{argv, bin, bin_dir, pipeline, run_cmd, Pipeline, PipelineResult};
 pub use sluice::{

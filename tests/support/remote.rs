@@ -15,10 +15,10 @@ use rand::{RngCore, SeedableRng};
 
 use super::backup::{summary_of, Backup, TEST_SCRYPT};
 use super::compare::{compare_trees, CompareOpts};
+use super::faulty::Faulty;
 use super::restic::{restored_path, Restic};
 use super::run::{argv, Pipeline, PipelineResult};
 use super::sluice::{assert_restore_ok, framed_records, one_line, restore_pipeline, tool};
-use super::faulty::Faulty;
 use super::tree::{make_tree, TreeOpts};
 
 /// A check of one pipeline's streams; the `&str` names the pipeline.
@@ -61,8 +61,7 @@ pub fn restic_writes_sluice_restores(
     compare_trees(src, out, &vs_source())
         .unwrap_or_else(|e| panic!("sluice's restore of restic's backup at {}:\n{e}", r.repo.display()));
 
-    let fetched =
-        Pipeline::new().stage(tool(r, "walk", &["latest"])).stage(tool(r, "fetch-pack", &[])).run();
+    let fetched = Pipeline::new().stage(tool(r, "walk", &["latest"])).stage(tool(r, "fetch-pack", &[])).run();
     fetched.assert_ok();
     streams(&fetched, "walk | fetch-pack");
     let snaps = Pipeline::new().stage(tool(r, "snapshots", &[])).run();
@@ -84,7 +83,10 @@ pub fn sluice_writes_restic_restores(
     streams: Streams,
 ) -> String {
     let init = || {
-        Pipeline::new().stage(super::backup::tool("init-repo", r, &[])).env(TEST_SCRYPT.0, TEST_SCRYPT.1).run()
+        Pipeline::new()
+            .stage(super::backup::tool("init-repo", r, &[]))
+            .env(TEST_SCRYPT.0, TEST_SCRYPT.1)
+            .run()
     };
     let first = init();
     first.assert_ok();

@@ -13,18 +13,11 @@ use sha2::{Digest, Sha256};
 
 use super::http;
 use super::retry::{Body, Multipart, Remote};
-use super::sigv4::{self, Credentials, SecretKey};
+use super::sigv4::{self, Credentials};
 use super::{is_id_name, Entry, FileType, Options};
 use crate::error::{Class, Error, Result};
 
-/// Where the access key id comes from.
-pub const ACCESS_KEY_ENV: &str = "AWS_ACCESS_KEY_ID";
-/// Where the secret access key comes from (never from the command line).
-pub const SECRET_KEY_ENV: &str = "AWS_SECRET_ACCESS_KEY";
-/// The session token of temporary credentials, if any.
-pub const SESSION_TOKEN_ENV: &str = "AWS_SESSION_TOKEN";
-/// The region, unless `-o s3.region=` says otherwise.
-pub const REGION_ENV: &str = "AWS_DEFAULT_REGION";
+pub use super::aws_files::{ACCESS_KEY_ENV, REGION_ENV, SECRET_KEY_ENV, SESSION_TOKEN_ENV};
 const DEFAULT_REGION: &str = "us-east-1";
 
 /// Uploads larger than this go as a multipart upload: restic's packs reach 128 MiB, and one
@@ -136,10 +129,11 @@ fn env_nonempty(name: &str) -> Option<String> {
 
 impl S3 {
     /// A backend for `repo` (what follows `s3:`), with credentials and region from the
-    /// environment and `-o s3.*` options.
+    /// environment or the AWS tools' files (see [`super::aws_files`]) and `-o s3.*` options.
     pub fn new(repo: &str, opts: &Options) -> Result<S3> {
         let p = parse(repo)?;
-        let mut region = env_nonempty(REGION_ENV);
+        let found = super::aws_files::find(&env_nonempty)?;
+        let mut region = found.region;
         let mut lookup = None;
         for (k, v) in &opts.extended {
             match k.strip_prefix("s3.") {
@@ -164,18 +158,12 @@ impl S3 {
         }
         let region = region.unwrap_or_else(|| DEFAULT_REGION.to_string());
         let (endpoint, lookup) = addressing(&p, &region, lookup);
-        let (Some(access_key_id), Some(secret)) =
-            (env_nonempty(ACCESS_KEY_ENV), env_nonempty(SECRET_KEY_ENV))
-        else {
+        let Some(creds) = found.creds else {
             return Err(Error::Usage(format!(
-                "repository s3:{}: no credentials: set {ACCESS_KEY_ENV} and {SECRET_KEY_ENV}",
-                http::redact(repo)
+                "repository s3:{}: no credentials: {}",
+                http::redact(repo),
+                found.hint
             )));
-        };
-        let creds = Credentials {
-            access_key_id,
-            secret: SecretKey::new(secret),
-            session_token: env_nonempty(SESSION_TOKEN_ENV).map(SecretKey::new),
         };
         Ok(S3 {
             agent: http::agent(opts)?,
@@ -489,7 +477,11 @@ impl Multipart for S3 {
         let what = format!("{} (completing a multipart upload)", self.what(&t.path(name)));
         let mut xml = String::from("<CompleteMultipartUpload>");
         for (i, etag) in parts.iter().enumerate() {
-            xml.push_str(&format!("<Part><PartNumber>{}</PartNumber><ETag>{}</ETag></Part>", i + 1, escape(etag)));
+            xml.push_str(&format!(
+                "<Part><PartNumber>{}</PartNumber><ETag>{}</ETag></Part>",
+                i + 1,
+                escape(etag)
+            ));
         }
         xml.push_str("</CompleteMultipartUpload>");
         let hash = sigv4::sha256_hex(xml.as_bytes());
@@ -511,7 +503,9 @@ impl Multipart for S3 {
                 if answer.contains("<Error>") {
                     let code = tag(&answer, "Code").map(unescape).unwrap_or_default();
                     let class = match code.as_str() {
-                        "InternalError" | "SlowDown" | "ServiceUnavailable" | "RequestTimeout" => Class::Transient,
+                        "InternalError" | "SlowDown" | "ServiceUnavailable" | "RequestTimeout" => {
+                            Class::Transient
+                        }
                         _ => Class::Permanent,
                     };
                     return Err(Error::remote(class, Some(200), format!("{what}: {code}")));
@@ -701,6 +695,7 @@ impl Remote for S3 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::sigv4::SecretKey;
 
     #[test]
     fn repository_strings() {
