@@ -165,3 +165,18 @@ fn faults_on_the_way_change_nothing() {
     let url = |port| format!("rest:http://127.0.0.1:{port}/repo/");
     support::remote::through_faults(td.path(), server.port, &url, &no_secret);
 }
+
+#[test]
+fn secrets_stay_hidden() {
+    // The URL's password, and the basic-auth token made of it, over a full round trip.
+    use base64::Engine;
+    let td = tempdir();
+    let server = Rclone::start(&td.path().join("srv"), &with_auth());
+    let token = base64::engine::general_purpose::STANDARD.encode(userinfo());
+    let url = server.url(Some(&userinfo()), "hidden/");
+    support::remote::secrets_stay_hidden(td.path(), &url, &[URL_PW, &token]);
+    let rest =
+        common::backend::rest::Rest::new(url.strip_prefix("rest:").unwrap(), &Default::default()).unwrap();
+    let dbg = format!("{rest:?}");
+    assert!(!dbg.contains(URL_PW) && !dbg.contains(&token), "{dbg}");
+}

@@ -438,3 +438,13 @@ fn credentials_from_the_aws_files() {
     let line = one_line(&res.stderrs[0], "no such profile");
     assert!(line.contains("no credentials") && line.contains("profile nobody"), "{line}");
 }
+
+#[test]
+fn secrets_stay_hidden() {
+    // The secret key and the session token, over a full round trip (the access key id is
+    // no secret: it is in every request).
+    credentials();
+    let td = tempdir();
+    let server = Moto::start(&MotoOpts::default());
+    support::remote::secrets_stay_hidden(td.path(), &server.url("hidden/repo"), &[SECRET, TOKEN]);
+}

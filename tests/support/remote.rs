@@ -17,7 +17,7 @@ use super::backup::{summary_of, Backup, TEST_SCRYPT};
 use super::compare::{compare_trees, CompareOpts};
 use super::faulty::Faulty;
 use super::restic::{restored_path, Restic};
-use super::run::{argv, Pipeline, PipelineResult};
+use super::run::{argv, bin, Pipeline, PipelineResult};
 use super::sluice::{assert_restore_ok, framed_records, one_line, restore_pipeline, tool};
 use super::tree::{make_tree, TreeOpts};
 
@@ -259,4 +259,101 @@ pub fn through_faults(dir: &Path, port: u16, url: &dyn Fn(u16) -> String, stream
     assert!(summary_of(&res)["snapshot_id"].is_string());
     direct.check_read_data();
     assert_eq!(direct.snapshots_json().len(), 2);
+}
+
+/// A full round trip (`init-repo`, `chunk | pack | push`, `snapshots`, `walk | fetch-pack |
+/// unpack | verify`) on the repository `url`, given only through the environment as a user
+/// should (`RESTIC_REPOSITORY`, `RESTIC_PASSWORD_COMMAND`, the caller's own variables), in
+/// which none of `secrets` nor the repository password may show: not in the argv of any
+/// process started (every stage runs under `strace -f -e trace=execve`, so the password
+/// command's `sh` and anything else a stage starts is seen too), not in any stream between
+/// stages (each goes through `tee` to a file), not on any stderr or the last stdout, not in
+/// the `Debug` text of a backend error.
+pub fn secrets_stay_hidden(dir: &Path, url: &str, secrets: &[&str]) {
+    let password = "sluice-repo-pw-Rt47cV";
+    let mut secrets: Vec<&str> = secrets.to_vec();
+    secrets.push(password);
+    let pw_file = dir.join("pw");
+    fs::write(&pw_file, format!("{password}\n")).unwrap();
+    let src = dir.join("src");
+    small_tree(&src);
+    let out = dir.join("out");
+    let logs = dir.join("logs");
+    fs::create_dir(&logs).unwrap();
+
+    let count = std::cell::Cell::new(0);
+    let file = |what: &str| {
+        count.set(count.get() + 1);
+        logs.join(format!("{}-{what}", count.get()))
+    };
+    let traced = |name: &str, args: &[&OsStr]| -> Vec<OsString> {
+        let mut v: Vec<OsString> = ["strace", "-f", "-qq", "-e", "trace=execve", "-s", "65535", "-o"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        v.push(file(&format!("trace-{name}")).into());
+        v.push(bin(name).into());
+        v.extend(args.iter().map(|a| a.to_os_string()));
+        v
+    };
+    let tee = || vec![OsString::from("tee"), file("stream").into()];
+    let mut results = Vec::new();
+    let mut run = |stages: Vec<Vec<OsString>>| {
+        let mut p = Pipeline::new()
+            .env("RESTIC_REPOSITORY", url)
+            .env("RESTIC_PASSWORD_COMMAND", format!("cat {}", pw_file.display()))
+            .env(TEST_SCRYPT.0, TEST_SCRYPT.1);
+        for s in stages {
+            p = p.stage(s);
+        }
+        let res = p.run();
+        res.assert_ok();
+        results.push(res);
+    };
+    let t = out.as_os_str();
+    run(vec![traced("init-repo", &[])]);
+    run(vec![traced("chunk", &[src.as_os_str()]), tee(), traced("pack", &[]), tee(), traced("push", &[])]);
+    run(vec![traced("snapshots", &[])]);
+    run(vec![
+        traced("walk", &[OsStr::new("latest")]),
+        tee(),
+        traced("fetch-pack", &[]),
+        tee(),
+        traced("unpack", &[OsStr::new("--target"), t]),
+        tee(),
+        traced("verify", &[OsStr::new("--target"), t]),
+    ]);
+    compare_trees(&src, &restored_path(&out, &src), &CompareOpts::restic_014()).unwrap();
+
+    let mut texts: Vec<(String, Vec<u8>)> = Vec::new();
+    for res in &results {
+        for (i, e) in res.stderrs.iter().enumerate() {
+            texts.push((format!("stderr of {:?}", res.argv[i]), e.clone()));
+        }
+        texts.push((format!("stdout of {:?}", res.argv.last()), res.stdout.clone()));
+    }
+    let mut execs = 0;
+    let mut shells = 0;
+    for entry in fs::read_dir(&logs).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = fs::read(&path).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        execs += text.matches("execve(").count();
+        shells += text.matches("execve(\"/bin/sh\"").count() + text.matches("execve(\"/usr/bin/sh\"").count();
+        texts.push((path.display().to_string(), bytes));
+    }
+    assert!(execs >= 11 && shells >= 1, "{execs} execve and {shells} sh traced: is strace working?");
+    assert!(texts.iter().any(|(w, b)| w.contains("stream") && !b.is_empty()), "no stream captured");
+
+    // And the Debug text of a backend's error.
+    let b = common::backend::open(url, &common::backend::Options::default()).unwrap();
+    let e = b.read(common::backend::FileType::Key, &"0".repeat(64)).unwrap_err();
+    texts.push(("Debug of an error".into(), format!("{e:?} {e}").into_bytes()));
+
+    for (what, bytes) in &texts {
+        let text = String::from_utf8_lossy(bytes);
+        for secret in &secrets {
+            assert!(!text.contains(secret), "a secret shows in {what}:\n{text}");
+        }
+    }
 }
