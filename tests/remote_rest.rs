@@ -1,11 +1,12 @@
 //! `rest:` repositories against a real REST server (`rclone serve restic` on 127.0.0.1) and
-//! the real restic 0.14: restic writes and sluice restores, sluice writes and restic checks
-//! and restores; HTTPS with a private CA; basic auth; a missing repository; a dead server.
-//! The password in the URL must never show in any message or record stream.
+//! the real restic 0.14, with the round trips every server must pass (`support/remote.rs`):
+//! restic writes and sluice restores, sluice writes and restic checks and restores, at each
+//! of restic's pack sizes; HTTPS with a private CA; faults on the way; basic auth; a missing
+//! repository; a dead server. The password in the URL must never show in any argv, stream,
+//! message or `Debug` text.
 
 mod support;
 
-use std::fs;
 use std::time::{Duration, Instant};
 
 use support::backup::{init_repo, Backup};
@@ -41,9 +42,7 @@ fn no_secret(res: &PipelineResult, what: &str) {
 #[test]
 fn restic_writes_sluice_restores() {
     let td = tempdir();
-    let src = td.path().join("src");
-    fs::create_dir(&src).unwrap();
-    make_tree(&src, 11, &TreeOpts::default());
+    let src = support::remote::edge_tree(td.path(), 11);
     let server = Rclone::start(&td.path().join("srv"), &with_auth());
     let r = remote(&td.path().join("r"), server.url(Some(&userinfo()), "repo/"));
     support::remote::restic_writes_sluice_restores(&r, &src, &td.path().join("out"), None, &no_secret);
@@ -52,9 +51,7 @@ fn restic_writes_sluice_restores() {
 #[test]
 fn sluice_backs_up_restic_checks() {
     let td = tempdir();
-    let src = td.path().join("src");
-    fs::create_dir(&src).unwrap();
-    make_tree(&src, 12, &TreeOpts::default());
+    let src = support::remote::edge_tree(td.path(), 12);
     let server = Rclone::start(&td.path().join("srv"), &with_auth());
     let r = remote(&td.path().join("r"), server.url(Some(&userinfo()), "repo/"));
     support::remote::sluice_writes_restic_restores(&r, &src, &td.path().join("out"), Some(4), &no_secret);

@@ -1,8 +1,10 @@
 //! `s3:` repositories against a real S3 server (`moto_server` on 127.0.0.1, see
-//! `support/moto.rs`) and the real restic 0.14: restic writes and sluice restores, sluice
-//! writes and restic checks and restores; wrong credentials (moto checking signatures); a
-//! missing bucket; HTTPS with a private CA. The secret key and the session token must never
-//! show in any message or record stream.
+//! `support/moto.rs`) and the real restic 0.14, with the round trips every server must pass
+//! (`support/remote.rs`): restic writes and sluice restores, sluice writes and restic checks
+//! and restores, at each of restic's pack sizes; multipart uploads of large packs; wrong
+//! credentials (moto checking signatures) and credentials from the AWS tools' files; a
+//! missing bucket; HTTPS with a private CA; faults on the way. The secret key and the
+//! session token must never show in any argv, stream, message or `Debug` text.
 
 mod support;
 
@@ -68,9 +70,7 @@ fn no_usual_secret(res: &PipelineResult, what: &str) {
 #[test]
 fn restic_writes_sluice_restores() {
     let td = tempdir();
-    let src = td.path().join("src");
-    fs::create_dir(&src).unwrap();
-    make_tree(&src, 21, &TreeOpts::default());
+    let src = support::remote::edge_tree(td.path(), 21);
     let server = Moto::start(&MotoOpts::default());
     let r = remote(&td.path().join("r"), server.url("bucket/some/prefix"));
     support::remote::restic_writes_sluice_restores(&r, &src, &td.path().join("out"), None, &no_usual_secret);
@@ -79,9 +79,7 @@ fn restic_writes_sluice_restores() {
 #[test]
 fn sluice_backs_up_restic_checks() {
     let td = tempdir();
-    let src = td.path().join("src");
-    fs::create_dir(&src).unwrap();
-    make_tree(&src, 22, &TreeOpts::default());
+    let src = support::remote::edge_tree(td.path(), 22);
     let server = Moto::start(&MotoOpts::default());
     // The bucket does not exist yet: init-repo makes it.
     let r = remote(&td.path().join("r"), server.url("fresh/repo"));

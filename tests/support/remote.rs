@@ -174,6 +174,14 @@ fn random_file(path: &Path, len: u64, seed: u64) {
     f.flush().unwrap();
 }
 
+/// The edge-case tree of the local interop tests in `dir/src`, from `seed`; returns its path.
+pub fn edge_tree(dir: &Path, seed: u64) -> std::path::PathBuf {
+    let src = dir.join("src");
+    fs::create_dir(&src).unwrap();
+    make_tree(&src, seed, &TreeOpts::default());
+    src
+}
+
 /// A small tree: a text file and a 200 kB binary one in a subdirectory.
 pub fn small_tree(dir: &Path) {
     fs::create_dir_all(dir.join("d")).unwrap();
@@ -235,9 +243,7 @@ pub fn private_ca(r: &Restic, dir: &Path, ca: &str, scheme: &str, streams: Strea
 /// retried and resumed, the restore of what restic wrote is identical, and a backup through
 /// the proxy gives a repository `restic check --read-data` accepts.
 pub fn through_faults(dir: &Path, port: u16, url: &dyn Fn(u16) -> String, streams: Streams) {
-    let src = dir.join("src");
-    fs::create_dir(&src).unwrap();
-    make_tree(&src, 13, &TreeOpts::default());
+    let src = edge_tree(dir, 13);
     let direct = remote(&dir.join("r"), url(port));
     direct.init(2, &[]);
     direct.backup_dir_contents(&src, &[]);
