@@ -13,7 +13,6 @@
 //!     fetch-pack --pack 3f9a1c | unpack --list
 
 mod list;
-mod meta;
 mod restore;
 
 use std::path::PathBuf;

@@ -18,15 +18,16 @@ use common::cli::warn;
 use common::crypto::Key;
 use common::error::{Error, Result, ResultExt};
 use common::index::IdMap;
+use common::meta::{self, On};
 use common::node::{Node, NodeType};
 use common::pack::{MAX_BLOB, MAX_SEALED_BLOB};
 use common::record::{
     decode_b64, split_payload, tag_of, BlobFailedRecord, BlobLoc, BlobRecord, NodeRecord, Reader, Writer,
 };
+use common::restored;
 use common::target::{self, components, file_meta, Dir};
 use common::Id;
 
-use crate::meta::{self, On};
 use crate::Args;
 
 /// The file being written, or skipped, blob by blob.
@@ -501,11 +502,10 @@ fn check_loc(b: &BlobLoc) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// `--resume`: whether a file node's final name already holds exactly its content (right
-/// size, every blob-sized range hashing to its blob id). Such a file was completed by an
-/// earlier run: files appear under their final names only when whole.
+/// `--resume`: whether a file node's final name already holds exactly its content (the
+/// check `verify` makes). Such a file was completed by an earlier run: files appear under
+/// their final names only when whole.
 fn already_restored(root: &Dir, rec: &NodeRecord, buf: &mut Vec<u8>) -> bool {
-    use std::io::Read;
     if rec.hardlink.is_some() || rec.blobs.iter().any(|b| check_loc(b).is_err()) {
         return false;
     }
@@ -515,15 +515,7 @@ fn already_restored(root: &Dir, rec: &NodeRecord, buf: &mut Vec<u8>) -> bool {
     }
     let Ok(rel) = rec.path_bytes() else { return false };
     let Ok(f) = root.open_file_beneath(&rel) else { return false };
-    match f.metadata() {
-        Ok(md) if md.len() == node.size => {}
-        _ => return false,
-    }
-    let mut f = io::BufReader::with_capacity(1 << 20, f);
-    rec.blobs.iter().all(|b| {
-        buf.resize(b.plain_len() as usize, 0);
-        f.read_exact(buf).is_ok() && Id::hash(buf) == b.id
-    })
+    restored::check_file(&f, node.size, &rec.blobs, buf).is_ok()
 }
 
 /// The parent part and the last component of a clean relative path.
