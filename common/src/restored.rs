@@ -76,13 +76,19 @@ mod tests {
         f.write_all(&b).unwrap();
         let mut buf = Vec::new();
         check_file(&f, 3500, &blobs, &mut buf).unwrap();
-        assert!(matches!(check_file(&f, 3501, &blobs, &mut buf), Err(Mismatch::Size { have: 3500, want: 3501 })));
+        assert!(matches!(
+            check_file(&f, 3501, &blobs, &mut buf),
+            Err(Mismatch::Size { have: 3500, want: 3501 })
+        ));
         // One changed byte in the second blob is found, at that blob's offset.
         f.seek(io::SeekFrom::Start(3100)).unwrap();
         f.write_all(&[9]).unwrap();
         let e = check_file(&f, 3500, &blobs, &mut buf).unwrap_err();
         assert!(matches!(e, Mismatch::Content { offset: 3000, id } if id == blobs[1].id), "{e}");
-        assert_eq!(e.to_string(), format!("unexpected content at offset 3000 (blob {})", blobs[1].id.short()));
+        assert_eq!(
+            e.to_string(),
+            format!("unexpected content at offset 3000 (blob {})", blobs[1].id.short())
+        );
         // Content alone: a file cut short fails as a read at the blob that is missing.
         f.set_len(3000).unwrap();
         let e = check_content(&f, &blobs, &mut buf).unwrap_err();

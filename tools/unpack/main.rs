@@ -12,6 +12,7 @@
 //!     walk latest | fetch-pack | unpack --target DIR | verify --target DIR
 //!     fetch-pack --pack 3f9a1c | unpack --list
 
+mod decode;
 mod list;
 mod restore;
 
