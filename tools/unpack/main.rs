@@ -12,8 +12,8 @@
 //!     walk latest | fetch-pack | unpack --target DIR | verify --target DIR
 //!     fetch-pack --pack 3f9a1c | unpack --list
 
+mod decode;
 mod list;
-mod meta;
 mod restore;
 
 use std::path::PathBuf;

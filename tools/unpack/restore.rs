@@ -1,4 +1,5 @@
-//! Restoring from a node/blob stream.
+//! Restoring from a node/blob stream: the writer, which makes the files, directories and
+//! links from what the decoder thread (`decode`) hands it.
 //!
 //! Two kinds of trouble are told apart. A stream that is malformed (a record that does not
 //! parse, blobs out of order, no end record) stops the restore: nothing after it can be
@@ -15,18 +16,15 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 use common::cli::warn;
-use common::crypto::Key;
 use common::error::{Error, Result, ResultExt};
 use common::index::IdMap;
+use common::meta::{self, On};
 use common::node::{Node, NodeType};
-use common::pack::{MAX_BLOB, MAX_SEALED_BLOB};
-use common::record::{
-    decode_b64, BlobFailedRecord, BlobLoc, BlobRecord, NodeRecord, Reader, Restored, Tag, Writer,
-};
+use common::record::{BlobLoc, NodeRecord, Reader, Restored, Writer};
 use common::target::{self, components, file_meta, Dir};
 use common::Id;
 
-use crate::meta::{self, On};
+use crate::decode::{check_loc, decode, Item, AHEAD};
 use crate::Args;
 
 /// The file being written, or skipped, blob by blob.
@@ -120,39 +118,6 @@ struct Unpacker<W: io::Write> {
     pending_files: usize,
     pending_dirs: usize,
 }
-
-/// What the decoder thread hands the writer, in stream order.
-enum Item {
-    /// A node record, and for a file whether it is already restored (`--resume`) and kept.
-    Node(u64, NodeRecord, bool),
-    /// A blob record: its checked plaintext when the record carried data, `None` when it did
-    /// not, or why the blob is unusable (damaged, unreadable upstream, impossible length).
-    Blob(u64, BlobLoc, std::result::Result<Option<Plain>, String>),
-}
-
-/// A checked plaintext inside a buffer: a pooled one for a large blob, its own small one
-/// for a small blob.
-struct Plain {
-    buf: Vec<u8>,
-    range: std::ops::Range<usize>,
-    pooled: bool,
-}
-
-/// Plaintexts up to this size are copied out of the pooled buffers, so that many of them
-/// can travel together (one hand-over per batch, not per small file).
-const SMALL: usize = 64 << 10;
-/// A batch is handed over at this many items, this many bytes of small plaintexts, or at
-/// the first large plaintext (which holds a pooled buffer).
-const BATCH_ITEMS: usize = 256;
-const BATCH_BYTES: usize = 1 << 20;
-
-/// Batches decoded ahead of the writer.
-const AHEAD: usize = 1;
-/// Blob buffers in existence at most: one per large blob waiting or being written (a batch
-/// holds at most one, its last item), and two for the blob being decoded (ciphertext, and
-/// plaintext when compressed). Memory is bounded by this many blobs plus the small
-/// plaintexts of three batches, whatever the pack size.
-const BUFFERS: usize = AHEAD + 1 + 2;
 
 pub fn run(args: &Args) -> Result<()> {
     let target = args.target.clone().expect("clap requires --target");
@@ -270,226 +235,6 @@ pub fn run(args: &Args) -> Result<()> {
         return Err(Error::SomeFailed(format!("{failed} items were not restored completely")));
     }
     Ok(())
-}
-
-/// The decoder thread: reads the stream, decrypts and checks every blob that carries data.
-fn decode(
-    input: &mut Reader<io::BufReader<io::Stdin>>,
-    key: &Key,
-    resume: Option<&Dir>,
-    items: &std::sync::mpsc::SyncSender<Result<Vec<Item>>>,
-    pool: &std::sync::mpsc::Receiver<Vec<u8>>,
-    batch: &mut Vec<Item>,
-) -> Result<()> {
-    let mut batch_bytes = 0usize;
-    let mut spare: Vec<Vec<u8>> = Vec::new();
-    let mut made = 0usize;
-    // A recycled buffer if there is one; a new one while fewer than BUFFERS exist; else wait
-    // for the writer to give one back.
-    let mut take = |spare: &mut Vec<Vec<u8>>| -> Result<Vec<u8>> {
-        if let Some(b) = spare.pop().or_else(|| pool.try_recv().ok()) {
-            return Ok(b);
-        }
-        if made < BUFFERS {
-            made += 1;
-            return Ok(Vec::new());
-        }
-        pool.recv().map_err(|_| Error::internal("the writer stopped"))
-    };
-    // Whether the blobs that follow belong to a file kept as it is (not decrypted then).
-    let mut keeping = false;
-    let mut check_buf = Vec::new();
-    let mut opener = Opener::new(key)?;
-    while let Some(line) = input.next_line()? {
-        let no = line.no;
-        let item = match line.tag() {
-            Tag::Node => {
-                let rec: NodeRecord = line.parse()?;
-                keeping = match resume {
-                    Some(root) => already_restored(root, &rec, &mut check_buf),
-                    None => false,
-                };
-                Item::Node(no, rec, keeping)
-            }
-            Tag::BlobFailed => {
-                let f: BlobFailedRecord = line.parse()?;
-                let why = if keeping { Ok(None) } else { Err(f.error) };
-                Item::Blob(no, f.loc, why)
-            }
-            Tag::Blob if keeping => Item::Blob(no, line.parse::<BlobRecord>()?.loc, Ok(None)),
-            Tag::Blob => {
-                let rec = line.parse::<BlobRecord>()?.loc;
-                let plain = match line.payload()? {
-                    None => Ok(None),
-                    Some(b64) => open(&mut opener, &rec, &b64, &mut spare, &mut take)?,
-                };
-                Item::Blob(no, rec, plain)
-            }
-            other => {
-                return Err(line.err(format!("a {} record does not belong in unpack's input", other.name())))
-            }
-        };
-        let (pooled, small) = match &item {
-            Item::Blob(_, _, Ok(Some(p))) => (p.pooled, if p.pooled { 0 } else { p.buf.len() }),
-            _ => (false, 0),
-        };
-        batch.push(item);
-        batch_bytes += small;
-        // A pooled buffer goes at once: the decoder may soon wait for it to come back.
-        if pooled || batch.len() >= BATCH_ITEMS || batch_bytes >= BATCH_BYTES {
-            batch_bytes = 0;
-            if items.send(Ok(std::mem::take(batch))).is_err() {
-                // The writer stopped; it reports why.
-                return Ok(());
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Checks, decrypts and decompresses one blob's data. The outer error stops the restore (the
-/// writer went away); the inner one fails only the files needing this blob.
-#[allow(clippy::type_complexity)]
-fn open(
-    opener: &mut Opener<'_>,
-    rec: &BlobLoc,
-    b64: &str,
-    spare: &mut Vec<Vec<u8>>,
-    take: &mut impl FnMut(&mut Vec<Vec<u8>>) -> Result<Vec<u8>>,
-) -> Result<std::result::Result<Option<Plain>, String>> {
-    // Lengths are checked before anything is allocated: a record is untrusted input.
-    if let Err(msg) = check_loc(rec) {
-        return Ok(Err(msg));
-    }
-    if b64.len() as u64 != (rec.length as u64).div_ceil(3) * 4 {
-        return Ok(Err(format!("{} bytes of base64 data, the record says {} bytes", b64.len(), rec.length)));
-    }
-    let mut sealed = take(spare)?;
-    if let Err(e) = decode_b64(b64, &mut sealed) {
-        spare.push(sealed);
-        return Ok(Err(e.to_string()));
-    }
-    if sealed.len() != rec.length as usize {
-        let msg = format!("{} bytes of data, the record says {}", sealed.len(), rec.length);
-        spare.push(sealed);
-        return Ok(Err(msg));
-    }
-    let mut out = take(spare)?;
-    let len = match opener.open(&rec.id, &mut sealed, rec.uncompressed_length, &mut out) {
-        Ok(p) => p.len(),
-        Err(e) => {
-            spare.push(sealed);
-            spare.push(out);
-            return Ok(Err(e.to_string()));
-        }
-    };
-    let (buf, range) = if rec.uncompressed_length.is_some() {
-        spare.push(sealed);
-        (out, 0..len)
-    } else {
-        spare.push(out);
-        (sealed, common::crypto::IV_LEN..common::crypto::IV_LEN + len)
-    };
-    if len <= SMALL {
-        let small = buf[range].to_vec();
-        spare.push(buf);
-        return Ok(Ok(Some(Plain { range: 0..small.len(), buf: small, pooled: false })));
-    }
-    Ok(Ok(Some(Plain { buf, range, pooled: true })))
-}
-
-/// Checks and decrypts blobs as `common::pack::open_blob` does, with one zstd context for
-/// the whole stream: creating a context per blob (what a fresh streaming decoder does) cost
-/// more than decrypting and hashing a small blob together.
-struct Opener<'k> {
-    key: &'k Key,
-    zstd: zstd::bulk::Decompressor<'static>,
-}
-
-impl<'k> Opener<'k> {
-    fn new(key: &'k Key) -> Result<Self> {
-        let zstd = zstd::bulk::Decompressor::new().map_err(|e| Error::internal(format!("zstd: {e}")))?;
-        Ok(Opener { key, zstd })
-    }
-
-    /// MAC check and decryption in place, decompression into `out` when the blob is
-    /// compressed (exactly `uncompressed_length` bytes, or an error), and the id check.
-    fn open<'a>(
-        &mut self,
-        id: &Id,
-        sealed: &'a mut [u8],
-        uncompressed_length: Option<u32>,
-        out: &'a mut Vec<u8>,
-    ) -> Result<&'a [u8]> {
-        let plain = self.key.open_in_place(sealed)?;
-        let plain: &[u8] = match uncompressed_length {
-            None => plain,
-            Some(n) => {
-                let n = n as usize;
-                // One byte of room beyond the length: a frame that decodes to more fails
-                // or comes out too long, and is refused either way.
-                out.clear();
-                out.reserve(n + 1);
-                let got = self
-                    .zstd
-                    .decompress_to_buffer(plain, out)
-                    .map_err(|e| Error::integrity(format!("zstd: {e}")))?;
-                if got != n {
-                    return Err(Error::integrity(format!("decompressed to {got} bytes, the index says {n}")));
-                }
-                &out[..]
-            }
-        };
-        if Id::hash(plain) != *id {
-            return Err(Error::integrity(format!(
-                "content does not match blob id (got {})",
-                Id::hash(plain).short()
-            )));
-        }
-        Ok(plain)
-    }
-}
-
-/// Refuses blob lengths beyond what the format and [`MAX_BLOB`] allow.
-fn check_loc(b: &BlobLoc) -> std::result::Result<(), String> {
-    if b.length as u64 > MAX_SEALED_BLOB || b.plain_len() > MAX_BLOB {
-        return Err(format!(
-            "blob {} claims {} bytes ({} encrypted), more than the {} MiB a blob may hold",
-            b.id.short(),
-            b.plain_len(),
-            b.length,
-            MAX_BLOB >> 20
-        ));
-    }
-    if (b.length as usize) <= common::crypto::OVERHEAD {
-        return Err(format!("blob {} claims an encrypted length of {} bytes", b.id.short(), b.length));
-    }
-    Ok(())
-}
-
-/// `--resume`: whether a file node's final name already holds exactly its content (right
-/// size, every blob-sized range hashing to its blob id). Such a file was completed by an
-/// earlier run: files appear under their final names only when whole.
-fn already_restored(root: &Dir, rec: &NodeRecord, buf: &mut Vec<u8>) -> bool {
-    use std::io::Read;
-    if rec.hardlink.is_some() || rec.blobs.iter().any(|b| check_loc(b).is_err()) {
-        return false;
-    }
-    let Ok(node) = Node::parse(rec.node.get().as_bytes()) else { return false };
-    if node.node_type != NodeType::File || rec.check_content(&node).is_err() {
-        return false;
-    }
-    let Ok(rel) = rec.path_bytes() else { return false };
-    let Ok(f) = root.open_file_beneath(&rel) else { return false };
-    match f.metadata() {
-        Ok(md) if md.len() == node.size => {}
-        _ => return false,
-    }
-    let mut f = io::BufReader::with_capacity(1 << 20, f);
-    rec.blobs.iter().all(|b| {
-        buf.resize(b.plain_len() as usize, 0);
-        f.read_exact(buf).is_ok() && Id::hash(buf) == b.id
-    })
 }
 
 /// The parent part and the last component of a clean relative path.

@@ -6,7 +6,7 @@
 
 use std::ffi::OsStr;
 use std::fs::{File, Metadata};
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
@@ -14,7 +14,7 @@ use std::path::Path;
 use common::error::{Error, Result};
 use common::node::{Node, NodeType};
 use common::record::{NodeRecord, Reader, Tag, Verdict, Writer};
-use common::Id;
+use common::restored;
 
 use crate::Args;
 
@@ -159,7 +159,7 @@ impl Checker<'_> {
                 return Err(format!("device number {} but the snapshot says {}", md.rdev(), node.device));
             }
             NodeType::File if md.len() != node.size => {
-                return Err(format!("size {} but the snapshot says {}", md.len(), node.size));
+                return Err(restored::Mismatch::Size { have: md.len(), want: node.size }.to_string());
             }
             _ => {}
         }
@@ -239,18 +239,7 @@ impl Checker<'_> {
     /// Reads the file blob by blob and compares each range with its blob id.
     fn check_content(&mut self, rec: &NodeRecord, path: &Path) -> Check {
         let file = File::open(path).map_err(|e| e.to_string())?;
-        let mut f = io::BufReader::with_capacity(1 << 20, file);
-        let mut offset = 0u64;
-        for b in &rec.blobs {
-            let n = b.plain_len() as usize;
-            self.buf.resize(n, 0);
-            f.read_exact(&mut self.buf).map_err(|e| format!("at offset {offset}: {e}"))?;
-            if Id::hash(&self.buf) != b.id {
-                return Err(format!("unexpected content at offset {offset} (blob {})", b.id.short()));
-            }
-            offset += n as u64;
-        }
-        Ok(())
+        restored::check_content(&file, &rec.blobs, &mut self.buf).map_err(|e| e.to_string())
     }
 }
 

@@ -1,5 +1,6 @@
-//! Applying a node's metadata, in restic's order: owner, extended attributes, times, and the
-//! mode last (chown clears setuid bits; a chmod before it would be lost).
+//! Applying a node's metadata to what a restore made, in restic's order: owner, extended
+//! attributes, times, and the mode last (chown clears setuid bits; a chmod before it would
+//! be lost). The system calls, and all their `unsafe`, are in [`crate::target`].
 //!
 //! One policy for every piece: a failure is collected as "what: why" and the caller reports
 //! the node once and counts it as a failed item. The one exception, as in restic: without
@@ -7,8 +8,8 @@
 
 use std::io;
 
-use common::node::{GoTime, Node, NodeType};
-use common::target::{AtMeta, FdMeta};
+use crate::node::{GoTime, Node, NodeType};
+use crate::target::{AtMeta, FdMeta};
 
 /// Where metadata goes: an open descriptor (files, directories) or a name that must not be
 /// followed (symlinks, fifos, device nodes).
