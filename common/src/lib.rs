@@ -18,6 +18,7 @@ pub mod key;
 pub mod lock;
 pub mod node;
 pub mod pack;
+pub mod par;
 pub mod record;
 pub mod repo;
 pub mod signal;
