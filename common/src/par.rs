@@ -18,6 +18,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Mutex;
+
 use crate::error::{Error, Result};
 
 /// How many workers and how much read-ahead.
@@ -140,8 +141,12 @@ impl Ordered {
     }
 }
 
-fn worker<T, R, F>(jobs: &Mutex<Receiver<(u64, T)>>, results: &Sender<(u64, Result<R>)>, stop: &AtomicBool, work: &F)
-where
+fn worker<T, R, F>(
+    jobs: &Mutex<Receiver<(u64, T)>>,
+    results: &Sender<(u64, Result<R>)>,
+    stop: &AtomicBool,
+    work: &F,
+) where
     F: Fn(T) -> Result<R>,
 {
     loop {
