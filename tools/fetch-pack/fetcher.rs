@@ -23,9 +23,12 @@ use crate::Args;
 const PIECE: u64 = 1 << 20;
 
 /// Fetched bytes held at once, over all connections: reads wait rather than go beyond it
-/// (a single larger read still goes, alone). With the default `--max-read` of 8 MiB, four
+/// (a single larger read still goes, alone). With the default `--max-read` of 8 MiB, three
 /// such reads, or many smaller ones.
-pub const READ_AHEAD: u64 = 32 << 20;
+pub const READ_AHEAD: u64 = 24 << 20;
+
+/// Capacity of the read buffers kept for reuse, at most: beyond it a buffer is freed.
+const KEEP_BUFFERS: usize = 16 << 20;
 
 /// Lines of input held in one unit at most (about): a stream of records without blobs
 /// still moves in bounded steps.
@@ -231,7 +234,10 @@ impl<W: std::io::Write> Output<'_, W> {
             }
         }
         if let Got::Bytes(buf) = got {
-            lock(self.buffers).push(buf);
+            let mut pool = lock(self.buffers);
+            if pool.iter().map(Vec::capacity).sum::<usize>() + buf.capacity() <= KEEP_BUFFERS {
+                pool.push(buf);
+            }
         }
         Ok(())
     }

@@ -1,9 +1,9 @@
 //! Which byte ranges to read: a pure function of the input records, no I/O.
 //!
 //! The output is cut into units, each at most one ranged read plus the records that go out
-//! around its blobs. Consecutive blobs of consecutive files that lie in the same pack, in
-//! ascending order, share one read when the gap between them is small and the read stays
-//! under a cap: thousands of small files packed side by side cost a handful of requests,
+//! around its blobs. Consecutive blobs of consecutive files that lie in the same pack share
+//! one read when the gap between them is small and the read stays under a cap, in whatever
+//! order they lie: thousands of small files packed side by side cost a handful of requests,
 //! not one each (DESIGN.md, "Round trips, not bytes"). Units are built from the records as
 //! they come, so how far the plan runs ahead of the output is bounded by what the fetcher
 //! takes of them.
@@ -117,13 +117,16 @@ impl Planner {
         let end = b.offset + b.length as u64;
         match &mut self.open.read {
             None => self.open.read = Some(Range { pack: b.pack, start: b.offset, end }),
+            // Backups write concurrently, so consecutive files' blobs may sit a little out of
+            // order in a pack: a read grows either way, to any blob close to it.
             Some(r)
                 if r.pack == b.pack
-                    && b.offset >= r.end
-                    && b.offset - r.end <= self.limits.max_gap
-                    && end - r.start <= self.limits.max_read =>
+                    && b.offset <= r.end.saturating_add(self.limits.max_gap)
+                    && end.saturating_add(self.limits.max_gap) >= r.start
+                    && end.max(r.end) - b.offset.min(r.start) <= self.limits.max_read =>
             {
-                r.end = end
+                r.start = r.start.min(b.offset);
+                r.end = r.end.max(end);
             }
             Some(_) => {
                 self.close();
@@ -218,12 +221,20 @@ mod tests {
     }
 
     #[test]
-    fn another_pack_or_a_step_back_starts_a_new_read() {
-        let files = vec![vec![blob(1, 1, 100, 50)], vec![blob(2, 2, 150, 50)], vec![blob(3, 2, 0, 50)]];
+    fn another_pack_or_a_far_step_back_starts_a_new_read() {
+        let files = vec![vec![blob(1, 1, 100, 50)], vec![blob(2, 2, 650, 50)], vec![blob(3, 2, 0, 50)]];
         assert_eq!(
             reads(&plan(LIMITS, &files)),
-            [Some((1, 100, 150)), Some((2, 150, 200)), Some((2, 0, 50))]
+            [Some((1, 100, 150)), Some((2, 650, 700)), Some((2, 0, 50))]
         );
+    }
+
+    #[test]
+    fn blobs_a_little_out_of_order_share_a_read() {
+        let files = vec![vec![blob(1, 1, 300, 50)], vec![blob(2, 1, 200, 50)], vec![blob(3, 1, 400, 50)]];
+        let units = plan(LIMITS, &files);
+        assert_eq!(reads(&units), [Some((1, 200, 450))]);
+        assert_eq!(items(&units).len(), 6);
     }
 
     #[test]
