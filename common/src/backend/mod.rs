@@ -97,7 +97,7 @@ pub trait Backend: Send + Sync {
 
 /// A file being written; `commit` names it and makes it visible, dropping it without
 /// `commit` removes it.
-pub trait Upload: std::io::Write {
+pub trait Upload: std::io::Write + Send {
     /// Bytes written so far.
     fn written(&self) -> u64;
     /// Makes the file durable and visible under `name`.
