@@ -9,6 +9,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// What the proxy did so far.
 #[derive(Debug, Default)]
@@ -17,6 +18,15 @@ pub struct Counts {
     pub errors_500: AtomicU64,
     pub errors_503: AtomicU64,
     pub cut_bodies: AtomicU64,
+}
+
+/// What the proxy does to the requests it passes on.
+#[derive(Debug, Clone, Copy)]
+pub struct Behaviour {
+    /// Fail and cut requests on the fixed schedule of [`fault`].
+    pub faults: bool,
+    /// Wait this long before passing each request on (a far-away server).
+    pub latency: Duration,
 }
 
 /// A running proxy; stops when dropped.
@@ -39,8 +49,13 @@ fn fault(n: u64) -> Option<u16> {
 }
 
 impl Faulty {
-    /// A proxy in front of `127.0.0.1:upstream`.
+    /// A proxy in front of `127.0.0.1:upstream`, with faults and no added latency.
     pub fn start(upstream: u16) -> Faulty {
+        Faulty::start_with(upstream, Behaviour { faults: true, latency: Duration::ZERO })
+    }
+
+    /// A proxy in front of `127.0.0.1:upstream` that behaves as `how` says.
+    pub fn start_with(upstream: u16, how: Behaviour) -> Faulty {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -53,11 +68,11 @@ impl Faulty {
                     Ok((conn, _)) => {
                         let c = c.clone();
                         std::thread::spawn(move || {
-                            let _ = serve(conn, upstream, &c);
+                            let _ = serve(conn, upstream, &c, how);
                         });
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(std::time::Duration::from_millis(5))
+                        std::thread::sleep(Duration::from_millis(5))
                     }
                     Err(_) => break,
                 }
@@ -136,12 +151,13 @@ impl Message {
     }
 }
 
-fn serve(conn: TcpStream, upstream: u16, counts: &Counts) -> std::io::Result<()> {
+fn serve(conn: TcpStream, upstream: u16, counts: &Counts, how: Behaviour) -> std::io::Result<()> {
     let mut r = BufReader::new(conn.try_clone()?);
     let mut req = Message::read(&mut r, false)?;
     let n = counts.requests.fetch_add(1, Ordering::SeqCst);
     let mut out = conn;
-    if let Some(code) = fault(n) {
+    std::thread::sleep(how.latency);
+    if let Some(code) = fault(n).filter(|_| how.faults) {
         let (reason, extra) = match code {
             503 => ("Service Unavailable", "Retry-After: 0\r\n"),
             _ => ("Internal Server Error", ""),
@@ -172,7 +188,7 @@ fn serve(conn: TcpStream, upstream: u16, counts: &Counts) -> std::io::Result<()>
         out.write_all(head.as_bytes())?;
         return out.shutdown(Shutdown::Both);
     }
-    let cut = matches!(n % 3, 0) && resp.body.len() > 64 && resp.start.contains(" 20");
+    let cut = how.faults && matches!(n % 3, 0) && resp.body.len() > 64 && resp.start.contains(" 20");
     let send = if cut { resp.body.len() / 2 } else { resp.body.len() };
     if cut {
         counts.cut_bodies.fetch_add(1, Ordering::SeqCst);
