@@ -39,6 +39,7 @@ pub fn run(args: &Args) -> Result<()> {
         return stream_pack(args, p);
     }
     let backend = repository(args)?;
+    common::sys::return_large_buffers();
     let connections = match args.connections {
         Some(n) if n > 0 => n,
         Some(_) => return Err(Error::Usage("--connections must be at least 1".into())),
