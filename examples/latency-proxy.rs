@@ -21,8 +21,7 @@ fn main() {
         let _ = writeln!(std::io::stderr(), "usage: latency-proxy UPSTREAM_PORT DELAY_MS");
         std::process::exit(2);
     };
-    let how = faulty::Behaviour { faults: false, latency: Duration::from_millis(delay) };
-    let proxy = faulty::Faulty::start_with(upstream, how);
+    let proxy = faulty::Faulty::with_latency(upstream, Duration::from_millis(delay));
     let mut out = std::io::stdout();
     let _ = writeln!(out, "{}", proxy.port);
     let _ = out.flush();

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use rand::{Rng, RngCore, SeedableRng};
-use support::faulty::{Behaviour, Faulty};
+use support::faulty::Faulty;
 use support::rclone::{Rclone, RcloneOpts};
 use support::*;
 
@@ -74,7 +74,7 @@ fn fetch_pack_stream_is_the_same_for_any_connections_and_read_size() {
 /// The REST server of the repository behind a proxy that counts requests.
 fn served(r: &Restic, dir: &Path) -> (Rclone, Faulty, String) {
     let server = Rclone::start(&r.repo, &RcloneOpts::default());
-    let proxy = Faulty::start_with(server.port, Behaviour { faults: false, latency: Duration::ZERO });
+    let proxy = Faulty::with_latency(server.port, Duration::ZERO);
     let url = format!("rest:http://127.0.0.1:{}/", proxy.port);
     let _ = dir;
     (server, proxy, url)
