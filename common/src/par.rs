@@ -172,7 +172,7 @@ fn worker<T, R, F>(
 }
 
 fn internal(msg: &str) -> Error {
-    Error::format(format!("internal error: {msg}"))
+    Error::internal(msg)
 }
 
 #[cfg(test)]

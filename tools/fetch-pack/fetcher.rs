@@ -11,8 +11,7 @@ use common::error::{Error, IoContext, Result, ResultExt};
 use common::index::IdMap;
 use common::par::Ordered;
 use common::record::{
-    tag_of, BlobFailedRecord, BlobLoc, BlobRecord, NodeRecord, PackDataRecord, PackHeaderRecord, Reader,
-    Writer, TYPES,
+    BlobFailedRecord, BlobRecord, NodeRecord, PackDataRecord, PackHeaderRecord, Reader, Tag, Writer,
 };
 use common::Id;
 
@@ -118,18 +117,14 @@ impl<R: std::io::BufRead> Units<'_, R> {
     /// Reads one line into the plan; false after the end record.
     fn next_line(&mut self) -> Result<bool> {
         let Some(line) = self.input.next_line()? else { return Ok(false) };
-        let no = line.no;
-        let tag = tag_of(line.text).map_err(|e| Error::Record { line: no, msg: e })?;
-        if tag == "node" {
-            let rec: NodeRecord = serde_json::from_str(line.text)
-                .map_err(|e| Error::Record { line: no, msg: format!("malformed node record: {e}") })?;
+        // Records of every other type pass through unparsed.
+        if line.tag() == Tag::Node {
+            let rec: NodeRecord = line.parse()?;
             // Another name of an earlier file gets no blob records.
             let blobs = if rec.hardlink.is_none() { &rec.blobs[..] } else { &[] };
             self.planner.line(line.text.to_string(), blobs);
-        } else if TYPES.contains(&tag.as_str()) && tag != "header" {
-            self.planner.line(line.text.to_string(), &[]);
         } else {
-            return Err(self.input.err(format!("unknown record type {tag:?}")));
+            self.planner.line(line.text.to_string(), &[]);
         }
         Ok(true)
     }
@@ -218,19 +213,24 @@ impl<W: std::io::Write> Output<'_, W> {
         for item in &u.items {
             match item {
                 Item::Line(text) => self.out.raw_line(text)?,
-                Item::Sent(b) => self.out.write("blob", &record(b))?,
+                Item::Sent(b) => self.out.write(&BlobRecord { loc: b.clone() })?,
                 Item::Refused(b, msg) => {
                     warn("fetch-pack", format!("pack {}: {msg}", b.pack.short()));
                     self.failed += 1;
-                    self.out.write("blob_failed", &failed(b, msg.clone()))?
+                    self.out.write(&BlobFailedRecord { loc: b.clone(), error: msg.clone() })?
                 }
                 Item::Data(b) => match (&got, &failure, u.read) {
                     (Got::Bytes(buf), _, Some(Range { start, .. })) => {
                         let at = (b.offset - start) as usize;
-                        self.out.write_with_data("blob", &record(b), &buf[at..at + b.length as usize])?
+                        self.out.write_with_data(
+                            &BlobRecord { loc: b.clone() },
+                            &buf[at..at + b.length as usize],
+                        )?
                     }
-                    (_, Some(msg), _) => self.out.write("blob_failed", &failed(b, msg.clone()))?,
-                    _ => return Err(Error::format("internal error: a blob without its read")),
+                    (_, Some(msg), _) => {
+                        self.out.write(&BlobFailedRecord { loc: b.clone(), error: msg.clone() })?
+                    }
+                    _ => return Err(Error::internal("a blob without its read")),
                 },
             }
         }
@@ -241,28 +241,6 @@ impl<W: std::io::Write> Output<'_, W> {
             }
         }
         Ok(())
-    }
-}
-
-fn failed(b: &BlobLoc, error: String) -> BlobFailedRecord {
-    BlobFailedRecord {
-        id: b.id,
-        pack: b.pack,
-        offset: b.offset,
-        length: b.length,
-        uncompressed_length: b.uncompressed_length,
-        error,
-    }
-}
-
-fn record(b: &BlobLoc) -> BlobRecord {
-    BlobRecord {
-        id: b.id,
-        pack: b.pack,
-        offset: b.offset,
-        length: b.length,
-        uncompressed_length: b.uncompressed_length,
-        data: None,
     }
 }
 
@@ -318,17 +296,13 @@ fn stream_pack(args: &Args, spec: &str) -> Result<()> {
         size,
         header: common::record::encode_b64(&enc),
     };
-    out.write("pack_header", &rec)?;
+    out.write(&rec)?;
     let body = size - 4 - hlen;
     let mut off = 0;
     while off < body {
         let n = PIECE.min(body - off);
         source.read_at(off, n, &mut buf).context(&what)?;
-        out.write_with_data(
-            "pack_data",
-            &PackDataRecord { seq: None, offset: off, data: String::new() },
-            &buf,
-        )?;
+        out.write_with_data(&PackDataRecord { seq: None, offset: off }, &buf)?;
         off += n;
     }
     out.finish()?;

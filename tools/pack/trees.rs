@@ -32,7 +32,7 @@ impl Dir {
     fn add(&mut self, name: &[u8], json: &[u8]) -> Result<()> {
         if let Some(last) = &self.last {
             if name <= last.as_slice() {
-                return Err(Error::format(format!(
+                return Err(Error::stream(format!(
                     "{:?} arrives after {:?}: nodes must come in strictly increasing name order",
                     String::from_utf8_lossy(name),
                     String::from_utf8_lossy(last)
@@ -69,20 +69,20 @@ fn split(rel: &[u8]) -> (&[u8], &[u8]) {
 impl Trees {
     /// Takes one node record.
     pub fn node<W: io::Write + Send>(&mut self, rec: NodeRecord, store: &mut Store<'_, W>) -> Result<()> {
-        let rel = rec.path_bytes().map_err(Error::Format)?;
+        let rel = rec.path_bytes()?;
         let (parent, name) = split(&rel);
         if name.is_empty() {
-            return Err(Error::format(format!("node path {:?} has an empty name", rec.path)));
+            return Err(Error::stream(format!("node path {:?} has an empty name", rec.path)));
         }
         while self.stack.len() > 1 && self.stack.last().expect("non-empty").rel != parent {
             self.close(store)?;
         }
         if self.stack.last().expect("root stays").rel != parent {
-            return Err(Error::format(format!("{}: its directory did not come before it", rec.path)));
+            return Err(Error::stream(format!("{}: its directory did not come before it", rec.path)));
         }
         let node = Node::parse(rec.node.get().as_bytes()).context(&rec.path)?;
         if node.name != name {
-            return Err(Error::format(format!("{}: the node's name does not match its path", rec.path)));
+            return Err(Error::stream(format!("{}: the node's name does not match its path", rec.path)));
         }
         match node.node_type {
             NodeType::Dir => {
@@ -103,7 +103,7 @@ impl Trees {
                         )));
                     }
                 }
-                let s = &mut store.stats;
+                let s = &mut store.stats.counts;
                 match rec.status.as_deref() {
                     Some("unmodified") => s.files_unmodified += 1,
                     Some("changed") => s.files_changed += 1,
@@ -112,7 +112,7 @@ impl Trees {
                 if rec.status.as_deref() == Some("unmodified") {
                     // Counted as processed, as restic does, but not read.
                 } else {
-                    s.files_read += 1;
+                    store.stats.files_read += 1;
                 }
                 s.total_files_processed += 1;
                 s.total_bytes_processed += node.size;
@@ -132,7 +132,7 @@ impl Trees {
         let id = Id::hash(&blob);
         store.put(BlobType::Tree, id, &blob)?;
         if let Some(mut node) = dir.node {
-            let s = &mut store.stats;
+            let s = &mut store.stats.counts;
             match dir.parent_tree {
                 None => s.dirs_new += 1,
                 Some(p) if p == id => s.dirs_unmodified += 1,
