@@ -6,7 +6,7 @@ MANDIR = $(DESTDIR)$(PREFIX)/share/man
 TOOLS = snapshots walk fetch-pack unpack verify init-repo chunk pack push
 CARGO ?= cargo
 
-.PHONY: all build deps test lint man-lint check bench bench-restore bench-backup bench-small demo install uninstall clean
+.PHONY: all build deps test lint man-lint check bench bench-restore bench-backup bench-small bench-remote demo install uninstall clean
 
 all: build
 
@@ -32,7 +32,7 @@ man-lint:
 check: lint test
 
 # Side-by-side benchmarks against restic; print tables (see bench/RESULTS.md).
-bench: bench-restore bench-backup bench-small
+bench: bench-restore bench-backup bench-small bench-remote
 
 bench-restore: build
 	bash bench/restore.sh
@@ -43,6 +43,13 @@ bench-backup: build
 # Many small files (50,000 of 1-16 KiB): restore against restic in alternating pairs.
 bench-small: build
 	bash bench/smallfiles.sh
+
+# A restore from a rest: server 20 ms away (rclone behind the tests' proxy), restic with a
+# fresh cache against sluice in alternating pairs; and every stage's peak RSS with 16 and
+# 128 MiB packs, --connections 2 and 16.
+bench-remote: build
+	$(CARGO) build --release --example latency-proxy
+	bash bench/remote.sh
 
 # The main job: back up a directory, restore it, verify it (DIR=… to choose the directory;
 # default this tree, without target/). Says so before the first, long build starts.

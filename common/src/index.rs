@@ -231,6 +231,16 @@ impl Index {
         })
     }
 
+    /// Every blob of one pack, by offset: a scan of the whole index, for a reader that wants
+    /// a blob's neighbours (trees stored side by side) rather than one blob per request.
+    pub fn blobs_in(&self, pack: &Id) -> Vec<BlobLoc> {
+        let Some(&pn) = self.pack_no.get(pack) else { return Vec::new() };
+        let mut out: Vec<BlobLoc> =
+            self.blobs.iter().filter(|(_, l)| l.pack == pn).filter_map(|(id, _)| self.get(id)).collect();
+        out.sort_by_key(|b| b.offset);
+        out
+    }
+
     /// Where the blob lives.
     pub fn get(&self, id: &Id) -> Option<BlobLoc> {
         self.blobs.get(id).map(|l| BlobLoc {

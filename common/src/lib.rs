@@ -19,6 +19,7 @@ pub mod lock;
 pub mod meta;
 pub mod node;
 pub mod pack;
+pub mod par;
 pub mod record;
 pub mod repo;
 pub mod restored;

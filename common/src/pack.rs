@@ -142,8 +142,19 @@ pub fn header_len(size: u64, trailer: [u8; 4]) -> Result<u64> {
 pub fn read_header(
     key: &Key,
     size: u64,
-    mut read_tail: impl FnMut(u64, u64, &mut Vec<u8>) -> Result<()>,
+    read_tail: impl FnMut(u64, u64, &mut Vec<u8>) -> Result<()>,
 ) -> Result<(Vec<Entry>, Vec<u8>)> {
+    let enc = read_sealed_header(size, read_tail)?;
+    let entries = decode_header(key, &enc, size)?;
+    Ok((entries, enc))
+}
+
+/// The encrypted header of a pack of `size` bytes, read through `read_tail(offset, len)`
+/// without the key: one eager read of the tail, a second one only if the header is larger.
+pub fn read_sealed_header(
+    size: u64,
+    mut read_tail: impl FnMut(u64, u64, &mut Vec<u8>) -> Result<()>,
+) -> Result<Vec<u8>> {
     let eager = EAGER_TAIL.min(size);
     let mut buf = Vec::new();
     read_tail(size - eager, eager, &mut buf)?;
@@ -152,15 +163,13 @@ pub fn read_header(
     }
     let trailer: [u8; 4] = buf[buf.len() - 4..].try_into().expect("4 bytes");
     let hlen = header_len(size, trailer)?;
-    let enc = if hlen + 4 <= eager {
-        buf[buf.len() - 4 - hlen as usize..buf.len() - 4].to_vec()
+    if hlen + 4 <= eager {
+        Ok(buf[buf.len() - 4 - hlen as usize..buf.len() - 4].to_vec())
     } else {
         let mut h = Vec::new();
         read_tail(size - 4 - hlen, hlen, &mut h)?;
-        h
-    };
-    let entries = decode_header(key, &enc, size)?;
-    Ok((entries, enc))
+        Ok(h)
+    }
 }
 
 /// Decrypts an encrypted header and checks that it accounts for every byte of the pack.

@@ -9,7 +9,14 @@ use crate::id::Id;
 use crate::index::Index;
 use crate::key::KeyFile;
 use crate::pack;
+use crate::par::Ordered;
 use crate::snapshot::Snapshot;
+
+/// Snapshot and index files loaded at once: a remote repository answers each after a round
+/// trip, and there may be hundreds.
+const LOADERS: usize = 8;
+/// Bytes of those files held at once, at most (or one file, if larger).
+const LOAD_AHEAD: u64 = 16 << 20;
 
 /// restic tries this many key files before giving up.
 pub const MAX_KEYS: usize = 20;
@@ -75,14 +82,22 @@ impl Repo {
         crate::file::decode(&self.key, &raw, self.version()).context(what)
     }
 
-    /// Every snapshot, sorted by time (oldest first), then id.
+    /// Every snapshot, sorted by time (oldest first), then id. Loaded several at once.
     pub fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
         let mut out = Vec::new();
-        for e in self.backend.list(FileType::Snapshot)? {
-            let json = self.load_json(FileType::Snapshot, &e.name)?;
-            let snap = Snapshot::parse(&json).context(format!("snapshot {}", &e.name[..8]))?;
-            out.push((Id::parse(&e.name)?, snap));
-        }
+        Ordered::new(LOADERS).ahead(2 * LOADERS).budget(LOAD_AHEAD).run(
+            self.backend.list(FileType::Snapshot)?,
+            |e| e.size,
+            |e| {
+                let json = self.load_json(FileType::Snapshot, &e.name)?;
+                let snap = Snapshot::parse(&json).context(format!("snapshot {}", &e.name[..8]))?;
+                Ok((Id::parse(&e.name)?, snap))
+            },
+            |s| {
+                out.push(s);
+                Ok(())
+            },
+        )?;
         out.sort_by(|a, b| {
             let ka = (a.1.time.secs, a.1.time.nanos);
             let kb = (b.1.time.secs, b.1.time.nanos);
@@ -91,14 +106,19 @@ impl Repo {
         Ok(out)
     }
 
-    /// Loads and merges every index file.
+    /// Loads and merges every index file: several read and decrypted at once, merged in
+    /// listing order (the first copy of a blob wins, as in restic).
     pub fn load_index(&self) -> Result<Index> {
         let mut idx = Index::new();
-        for e in self.backend.list(FileType::Index)? {
-            let json = self.load_json(FileType::Index, &e.name)?;
-            idx.add_file(Id::parse(&e.name)?, &json, self.version() >= 2)
-                .context(format!("index {}", &e.name[..8]))?;
-        }
+        let v2 = self.version() >= 2;
+        Ordered::new(LOADERS).ahead(2 * LOADERS).budget(LOAD_AHEAD).run(
+            self.backend.list(FileType::Index)?,
+            |e| e.size,
+            |e| Ok((self.load_json(FileType::Index, &e.name)?, e.name)),
+            |(json, name)| {
+                idx.add_file(Id::parse(&name)?, &json, v2).context(format!("index {}", &name[..8]))
+            },
+        )?;
         Ok(idx)
     }
 

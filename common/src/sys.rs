@@ -73,6 +73,18 @@ pub fn username() -> String {
     }
 }
 
+/// Makes the allocator hand large buffers (1 MiB and up) straight back to the system when
+/// they are freed. glibc otherwise raises its threshold after the first such free and keeps
+/// freed buffers in the arena of the thread that made them, one arena per worker thread, so
+/// a stage with many readers would hold far more than the reads in flight.
+pub fn return_large_buffers() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only changes a tuning parameter of the allocator.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// What the proxy did so far.
 #[derive(Debug, Default)]
@@ -55,6 +56,16 @@ impl Faulty {
 
     /// A proxy that fails the requests `rule` picks, and cuts every third body if `cut`.
     pub fn with_rule(upstream: u16, rule: Rule, cut: bool) -> Faulty {
+        Faulty::start_full(upstream, rule, cut, Duration::ZERO)
+    }
+
+    /// A proxy without faults that waits `latency` before passing each request on: a local
+    /// server behaves like a far-away one (`bench/remote.sh`, request counts in tests).
+    pub fn with_latency(upstream: u16, latency: Duration) -> Faulty {
+        Faulty::start_full(upstream, |_, _, _| None, false, latency)
+    }
+
+    fn start_full(upstream: u16, rule: Rule, cut: bool, latency: Duration) -> Faulty {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -67,7 +78,7 @@ impl Faulty {
                     Ok((conn, _)) => {
                         let c = c.clone();
                         std::thread::spawn(move || {
-                            let _ = serve(conn, upstream, &c, rule, cut);
+                            let _ = serve(conn, upstream, &c, rule, cut, latency);
                         });
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -150,11 +161,19 @@ impl Message {
     }
 }
 
-fn serve(conn: TcpStream, upstream: u16, counts: &Counts, rule: Rule, cut: bool) -> std::io::Result<()> {
+fn serve(
+    conn: TcpStream,
+    upstream: u16,
+    counts: &Counts,
+    rule: Rule,
+    cut: bool,
+    latency: Duration,
+) -> std::io::Result<()> {
     let mut r = BufReader::new(conn.try_clone()?);
     let mut req = Message::read(&mut r, false)?;
     let n = counts.requests.fetch_add(1, Ordering::SeqCst);
     let mut out = conn;
+    std::thread::sleep(latency);
     let mut words = req.start.split(' ');
     let (m, t) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
     let fault = rule(n, m, t);

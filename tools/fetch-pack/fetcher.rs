@@ -1,59 +1,67 @@
-//! Planning and issuing the ranged reads.
+//! Issuing the planned reads over several connections and writing the records in order.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::Mutex;
 
-use common::backend::{Backend, FileType};
+use common::backend::{self, Backend, FileType};
 use common::cli::warn;
 use common::error::{Error, IoContext, Result, ResultExt};
 use common::index::IdMap;
-use common::pack::{header_len, EAGER_TAIL, MAX_BLOB, MAX_SEALED_BLOB};
+use common::par::Ordered;
 use common::record::{
-    BlobFailedRecord, BlobLoc, BlobRecord, NodeRecord, PackDataRecord, PackHeaderRecord, Reader, Tag, Writer,
+    BlobFailedRecord, BlobRecord, NodeRecord, PackDataRecord, PackHeaderRecord, Reader, Tag, Writer,
 };
 use common::Id;
 
+use crate::plan::{Item, Limits, Planner, Range, Unit};
 use crate::Args;
 
 /// Size of the pieces a whole pack is streamed in.
 const PIECE: u64 = 1 << 20;
+
+/// Fetched bytes held at once, over all connections: reads wait rather than go beyond it
+/// (a single larger read still goes, alone). With the default `--max-read` of 8 MiB, three
+/// such reads, or many smaller ones.
+pub const READ_AHEAD: u64 = 24 << 20;
+
+/// Capacity of the read buffers kept for reuse, at most: beyond it a buffer is freed.
+const KEEP_BUFFERS: usize = 16 << 20;
+
+/// Lines of input held in one unit at most (about): a stream of records without blobs
+/// still moves in bounded steps.
+const MAX_LINES: usize = 1 << 20;
 
 pub fn run(args: &Args) -> Result<()> {
     if let Some(p) = &args.pack {
         return stream_pack(args, p);
     }
     let backend = repository(args)?;
+    common::sys::return_large_buffers();
+    let connections = match args.connections {
+        Some(n) if n > 0 => n,
+        Some(_) => return Err(Error::Usage("--connections must be at least 1".into())),
+        None => backend::connections(args.repo.location()?, &args.repo.options()?)?,
+    };
     let mut input = Reader::stdin();
     let header = input.read_header()?;
     let mut out = Writer::stdout();
     out.header("fetch-pack", header.snapshot)?;
-    let mut f = Fetcher {
-        backend: backend.as_ref(),
-        sent: IdMap::default(),
-        buf: Vec::new(),
-        args,
-        gone: IdMap::default(),
-        failed: 0,
-    };
-    while let Some(line) = input.next_line()? {
-        let no = line.no;
-        // Records of every other type pass through unparsed.
-        if line.tag() == Tag::Node {
-            let rec: NodeRecord = line.parse()?;
-            out.raw_line(line.text)?;
-            if rec.hardlink.is_none() && !rec.blobs.is_empty() {
-                f.fetch(&rec.blobs, &mut out).context(format!("line {no}: {}", rec.path))?;
-            }
-        } else {
-            out.raw_line(line.text)?;
-        }
-    }
+    let limits = Limits { max_gap: args.max_gap, max_read: args.max_read, max_lines: MAX_LINES };
+    let reader = Fetcher { backend: backend.as_ref(), gone: Mutex::default(), buffers: Mutex::default() };
+    let mut writer = Output { out: &mut out, gone: IdMap::default(), failed: 0, buffers: &reader.buffers };
+    Ordered::new(connections).ahead(connections).budget(READ_AHEAD).run(
+        Units { input: &mut input, planner: Planner::new(limits), ended: false, error: None },
+        |u| u.as_ref().map_or(0, Unit::weight),
+        |u| reader.fetch(u?),
+        |(u, got)| writer.write(u, got),
+    )?;
+    let failed = writer.failed;
     out.finish()?;
-    if f.failed > 0 {
+    if failed > 0 {
         return Err(Error::SomeFailed(format!(
-            "{} reads failed; their blobs were passed on as blob_failed records",
-            f.failed
+            "{failed} reads failed; their blobs were passed on as blob_failed records"
         )));
     }
     Ok(())
@@ -69,116 +77,168 @@ fn repository(args: &Args) -> Result<Box<dyn Backend>> {
     Ok(backend)
 }
 
+/// The input, planned into units as the fetcher takes them. A bad record comes out as an
+/// error after the units before it, so everything before it is still written.
+struct Units<'a, R: std::io::BufRead> {
+    input: &'a mut Reader<R>,
+    planner: Planner,
+    ended: bool,
+    error: Option<Error>,
+}
+
+impl<R: std::io::BufRead> Iterator for Units<'_, R> {
+    type Item = Result<Unit>;
+
+    fn next(&mut self) -> Option<Result<Unit>> {
+        loop {
+            if let Some(u) = self.planner.pop() {
+                return Some(Ok(u));
+            }
+            if let Some(e) = self.error.take() {
+                return Some(Err(e));
+            }
+            if self.ended {
+                return None;
+            }
+            let more = self.next_line();
+            if !matches!(more, Ok(true)) {
+                self.ended = true;
+                self.error = more.err();
+                // What was planned before the end (or a bad line) still goes out first.
+                if let Some(u) = self.planner.finish() {
+                    return Some(Ok(u));
+                }
+            }
+        }
+    }
+}
+
+impl<R: std::io::BufRead> Units<'_, R> {
+    /// Reads one line into the plan; false after the end record.
+    fn next_line(&mut self) -> Result<bool> {
+        let Some(line) = self.input.next_line()? else { return Ok(false) };
+        // Records of every other type pass through unparsed.
+        if line.tag() == Tag::Node {
+            let rec: NodeRecord = line.parse()?;
+            // Another name of an earlier file gets no blob records.
+            let blobs = if rec.hardlink.is_none() { &rec.blobs[..] } else { &[] };
+            self.planner.line(line.text.to_string(), blobs);
+        } else {
+            self.planner.line(line.text.to_string(), &[]);
+        }
+        Ok(true)
+    }
+}
+
+/// What a read gave.
+enum Got {
+    /// No read in this unit.
+    Nothing,
+    /// The range's bytes.
+    Bytes(Vec<u8>),
+    /// The pack is not in the repository.
+    Missing(String),
+    /// The read failed (after the backend's retries) or came up short.
+    Failed(String),
+}
+
+/// The workers' side: one ranged read per unit.
 struct Fetcher<'a> {
     backend: &'a dyn Backend,
-    /// Blobs already sent in this stream: later uses go without data.
-    sent: IdMap<()>,
-    buf: Vec<u8>,
-    args: &'a Args,
-    /// Packs found missing, and why: reported once, not once per range.
-    gone: IdMap<String>,
-    /// Failed reads (ranges, or packs found missing).
-    failed: u64,
+    /// Packs found missing: not asked for again.
+    gone: Mutex<IdMap<String>>,
+    /// Read buffers given back by the writer, so a restore does not fault in fresh pages
+    /// for every read.
+    buffers: Mutex<Vec<Vec<u8>>>,
 }
 
 impl Fetcher<'_> {
-    fn fetch<W: std::io::Write>(&mut self, blobs: &[BlobLoc], out: &mut Writer<W>) -> Result<()> {
-        let mut i = 0;
-        while i < blobs.len() {
-            let first = &blobs[i];
-            if self.sent.contains_key(&first.id) {
-                out.write(&BlobRecord { loc: first.clone() })?;
-                i += 1;
-                continue;
-            }
-            // An impossible length is refused before any read or allocation.
-            if first.length as u64 > MAX_SEALED_BLOB || first.plain_len() > MAX_BLOB {
-                self.sent.insert(first.id, ());
-                let msg = format!(
-                    "blob {} claims {} bytes ({} encrypted), more than the {} MiB a blob may hold",
-                    first.id.short(),
-                    first.plain_len(),
-                    first.length,
-                    MAX_BLOB >> 20
-                );
-                warn("fetch-pack", format!("pack {}: {msg}", first.pack.short()));
-                self.failed += 1;
-                out.write(&BlobFailedRecord { loc: first.clone(), error: msg })?;
-                i += 1;
-                continue;
-            }
-            // Grow a read over following blobs of the same pack that lie ahead, close by.
-            self.sent.insert(first.id, ());
-            let start = first.offset;
-            let mut end = start + first.length as u64;
-            let mut j = i + 1;
-            while let Some(b) = blobs.get(j) {
-                let b_end = b.offset + b.length as u64;
-                if b.pack != first.pack
-                    || b.offset < end
-                    || b.offset - end > self.args.max_gap
-                    || b_end - start > self.args.max_read
-                    || self.sent.contains_key(&b.id)
-                {
-                    break;
+    fn fetch(&self, u: Unit) -> Result<(Unit, Got)> {
+        let Some(r) = u.read else { return Ok((u, Got::Nothing)) };
+        if let Some(msg) = lock(&self.gone).get(&r.pack) {
+            return Ok((u, Got::Missing(msg.clone())));
+        }
+        let mut buf = lock(&self.buffers).pop().unwrap_or_default();
+        let name = r.pack.to_hex();
+        let got = match self.backend.read_range(FileType::Pack, &name, r.start, r.len(), &mut buf) {
+            Ok(()) if buf.len() as u64 == r.len() => Got::Bytes(buf),
+            Ok(()) => Got::Failed(format!("short read: {} of {} bytes", buf.len(), r.len())),
+            Err(e) => {
+                let msg = e.to_string();
+                if matches!(self.backend.exists(FileType::Pack, &name), Ok(true)) {
+                    Got::Failed(msg)
+                } else {
+                    lock(&self.gone).insert(r.pack, msg.clone());
+                    Got::Missing(msg)
                 }
-                self.sent.insert(b.id, ());
-                end = b_end;
-                j += 1;
             }
-            let read = match self.gone.get(&first.pack) {
-                Some(msg) => Err(msg.clone()),
+        };
+        Ok((u, got))
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The calling thread's side: records out in input order, failures reported in that order.
+struct Output<'a, W: std::io::Write> {
+    out: &'a mut Writer<W>,
+    /// Packs found missing, and why: reported once, not once per read.
+    gone: IdMap<String>,
+    /// Failed reads (ranges, packs found missing, impossible blobs).
+    failed: u64,
+    buffers: &'a Mutex<Vec<Vec<u8>>>,
+}
+
+impl<W: std::io::Write> Output<'_, W> {
+    fn write(&mut self, u: Unit, got: Got) -> Result<()> {
+        let failure = match (&got, u.read) {
+            (Got::Missing(msg), Some(r)) => Some(match self.gone.get(&r.pack) {
+                Some(first) => first.clone(),
                 None => {
-                    let r = self.backend.read_range(
-                        FileType::Pack,
-                        &first.pack.to_hex(),
-                        start,
-                        end - start,
-                        &mut self.buf,
-                    );
-                    match r {
-                        Ok(()) if self.buf.len() as u64 == end - start => Ok(()),
-                        Ok(()) => Err(format!("short read: {} of {} bytes", self.buf.len(), end - start)),
-                        Err(e) => {
-                            let missing = !matches!(
-                                self.backend.exists(FileType::Pack, &first.pack.to_hex()),
-                                Ok(true)
-                            );
-                            let msg = e.to_string();
-                            self.failed += 1;
-                            if missing {
-                                warn("fetch-pack", format!("pack {}: {msg}", first.pack));
-                                self.gone.insert(first.pack, msg.clone());
-                            } else {
-                                warn(
-                                    "fetch-pack",
-                                    format!("pack {} bytes {start}..{end}: {msg}", first.pack),
-                                );
-                            }
-                            Err(msg)
-                        }
-                    }
+                    self.failed += 1;
+                    warn("fetch-pack", format!("pack {}: {msg}", r.pack));
+                    self.gone.insert(r.pack, msg.clone());
+                    msg.clone()
                 }
-            };
-            match read {
-                Ok(()) => {
-                    for b in &blobs[i..j] {
-                        let at = (b.offset - start) as usize;
-                        let data = &self.buf[at..at + b.length as usize];
-                        out.write_with_data(&BlobRecord { loc: b.clone() }, data)?;
-                    }
-                }
-                Err(msg) => {
-                    if msg.starts_with("short read") {
-                        self.failed += 1;
-                        warn("fetch-pack", format!("pack {} bytes {start}..{end}: {msg}", first.pack));
-                    }
-                    for b in &blobs[i..j] {
-                        out.write(&BlobFailedRecord { loc: b.clone(), error: msg.clone() })?;
-                    }
-                }
+            }),
+            (Got::Failed(msg), Some(r)) => {
+                self.failed += 1;
+                warn("fetch-pack", format!("pack {} bytes {}..{}: {msg}", r.pack, r.start, r.end));
+                Some(msg.clone())
             }
-            i = j;
+            _ => None,
+        };
+        for item in &u.items {
+            match item {
+                Item::Line(text) => self.out.raw_line(text)?,
+                Item::Sent(b) => self.out.write(&BlobRecord { loc: b.clone() })?,
+                Item::Refused(b, msg) => {
+                    warn("fetch-pack", format!("pack {}: {msg}", b.pack.short()));
+                    self.failed += 1;
+                    self.out.write(&BlobFailedRecord { loc: b.clone(), error: msg.clone() })?
+                }
+                Item::Data(b) => match (&got, &failure, u.read) {
+                    (Got::Bytes(buf), _, Some(Range { start, .. })) => {
+                        let at = (b.offset - start) as usize;
+                        self.out.write_with_data(
+                            &BlobRecord { loc: b.clone() },
+                            &buf[at..at + b.length as usize],
+                        )?
+                    }
+                    (_, Some(msg), _) => {
+                        self.out.write(&BlobFailedRecord { loc: b.clone(), error: msg.clone() })?
+                    }
+                    _ => return Err(Error::internal("a blob without its read")),
+                },
+            }
+        }
+        if let Got::Bytes(buf) = got {
+            let mut pool = lock(self.buffers);
+            if pool.iter().map(Vec::capacity).sum::<usize>() + buf.capacity() <= KEEP_BUFFERS {
+                pool.push(buf);
+            }
         }
         Ok(())
     }
@@ -223,16 +283,10 @@ fn stream_pack(args: &Args, spec: &str) -> Result<()> {
         (Box::new(RepoPack(backend.as_ref(), name.clone())), size, name)
     };
     let what = format!("pack {name}");
+    let enc = common::pack::read_sealed_header(size, |off, len, buf| source.read_at(off, len, buf))
+        .context(&what)?;
+    let hlen = enc.len() as u64;
     let mut buf = Vec::new();
-    let eager = EAGER_TAIL.min(size);
-    source.read_at(size - eager, eager, &mut buf).context(&what)?;
-    if buf.len() < 4 {
-        return Err(Error::format(format!("{what}: {size} bytes is too small to be a pack")));
-    }
-    let trailer: [u8; 4] = buf[buf.len() - 4..].try_into().expect("4 bytes");
-    let hlen = header_len(size, trailer).context(&what)?;
-    let mut enc = Vec::new();
-    source.read_at(size - 4 - hlen, hlen, &mut enc).context(&what)?;
 
     let mut out = Writer::stdout();
     out.header("fetch-pack", None)?;

@@ -2,13 +2,15 @@
 //!
 //! Reads `node` records (from `walk`) on stdin, passes them through unchanged and after each
 //! file's record writes one `blob` record per content blob, carrying the blob's ciphertext.
-//! It reads only the byte ranges the records name (neighbouring blobs merged into one read,
-//! each read bounded), never a whole pack, and needs no password: ciphertext only.
+//! It reads only the byte ranges the records name (neighbouring blobs of consecutive files
+//! merged into one read, each read bounded), never a whole pack, several reads in flight
+//! with the records still written in input order; it needs no password: ciphertext only.
 //!
 //!     walk latest | fetch-pack | unpack --target DIR
 //!     fetch-pack --pack 3f9a1c | unpack --list          # a whole pack, for debugging
 
 mod fetcher;
+mod plan;
 
 use clap::Parser;
 use common::cli::{self, RepoLocation};
@@ -28,6 +30,10 @@ pub struct Args {
     /// Largest single read in bytes (a larger blob is read alone)
     #[arg(long, default_value_t = 8 << 20, value_name = "BYTES")]
     pub max_read: u64,
+
+    /// Reads in flight at once (default: 5 for rest: and s3:, 2 for a local repository)
+    #[arg(long, value_name = "N")]
+    pub connections: Option<usize>,
 
     #[command(flatten)]
     pub repo: RepoLocation,

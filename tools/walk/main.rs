@@ -7,6 +7,7 @@
 //!
 //!     walk latest | fetch-pack | unpack --target DIR | verify --target DIR
 
+mod trees;
 mod walker;
 
 use clap::Parser;

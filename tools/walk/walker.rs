@@ -7,10 +7,10 @@ use common::filter;
 use common::index::Index;
 use common::node::NodeType;
 use common::record::{text_and_raw, NodeRecord, Writer};
-use common::repo::Repo;
 use common::tree::parse_tree;
 use common::Id;
 
+use crate::trees::Trees;
 use crate::Args;
 
 /// Decides which nodes are selected, as `restic restore` does with `--include`/`--exclude`.
@@ -35,7 +35,7 @@ impl Selection {
 }
 
 struct Walker<'a, W: std::io::Write> {
-    repo: &'a Repo,
+    trees: Trees<'a>,
     index: &'a Index,
     out: Writer<W>,
     select: Selection,
@@ -69,13 +69,14 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let (snap_id, snap) = repo.resolve_snapshot(spec, &snaps)?;
     let index = repo.load_index()?;
+    let mut trees = Trees::new(&repo, &index);
 
     let mut tree = snap.tree;
     let mut walked = String::new();
     for comp in sub.split('/').filter(|c| !c.is_empty()) {
         walked.push('/');
         walked.push_str(comp);
-        let entries = load_tree(&repo, &index, &tree)?;
+        let entries = load_tree(&mut trees, &tree)?;
         let found = entries.into_iter().find(|e| e.node.name == comp.as_bytes());
         tree = match found {
             Some(e) if e.node.node_type == NodeType::Dir => e
@@ -93,7 +94,7 @@ pub fn run(args: &Args) -> Result<()> {
     }
 
     let mut w = Walker {
-        repo: &repo,
+        trees,
         index: &index,
         out: Writer::stdout(),
         select,
@@ -106,14 +107,14 @@ pub fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
-fn load_tree(repo: &Repo, index: &Index, id: &Id) -> Result<Vec<common::tree::TreeEntry>> {
-    let bytes = repo.load_blob(index, id).context(format!("tree {}", id.short()))?;
+fn load_tree(trees: &mut Trees, id: &Id) -> Result<Vec<common::tree::TreeEntry>> {
+    let bytes = trees.load(id).context(format!("tree {}", id.short()))?;
     parse_tree(&bytes).context(format!("tree {}", id.short()))
 }
 
 impl<W: std::io::Write> Walker<'_, W> {
     fn walk(&mut self, tree: &Id, prefix: &mut Vec<u8>) -> Result<()> {
-        let entries = load_tree(self.repo, self.index, tree)?;
+        let entries = load_tree(&mut self.trees, tree)?;
         for e in entries {
             let node = &e.node;
             if !node.name_is_clean() {

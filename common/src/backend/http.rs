@@ -144,6 +144,10 @@ pub fn agent(opts: &Options) -> Result<ureq::Agent> {
         .timeout_per_read(Some(Duration::from_secs(60)))
         .timeout_per_write(Some(Duration::from_secs(60)))
         .max_redirects(0)
+        // Stages keep several requests in flight (`--connections`): keep that many
+        // connections open for reuse rather than the default three.
+        .max_idle_connections(64)
+        .max_idle_connections_per_host(64)
         .build();
     Ok(config.new_agent())
 }

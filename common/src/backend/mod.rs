@@ -98,7 +98,7 @@ pub trait Backend: Send + Sync {
 
 /// A file being written; `commit` names it and makes it visible, dropping it without
 /// `commit` removes it.
-pub trait Upload: std::io::Write {
+pub trait Upload: std::io::Write + Send {
     /// Bytes written so far.
     fn written(&self) -> u64;
     /// Makes the file durable and visible under `name`.
@@ -133,6 +133,22 @@ pub fn open(repo: &str, opts: &Options) -> Result<Box<dyn Backend>> {
         return Err(Error::Usage("no repository given: use -r/--repo or set RESTIC_REPOSITORY".into()));
     }
     Ok(Box::new(local::Local::new(repo)))
+}
+
+/// How many requests a stage keeps in flight against `repo`: `-o rest.connections=N` or
+/// `-o s3.connections=N` if given, else restic's defaults: 5 for a remote repository, 2 for
+/// a local one.
+pub fn connections(repo: &str, opts: &Options) -> Result<usize> {
+    for (k, v) in &opts.extended {
+        if k == "rest.connections" || k == "s3.connections" {
+            return v
+                .parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| Error::Usage(format!("-o {k}={v}: not a positive number")));
+        }
+    }
+    Ok(if repo.starts_with("rest:") || repo.starts_with("s3:") { 5 } else { 2 })
 }
 
 /// True when `name` is 64 lower-case hex digits.

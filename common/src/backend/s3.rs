@@ -138,6 +138,8 @@ impl S3 {
         for (k, v) in &opts.extended {
             match k.strip_prefix("s3.") {
                 Some("region") if !v.is_empty() => region = Some(v.clone()),
+                // Read by the stages that fetch in parallel (`backend::connections`).
+                Some("connections") => {}
                 Some("bucket-lookup") => {
                     lookup = match v.as_str() {
                         "auto" => None,
