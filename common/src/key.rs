@@ -1,8 +1,6 @@
 //! Key files (FORMAT.md §4): the master key, encrypted under a key derived from a password
 //! with scrypt, stored as plain JSON in `keys/<sha256 of the file>`.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use rand::rngs::OsRng;
@@ -11,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::Key;
 use crate::error::{Error, Result};
+use crate::go::GoTime;
 
 /// Length of the scrypt salt, which restic enforces on every key file.
 const SALT_LEN: usize = 64;
@@ -204,7 +203,7 @@ impl KeyFile {
         let mut salt = [0u8; SALT_LEN];
         OsRng.fill_bytes(&mut salt);
         let mut kf = KeyFile {
-            created: now_rfc3339(),
+            created: GoTime::now_utc().to_string(),
             username: username.to_owned(),
             hostname: hostname.to_owned(),
             kdf: "scrypt".to_owned(),
@@ -219,44 +218,6 @@ impl KeyFile {
         let bytes = serde_json::to_vec(&kf).map_err(|e| Error::format(format!("encoding key file: {e}")))?;
         Ok((bytes, kf))
     }
-}
-
-/// The current time as Go's RFC 3339 with nanoseconds prints it, in UTC (`Z`): restic
-/// parses any offset, and UTC needs no time-zone database.
-fn now_rfc3339() -> String {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    rfc3339_utc(d.as_secs(), d.subsec_nanos())
-}
-
-/// Formats seconds + nanoseconds since the epoch like Go's `time.RFC3339Nano`: trailing
-/// zeros of the fraction are dropped, and so is the dot when the fraction is zero.
-fn rfc3339_utc(secs: u64, nanos: u32) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    let mut s = format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}", rem / 3600, rem / 60 % 60, rem % 60);
-    if nanos != 0 {
-        let frac = format!("{nanos:09}");
-        s.push('.');
-        s.push_str(frac.trim_end_matches('0'));
-    }
-    s.push('Z');
-    s
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day), by counting in
-/// 400-year eras that start on 1 March so the leap day falls at the end of each year.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 #[cfg(test)]
@@ -410,18 +371,5 @@ mod tests {
             assert_eq!(default_params(), ScryptParams { n: 32768, r: 8, p: 1 });
         }
         assert!(scrypt_params(&default_params()).is_ok());
-    }
-
-    #[test]
-    fn timestamps_like_go() {
-        assert_eq!(rfc3339_utc(0, 0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339_utc(1_594_296_350, 767_321_194), "2020-07-09T12:05:50.767321194Z");
-        assert_eq!(rfc3339_utc(1_594_296_350, 500_000_000), "2020-07-09T12:05:50.5Z");
-        // 2000-02-29 (leap day of a century year divisible by 400) and the day after.
-        assert_eq!(rfc3339_utc(951_782_400, 0), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339_utc(951_868_799, 10), "2000-02-29T23:59:59.00000001Z");
-        assert_eq!(rfc3339_utc(4_107_542_400, 0), "2100-03-01T00:00:00Z");
-        let now = now_rfc3339();
-        assert!(now.starts_with("20") && now.ends_with('Z'), "{now}");
     }
 }

@@ -11,7 +11,7 @@ pub mod crypto;
 pub mod error;
 pub mod file;
 pub mod filter;
-pub mod gostr;
+pub mod go;
 pub mod id;
 pub mod index;
 pub mod key;

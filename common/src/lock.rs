@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::FileType;
 use crate::error::{Error, Result};
+use crate::go::GoTime;
 use crate::id::Id;
-use crate::node::GoTime;
 use crate::record::{RepoFileRecord, Writer};
 use crate::repo::Repo;
 use crate::sys;
@@ -42,10 +42,9 @@ fn is_zero(v: &u32) -> bool {
 impl Lock {
     /// A lock for this process, now.
     pub fn new(exclusive: bool) -> Lock {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let (uid, gid) = sys::ids();
         Lock {
-            time: GoTime::local(now.as_secs() as i64, now.subsec_nanos()).to_string(),
+            time: GoTime::now_local().to_string(),
             exclusive,
             hostname: sys::hostname(),
             username: sys::username(),

@@ -7,9 +7,10 @@ use std::fmt;
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use crate::error::{Error, Result};
-use crate::gostr::{go_json_string_flavor, go_lossy_utf8, GoJsonFlavor};
+use crate::go::json::{write_id, write_string, write_time, write_uint, FoldedKey};
+use crate::go::strconv::lossy_utf8;
+use crate::go::{GoJsonFlavor, GoTime};
 use crate::id::Id;
-use crate::node::{push_id, push_time, push_uint, GoKey, GoTime};
 
 /// Backup statistics, written by restic ≥ 0.17. Every field is always written.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -85,7 +86,7 @@ impl<'de> Deserialize<'de> for Summary {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> std::result::Result<Summary, A::Error> {
                 let mut s = Summary::default();
-                while let Some(k) = m.next_key::<GoKey>()? {
+                while let Some(k) = m.next_key::<FoldedKey>()? {
                     let slot = match k.as_str() {
                         "backup_start" => {
                             s.backup_start = m.next_value::<Option<GoTime>>()?.unwrap_or_default();
@@ -151,7 +152,7 @@ impl<'de> Deserialize<'de> for Snapshot {
                         m.next_value::<Option<$t>>()?.unwrap_or_default()
                     };
                 }
-                while let Some(k) = m.next_key::<GoKey>()? {
+                while let Some(k) = m.next_key::<FoldedKey>()? {
                     match k.as_str() {
                         "time" => s.time = opt!(GoTime),
                         "parent" => s.parent = m.next_value()?,
@@ -186,7 +187,7 @@ fn push_strings(out: &mut Vec<u8>, list: &[String], flavor: GoJsonFlavor) {
         if i > 0 {
             out.push(b',');
         }
-        go_json_string_flavor(s.as_bytes(), flavor, out);
+        write_string(s.as_bytes(), flavor, out);
     }
     out.push(b']');
 }
@@ -194,7 +195,7 @@ fn push_strings(out: &mut Vec<u8>, list: &[String], flavor: GoJsonFlavor) {
 impl Snapshot {
     /// Parses a snapshot file's plaintext JSON.
     pub fn parse(json: &[u8]) -> Result<Snapshot> {
-        serde_json::from_str(&go_lossy_utf8(json)).map_err(|e| Error::format(format!("snapshot JSON: {e}")))
+        serde_json::from_str(&lossy_utf8(json)).map_err(|e| Error::format(format!("snapshot JSON: {e}")))
     }
 
     /// The JSON restic 0.14 would write for this snapshot; see [`Snapshot::to_json_flavor`].
@@ -210,28 +211,28 @@ impl Snapshot {
         let string = |out: &mut Vec<u8>, key: &[u8], s: &str| {
             if !s.is_empty() {
                 out.extend_from_slice(key);
-                go_json_string_flavor(s.as_bytes(), flavor, out);
+                write_string(s.as_bytes(), flavor, out);
             }
         };
         out.extend_from_slice(b"{\"time\":");
-        push_time(&mut out, &self.time);
+        write_time(&mut out, &self.time);
         if let Some(p) = &self.parent {
             out.extend_from_slice(b",\"parent\":");
-            push_id(&mut out, p);
+            write_id(&mut out, p);
         }
         out.extend_from_slice(b",\"tree\":");
-        push_id(&mut out, &self.tree);
+        write_id(&mut out, &self.tree);
         out.extend_from_slice(b",\"paths\":");
         push_strings(&mut out, &self.paths, flavor);
         string(&mut out, b",\"hostname\":", &self.hostname);
         string(&mut out, b",\"username\":", &self.username);
         if self.uid != 0 {
             out.extend_from_slice(b",\"uid\":");
-            push_uint(&mut out, self.uid.into());
+            write_uint(&mut out, self.uid.into());
         }
         if self.gid != 0 {
             out.extend_from_slice(b",\"gid\":");
-            push_uint(&mut out, self.gid.into());
+            write_uint(&mut out, self.gid.into());
         }
         if !self.excludes.is_empty() {
             out.extend_from_slice(b",\"excludes\":");
@@ -243,14 +244,14 @@ impl Snapshot {
         }
         if let Some(o) = &self.original {
             out.extend_from_slice(b",\"original\":");
-            push_id(&mut out, o);
+            write_id(&mut out, o);
         }
         string(&mut out, b",\"program_version\":", &self.program_version);
         if let Some(s) = &self.summary {
             out.extend_from_slice(b",\"summary\":{\"backup_start\":");
-            push_time(&mut out, &s.backup_start);
+            write_time(&mut out, &s.backup_start);
             out.extend_from_slice(b",\"backup_end\":");
-            push_time(&mut out, &s.backup_end);
+            write_time(&mut out, &s.backup_end);
             for (key, v) in [
                 (&b",\"files_new\":"[..], s.files_new),
                 (b",\"files_changed\":", s.files_changed),
@@ -266,7 +267,7 @@ impl Snapshot {
                 (b",\"total_bytes_processed\":", s.total_bytes_processed),
             ] {
                 out.extend_from_slice(key);
-                push_uint(&mut out, v);
+                write_uint(&mut out, v);
             }
             out.push(b'}');
         }

@@ -7,8 +7,10 @@ use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::error::{Error, Result};
-use crate::gostr::{go_lossy_utf8, GoJsonFlavor};
-use crate::node::{GoKey, Node};
+use crate::go::json::FoldedKey;
+use crate::go::strconv::lossy_utf8;
+use crate::go::GoJsonFlavor;
+use crate::node::Node;
 
 /// The id of the empty tree `{"nodes":[]}\n`.
 pub const EMPTY_TREE_ID: &str = "ac08ce34ba4f8123618661bef2425f7028ffb9ac740578a3ee88684d2523fee8";
@@ -36,7 +38,7 @@ impl<'de> Deserialize<'de> for RawTree {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> std::result::Result<RawTree, A::Error> {
                 let mut nodes = None;
-                while let Some(k) = m.next_key::<GoKey>()? {
+                while let Some(k) = m.next_key::<FoldedKey>()? {
                     if k.as_str() == "nodes" {
                         // restic 0.14 decodes `null` as an empty tree.
                         nodes = Some(m.next_value::<Option<Vec<Box<RawValue>>>>()?.unwrap_or_default());
@@ -55,7 +57,7 @@ impl<'de> Deserialize<'de> for RawTree {
 /// the newline restic writes. Other top-level keys are skipped; a missing `nodes` is an error.
 /// Node order is not checked (restic's readers do not check it either).
 pub fn parse_tree(bytes: &[u8]) -> Result<Vec<TreeEntry>> {
-    let text = go_lossy_utf8(bytes);
+    let text = lossy_utf8(bytes);
     let tree: RawTree = serde_json::from_str(&text).map_err(|e| Error::format(format!("tree JSON: {e}")))?;
     let raws = tree.0.ok_or_else(|| Error::format("tree JSON has no \"nodes\" key"))?;
     raws.into_iter()

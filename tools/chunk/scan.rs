@@ -9,15 +9,14 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use common::chunker::{Chunker, Polynomial, Tables};
 use common::cli::warn;
 use common::error::{Error, IoContext, Result};
 use common::filter;
-use common::gostr::GoJsonFlavor;
+use common::go::{mode, GoJsonFlavor, GoTime};
 use common::index::Index;
-use common::node::{go_mode_from_unix, GoTime, Node, NodeType};
+use common::node::{Node, NodeType};
 use common::record::{text_and_raw, ChunkRecord, NodeRecord, SourceRecord, Writer};
 use common::{sys, Id};
 use serde_json::value::RawValue;
@@ -64,8 +63,7 @@ pub fn run(args: &Args) -> Result<()> {
     let patterns = exclude_patterns(args)?;
     let excludes = filter::List::parse(&patterns)?;
     let larger_than = args.exclude_larger_than.map(|s| s.0);
-    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    let start = GoTime::local(now.as_secs() as i64, now.subsec_nanos());
+    let start = GoTime::now_local();
     let cwd = std::env::current_dir().ctx("current directory")?;
 
     if args.stdin
@@ -346,7 +344,7 @@ impl<W: io::Write> Scanner<'_, W> {
         let atime = if self.args.with_atime { go_time(md.atime(), md.atime_nsec()) } else { mtime };
         let mut node = Node {
             name: name.to_vec(),
-            mode: go_mode_from_unix(md.mode()),
+            mode: mode::from_unix(md.mode()),
             mtime,
             atime,
             ctime: go_time(md.ctime(), md.ctime_nsec()),

@@ -5,9 +5,9 @@ use std::sync::{mpsc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use common::error::{Error, Result, ResultExt};
+use common::go::GoTime;
 use common::index::{IdMap, Index};
 use common::lock::Keeper;
-use common::node::GoTime;
 use common::pack::{BlobType, Builder, Entry};
 use common::record::{
     decode_b64, split_payload, tag_of, ChunkRecord, NodeRecord, PackDataRecord, PackHeaderRecord, Reader,
@@ -213,8 +213,7 @@ fn pack(
         RequiresRecord { packs: sorted(&store.relied_packs), indexes: sorted(&store.relied_indexes) };
     store.out().write("requires", &requires)?;
 
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let end = GoTime::local(now.as_secs() as i64, now.subsec_nanos());
+    let end = GoTime::now_local();
     let start = GoTime::parse(&source.time).context("source record time")?;
     let mut tags: Vec<String> =
         args.tag.iter().flat_map(|t| t.split(',')).filter(|t| !t.is_empty()).map(String::from).collect();

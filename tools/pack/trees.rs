@@ -7,7 +7,7 @@
 use std::io;
 
 use common::error::{Error, Result, ResultExt};
-use common::gostr::GoJsonFlavor;
+use common::go::GoJsonFlavor;
 use common::node::{Node, NodeType};
 use common::pack::BlobType;
 use common::record::NodeRecord;
