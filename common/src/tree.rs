@@ -69,29 +69,69 @@ pub fn parse_tree(bytes: &[u8]) -> Result<Vec<TreeEntry>> {
         .collect()
 }
 
-/// Writes a tree blob as restic does: `{"nodes":[`, the nodes joined by `,`, `]}` and a
-/// newline. The nodes must be sorted strictly by raw name bytes and have non-empty names,
-/// which restic also insists on.
-pub fn write_tree(nodes: &[Node], flavor: GoJsonFlavor) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(16 + nodes.len() * 400);
-    out.extend_from_slice(b"{\"nodes\":[");
-    let mut last: &[u8] = b"";
-    for (i, node) in nodes.iter().enumerate() {
-        if node.name.as_slice() <= last {
+/// A tree blob being written as restic writes it: `{"nodes":[`, the nodes' JSON joined by
+/// `,`, then `]}` and a newline. Nodes must come sorted strictly by raw name bytes, with
+/// non-empty names, which restic also insists on. The one place that frames trees: `pack`
+/// builds directories with it from node JSON it already holds, [`write_tree`] from nodes.
+pub struct Builder {
+    blob: Vec<u8>,
+    last: Vec<u8>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        let mut blob = Vec::with_capacity(1024);
+        blob.extend_from_slice(b"{\"nodes\":[");
+        Builder { blob, last: Vec::new() }
+    }
+}
+
+impl Builder {
+    /// Adds one node's JSON, written elsewhere in restic's bytes, under its raw `name`.
+    pub fn push_json(&mut self, name: &[u8], json: &[u8]) -> Result<()> {
+        self.check(name)?;
+        self.blob.extend_from_slice(json);
+        Ok(())
+    }
+
+    /// Adds one node, written in `flavor`.
+    pub fn push(&mut self, node: &Node, flavor: GoJsonFlavor) -> Result<()> {
+        self.check(&node.name)?;
+        node.write_json(&mut self.blob, flavor);
+        Ok(())
+    }
+
+    /// Refuses a name out of order, and puts the separator before every node but the first.
+    fn check(&mut self, name: &[u8]) -> Result<()> {
+        if name <= self.last.as_slice() {
             return Err(Error::format(format!(
-                "tree node {:?} after {:?}: nodes are not ordered or duplicate",
-                String::from_utf8_lossy(&node.name),
-                String::from_utf8_lossy(last)
+                "tree node {:?} after {:?}: nodes must come in strictly increasing name order",
+                String::from_utf8_lossy(name),
+                String::from_utf8_lossy(&self.last)
             )));
         }
-        last = &node.name;
-        if i > 0 {
-            out.push(b',');
+        if !self.last.is_empty() {
+            self.blob.push(b',');
         }
-        node.write_json(&mut out, flavor);
+        self.last.clear();
+        self.last.extend_from_slice(name);
+        Ok(())
     }
-    out.extend_from_slice(b"]}\n");
-    Ok(out)
+
+    /// The finished tree blob's plaintext.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.blob.extend_from_slice(b"]}\n");
+        self.blob
+    }
+}
+
+/// A tree blob from nodes sorted by name (see [`Builder`]).
+pub fn write_tree(nodes: &[Node], flavor: GoJsonFlavor) -> Result<Vec<u8>> {
+    let mut tree = Builder::default();
+    for node in nodes {
+        tree.push(node, flavor)?;
+    }
+    Ok(tree.finish())
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use common::repo::Repo;
 use common::snapshot::{Snapshot, Summary};
 use common::{sys, Id};
 
-use crate::trees::Trees;
+use crate::trees::{Blobs, Trees};
 use crate::Args;
 
 /// restic writes an index file once it holds this many blobs.
@@ -207,6 +207,7 @@ fn pack(
         }
     }
     let root = trees.finish(&mut store)?;
+    trees.counts.add_to(&mut store.stats);
     store.close_all()?;
     store.flush_index()?;
     let requires =
@@ -312,6 +313,16 @@ impl<'a, W: io::Write + Send> Store<'a, W> {
             spare: Vec::new(),
             stats: SummaryRecord::default(),
         })
+    }
+}
+
+impl<W: io::Write + Send> Blobs for Store<'_, W> {
+    fn has(&mut self, id: &Id) -> bool {
+        Store::has(self, id)
+    }
+
+    fn put_tree(&mut self, id: Id, blob: &[u8]) -> Result<()> {
+        self.put(BlobType::Tree, id, blob).map(drop)
     }
 }
 

@@ -4,58 +4,74 @@
 //! open until a node outside it arrives; then its children's JSON, already in restic's exact
 //! bytes, is framed as a tree blob, stored, and the directory's node gets its `subtree`.
 
-use std::io;
-
 use common::error::{Error, Result, ResultExt};
 use common::go::GoJsonFlavor;
 use common::node::{Node, NodeType};
-use common::pack::BlobType;
-use common::record::NodeRecord;
+use common::record::{NodeRecord, SummaryRecord};
+use common::tree;
 use common::Id;
 
-use crate::packer::Store;
+/// Where finished trees go, and what they may refer to: the packer's blob store. A trait so
+/// that building trees needs nothing else from the packer.
+pub trait Blobs {
+    /// Whether this run or the repository has the blob (content a file refers to).
+    fn has(&mut self, id: &Id) -> bool;
+    /// Stores a finished tree blob (unless it is known already).
+    fn put_tree(&mut self, id: Id, blob: &[u8]) -> Result<()>;
+}
+
+/// restic's file and directory counters for the snapshot summary.
+#[derive(Default)]
+pub struct Counts {
+    files_new: u64,
+    files_changed: u64,
+    files_unmodified: u64,
+    files_read: u64,
+    dirs_new: u64,
+    dirs_changed: u64,
+    dirs_unmodified: u64,
+    files_processed: u64,
+    bytes_processed: u64,
+}
+
+impl Counts {
+    /// Adds these counts to the run's summary.
+    pub fn add_to(&self, s: &mut SummaryRecord) {
+        s.files_new += self.files_new;
+        s.files_changed += self.files_changed;
+        s.files_unmodified += self.files_unmodified;
+        s.files_read += self.files_read;
+        s.dirs_new += self.dirs_new;
+        s.dirs_changed += self.dirs_changed;
+        s.dirs_unmodified += self.dirs_unmodified;
+        s.total_files_processed += self.files_processed;
+        s.total_bytes_processed += self.bytes_processed;
+    }
+}
 
 struct Dir {
     rel: Vec<u8>,
     node: Option<Node>,
     parent_tree: Option<Id>,
-    /// The children's JSON, comma-separated, in order.
-    json: Vec<u8>,
-    last: Option<Vec<u8>>,
+    tree: tree::Builder,
 }
 
 impl Dir {
     fn new(rel: Vec<u8>, node: Option<Node>, parent_tree: Option<Id>) -> Dir {
-        Dir { rel, node, parent_tree, json: Vec::new(), last: None }
-    }
-
-    fn add(&mut self, name: &[u8], json: &[u8]) -> Result<()> {
-        if let Some(last) = &self.last {
-            if name <= last.as_slice() {
-                return Err(Error::format(format!(
-                    "{:?} arrives after {:?}: nodes must come in strictly increasing name order",
-                    String::from_utf8_lossy(name),
-                    String::from_utf8_lossy(last)
-                )));
-            }
-        }
-        if !self.json.is_empty() {
-            self.json.push(b',');
-        }
-        self.json.extend_from_slice(json);
-        self.last = Some(name.to_vec());
-        Ok(())
+        Dir { rel, node, parent_tree, tree: tree::Builder::default() }
     }
 }
 
 /// The open directories, root first.
 pub struct Trees {
     stack: Vec<Dir>,
+    /// What the nodes so far add to the summary.
+    pub counts: Counts,
 }
 
 impl Default for Trees {
     fn default() -> Self {
-        Trees { stack: vec![Dir::new(Vec::new(), None, None)] }
+        Trees { stack: vec![Dir::new(Vec::new(), None, None)], counts: Counts::default() }
     }
 }
 
@@ -68,7 +84,7 @@ fn split(rel: &[u8]) -> (&[u8], &[u8]) {
 
 impl Trees {
     /// Takes one node record.
-    pub fn node<W: io::Write + Send>(&mut self, rec: NodeRecord, store: &mut Store<'_, W>) -> Result<()> {
+    pub fn node(&mut self, rec: NodeRecord, store: &mut impl Blobs) -> Result<()> {
         let rel = rec.path_bytes().map_err(Error::Format)?;
         let (parent, name) = split(&rel);
         if name.is_empty() {
@@ -103,7 +119,7 @@ impl Trees {
                         )));
                     }
                 }
-                let s = &mut store.stats;
+                let s = &mut self.counts;
                 match rec.status.as_deref() {
                     Some("unmodified") => s.files_unmodified += 1,
                     Some("changed") => s.files_changed += 1,
@@ -114,25 +130,22 @@ impl Trees {
                 } else {
                     s.files_read += 1;
                 }
-                s.total_files_processed += 1;
-                s.total_bytes_processed += node.size;
+                s.files_processed += 1;
+                s.bytes_processed += node.size;
             }
             _ => {}
         }
-        self.stack.last_mut().expect("root stays").add(name, rec.node.get().as_bytes())
+        self.stack.last_mut().expect("root stays").tree.push_json(name, rec.node.get().as_bytes())
     }
 
     /// Closes the innermost directory: stores its tree, hands its node to its parent.
-    fn close<W: io::Write + Send>(&mut self, store: &mut Store<'_, W>) -> Result<Id> {
+    fn close(&mut self, store: &mut impl Blobs) -> Result<Id> {
         let dir = self.stack.pop().expect("caller checks");
-        let mut blob = Vec::with_capacity(dir.json.len() + 14);
-        blob.extend_from_slice(b"{\"nodes\":[");
-        blob.extend_from_slice(&dir.json);
-        blob.extend_from_slice(b"]}\n");
+        let blob = dir.tree.finish();
         let id = Id::hash(&blob);
-        store.put(BlobType::Tree, id, &blob)?;
+        store.put_tree(id, &blob)?;
         if let Some(mut node) = dir.node {
-            let s = &mut store.stats;
+            let s = &mut self.counts;
             match dir.parent_tree {
                 None => s.dirs_new += 1,
                 Some(p) if p == id => s.dirs_unmodified += 1,
@@ -142,13 +155,13 @@ impl Trees {
             let mut json = Vec::new();
             node.write_json(&mut json, GoJsonFlavor::default());
             let (_, name) = split(&dir.rel);
-            self.stack.last_mut().expect("root stays").add(name, &json)?;
+            self.stack.last_mut().expect("root stays").tree.push_json(name, &json)?;
         }
         Ok(id)
     }
 
     /// Closes every directory; returns the root tree's id.
-    pub fn finish<W: io::Write + Send>(&mut self, store: &mut Store<'_, W>) -> Result<Id> {
+    pub fn finish(&mut self, store: &mut impl Blobs) -> Result<Id> {
         while self.stack.len() > 1 {
             self.close(store)?;
         }
