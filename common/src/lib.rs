@@ -22,6 +22,7 @@ pub mod record;
 pub mod repo;
 pub mod signal;
 pub mod snapshot;
+pub mod stat;
 pub mod sys;
 pub mod target;
 pub mod tree;
