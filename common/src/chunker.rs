@@ -1,5 +1,5 @@
 //! Content-defined chunking with Rabin fingerprints, cutting exactly where restic cuts
-//! (FORMAT.md §13), plus the GF(2) polynomial arithmetic behind the repository's chunker
+//! (doc/format.md, "Chunking"), plus the GF(2) polynomial arithmetic behind the repository's chunker
 //! polynomial.
 //!
 //! A chunk ends after the first length `L` in `MIN_SIZE..=MAX_SIZE` at which the fingerprint of
@@ -691,8 +691,9 @@ mod tests {
         assert_eq!(whole[..3], chunks[..3]);
     }
 
-    /// V-CDC-3: a periodic input that never hits the mask is cut at MAX_SIZE. FORMAT.md says
-    /// 911,745 lines, but its byte count and chunk lengths (which agree) need 911,815.
+    /// V-CDC-3: a periodic input that never hits the mask is cut at MAX_SIZE. The notes this
+    /// vector came from said 911,745 lines; its byte count and chunk lengths (which agree)
+    /// need 911,815.
     #[test]
     fn v_cdc_3_max_size_cuts() {
         let data = b"compressible text line\n".repeat(911_815);

@@ -1,4 +1,4 @@
-//! Key files (FORMAT.md §4): the master key, encrypted under a key derived from a password
+//! Key files (doc/format.md, "Key files"): the master key, encrypted under a key derived from a password
 //! with scrypt, stored as plain JSON in `keys/<sha256 of the file>`.
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -81,7 +81,7 @@ fn parse_params(v: &str) -> Option<ScryptParams> {
     it.next().is_none().then_some(params)
 }
 
-/// The master-key JSON that a key file's `data` encrypts (FORMAT.md §4.3): compact,
+/// The master-key JSON that a key file's `data` encrypts (doc/format.md, "Key files"): compact,
 /// `mac.k`, `mac.r`, then `encrypt`, each standard base64.
 pub fn master_key_json(k: &Key) -> Vec<u8> {
     format!(
@@ -120,7 +120,7 @@ fn parse_master_key(json: &[u8]) -> Result<Key> {
     )
 }
 
-/// Checks parameters as restic does (simple-scrypt's rules, FORMAT.md §4.2) and turns them
+/// Checks parameters as restic does (simple-scrypt's rules, doc/format.md, "Key files") and turns them
 /// into the scrypt crate's form. N must be a power of two because scrypt indexes its table
 /// with `N - 1` as a mask; Go's scrypt refuses other values too.
 fn scrypt_params(p: &ScryptParams) -> Result<scrypt::Params> {
@@ -226,7 +226,7 @@ mod tests {
     use crate::id::Id;
     use hex_literal::hex;
 
-    /// `keys/c8f7fb2c…` of restic's `repo-duplicates` test repository (FORMAT.md §4.4).
+    /// `keys/c8f7fb2c…` of restic's `repo-duplicates` test repository (doc/format.md, "Key files").
     const KEY_FILE: &str = r#"{"created":"2020-07-09T14:05:50.767321194+02:00","username":"alex","hostname":"thinkpad","kdf":"scrypt","N":128,"r":1,"p":1,"salt":"7iys1GDH2ZDwUrki1HX/Zga8PChxwOFlUjOQ9PBPp4kM1IhUyEl1g5Wq9z4ljx/TWu+Y3Sw31UucSOMcQANaMw==","data":"iPnpO9YaNJnkBezVFdhJdNzEbmKceEpg6MrjLmJcGkGwMQ9TgFELYy546My4nB8/3VR4CtcisoH5S0+AuyHpdIPAU/lkCzrEYyee7gLCvTwyducRfheO5i1aNV067XDeJsVsKRbe9F3ulG0eUuTYqKvxX/yX7IBoxuSqOgjWPf73Vupz+PTfx09CU5O5TEx+Y7xah4hMKskD+AmoiHk32A=="}"#;
 
     const MASTER_JSON: &str = r#"{"mac":{"k":"WdVg6TeG0YmI4Y3+TF3p5g==","r":"RlOoBXACnwY8s44MPN2TAA=="},"encrypt":"BTTFlc0dexqPcaIfEvJhQZBtO6Z877liBYc2wRC8wcw="}"#;

@@ -1,4 +1,4 @@
-//! restic-compatible repository locks (FORMAT.md §11).
+//! restic-compatible repository locks (doc/format.md, "Locks").
 //!
 //! A lock file is encrypted JSON, so only a stage holding the key can make one: `pack` makes
 //! it and `push`, which writes everything `pack` makes, stores it first and removes it last.

@@ -1,5 +1,5 @@
 //! restic's tree node: one file, directory, symlink or device entry, parsed from and written to
-//! exactly the JSON restic uses (FORMAT.md §10.2–§10.8). The Go conventions that JSON depends
+//! exactly the JSON restic uses (doc/format.md, "Trees"). The Go conventions that JSON depends
 //! on (`time.Time`, `os.FileMode`, string quoting) are in [`crate::go`].
 //!
 //! Writing reproduces restic's bytes so that a directory gets the same tree id as restic gives
@@ -123,7 +123,7 @@ fn vec_or_null<'de, T: Deserialize<'de>, A: MapAccess<'de>>(
     Ok(m.next_value::<Option<Vec<T>>>()?.unwrap_or_default())
 }
 
-/// One entry of a restic tree. Field names and meaning follow restic's `Node` (FORMAT.md §10.2).
+/// One entry of a restic tree. Field names and meaning follow restic's `Node` (doc/format.md, "Trees").
 #[derive(Clone, Debug)]
 pub struct Node {
     /// The entry name as raw bytes (unquoted; may be invalid UTF-8).

@@ -1,4 +1,4 @@
-//! Snapshot files (`snapshots/<id>`): which tree was backed up, when, from where (FORMAT.md §9).
+//! Snapshot files (`snapshots/<id>`): which tree was backed up, when, from where (doc/format.md, "Snapshots").
 //! Written as restic writes them (Go field order, `omitempty`, compact, no trailing newline) and
 //! read as Go reads them (unknown keys ignored, keys in any case, `null` as empty).
 
@@ -312,7 +312,7 @@ mod tests {
         assert_eq!((nobody.uid, nobody.gid, nobody.summary), (65534, 65534, None));
     }
 
-    /// FORMAT.md §9's field order, with every field present.
+    /// restic's field order (doc/format.md, "Snapshots"), with every field present.
     #[test]
     fn every_field_in_go_order() {
         let t = GoTime::parse("2025-05-01T10:00:00.123456789+02:00").unwrap();

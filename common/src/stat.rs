@@ -117,7 +117,10 @@ mod tests {
         fs::set_permissions(&f, fs::Permissions::from_mode(0o4750)).unwrap();
         let n = of(&f, false).unwrap();
         let md = fs::symlink_metadata(&f).unwrap();
-        assert_eq!((n.node_type.clone(), n.size, n.links, n.content.clone()), (NodeType::File, 5, 1, Some(vec![])));
+        assert_eq!(
+            (n.node_type.clone(), n.size, n.links, n.content.clone()),
+            (NodeType::File, 5, 1, Some(vec![]))
+        );
         assert_eq!((n.mode, n.unix_mode()), (mode::SETUID | 0o750, 0o4750));
         assert_eq!((n.uid, n.inode, n.device_id), (md.uid(), md.ino(), md.dev()));
         assert_eq!((n.mtime.secs, n.mtime.nanos), (md.mtime(), md.mtime_nsec() as u32));

@@ -1,4 +1,4 @@
-//! Tree blobs: a directory listing as `{"nodes":[…]}\n` (FORMAT.md §10.1). Writing produces the
+//! Tree blobs: a directory listing as `{"nodes":[…]}\n` (doc/format.md, "Trees"). Writing produces the
 //! bytes restic produces, so a tree's id (the SHA-256 of those bytes) matches restic's.
 
 use std::fmt;

@@ -216,7 +216,7 @@ mod tests {
         String::from_utf8(v).unwrap()
     }
 
-    /// FORMAT.md §10.5: raw name bytes → Go-quoted text → the bytes inside the tree JSON.
+    /// doc/format.md, "Trees", names: raw name bytes → Go-quoted text → the bytes inside the tree JSON.
     #[test]
     fn name_table_rows() {
         let rows: &[(&[u8], &str, &str)] = &[
