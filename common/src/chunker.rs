@@ -820,10 +820,8 @@ mod tests {
     /// This thread's CPU time: the machine may be shared, and wall time would then measure the
     /// neighbours.
     fn cpu_seconds() -> f64 {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-        // SAFETY: `ts` is a valid timespec for the call to fill.
-        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-        ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+        let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID).unwrap();
+        ts.tv_sec() as f64 + ts.tv_nsec() as f64 * 1e-9
     }
 
     /// `cargo test --release -p sluice-common chunker -- --ignored --nocapture`

@@ -18,8 +18,8 @@ use crate::repo::Repo;
 use crate::sys;
 
 /// How often a held lock is renewed, and when an unrenewed one counts as stale.
-pub const REFRESH_SECS: u64 = 5 * 60;
-pub const STALE_SECS: i64 = 30 * 60;
+const REFRESH_SECS: u64 = 5 * 60;
+const STALE_SECS: i64 = 30 * 60;
 
 /// The lock file's JSON (field order as restic writes it).
 #[derive(Debug, Serialize, Deserialize)]

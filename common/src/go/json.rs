@@ -137,6 +137,7 @@ pub fn decode_bytes(s: &str) -> Result<Vec<u8>> {
     LENIENT.decode(s.as_bytes()).map_err(|e| Error::format(format!("bad base64 {s:?}: {e}")))
 }
 
+/// Go's `json.Compact` with HTML escaping, as `json.Marshal` applies it to a `json.RawMessage`:
 /// whitespace between tokens dropped, `< > &` and U+2028/U+2029 escaped. `raw` must be valid
 /// JSON (it comes from serde_json's `RawValue`).
 pub fn compact(raw: &str, out: &mut Vec<u8>) {
@@ -182,8 +183,6 @@ pub fn compact(raw: &str, out: &mut Vec<u8>) {
         i += 1;
     }
 }
-
-/// Runes at or above U+0080 that Go 1.19's `strconv.IsPrint` rejects, as inclusive ranges
 
 /// Appends an unsigned decimal without allocating.
 pub(crate) fn write_uint(out: &mut Vec<u8>, mut v: u64) {
@@ -241,6 +240,7 @@ pub(crate) fn write_map(out: &mut Vec<u8>, raw: &RawValue, flavor: GoJsonFlavor)
     true
 }
 
+/// A JSON object key folded the way Go's decoder matches struct fields (case-insensitively,
 /// with the Kelvin sign as `k` and long s as `s`), held inline since every known key is short.
 pub(crate) struct FoldedKey {
     buf: [u8; 32],

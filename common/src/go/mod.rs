@@ -3,9 +3,9 @@
 //! restic's trees, snapshots, keys and locks are Go's `encoding/json` output of Go values, and
 //! a tree's id is the hash of those bytes; reading what restic wrote and writing what restic
 //! would write both come down to behaving like Go here. Each file is one Go package's share:
-//! [`strconv`] (`Quote`/`Unquote` for node names, with [`printable`]'s table as data), [`json`]
-//! (string escaping, `[]byte`, maps, the decoder's key folding), [`time`] (`time.Time` and
-//! its calendar) and [`mode`] (`os.FileMode`).
+//! [`strconv`] (`Quote`/`Unquote` for node names, with the printable-rune table as data in
+//! `printable.rs`), [`json`] (string escaping, `[]byte`, maps, the decoder's key folding),
+//! [`time`] (`time.Time` and its calendar) and [`mode`] (`os.FileMode`).
 
 pub mod json;
 pub mod mode;

@@ -1,14 +1,9 @@
 //! Go's `os.FileMode`: the file type in high bits and POSIX's setuid, setgid and sticky bits
-//! moved up beside it. restic stores a node's `mode` in this form.
+//! moved up beside it. restic stores a node's `mode` in this form. (Go's append, exclusive and
+//! temporary bits, 30 to 28, never occur in what restic stores.)
 
 /// Go `os.ModeDir`: a directory.
 pub const DIR: u32 = 1 << 31;
-/// Go `os.ModeAppend` (never stored by restic).
-pub const APPEND: u32 = 1 << 30;
-/// Go `os.ModeExclusive` (never stored by restic).
-pub const EXCLUSIVE: u32 = 1 << 29;
-/// Go `os.ModeTemporary` (never stored by restic).
-pub const TEMPORARY: u32 = 1 << 28;
 /// Go `os.ModeSymlink`.
 pub const SYMLINK: u32 = 1 << 27;
 /// Go `os.ModeDevice`: a block device, or with [`CHAR_DEVICE`] a character device.
@@ -27,8 +22,6 @@ pub const CHAR_DEVICE: u32 = 1 << 21;
 pub const STICKY: u32 = 1 << 20;
 /// Go `os.ModeIrregular`: a file Go could not classify.
 pub const IRREGULAR: u32 = 1 << 19;
-/// Go `os.ModeType`: all file-type bits.
-pub const TYPE: u32 = DIR | SYMLINK | NAMED_PIPE | SOCKET | DEVICE | CHAR_DEVICE | IRREGULAR;
 /// Go `os.ModePerm`: the rwx permission bits, numerically the same as POSIX.
 pub const PERM: u32 = 0o777;
 

@@ -8,6 +8,8 @@
 //! gets a different tree id from a restic built with Go ≥ 1.21 than from restic 0.14; both
 //! forms unquote to the same bytes.
 
+/// Runes at or above U+0080 that Go 1.19's `strconv.IsPrint` rejects, as inclusive ranges
+/// (surrogates included where they join two ranges; they never reach the lookup). Derived by
 /// backing up a file name for every code point with restic 0.14 and collecting the escaped
 /// ones. Apart from the runes Unicode 14 assigned (unassigned, hence escaped, in Go 1.19) it is
 /// exactly the categories Cc, Cf, Co, Cn, Zs, Zl and Zp of Unicode 14.0.

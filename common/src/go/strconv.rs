@@ -1,6 +1,6 @@
 //! Go's `strconv.Quote` and `Unquote`: restic stores every node name Go-quoted, so a name's
 //! bytes in the tree (and with them the tree id) depend on reproducing Go exactly. The
-//! printable-rune table `Quote` consults is data in [`super::printable`].
+//! printable-rune table `Quote` consults is data in `printable.rs`.
 
 use std::borrow::Cow;
 
