@@ -168,3 +168,86 @@ impl Trees {
         self.close(store)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// Blobs kept in memory: what the trees store, and the data blobs said to be present.
+    #[derive(Default)]
+    struct Kept(HashMap<Id, Vec<u8>>);
+
+    impl Blobs for Kept {
+        fn has(&mut self, id: &Id) -> bool {
+            self.0.contains_key(id)
+        }
+        fn put_tree(&mut self, id: Id, blob: &[u8]) -> Result<()> {
+            self.0.insert(id, blob.to_vec());
+            Ok(())
+        }
+    }
+
+    fn node(name: &str, node_type: NodeType, content: Option<Vec<Id>>) -> Node {
+        Node { name: name.into(), node_type, content, ..Node::default() }
+    }
+
+    /// A node record as chunk writes it, the node's JSON inline.
+    fn record(path: &str, n: &Node, status: Option<&str>) -> NodeRecord {
+        let mut json = Vec::new();
+        n.write_json(&mut json, GoJsonFlavor::default());
+        let status = status.map(|s| format!(r#","status":"{s}""#)).unwrap_or_default();
+        let line = format!(r#"{{"path":"{path}","node":{}{status}}}"#, String::from_utf8(json).unwrap());
+        serde_json::from_str(&line).unwrap()
+    }
+
+    /// A depth-first stream becomes the trees restic writes for it, bottom-up, and the
+    /// counters restic's summary has.
+    #[test]
+    fn depth_first_nodes_become_restic_trees() {
+        let data = Id::hash(b"x");
+        let mut kept = Kept::default();
+        kept.0.insert(data, Vec::new());
+        let dir = node("d", NodeType::Dir, None);
+        let f = node("f", NodeType::File, Some(vec![data]));
+        let g = node("g", NodeType::File, Some(vec![]));
+        let link = node("z", NodeType::Symlink, None);
+        let mut trees = Trees::default();
+        trees.node(record("d", &dir, None), &mut kept).unwrap();
+        trees.node(record("d/f", &f, Some("unmodified")), &mut kept).unwrap();
+        trees.node(record("d/g", &g, Some("new")), &mut kept).unwrap();
+        trees.node(record("z", &link, None), &mut kept).unwrap();
+        let root = trees.finish(&mut kept).unwrap();
+
+        let inner = tree::write_tree(&[f, g], GoJsonFlavor::default()).unwrap();
+        let inner_id = Id::hash(&inner);
+        let d = Node { subtree: Some(inner_id), ..dir };
+        let outer = tree::write_tree(&[d, link], GoJsonFlavor::default()).unwrap();
+        assert_eq!(kept.0[&inner_id], inner);
+        assert_eq!(root, Id::hash(&outer));
+        assert_eq!(kept.0[&root], outer);
+
+        let mut s = SummaryRecord::default();
+        trees.counts.add_to(&mut s);
+        assert_eq!((s.files_new, s.files_unmodified, s.files_read, s.total_files_processed), (1, 1, 1, 2));
+        assert_eq!((s.dirs_new, s.dirs_changed, s.dirs_unmodified), (1, 0, 0));
+    }
+
+    #[test]
+    fn refuses_what_restic_would_not_store() {
+        let missing = node("f", NodeType::File, Some(vec![Id::hash(b"not stored")]));
+        let err = Trees::default().node(record("f", &missing, None), &mut Kept::default()).unwrap_err();
+        assert!(err.to_string().contains("neither sent nor in the repository"), "{err}");
+
+        let mut trees = Trees::default();
+        let mut kept = Kept::default();
+        trees.node(record("b", &node("b", NodeType::Fifo, None), None), &mut kept).unwrap();
+        let err = trees.node(record("a", &node("a", NodeType::Fifo, None), None), &mut kept).unwrap_err();
+        assert!(err.to_string().contains("strictly increasing name order"), "{err}");
+
+        let err = Trees::default()
+            .node(record("x/a", &node("a", NodeType::Fifo, None), None), &mut kept)
+            .unwrap_err();
+        assert!(err.to_string().contains("its directory did not come before it"), "{err}");
+    }
+}
