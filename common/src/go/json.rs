@@ -12,10 +12,9 @@ use serde::de::{self, Deserialize, Deserializer, Visitor};
 use serde_json::value::RawValue;
 
 use super::time::GoTime;
+use super::HEX;
 use crate::error::{Error, Result};
 use crate::id::Id;
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Which Go and restic produced (or should produce) a piece of JSON. The differences are all
 /// byte-level: readers accept every flavour, writers need the right one to hit restic's ids.

@@ -15,3 +15,6 @@ pub mod time;
 
 pub use json::GoJsonFlavor;
 pub use time::GoTime;
+
+/// Go writes the hex digits of escapes in lower case.
+const HEX: &[u8; 16] = b"0123456789abcdef";

@@ -5,9 +5,8 @@
 use std::borrow::Cow;
 
 use super::printable::NOT_PRINT;
+use super::HEX;
 use crate::error::{Error, Result};
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Splits `bytes` the way Go walks a string with `utf8.DecodeRune`: each valid rune is one
 /// `Ok(&str)` run, and every byte that does not start a valid rune is one `Err(byte)` (Go
