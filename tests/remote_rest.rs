@@ -1,18 +1,17 @@
 //! `rest:` repositories against a real REST server (`rclone serve restic` on 127.0.0.1) and
-//! the real restic 0.14: restic writes and sluice restores, sluice writes and restic checks
-//! and restores; HTTPS with a private CA; basic auth; a missing repository; a dead server.
-//! The password in the URL must never show in any message or record stream.
+//! the real restic 0.14, with the round trips every server must pass (`support/remote.rs`):
+//! restic writes and sluice restores, sluice writes and restic checks and restores, at each
+//! of restic's pack sizes; HTTPS with a private CA; faults on the way; basic auth; a missing
+//! repository; a dead server. The password in the URL must never show in any argv, stream,
+//! message or `Debug` text.
 
 mod support;
 
-use std::ffi::{OsStr, OsString};
-use std::fs;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::backup::{init_repo, summary_of, Backup, TEST_SCRYPT};
-use support::faulty::Faulty;
+use support::backup::{init_repo, Backup};
 use support::rclone::{free_port, Certs, Rclone, RcloneOpts};
+use support::remote::{remote, vs_source};
 use support::*;
 
 const USER: &str = "sluice";
@@ -25,14 +24,6 @@ fn userinfo() -> String {
 
 fn with_auth() -> RcloneOpts {
     RcloneOpts { auth: Some((USER.into(), URL_PW.into())), ..RcloneOpts::default() }
-}
-
-/// A [`Restic`] (password file, cache) whose repository is `url`: restic takes it as `-r`,
-/// our tools as `--repo`.
-fn remote(dir: &Path, url: String) -> Restic {
-    let mut r = Restic::new(dir);
-    r.repo = url.into();
-    r
 }
 
 /// Asserts that neither the URL's password nor the basic-auth token made of it appears in any
@@ -48,86 +39,34 @@ fn no_secret(res: &PipelineResult, what: &str) {
     }
 }
 
-/// What a restore of `cd src && restic backup .` reproduces: all but the root's own metadata.
-fn vs_source() -> CompareOpts {
-    CompareOpts { skip_root: true, ..CompareOpts::restic_014() }
-}
-
-fn small_tree(dir: &Path) {
-    fs::create_dir_all(dir.join("d")).unwrap();
-    fs::write(dir.join("a.txt"), b"hello over http\n").unwrap();
-    fs::write(dir.join("d/b.bin"), (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect::<Vec<u8>>())
-        .unwrap();
-}
-
 #[test]
 fn restic_writes_sluice_restores() {
     let td = tempdir();
-    let src = td.path().join("src");
-    fs::create_dir(&src).unwrap();
-    make_tree(&src, 11, &TreeOpts::default());
+    let src = support::remote::edge_tree(td.path(), 11);
     let server = Rclone::start(&td.path().join("srv"), &with_auth());
     let r = remote(&td.path().join("r"), server.url(Some(&userinfo()), "repo/"));
-    r.init(2, &[]);
-    r.backup_dir_contents(&src, &[]);
-
-    let out = td.path().join("out");
-    let res = restore_pipeline(&r, "latest", &out, &[], &[]);
-    assert_restore_ok(&res, &src);
-    no_secret(&res, "restore pipeline");
-    compare_trees(&src, &out, &vs_source()).unwrap_or_else(|e| panic!("restored over REST:\n{e}"));
-
-    // The streams between the stages carry no password either.
-    let walk = Pipeline::new().stage(tool(&r, "walk", &["latest"])).run();
-    walk.assert_ok();
-    no_secret(&walk, "walk's records");
-    let fetched =
-        Pipeline::new().stage(tool(&r, "walk", &["latest"])).stage(tool(&r, "fetch-pack", &[])).run();
-    fetched.assert_ok();
-    no_secret(&fetched, "fetch-pack's records");
-    let snaps = Pipeline::new().stage(tool(&r, "snapshots", &[])).run();
-    snaps.assert_ok();
-    no_secret(&snaps, "snapshots' records");
-    assert_eq!(framed_records(&snaps).len(), 1);
+    support::remote::restic_writes_sluice_restores(&r, &src, &td.path().join("out"), None, &no_secret);
 }
 
 #[test]
 fn sluice_backs_up_restic_checks() {
     let td = tempdir();
-    let src = td.path().join("src");
-    fs::create_dir(&src).unwrap();
-    make_tree(&src, 12, &TreeOpts::default());
+    let src = support::remote::edge_tree(td.path(), 12);
     let server = Rclone::start(&td.path().join("srv"), &with_auth());
     let r = remote(&td.path().join("r"), server.url(Some(&userinfo()), "repo/"));
-
-    let init = Pipeline::new()
-        .stage(support::backup::tool("init-repo", &r, &[]))
-        .env(TEST_SCRYPT.0, TEST_SCRYPT.1)
-        .run();
-    init.assert_ok();
-    no_secret(&init, "init-repo");
-    let again = Pipeline::new()
-        .stage(support::backup::tool("init-repo", &r, &[]))
-        .env(TEST_SCRYPT.0, TEST_SCRYPT.1)
-        .run();
-    assert_eq!(again.codes(), [2], "init-repo over an existing repository:\n{}", again.report());
-    let line = one_line(&again.stderrs[0], "init-repo again");
-    assert!(line.contains("already exists"), "{line}");
-
-    let res = Backup::of(&[&src]).pack_args(&["--pack-size", "4"]).run_raw(&r);
-    res.assert_ok();
-    no_secret(&res, "chunk | pack | push");
-    let id = r.full_id(summary_of(&res)["snapshot_id"].as_str().unwrap());
-
+    support::remote::sluice_writes_restic_restores(&r, &src, &td.path().join("out"), Some(4), &no_secret);
     // Only complete files under their final names on the server: no temporaries.
     let bad = support::backup::repo_files_not_named_by_hash(&server.root.join("repo"));
     assert!(bad.is_empty(), "{bad:?}");
+}
 
-    r.check_read_data();
-    let out = td.path().join("restic-out");
-    r.restore(&id, &out, &[]);
-    compare_trees(&src, &restored_path(&out, &src), &CompareOpts::restic_014())
-        .unwrap_or_else(|e| panic!("restic's restore of our REST backup:\n{e}"));
+#[test]
+fn every_pack_size() {
+    // restic's 4, 16, 64 and 128 MiB packs, written by restic and by sluice, over REST.
+    let td = tempdir();
+    let server = Rclone::start(&td.path().join("srv"), &with_auth());
+    let url = |name: &str| server.url(Some(&userinfo()), &format!("{}/", name.replace('/', "-")));
+    support::remote::at_every_pack_size(td.path(), &url, &no_secret);
 }
 
 #[test]
@@ -136,48 +75,9 @@ fn https_with_a_private_ca() {
     let certs = Certs::make(&td.path().join("certs"));
     let ca = certs.ca.to_str().unwrap().to_string();
     let server = Rclone::start(&td.path().join("srv"), &RcloneOpts { tls: Some(certs), auth: None });
-    let src = td.path().join("src");
-    small_tree(&src);
     let r = remote(&td.path().join("r"), server.url(None, ""));
-    // restic too trusts the CA only when told (0.14 knows the flag, not RESTIC_CACERT).
-    let restic = |args: &[&str]| {
-        let out = r.command().arg("--cacert").arg(&ca).current_dir(&src).args(args).output().unwrap();
-        assert!(out.status.success(), "restic {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    restic(&["init"]);
-    restic(&["backup", "."]);
-
-    // The CA from the environment, as restic takes it.
-    let out = td.path().join("out");
-    let t: OsString = out.clone().into();
-    let res = Pipeline::new()
-        .stage(tool(&r, "walk", &["latest"]))
-        .stage(tool(&r, "fetch-pack", &[]))
-        .stage({
-            let mut u = tool(&r, "unpack", &[]);
-            u.extend(["--target".into(), t.clone()]);
-            u
-        })
-        .stage(argv([OsStr::new("verify"), OsStr::new("--target"), &t]))
-        .env("RESTIC_CACERT", &ca)
-        .run();
-    assert_restore_ok(&res, &src);
-    compare_trees(&src, &out, &vs_source()).unwrap();
-
-    // And as a flag.
-    let ok = Pipeline::new().stage(tool(&r, "snapshots", &["--cacert", &ca])).run();
-    ok.assert_ok();
-    assert_eq!(framed_records(&ok).len(), 1);
-
-    // Without it the certificate is refused: one line, at once, not retried for minutes.
-    let t0 = Instant::now();
-    let refused = Pipeline::new().stage(tool(&r, "snapshots", &[])).run();
-    assert_eq!(refused.codes(), [1], "{}", refused.report());
-    let line = one_line(&refused.stderrs[0], "snapshots without --cacert");
-    assert!(line.starts_with("snapshots: rest:https://127.0.0.1:") && line.contains("TLS"), "{line}");
-    assert!(line.contains("--cacert"), "the message should say what to do: {line}");
-    assert!(t0.elapsed() < Duration::from_secs(20), "a TLS failure was retried: {:?}", t0.elapsed());
-    assert!(refused.stdout.is_empty());
+    let line = support::remote::private_ca(&r, td.path(), &ca, "rest:https://127.0.0.1:", &no_secret);
+    assert!(line.contains("TLS"), "{line}");
 
     // --insecure-tls only when asked.
     let insecure = Pipeline::new().stage(tool(&r, "snapshots", &["--insecure-tls"])).run();
@@ -244,7 +144,7 @@ fn backup_then_restore_both_over_rest() {
     // sluice on both ends, the repository only on the server: init, back up, restore.
     let td = tempdir();
     let src = td.path().join("src");
-    small_tree(&src);
+    support::remote::small_tree(&src);
     let server = Rclone::start(&td.path().join("srv"), &with_auth());
     let r = remote(&td.path().join("r"), server.url(Some(&userinfo()), "b/"));
     init_repo(&r, 1);
@@ -257,30 +157,23 @@ fn backup_then_restore_both_over_rest() {
 
 #[test]
 fn faults_on_the_way_change_nothing() {
-    // 500s, 503s and bodies cut half-way, injected by a proxy of our own between sluice and
-    // the server: retried, resumed, and the restore is still identical.
     let td = tempdir();
-    let src = td.path().join("src");
-    fs::create_dir(&src).unwrap();
-    make_tree(&src, 13, &TreeOpts::default());
     let server = Rclone::start(&td.path().join("srv"), &RcloneOpts::default());
-    let direct = remote(&td.path().join("r"), server.url(None, "repo/"));
-    direct.init(2, &[]);
-    direct.backup_dir_contents(&src, &[]);
+    let url = |port| format!("rest:http://127.0.0.1:{port}/repo/");
+    support::remote::through_faults(td.path(), server.port, &url, &no_secret);
+}
 
-    let proxy = Faulty::start(server.port);
-    let r = remote(&td.path().join("r"), format!("rest:http://127.0.0.1:{}/repo/", proxy.port));
-    let out = td.path().join("out");
-    let res = restore_pipeline(&r, "latest", &out, &[], &[]);
-    assert_restore_ok(&res, &src);
-    compare_trees(&src, &out, &vs_source()).unwrap_or_else(|e| panic!("restore through faults:\n{e}"));
-    let (e500, e503, cut) =
-        (proxy.count(|c| &c.errors_500), proxy.count(|c| &c.errors_503), proxy.count(|c| &c.cut_bodies));
-    assert!(e500 > 0 && e503 > 0 && cut > 0, "faults injected: {e500} 500s, {e503} 503s, {cut} cut bodies");
-
-    // A backup through the same faults: restic finds it sound.
-    let s = Backup::of(&["."]).in_dir(&src).run(&r);
-    assert!(s["snapshot_id"].is_string());
-    direct.check_read_data();
-    assert_eq!(direct.snapshots_json().len(), 2);
+#[test]
+fn secrets_stay_hidden() {
+    // The URL's password, and the basic-auth token made of it, over a full round trip.
+    use base64::Engine;
+    let td = tempdir();
+    let server = Rclone::start(&td.path().join("srv"), &with_auth());
+    let token = base64::engine::general_purpose::STANDARD.encode(userinfo());
+    let url = server.url(Some(&userinfo()), "hidden/");
+    support::remote::secrets_stay_hidden(td.path(), &url, &[URL_PW, &token]);
+    let rest =
+        common::backend::rest::Rest::new(url.strip_prefix("rest:").unwrap(), &Default::default()).unwrap();
+    let dbg = format!("{rest:?}");
+    assert!(!dbg.contains(URL_PW) && !dbg.contains(&token), "{dbg}");
 }

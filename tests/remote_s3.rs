@@ -1,18 +1,19 @@
 //! `s3:` repositories against a real S3 server (`moto_server` on 127.0.0.1, see
-//! `support/moto.rs`) and the real restic 0.14: restic writes and sluice restores, sluice
-//! writes and restic checks and restores; wrong credentials (moto checking signatures); a
-//! missing bucket; HTTPS with a private CA. The secret key and the session token must never
-//! show in any message or record stream.
+//! `support/moto.rs`) and the real restic 0.14, with the round trips every server must pass
+//! (`support/remote.rs`): restic writes and sluice restores, sluice writes and restic checks
+//! and restores, at each of restic's pack sizes; multipart uploads of large packs; wrong
+//! credentials (moto checking signatures) and credentials from the AWS tools' files; a
+//! missing bucket; HTTPS with a private CA; faults on the way. The secret key and the
+//! session token must never show in any argv, stream, message or `Debug` text.
 
 mod support;
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::fs;
 use std::path::Path;
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
-use support::backup::{summary_of, Backup, TEST_SCRYPT};
 use support::moto::{Moto, MotoOpts};
 use support::rclone::Certs;
 use support::*;
@@ -31,7 +32,13 @@ fn credentials() {
         std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET);
         std::env::set_var("AWS_SESSION_TOKEN", TOKEN);
         std::env::remove_var("AWS_DEFAULT_REGION");
-        for k in ["RESTIC_REPOSITORY", "RESTIC_CACERT", "AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE"] {
+        for k in [
+            "RESTIC_REPOSITORY",
+            "RESTIC_CACERT",
+            "AWS_PROFILE",
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "AWS_CONFIG_FILE",
+        ] {
             std::env::remove_var(k);
         }
     });
@@ -40,9 +47,7 @@ fn credentials() {
 /// A [`Restic`] (password file, cache) whose repository is `url`.
 fn remote(dir: &Path, url: String) -> Restic {
     credentials();
-    let mut r = Restic::new(dir);
-    r.repo = url.into();
-    r
+    support::remote::remote(dir, url)
 }
 
 /// Asserts that no secret appears in any stderr or the stdout of `res`.
@@ -57,81 +62,44 @@ fn no_secret(res: &PipelineResult, what: &str, secrets: &[&str]) {
     }
 }
 
-fn vs_source() -> CompareOpts {
-    CompareOpts { skip_root: true, ..CompareOpts::restic_014() }
-}
-
-fn small_tree(dir: &Path) {
-    fs::create_dir_all(dir.join("d")).unwrap();
-    fs::write(dir.join("a.txt"), b"hello over s3\n").unwrap();
-    fs::write(dir.join("d/b.bin"), (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect::<Vec<u8>>())
-        .unwrap();
+/// [`no_secret`] with no secret but the usual ones, as [`support::remote::Streams`] wants.
+fn no_usual_secret(res: &PipelineResult, what: &str) {
+    no_secret(res, what, &[]);
 }
 
 #[test]
 fn restic_writes_sluice_restores() {
     let td = tempdir();
-    let src = td.path().join("src");
-    fs::create_dir(&src).unwrap();
-    make_tree(&src, 21, &TreeOpts::default());
+    let src = support::remote::edge_tree(td.path(), 21);
     let server = Moto::start(&MotoOpts::default());
     let r = remote(&td.path().join("r"), server.url("bucket/some/prefix"));
-    r.init(2, &[]);
-    r.backup_dir_contents(&src, &[]);
-
-    let out = td.path().join("out");
-    let res = restore_pipeline(&r, "latest", &out, &[], &[]);
-    assert_restore_ok(&res, &src);
-    no_secret(&res, "restore pipeline", &[]);
-    compare_trees(&src, &out, &vs_source()).unwrap_or_else(|e| panic!("restored over S3:\n{e}"));
-
-    let fetched =
-        Pipeline::new().stage(tool(&r, "walk", &["latest"])).stage(tool(&r, "fetch-pack", &[])).run();
-    fetched.assert_ok();
-    no_secret(&fetched, "walk | fetch-pack", &[]);
-    let snaps = Pipeline::new().stage(tool(&r, "snapshots", &[])).run();
-    snaps.assert_ok();
-    assert_eq!(framed_records(&snaps).len(), 1);
+    support::remote::restic_writes_sluice_restores(&r, &src, &td.path().join("out"), None, &no_usual_secret);
 }
 
 #[test]
 fn sluice_backs_up_restic_checks() {
     let td = tempdir();
-    let src = td.path().join("src");
-    fs::create_dir(&src).unwrap();
-    make_tree(&src, 22, &TreeOpts::default());
+    let src = support::remote::edge_tree(td.path(), 22);
     let server = Moto::start(&MotoOpts::default());
     // The bucket does not exist yet: init-repo makes it.
     let r = remote(&td.path().join("r"), server.url("fresh/repo"));
-    let init = Pipeline::new()
-        .stage(support::backup::tool("init-repo", &r, &[]))
-        .env(TEST_SCRYPT.0, TEST_SCRYPT.1)
-        .run();
-    init.assert_ok();
-    no_secret(&init, "init-repo", &[]);
-    let again = Pipeline::new()
-        .stage(support::backup::tool("init-repo", &r, &[]))
-        .env(TEST_SCRYPT.0, TEST_SCRYPT.1)
-        .run();
-    assert_eq!(again.codes(), [2], "init-repo over an existing repository:\n{}", again.report());
-    assert!(one_line(&again.stderrs[0], "init-repo again").contains("already exists"));
+    support::remote::sluice_writes_restic_restores(
+        &r,
+        &src,
+        &td.path().join("out"),
+        Some(4),
+        &no_usual_secret,
+    );
+}
 
-    let res = Backup::of(&[&src]).pack_args(&["--pack-size", "4"]).run_raw(&r);
-    res.assert_ok();
-    no_secret(&res, "chunk | pack | push", &[]);
-    let id = r.full_id(summary_of(&res)["snapshot_id"].as_str().unwrap());
-
-    r.check_read_data();
-    let out = td.path().join("restic-out");
-    r.restore(&id, &out, &[]);
-    compare_trees(&src, &restored_path(&out, &src), &CompareOpts::restic_014())
-        .unwrap_or_else(|e| panic!("restic's restore of our S3 backup:\n{e}"));
-
-    // And sluice reads back what it wrote.
-    let out2 = td.path().join("sluice-out");
-    let res = support::backup::restore(&r, &id, &out2);
-    res.assert_ok();
-    compare_trees(&src, &restored_path(&out2, &src), &CompareOpts::restic_014()).unwrap();
+#[test]
+fn every_pack_size() {
+    // restic's 4, 16, 64 and 128 MiB packs, written by restic and by sluice, over S3 (64 and
+    // 128 MiB packs go as multipart uploads from sluice; restic 0.14 uses its own).
+    credentials();
+    let td = tempdir();
+    let server = Moto::start(&MotoOpts::default());
+    support::remote::at_every_pack_size(td.path(), &|name| server.url(name), &no_usual_secret);
 }
 
 #[test]
@@ -222,7 +190,11 @@ fn usage_errors() {
     let cases: [Case; 4] = [
         ("s3:http://127.0.0.1:9/", &[], "no bucket"),
         ("s3:http://AKIA:pw-in-url-Kk2@127.0.0.1:9/b", &[], "credentials do not belong"),
-        ("s3:http://127.0.0.1:9/b", &[("AWS_SECRET_ACCESS_KEY", "")], "no credentials"),
+        (
+            "s3:http://127.0.0.1:9/b",
+            &[("AWS_SECRET_ACCESS_KEY", ""), ("HOME", "/nonexistent")],
+            "no credentials",
+        ),
         ("s3:http://127.0.0.1:9/b -o s3.nope=1", &[], "no such option"),
     ];
     for (repo, env, want) in cases {
@@ -249,44 +221,8 @@ fn https_with_a_private_ca() {
     let certs = Certs::make(&td.path().join("certs"));
     let ca = certs.ca.to_str().unwrap().to_string();
     let server = Moto::start(&MotoOpts { tls: Some(certs), auth: false });
-    let src = td.path().join("src");
-    small_tree(&src);
     let r = remote(&td.path().join("r"), server.url("tls/repo"));
-    let restic = |args: &[&str]| {
-        let out = r.command().arg("--cacert").arg(&ca).current_dir(&src).args(args).output().unwrap();
-        assert!(out.status.success(), "restic {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    restic(&["init"]);
-    restic(&["backup", "."]);
-
-    let out = td.path().join("out");
-    let t: OsString = out.clone().into();
-    let res = Pipeline::new()
-        .stage(tool(&r, "walk", &["latest"]))
-        .stage(tool(&r, "fetch-pack", &[]))
-        .stage({
-            let mut u = tool(&r, "unpack", &[]);
-            u.extend(["--target".into(), t.clone()]);
-            u
-        })
-        .stage(argv([OsStr::new("verify"), OsStr::new("--target"), &t]))
-        .env("RESTIC_CACERT", &ca)
-        .run();
-    assert_restore_ok(&res, &src);
-    compare_trees(&src, &out, &vs_source()).unwrap();
-
-    let ok = Pipeline::new().stage(tool(&r, "snapshots", &["--cacert", &ca])).run();
-    ok.assert_ok();
-    assert_eq!(framed_records(&ok).len(), 1);
-
-    // Without the CA the certificate is refused at once, with what to do.
-    let t0 = Instant::now();
-    let refused = Pipeline::new().stage(tool(&r, "snapshots", &[])).run();
-    assert_eq!(refused.codes(), [1], "{}", refused.report());
-    let line = one_line(&refused.stderrs[0], "snapshots without --cacert");
-    assert!(line.starts_with("snapshots: s3:https://127.0.0.1:") && line.contains("--cacert"), "{line}");
-    assert!(t0.elapsed() < Duration::from_secs(20), "a TLS failure was retried: {:?}", t0.elapsed());
-    no_secret(&refused, "TLS refused", &[]);
+    support::remote::private_ca(&r, td.path(), &ca, "s3:https://127.0.0.1:", &no_usual_secret);
 }
 
 #[test]
@@ -355,31 +291,158 @@ fn dead_server_gives_up_within_the_limit() {
 
 #[test]
 fn faults_on_the_way_change_nothing() {
-    // 500s, 503s and bodies cut half-way from the project's fault-injecting proxy between
-    // sluice and moto (moto without authentication, so the Host the proxy passes on does not
-    // matter): retried, resumed, and the restore is identical; a backup through it passes
-    // restic check.
+    // moto without authentication, so the Host the proxy passes on does not matter.
+    credentials();
     let td = tempdir();
-    let src = td.path().join("src");
-    fs::create_dir(&src).unwrap();
-    make_tree(&src, 23, &TreeOpts::default());
     let server = Moto::start(&MotoOpts::default());
-    let direct = remote(&td.path().join("r"), server.url("faults/repo"));
-    direct.init(2, &[]);
-    direct.backup_dir_contents(&src, &[]);
+    let url = |port| format!("s3:http://127.0.0.1:{port}/faults/repo");
+    support::remote::through_faults(td.path(), server.port, &url, &no_usual_secret);
+}
+
+#[test]
+fn large_packs_go_in_parts() {
+    // A pack above 16 MiB goes as a multipart upload of 8 MiB parts, each retried on its own
+    // (through the fault proxy), and a failed one is aborted so that no part stays behind
+    // (ListMultipartUploads, asked with boto3, is empty).
+    use common::backend::retry::{Policy, Retrying};
+    use common::backend::s3::S3;
+    use common::backend::{Backend, FileType, Options};
+    use std::io::Write;
+    credentials();
+    let server = Moto::start(&MotoOpts::default());
+    let open = |port: u16, limit: Duration| {
+        let s3 = S3::new(&format!("http://127.0.0.1:{port}/big/repo"), &Options::default()).unwrap();
+        Retrying::new(s3, Policy { limit, ..Policy::default() })
+    };
+    let direct = open(server.port, Duration::from_secs(30));
+    direct.create().unwrap();
+    let data: Vec<u8> =
+        (0..(20u32 << 20) + 12345).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let upload = |b: &dyn Backend, name: &str| {
+        let mut up = b.upload(FileType::Pack).unwrap();
+        up.write_all(&data).unwrap();
+        up.commit(name)
+    };
 
     let proxy = support::faulty::Faulty::start(server.port);
-    let r = remote(&td.path().join("r"), format!("s3:http://127.0.0.1:{}/faults/repo", proxy.port));
-    let out = td.path().join("out");
-    let res = restore_pipeline(&r, "latest", &out, &[], &[]);
-    assert_restore_ok(&res, &src);
-    compare_trees(&src, &out, &vs_source()).unwrap_or_else(|e| panic!("restore through faults:\n{e}"));
-    let (e500, e503, cut) =
-        (proxy.count(|c| &c.errors_500), proxy.count(|c| &c.errors_503), proxy.count(|c| &c.cut_bodies));
-    assert!(e500 > 0 && e503 > 0 && cut > 0, "faults injected: {e500} 500s, {e503} 503s, {cut} cut bodies");
+    let id = hex::encode([0x5au8; 32]);
+    upload(&open(proxy.port, Duration::from_secs(30)), &id).unwrap();
+    assert!(proxy.count(|c| &c.errors_500) + proxy.count(|c| &c.errors_503) > 0, "no fault was injected");
+    assert_eq!(direct.read(FileType::Pack, &id).unwrap(), data, "the object is not what was sent");
+    let etag = server.etag("big", &format!("repo/data/5a/{id}"));
+    assert!(etag.ends_with("-3\""), "stored in 3 parts, not {etag}");
+    assert_eq!(server.multipart_uploads("big"), Vec::<String>::new(), "uploads left after success");
 
-    let s = Backup::of(&["."]).in_dir(&src).run(&r);
-    assert!(s["snapshot_id"].is_string());
-    direct.check_read_data();
-    assert_eq!(direct.snapshots_json().len(), 2);
+    // Part 2 is refused until the retries give up: the upload fails, with the part named, and
+    // leaves neither an object nor parts.
+    let refusing = support::faulty::Faulty::with_rule(
+        server.port,
+        |_, m, t| (m == "PUT" && t.contains("partNumber=2")).then_some(500),
+        false,
+    );
+    let id2 = hex::encode([0x6bu8; 32]);
+    let e = upload(&open(refusing.port, Duration::from_secs(2)), &id2).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("part 2") && msg.contains("500") && msg.contains("gave up"), "{msg}");
+    assert!(!direct.exists(FileType::Pack, &id2).unwrap());
+    assert_eq!(server.multipart_uploads("big"), Vec::<String>::new(), "parts left after a failure");
+
+    // The answer to the first start of an upload is lost: the upload it made is found and
+    // aborted; so is the answer to the completion, which did complete.
+    static LOST_ONCE: [std::sync::atomic::AtomicBool; 2] =
+        [std::sync::atomic::AtomicBool::new(false), std::sync::atomic::AtomicBool::new(false)];
+    let losing = support::faulty::Faulty::with_rule(
+        server.port,
+        |_, m, t| {
+            let which = match (m, t) {
+                ("POST", t) if t.ends_with("?uploads=") => 0,
+                ("POST", t) if t.contains("?uploadId=") => 1,
+                _ => return None,
+            };
+            (!LOST_ONCE[which].swap(true, std::sync::atomic::Ordering::SeqCst))
+                .then_some(support::faulty::LOST)
+        },
+        false,
+    );
+    let id4 = hex::encode([0x8eu8; 32]);
+    upload(&open(losing.port, Duration::from_secs(30)), &id4).unwrap();
+    assert_eq!(losing.count(|c| &c.cut_bodies), 2, "both answers were to be lost");
+    assert_eq!(direct.read(FileType::Pack, &id4).unwrap(), data);
+    assert_eq!(server.multipart_uploads("big"), Vec::<String>::new(), "a lost start left an upload");
+
+    // A small pack is still one PUT (its ETag has no part count).
+    let small = hex::encode([0x7du8; 32]);
+    let mut up = direct.upload(FileType::Pack).unwrap();
+    up.write_all(&data[..1 << 20]).unwrap();
+    up.commit(&small).unwrap();
+    assert!(!server.etag("big", &format!("repo/data/7d/{small}")).contains('-'));
+}
+
+#[test]
+fn credentials_from_the_aws_files() {
+    // Without AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, as restic does: the profile
+    // AWS_PROFILE (or default) of ~/.aws/credentials or AWS_SHARED_CREDENTIALS_FILE; the
+    // environment wins when it has both. moto checks every signature against its IAM.
+    let td = tempdir();
+    let server = Moto::start(&MotoOpts { auth: true, ..MotoOpts::default() });
+    let (id, secret) = server.key.clone().unwrap();
+    let r = remote(&td.path().join("r"), server.url("files/repo"));
+    let mut c = r.command();
+    c.env("AWS_ACCESS_KEY_ID", &id).env("AWS_SECRET_ACCESS_KEY", &secret).env_remove("AWS_SESSION_TOKEN");
+    let out = c.arg("init").output().unwrap();
+    assert!(out.status.success(), "restic init: {}", String::from_utf8_lossy(&out.stderr));
+
+    let home = td.path().join("home");
+    fs::create_dir_all(home.join(".aws")).unwrap();
+    let wrong = "wrong-file-secret-Ux71";
+    fs::write(
+        home.join(".aws/credentials"),
+        format!(
+            "[default]\naws_access_key_id = {id}\naws_secret_access_key = {secret}\n\n\
+             [wrong]\naws_access_key_id = {id}\naws_secret_access_key = {wrong}\n"
+        ),
+    )
+    .unwrap();
+    fs::write(home.join(".aws/config"), "[default]\nregion = us-east-1\n").unwrap();
+    let elsewhere = td.path().join("elsewhere");
+    fs::write(&elsewhere, format!("[wrong]\naws_access_key_id={id}\naws_secret_access_key={secret}\n"))
+        .unwrap();
+    let with = |env: &[(&str, &str)]| {
+        let mut p = Pipeline::new()
+            .stage(tool(&r, "snapshots", &[]))
+            .env("HOME", &home)
+            .env("AWS_ACCESS_KEY_ID", "")
+            .env("AWS_SECRET_ACCESS_KEY", "")
+            .env("AWS_SESSION_TOKEN", "");
+        for (k, v) in env {
+            p = p.env(k, v);
+        }
+        let res = p.run();
+        no_secret(&res, "credentials from files", &[&secret, wrong]);
+        res
+    };
+
+    with(&[]).assert_ok();
+    let res = with(&[("AWS_PROFILE", "wrong")]);
+    assert_eq!(res.codes(), [1], "{}", res.report());
+    assert!(one_line(&res.stderrs[0], "profile wrong").contains("SignatureDoesNotMatch"));
+    with(&[("AWS_PROFILE", "wrong"), ("AWS_ACCESS_KEY_ID", &id), ("AWS_SECRET_ACCESS_KEY", &secret)])
+        .assert_ok();
+    with(&[("AWS_PROFILE", "wrong"), ("AWS_SHARED_CREDENTIALS_FILE", elsewhere.to_str().unwrap())])
+        .assert_ok();
+
+    let res = with(&[("AWS_PROFILE", "nobody")]);
+    assert_eq!(res.codes(), [2], "{}", res.report());
+    let line = one_line(&res.stderrs[0], "no such profile");
+    assert!(line.contains("no credentials") && line.contains("profile nobody"), "{line}");
+}
+
+#[test]
+fn secrets_stay_hidden() {
+    // The secret key and the session token, over a full round trip (the access key id is
+    // no secret: it is in every request).
+    credentials();
+    let td = tempdir();
+    let server = Moto::start(&MotoOpts::default());
+    support::remote::secrets_stay_hidden(td.path(), &server.url("hidden/repo"), &[SECRET, TOKEN]);
 }

@@ -27,51 +27,22 @@ fn is_multi_part(rel: &[u8]) -> bool {
     tag.len() == 8 && tag.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-struct Fx {
-    td: tempfile::TempDir,
-    src: PathBuf,
-    r: Restic,
-}
-
 /// The small tree plus [`MULTI`], backed up into a v2 repository with 4 MiB packs.
-fn fixture(seed: u64) -> Fx {
-    let td = tempdir();
-    let src = td.path().join("src");
-    fs::create_dir(&src).unwrap();
-    make_tree(&src, seed, &TreeOpts::default());
-    // Over restic's largest chunk (8 MiB), so always at least two blobs whatever the
-    // repository's random chunker polynomial.
-    let mut data = vec![0u8; 9 << 20];
-    rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut data);
-    fs::write(src.join(MULTI), data).unwrap();
-    let r = Restic::new(&td.path().join("r"));
-    r.init(2, &[]);
-    r.backup_dir_contents(&src, &["--pack-size", "4"]);
-    Fx { td, src, r }
+fn fixture(seed: u64) -> Fixture {
+    let fill = |src: &Path| {
+        make_tree(src, seed, &TreeOpts::default());
+        fs::write(src.join(MULTI), random_bytes(seed, 9 << 20)).unwrap();
+    };
+    Fixture::new(fill, &["--pack-size", "4"])
 }
 
-impl Fx {
-    fn path(&self, name: &str) -> PathBuf {
-        self.td.path().join(name)
-    }
+/// What these tests do with a fixture.
+trait Fx {
+    fn multi_record(&self) -> Value;
+    fn unpack(&self, input: Vec<u8>, target: &Path) -> PipelineResult;
+}
 
-    /// walk's output.
-    fn walk_stream(&self) -> Vec<u8> {
-        let res = Pipeline::new().stage(tool(&self.r, "walk", &["latest"])).run();
-        res.assert_ok();
-        res.stdout
-    }
-
-    /// `walk | fetch-pack`'s output.
-    fn fetch_stream(&self) -> Vec<u8> {
-        let res = Pipeline::new()
-            .stage(tool(&self.r, "walk", &["latest"]))
-            .stage(tool(&self.r, "fetch-pack", &[]))
-            .run();
-        res.assert_ok();
-        res.stdout
-    }
-
+impl Fx for Fixture {
     /// The walk record of [`MULTI`], checked to have at least two blobs.
     fn multi_record(&self) -> Value {
         let records = walk_records(&self.r, "latest", &[]);
@@ -88,10 +59,6 @@ impl Fx {
     fn unpack(&self, input: Vec<u8>, target: &Path) -> PipelineResult {
         let t = target.to_str().unwrap();
         Pipeline::new().stage(tool(&self.r, "unpack", &["--target", t])).stdin(input).run()
-    }
-
-    fn pack_path(&self, pack: &str) -> PathBuf {
-        self.r.repo.join("data").join(&pack[..2]).join(pack)
     }
 }
 
@@ -128,7 +95,7 @@ fn with_line_at(stream: &[u8], no: usize, extra: &str) -> Vec<u8> {
 
 /// Asserts that the restore into `target` stopped inside [`MULTI`]: it is not there under its
 /// name, its partial is, and nothing else looks complete without being so.
-fn assert_stopped_inside_multi(fx: &Fx, target: &Path) {
+fn assert_stopped_inside_multi(fx: &Fixture, target: &Path) {
     assert!(!target.join(MULTI).exists(), "{MULTI} exists under its final name");
     let parts = assert_nothing_incomplete(target, &fx.src);
     assert!(parts.len() == 1 && is_multi_part(&parts[0]), "partial files: {parts:?}");

@@ -9,28 +9,17 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use rand::{RngCore, SeedableRng};
 use serde_json::{json, Value};
 use support::*;
-
-struct Fx {
-    td: tempfile::TempDir,
-    src: PathBuf,
-    r: Restic,
-}
-
-fn random(seed: u64, len: usize) -> Vec<u8> {
-    let mut v = vec![0u8; len];
-    rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut v);
-    v
-}
 
 /// A small tree backed up by restic into a v2 repository with 4 MiB packs: several random
 /// files of 1.5 MiB (spread over more than one pack), two files with the same content in
 /// different directories, small files, a symlink.
-fn fixture(seed: u64) -> Fx {
-    let td = tempdir();
-    let src = td.path().join("src");
+fn fixture(seed: u64) -> Fixture {
+    Fixture::new(|src| fill(src, seed), &["--pack-size", "4"])
+}
+
+fn fill(src: &Path, seed: u64) {
     for d in ["a", "b", "c"] {
         fs::create_dir_all(src.join(d)).unwrap();
     }
@@ -38,9 +27,9 @@ fn fixture(seed: u64) -> Fx {
         // The last one over restic's largest chunk (8 MiB): several blobs whatever the
         // repository's random chunker polynomial.
         let len = if i == 5 { 9 << 20 } else { 1536 << 10 };
-        fs::write(src.join(format!("c/big-{i}")), random(seed * 100 + i, len)).unwrap();
+        fs::write(src.join(format!("c/big-{i}")), random_bytes(seed * 100 + i, len)).unwrap();
     }
-    let dup = random(seed * 100 + 50, 200_000);
+    let dup = random_bytes(seed * 100 + 50, 200_000);
     fs::write(src.join("a/dup"), &dup).unwrap();
     fs::write(src.join("b/dup"), &dup).unwrap();
     for i in 0..5 {
@@ -48,25 +37,15 @@ fn fixture(seed: u64) -> Fx {
     }
     fs::write(src.join("top.txt"), b"top\n").unwrap();
     std::os::unix::fs::symlink("top.txt", src.join("link")).unwrap();
-    let r = Restic::new(&td.path().join("r"));
-    r.init(2, &[]);
-    r.backup_dir_contents(&src, &["--pack-size", "4"]);
-    Fx { td, src, r }
 }
 
-impl Fx {
-    fn path(&self, name: &str) -> PathBuf {
-        self.td.path().join(name)
-    }
+/// What these tests do with a fixture.
+trait Fx {
+    fn restore(&self, target: &Path) -> PipelineResult;
+    fn restore_records(&self, records: &[Value], target: &Path) -> PipelineResult;
+}
 
-    fn records(&self) -> Vec<Value> {
-        walk_records(&self.r, "latest", &[])
-    }
-
-    fn pack_path(&self, pack: &str) -> PathBuf {
-        self.r.repo.join("data").join(&pack[..2]).join(pack)
-    }
-
+impl Fx for Fixture {
     /// `walk | fetch-pack | unpack --target T`.
     fn restore(&self, target: &Path) -> PipelineResult {
         Pipeline::new()
@@ -137,7 +116,7 @@ fn failure_lines(res: &PipelineResult, stage: usize) -> Vec<String> {
 /// name, no partial left.
 /// `extra` counts further lines expected (about directories).
 fn assert_all_but(
-    fx: &Fx,
+    fx: &Fixture,
     target: &Path,
     res: &PipelineResult,
     failed: &[&str],
@@ -305,7 +284,7 @@ fn assert_no_partials(target: &Path) {
 }
 
 /// A target with an outside directory next to it, and a file there that must not change.
-fn outside(fx: &Fx) -> (PathBuf, PathBuf) {
+fn outside(fx: &Fixture) -> (PathBuf, PathBuf) {
     let out = fx.path("outside");
     fs::create_dir_all(&out).unwrap();
     fs::write(out.join("victim"), b"outside").unwrap();

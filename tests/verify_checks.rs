@@ -10,26 +10,19 @@ use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use rand::{RngCore, SeedableRng};
 use serde_json::Value;
 use support::*;
 
-struct Fx {
-    td: tempfile::TempDir,
-    src: PathBuf,
-    r: Restic,
+/// A small tree with one entry of each kind, backed up by restic (`cd src && restic backup .`).
+fn fixture(seed: u64) -> Fixture {
+    Fixture::new(|src| fill(src, seed), &[])
 }
 
-/// A small tree with one entry of each kind, backed up by restic (`cd src && restic backup .`).
-fn fixture(seed: u64) -> Fx {
-    let td = tempdir();
-    let src = td.path().join("src");
+fn fill(src: &Path, seed: u64) {
     fs::create_dir_all(src.join("dir/sub")).unwrap();
     fs::set_permissions(src.join("dir/sub"), fs::Permissions::from_mode(0o755)).unwrap();
-    let mut data = vec![0u8; 9 << 20];
-    rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut data);
-    // Random and 9 MiB, past the chunker's 8 MiB maximum: several blobs whatever the polynomial.
-    fs::write(src.join("multi.bin"), &data).unwrap();
+    // Several blobs whatever the polynomial (see `random_bytes`).
+    fs::write(src.join("multi.bin"), random_bytes(seed, 9 << 20)).unwrap();
     fs::write(src.join("small.txt"), b"small\n").unwrap();
     fs::write(src.join("dir/sub/leaf.txt"), b"leaf\n").unwrap();
     fs::write(src.join("dir/mode.txt"), b"mode\n").unwrap();
@@ -46,24 +39,14 @@ fn fixture(seed: u64) -> Fx {
         // SAFETY: a NUL-terminated path; 1:3 is /dev/null's device number.
         assert_eq!(unsafe { libc::mknod(dev.as_ptr(), libc::S_IFCHR | 0o644, libc::makedev(1, 3)) }, 0);
     }
-    let r = Restic::new(&td.path().join("r"));
-    r.init(2, &[]);
-    r.backup_dir_contents(&src, &[]);
-    Fx { td, src, r }
 }
 
-impl Fx {
-    fn path(&self, name: &str) -> PathBuf {
-        self.td.path().join(name)
-    }
+/// What these tests do with a fixture.
+trait Fx {
+    fn restore(&self, name: &str) -> (PathBuf, Vec<u8>);
+}
 
-    /// walk's records as a stream (header and end included).
-    fn walk_stream(&self) -> Vec<u8> {
-        let res = Pipeline::new().stage(tool(&self.r, "walk", &["latest"])).run();
-        res.assert_ok();
-        res.stdout
-    }
-
+impl Fx for Fixture {
     /// Restores with our pipeline into `name` and returns unpack's `restored` stream.
     fn restore(&self, name: &str) -> (PathBuf, Vec<u8>) {
         let target = self.path(name);

@@ -2,7 +2,8 @@
 //! it answers a share of the requests with 500 or 503 itself and cuts a share of the bodies
 //! half-way, on a fixed schedule so a failing run can be repeated. One request per
 //! connection (`Connection: close`), plain HTTP/1.1 with `Content-Length` bodies: enough for
-//! restic's REST protocol as our client and rclone speak it.
+//! restic's REST protocol and S3 as our client, rclone and moto speak them. [`Faulty::with_rule`]
+//! picks other requests to fail (every upload of a part, say).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -19,6 +20,14 @@ pub struct Counts {
     pub cut_bodies: AtomicU64,
 }
 
+/// Which status, if any, the proxy answers request number `n` (from 0) with itself, given its
+/// method and target (`/bucket/key?query`). [`LOST`] passes the request on and drops the answer.
+pub type Rule = fn(n: u64, method: &str, target: &str) -> Option<u16>;
+
+/// The request reaches the server, the answer never reaches the client (the connection is
+/// closed): the server did the work and the client cannot know.
+pub const LOST: u16 = 0;
+
 /// A running proxy; stops when dropped.
 pub struct Faulty {
     /// Its port on 127.0.0.1.
@@ -30,7 +39,7 @@ pub struct Faulty {
 
 /// Which fault, if any, request number `n` (from 0) gets: every 7th a 503, every 11th a
 /// 500, and every 3rd answer with a body of more than 64 bytes is cut half-way.
-fn fault(n: u64) -> Option<u16> {
+fn fault(n: u64, _method: &str, _target: &str) -> Option<u16> {
     match n {
         n if n % 7 == 3 => Some(503),
         n if n % 11 == 5 => Some(500),
@@ -39,8 +48,13 @@ fn fault(n: u64) -> Option<u16> {
 }
 
 impl Faulty {
-    /// A proxy in front of `127.0.0.1:upstream`.
+    /// A proxy in front of `127.0.0.1:upstream`, with the fixed schedule of faults.
     pub fn start(upstream: u16) -> Faulty {
+        Faulty::with_rule(upstream, fault, true)
+    }
+
+    /// A proxy that fails the requests `rule` picks, and cuts every third body if `cut`.
+    pub fn with_rule(upstream: u16, rule: Rule, cut: bool) -> Faulty {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -53,7 +67,7 @@ impl Faulty {
                     Ok((conn, _)) => {
                         let c = c.clone();
                         std::thread::spawn(move || {
-                            let _ = serve(conn, upstream, &c);
+                            let _ = serve(conn, upstream, &c, rule, cut);
                         });
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -136,12 +150,15 @@ impl Message {
     }
 }
 
-fn serve(conn: TcpStream, upstream: u16, counts: &Counts) -> std::io::Result<()> {
+fn serve(conn: TcpStream, upstream: u16, counts: &Counts, rule: Rule, cut: bool) -> std::io::Result<()> {
     let mut r = BufReader::new(conn.try_clone()?);
     let mut req = Message::read(&mut r, false)?;
     let n = counts.requests.fetch_add(1, Ordering::SeqCst);
     let mut out = conn;
-    if let Some(code) = fault(n) {
+    let mut words = req.start.split(' ');
+    let (m, t) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let fault = rule(n, m, t);
+    if let Some(code) = fault.filter(|c| *c != LOST) {
         let (reason, extra) = match code {
             503 => ("Service Unavailable", "Retry-After: 0\r\n"),
             _ => ("Internal Server Error", ""),
@@ -161,6 +178,10 @@ fn serve(conn: TcpStream, upstream: u16, counts: &Counts) -> std::io::Result<()>
     let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
     req.write(&mut up, req.body.len())?;
     let mut resp = Message::read(&mut BufReader::new(up), method != "HEAD")?;
+    if fault == Some(LOST) {
+        counts.cut_bodies.fetch_add(1, Ordering::SeqCst);
+        return out.shutdown(Shutdown::Both);
+    }
     resp.start = resp.start.replacen("HTTP/1.0", "HTTP/1.1", 1);
     if method == "HEAD" {
         // Keep the upstream's Content-Length (the file's size) for a HEAD.
@@ -172,7 +193,7 @@ fn serve(conn: TcpStream, upstream: u16, counts: &Counts) -> std::io::Result<()>
         out.write_all(head.as_bytes())?;
         return out.shutdown(Shutdown::Both);
     }
-    let cut = matches!(n % 3, 0) && resp.body.len() > 64 && resp.start.contains(" 20");
+    let cut = cut && matches!(n % 3, 0) && resp.body.len() > 64 && resp.start.contains(" 20");
     let send = if cut { resp.body.len() / 2 } else { resp.body.len() };
     if cut {
         counts.cut_bodies.fetch_add(1, Ordering::SeqCst);

@@ -2,11 +2,13 @@
 //!
 //! * [`make_tree`] builds a reproducible directory tree full of edge cases,
 //! * [`compare_trees`] checks that a restored tree equals its source, metadata included,
-//! * [`Restic`] drives the real `restic` binary, the reference implementation,
+//! * [`Restic`] drives the real `restic` binary, the reference implementation, and
+//!   [`Fixture`] is a tree a test makes and restic's backup of it,
 //! * [`pipeline`] / [`Pipeline`] run our binaries as real processes joined by pipes,
 //! * [`restore_pipeline`] and friends run sluice's restore against a restic repository,
 //! * [`backup`] drives init-repo and the backup pipeline `chunk | pack | push`,
-//! * [`rclone`] and [`moto`] start real REST and S3 servers on 127.0.0.1.
+//! * [`rclone`] and [`moto`] start real REST and S3 servers on 127.0.0.1, and [`remote`] has
+//!   the round trips every such server must pass.
 //!
 //! Each test crate uses only part of this, hence the `dead_code` allowance.
 #![allow(dead_code, unused_imports)]
@@ -14,14 +16,17 @@
 pub mod backup;
 pub mod compare;
 pub mod faulty;
+pub mod fixture;
 pub mod moto;
 pub mod rclone;
+pub mod remote;
 pub mod restic;
 pub mod run;
 pub mod sluice;
 pub mod tree;
 
 pub use compare::{compare_trees, go_lossy_utf8, show, CompareOpts};
+pub use fixture::{random_bytes, Fixture};
 pub use restic::{restic_bin, restored_path, snapshot_subpath, Restic, PASSWORD};
 pub use run::{argv, bin, bin_dir, pipeline, run_cmd, Pipeline, PipelineResult};
 pub use sluice::{

@@ -130,6 +130,40 @@ impl Moto {
         self.session = Some((w[2].into(), w[3].into(), w[4].into()));
     }
 
+    /// What `script` prints, run by the `python` of moto's virtualenv with `c`, a boto3 S3
+    /// client of this server, and `args` as `sys.argv[1:]`: a second, independent S3 client
+    /// to look at what sluice left on the server.
+    pub fn boto3(&self, script: &str, args: &[&str]) -> String {
+        let python = moto_bin().with_file_name("python");
+        let prelude = "import boto3, sys\n\
+            c = boto3.client('s3', endpoint_url=sys.argv.pop(1), region_name='us-east-1',\n\
+                aws_access_key_id='look', aws_secret_access_key='look', verify=False)\n";
+        let out = Command::new(&python)
+            .arg("-c")
+            .arg(format!("{prelude}{script}"))
+            .arg(self.endpoint())
+            .args(args)
+            .env_remove("AWS_SESSION_TOKEN")
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
+        assert!(out.status.success(), "boto3 {script}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// The multipart uploads under way in `bucket` (started, neither completed nor aborted):
+    /// `key upload-id` each.
+    pub fn multipart_uploads(&self, bucket: &str) -> Vec<String> {
+        let script =
+            "for u in c.list_multipart_uploads(Bucket=sys.argv[1]).get('Uploads', []): print(u['Key'], u['UploadId'])\n";
+        self.boto3(script, &[bucket]).lines().map(str::to_string).collect()
+    }
+
+    /// The ETag of an object (`"md5-N"` for one stored in N parts).
+    pub fn etag(&self, bucket: &str, key: &str) -> String {
+        let script = "print(c.head_object(Bucket=sys.argv[1], Key=sys.argv[2])['ETag'])\n";
+        self.boto3(script, &[bucket, key]).trim().to_string()
+    }
+
     /// `s3:http(s)://127.0.0.1:PORT/bucket/prefix`.
     pub fn url(&self, bucket_and_prefix: &str) -> String {
         format!("s3:{}/{}", self.endpoint(), bucket_and_prefix.trim_start_matches('/'))

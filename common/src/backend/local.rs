@@ -134,33 +134,15 @@ impl Backend for Local {
     }
 
     fn write(&self, t: FileType, name: &str, data: &[u8]) -> Result<()> {
-        let dest = self.path(t, name);
-        let dir = dest.parent().expect("repository paths have a parent").to_path_buf();
-        if !dir.exists() {
-            mkdir(&dir)?;
-        }
-        // Temp name in the same directory, so the rename is atomic; restic ignores non-id names.
-        let tf = temp_in(&dir)?;
-        let tmp = tf.path().to_path_buf();
-        let _guard = remove_on_interrupt(&tmp);
-        let result = (|| -> Result<()> {
-            let (mut f, _) = tf.keep().map_err(|e| Error::io(tmp.display().to_string(), e.error))?;
-            f.write_all(data).ctx_path(&tmp)?;
-            f.flush().ctx_path(&tmp)?;
-            f.sync_all().ctx_path(&tmp)?;
-            fs::set_permissions(&tmp, fs::Permissions::from_mode(0o400)).ctx_path(&tmp)?;
-            fs::rename(&tmp, &dest).ctx_path(&dest)?;
-            File::open(&dir).and_then(|d| d.sync_all()).ctx_path(&dir)?;
-            Ok(())
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result
+        // The one atomic write path: a temporary file, renamed into place by `commit`.
+        let mut up = self.upload(t)?;
+        up.write_all(data).map_err(|e| Error::io(self.path(t, name).display().to_string(), e))?;
+        up.commit(name)
     }
 
     fn upload(&self, t: FileType) -> Result<Box<dyn Upload>> {
-        let dir = self.root.join(t.dir());
+        // The config is a file in the root, everything else has a directory of its own.
+        let dir = if t == FileType::Config { self.root.clone() } else { self.root.join(t.dir()) };
         if !dir.is_dir() {
             mkdir(&dir)?;
         }
@@ -320,5 +302,26 @@ mod tests {
         assert_eq!(buf, b"3456");
         assert!(b.read_range(FileType::Pack, &name, 8, 4, &mut buf).is_err());
         assert!(!b.exists(FileType::Index, &name).unwrap());
+
+        // Written files are complete, read-only, and leave no temporary behind; the config
+        // goes to the root.
+        b.write(FileType::Config, "", b"config").unwrap();
+        b.write(FileType::Key, &name, b"key").unwrap();
+        assert_eq!(fs::read(d.path().join("config")).unwrap(), b"config");
+        let mode = fs::metadata(d.path().join("keys").join(&name)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o400);
+        let temps: Vec<_> = walk(d.path()).into_iter().filter(|p| p.contains(TEMP_PREFIX)).collect();
+        assert!(temps.is_empty(), "{temps:?}");
+    }
+
+    fn walk(p: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(p).unwrap().flatten() {
+            out.push(e.path().display().to_string());
+            if e.file_type().unwrap().is_dir() {
+                out.extend(walk(&e.path()));
+            }
+        }
+        out
     }
 }

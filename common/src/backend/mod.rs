@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 
+pub mod aws_files;
 pub mod http;
 pub mod local;
 pub mod rest;

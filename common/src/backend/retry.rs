@@ -23,12 +23,13 @@ pub const LIMIT_ENV: &str = "SLUICE_RETRY_TIMEOUT";
 /// a dead server is reported while someone is still looking.
 const DEFAULT_LIMIT: Duration = Duration::from_secs(120);
 
-/// A request body that can be sent again: bytes in memory, or the first `len` bytes of a file
-/// (read by position, so every attempt starts from byte 0).
+/// A request body that can be sent again: bytes in memory, or `len` bytes of a file from
+/// `start` (read by position, so every attempt starts from the same byte and one part of a
+/// multipart upload is never held in memory).
 #[derive(Clone, Copy)]
 pub enum Body<'a> {
     Bytes(&'a [u8]),
-    File(&'a File, u64),
+    File { file: &'a File, start: u64, len: u64 },
 }
 
 impl Body<'_> {
@@ -36,7 +37,7 @@ impl Body<'_> {
     pub fn len(&self) -> u64 {
         match self {
             Body::Bytes(b) => b.len() as u64,
-            Body::File(_, n) => *n,
+            Body::File { len, .. } => *len,
         }
     }
 
@@ -49,7 +50,7 @@ impl Body<'_> {
     pub fn reader(&self) -> Box<dyn Read + Send + '_> {
         match *self {
             Body::Bytes(b) => Box::new(b),
-            Body::File(f, len) => Box::new(FileAt { f, pos: 0, end: len }),
+            Body::File { file, start, len } => Box::new(FileAt { f: file, pos: start, end: start + len }),
         }
     }
 }
@@ -100,6 +101,30 @@ pub trait Remote: Send + Sync + 'static {
     fn remove(&self, t: FileType, name: &str) -> Result<()>;
     /// Creates the repository's layout on the server.
     fn create(&self) -> Result<()>;
+    /// The server's way of storing a large file in parts, if it has one and wants it used.
+    fn multipart(&self) -> Option<&dyn Multipart> {
+        None
+    }
+}
+
+/// A file stored in parts, each sent (and retried) on its own, made visible whole by
+/// `complete` (S3's multipart upload). A large pack over a flaky link then costs one part
+/// per failure, not the whole pack.
+pub trait Multipart: Send + Sync {
+    /// Uploads of more than this many bytes go in parts.
+    fn threshold(&self) -> u64;
+    /// The size of every part but the last.
+    fn part_size(&self) -> u64;
+    /// Starts an upload of `name`; returns its id.
+    fn start(&self, t: FileType, name: &str) -> Result<String>;
+    /// Sends part `number` (from 1); returns what `complete` needs of it (S3's ETag).
+    fn put_part(&self, t: FileType, name: &str, upload: &str, number: u32, body: Body<'_>) -> Result<String>;
+    /// Joins the parts, in order, into the file `name` of `size` bytes.
+    fn complete(&self, t: FileType, name: &str, upload: &str, parts: &[String], size: u64) -> Result<()>;
+    /// Drops the upload and every part sent, so that none lingers (and is paid for).
+    fn abort(&self, t: FileType, name: &str, upload: &str) -> Result<()>;
+    /// The ids of the unfinished uploads of `name`.
+    fn uploads(&self, t: FileType, name: &str) -> Result<Vec<String>>;
 }
 
 /// How long to keep trying.
@@ -347,8 +372,50 @@ impl<R: Remote> Upload for Spool<R> {
     fn commit(self: Box<Self>, name: &str) -> Result<()> {
         let Spool { out, written, t, inner, policy } = *self;
         let f = out.into_inner().map_err(|e| Error::io("temporary file for an upload", e.into_error()))?;
-        policy.run(|| inner.put(t, name, Body::File(&f, written)))
+        match inner.multipart() {
+            Some(m) if written > m.threshold() => in_parts(m, &policy, t, name, &f, written),
+            _ => policy.run(|| inner.put(t, name, Body::File { file: &f, start: 0, len: written })),
+        }
     }
+}
+
+/// Sends the first `size` bytes of `f` as a multipart upload, each step retried on its own;
+/// on any failure the upload is aborted so that no part is left behind on the server.
+fn in_parts(m: &dyn Multipart, policy: &Policy, t: FileType, name: &str, f: &File, size: u64) -> Result<()> {
+    let mut starts = 0;
+    let upload = policy.run(|| {
+        starts += 1;
+        m.start(t, name)
+    })?;
+    let part = m.part_size().max(1);
+    let sent = (|| {
+        let mut etags = Vec::new();
+        let mut start = 0;
+        while start < size {
+            let len = part.min(size - start);
+            let number = etags.len() as u32 + 1;
+            let body = Body::File { file: f, start, len };
+            etags.push(policy.run(|| m.put_part(t, name, &upload, number, body))?);
+            start += len;
+        }
+        policy.run(|| m.complete(t, name, &upload, &etags, size))
+    })();
+    if sent.is_err() {
+        // Best effort, and briefly: the failure being reported is the one that matters, and a
+        // server that is gone for good should not double the wait for it.
+        let brief = Policy { limit: policy.limit.min(Duration::from_secs(10)), ..*policy };
+        let _ = brief.run(|| m.abort(t, name, &upload));
+    }
+    if starts > 1 {
+        // A start whose answer was lost made an upload nobody knows the id of: find it.
+        let brief = Policy { limit: policy.limit.min(Duration::from_secs(10)), ..*policy };
+        if let Ok(ids) = brief.run(|| m.uploads(t, name)) {
+            for id in ids.iter().filter(|id| **id != upload) {
+                let _ = brief.run(|| m.abort(t, name, id));
+            }
+        }
+    }
+    sent
 }
 
 #[cfg(test)]
@@ -514,15 +581,119 @@ mod tests {
         assert_eq!(e.to_string(), "busy (gave up after 1 attempt in 0.0s)");
     }
 
+    /// The calls made to a multipart upload, and the parts' bytes as they arrived.
+    #[derive(Default)]
+    struct Parts {
+        log: Mutex<Vec<String>>,
+        /// Part 2 fails with this class this many times.
+        part2_fails: Mutex<(u32, Option<Class>)>,
+        /// Starts made; the first `lost_starts` of them lose their answer.
+        starts: Mutex<u32>,
+        lost_starts: u32,
+    }
+
+    impl Multipart for Parts {
+        fn threshold(&self) -> u64 {
+            10
+        }
+        fn part_size(&self) -> u64 {
+            4
+        }
+        fn start(&self, _: FileType, name: &str) -> Result<String> {
+            self.log.lock().unwrap().push(format!("start {name}"));
+            let mut n = self.starts.lock().unwrap();
+            *n += 1;
+            if *n <= self.lost_starts {
+                return Err(Error::remote(Class::Transient, None, "answer cut"));
+            }
+            Ok(if *n == 1 { "U".into() } else { format!("U{n}") })
+        }
+        fn put_part(&self, _: FileType, _: &str, up: &str, n: u32, body: Body<'_>) -> Result<String> {
+            let mut v = Vec::new();
+            body.reader().read_to_end(&mut v).unwrap();
+            self.log.lock().unwrap().push(format!("part {up} {n} {}", String::from_utf8_lossy(&v)));
+            let mut f = self.part2_fails.lock().unwrap();
+            if n == 2 && f.0 > 0 {
+                f.0 -= 1;
+                return Err(Error::remote(f.1.unwrap_or(Class::Transient), Some(500), "part failed"));
+            }
+            Ok(format!("e{n}"))
+        }
+        fn complete(&self, _: FileType, _: &str, up: &str, parts: &[String], size: u64) -> Result<()> {
+            self.log.lock().unwrap().push(format!("complete {up} {} {size}", parts.join(",")));
+            Ok(())
+        }
+        fn abort(&self, _: FileType, _: &str, up: &str) -> Result<()> {
+            self.log.lock().unwrap().push(format!("abort {up}"));
+            Ok(())
+        }
+        fn uploads(&self, _: FileType, _: &str) -> Result<Vec<String>> {
+            let n = *self.starts.lock().unwrap();
+            Ok((1..n).map(|i| format!("U{i}")).collect())
+        }
+    }
+
+    #[test]
+    fn parts_are_retried_alone_and_aborted_on_failure() {
+        let f = tempfile::tempfile().unwrap();
+        f.write_all_at(b"0123456789abcdefXYZ", 0).unwrap();
+        let m = Parts { part2_fails: Mutex::new((2, None)), ..Parts::default() };
+        in_parts(&m, &quick(), FileType::Pack, "p", &f, 18).unwrap();
+        let log = m.log.lock().unwrap().clone();
+        assert_eq!(
+            log,
+            [
+                "start p",
+                "part U 1 0123",
+                "part U 2 4567",
+                "part U 2 4567",
+                "part U 2 4567",
+                "part U 3 89ab",
+                "part U 4 cdef",
+                "part U 5 XY",
+                "complete U e1,e2,e3,e4,e5 18"
+            ]
+        );
+
+        let m = Parts { part2_fails: Mutex::new((1, Some(Class::Permanent))), ..Parts::default() };
+        let e = in_parts(&m, &quick(), FileType::Pack, "p", &f, 18).unwrap_err();
+        assert_eq!(e.status(), Some(500));
+        let log = m.log.lock().unwrap().clone();
+        assert_eq!(log, ["start p", "part U 1 0123", "part U 2 4567", "abort U"]);
+
+        // Starts whose answers were lost left uploads behind: they are found and aborted.
+        let m = Parts { lost_starts: 2, ..Parts::default() };
+        in_parts(&m, &quick(), FileType::Pack, "p", &f, 11).unwrap();
+        let log = m.log.lock().unwrap().clone();
+        assert_eq!(
+            log,
+            [
+                "start p",
+                "start p",
+                "start p",
+                "part U3 1 0123",
+                "part U3 2 4567",
+                "part U3 3 89a",
+                "complete U3 e1,e2,e3 11",
+                "abort U1",
+                "abort U2"
+            ]
+        );
+    }
+
     #[test]
     fn spooled_uploads_replay_from_the_start() {
         let f = tempfile::tempfile().unwrap();
         f.write_all_at(b"hello world", 0).unwrap();
-        let body = Body::File(&f, 5);
+        let body = Body::File { file: &f, start: 0, len: 5 };
         for _ in 0..2 {
             let mut v = Vec::new();
             body.reader().read_to_end(&mut v).unwrap();
             assert_eq!(v, b"hello");
         }
+        let part = Body::File { file: &f, start: 6, len: 3 };
+        let mut v = Vec::new();
+        part.reader().read_to_end(&mut v).unwrap();
+        assert_eq!(v, b"wor");
     }
 }

@@ -12,20 +12,20 @@ use std::time::SystemTime;
 use sha2::{Digest, Sha256};
 
 use super::http;
-use super::retry::{Body, Remote};
-use super::sigv4::{self, Credentials, SecretKey};
+use super::retry::{Body, Multipart, Remote};
+use super::sigv4::{self, Credentials};
 use super::{is_id_name, Entry, FileType, Options};
 use crate::error::{Class, Error, Result};
 
-/// Where the access key id comes from.
-pub const ACCESS_KEY_ENV: &str = "AWS_ACCESS_KEY_ID";
-/// Where the secret access key comes from (never from the command line).
-pub const SECRET_KEY_ENV: &str = "AWS_SECRET_ACCESS_KEY";
-/// The session token of temporary credentials, if any.
-pub const SESSION_TOKEN_ENV: &str = "AWS_SESSION_TOKEN";
-/// The region, unless `-o s3.region=` says otherwise.
-pub const REGION_ENV: &str = "AWS_DEFAULT_REGION";
+pub use super::aws_files::{ACCESS_KEY_ENV, REGION_ENV, SECRET_KEY_ENV, SESSION_TOKEN_ENV};
 const DEFAULT_REGION: &str = "us-east-1";
+
+/// Uploads larger than this go as a multipart upload: restic's packs reach 128 MiB, and one
+/// PUT of that over a flaky link starts again from zero after every failure.
+const MULTIPART_THRESHOLD: u64 = 16 << 20;
+/// The size of each part (S3 wants at least 5 MiB for all but the last). Parts are read from
+/// the spool file as they are sent, so memory does not depend on it.
+const PART_SIZE: u64 = 8 << 20;
 
 /// How the bucket is named in a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,10 +129,11 @@ fn env_nonempty(name: &str) -> Option<String> {
 
 impl S3 {
     /// A backend for `repo` (what follows `s3:`), with credentials and region from the
-    /// environment and `-o s3.*` options.
+    /// environment or the AWS tools' files (see [`super::aws_files`]) and `-o s3.*` options.
     pub fn new(repo: &str, opts: &Options) -> Result<S3> {
         let p = parse(repo)?;
-        let mut region = env_nonempty(REGION_ENV);
+        let found = super::aws_files::find(&env_nonempty)?;
+        let mut region = found.region;
         let mut lookup = None;
         for (k, v) in &opts.extended {
             match k.strip_prefix("s3.") {
@@ -157,18 +158,12 @@ impl S3 {
         }
         let region = region.unwrap_or_else(|| DEFAULT_REGION.to_string());
         let (endpoint, lookup) = addressing(&p, &region, lookup);
-        let (Some(access_key_id), Some(secret)) =
-            (env_nonempty(ACCESS_KEY_ENV), env_nonempty(SECRET_KEY_ENV))
-        else {
+        let Some(creds) = found.creds else {
             return Err(Error::Usage(format!(
-                "repository s3:{}: no credentials: set {ACCESS_KEY_ENV} and {SECRET_KEY_ENV}",
-                http::redact(repo)
+                "repository s3:{}: no credentials: {}",
+                http::redact(repo),
+                found.hint
             )));
-        };
-        let creds = Credentials {
-            access_key_id,
-            secret: SecretKey::new(secret),
-            session_token: env_nonempty(SESSION_TOKEN_ENV).map(SecretKey::new),
         };
         Ok(S3 {
             agent: http::agent(opts)?,
@@ -256,7 +251,10 @@ impl S3 {
             "HEAD" => apply(self.agent.head(&url), &extra, &auth).call(),
             "DELETE" => apply(self.agent.delete(&url), &extra, &auth).call(),
             _ => {
-                let r = apply(self.agent.put(&url), &extra, &auth);
+                let r = match method {
+                    "POST" => apply(self.agent.post(&url), &extra, &auth),
+                    _ => apply(self.agent.put(&url), &extra, &auth),
+                };
                 match body {
                     Some((b, _)) => {
                         let mut reader = b.reader();
@@ -424,7 +422,140 @@ fn body_hash(body: Body<'_>, what: &str) -> Result<String> {
     Ok(hex::encode(h.finalize()))
 }
 
+/// S3's multipart upload: CreateMultipartUpload, UploadPart, CompleteMultipartUpload,
+/// AbortMultipartUpload.
+impl Multipart for S3 {
+    fn threshold(&self) -> u64 {
+        MULTIPART_THRESHOLD
+    }
+
+    fn part_size(&self) -> u64 {
+        PART_SIZE
+    }
+
+    fn start(&self, t: FileType, name: &str) -> Result<String> {
+        let what = format!("{} (starting a multipart upload)", self.what(&t.path(name)));
+        let resp = self.send(
+            "POST",
+            Some(&self.key(t, name)),
+            &[("uploads", "")],
+            &[],
+            &[("content-type", "application/octet-stream")],
+            None,
+            &what,
+        )?;
+        let mut body = Vec::new();
+        read_all(resp, &what, &mut body)?;
+        let xml = String::from_utf8_lossy(&body);
+        match tag(&xml, "UploadId") {
+            Some(id) if !id.trim().is_empty() => Ok(unescape(id.trim())),
+            _ => Err(Error::backend(format!("{what}: the answer has no UploadId"))),
+        }
+    }
+
+    fn put_part(&self, t: FileType, name: &str, upload: &str, number: u32, body: Body<'_>) -> Result<String> {
+        let what = format!("{} (part {number})", self.what(&t.path(name)));
+        let hash = body_hash(body, &what)?;
+        let n = number.to_string();
+        let resp = self.send(
+            "PUT",
+            Some(&self.key(t, name)),
+            &[("partNumber", &n), ("uploadId", upload)],
+            &[],
+            &[],
+            Some((body, &hash)),
+            &what,
+        )?;
+        let etag = resp.headers().get("etag").and_then(|v| v.to_str().ok()).map(str::to_string);
+        // Read the (empty) body to the end so that the connection can be used again.
+        read_all(resp, &what, &mut Vec::new())?;
+        etag.filter(|e| !e.is_empty())
+            .ok_or_else(|| Error::remote(Class::Transient, None, format!("{what}: the answer has no ETag")))
+    }
+
+    fn complete(&self, t: FileType, name: &str, upload: &str, parts: &[String], size: u64) -> Result<()> {
+        let what = format!("{} (completing a multipart upload)", self.what(&t.path(name)));
+        let mut xml = String::from("<CompleteMultipartUpload>");
+        for (i, etag) in parts.iter().enumerate() {
+            xml.push_str(&format!(
+                "<Part><PartNumber>{}</PartNumber><ETag>{}</ETag></Part>",
+                i + 1,
+                escape(etag)
+            ));
+        }
+        xml.push_str("</CompleteMultipartUpload>");
+        let hash = sigv4::sha256_hex(xml.as_bytes());
+        let sent = self
+            .send(
+                "POST",
+                Some(&self.key(t, name)),
+                &[("uploadId", upload)],
+                &[],
+                &[("content-type", "application/xml")],
+                Some((Body::Bytes(xml.as_bytes()), &hash)),
+                &what,
+            )
+            .and_then(|resp| {
+                // S3 may answer 200 and still fail: the error is then in the body.
+                let mut body = Vec::new();
+                read_all(resp, &what, &mut body)?;
+                let answer = String::from_utf8_lossy(&body);
+                if answer.contains("<Error>") {
+                    let code = tag(&answer, "Code").map(unescape).unwrap_or_default();
+                    let class = match code.as_str() {
+                        "InternalError" | "SlowDown" | "ServiceUnavailable" | "RequestTimeout" => {
+                            Class::Transient
+                        }
+                        _ => Class::Permanent,
+                    };
+                    return Err(Error::remote(class, Some(200), format!("{what}: {code}")));
+                }
+                Ok(())
+            });
+        match sent {
+            // The answer to an earlier attempt that did complete was lost: the upload is gone
+            // now, and the object is there in full.
+            Err(e) if e.is_not_found() => match self.head(t, name) {
+                Ok(resp) if http::content_length(&resp, &what).ok() == Some(size) => Ok(()),
+                _ => Err(e),
+            },
+            other => other,
+        }
+    }
+
+    fn abort(&self, t: FileType, name: &str, upload: &str) -> Result<()> {
+        let what = format!("{} (aborting a multipart upload)", self.what(&t.path(name)));
+        match self.send("DELETE", Some(&self.key(t, name)), &[("uploadId", upload)], &[], &[], None, &what) {
+            Err(e) if e.is_not_found() => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
+    fn uploads(&self, t: FileType, name: &str) -> Result<Vec<String>> {
+        let key = self.key(t, name);
+        let what = format!("{} (listing multipart uploads)", self.what(&t.path(name)));
+        let resp = self.send("GET", None, &[("uploads", ""), ("prefix", &key)], &[], &[], None, &what)?;
+        let mut body = Vec::new();
+        read_all(resp, &what, &mut body)?;
+        let xml = String::from_utf8_lossy(&body);
+        // The first page is enough: one object name has at most a few stray uploads.
+        Ok(tags(&xml, "Upload")
+            .filter(|u| tag(u, "Key").map(unescape).as_deref() == Some(key.as_str()))
+            .filter_map(|u| tag(u, "UploadId").map(|id| unescape(id.trim())))
+            .collect())
+    }
+}
+
+/// `s` with XML's special characters escaped (an ETag is quoted: `"…"`).
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
 impl Remote for S3 {
+    fn multipart(&self) -> Option<&dyn Multipart> {
+        Some(self)
+    }
+
     fn location(&self) -> &str {
         &self.location
     }
@@ -564,6 +695,7 @@ impl Remote for S3 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::sigv4::SecretKey;
 
     #[test]
     fn repository_strings() {
