@@ -35,15 +35,22 @@ pub enum Error {
     /// An I/O failure on a named file or stream.
     #[error("{what}: {source}")]
     Io { what: String, source: io::Error },
-    /// Repository data that does not parse or has an impossible shape.
+    /// Repository data (a file, a blob, a header) that does not parse or has an impossible
+    /// shape. The message names the object, usually by id.
     #[error("{0}")]
     Format(String),
     /// Data whose MAC or hash does not match: corruption or tampering.
     #[error("{0}")]
     Integrity(String),
-    /// A malformed or unexpected NDJSON record, with its line number.
-    #[error("line {line}: {msg}")]
-    Record { line: u64, msg: String },
+    /// A bad record stream: a malformed or unexpected NDJSON record, or a stream whose
+    /// records do not fit together. `line` is the record's line number, once it is known
+    /// (see [`Error::at_line`]).
+    #[error("{}{msg}", LinePrefix(*line))]
+    Record { line: Option<u64>, msg: String },
+    /// Something inside this program failed (a worker thread died or stopped answering),
+    /// not the input or the repository.
+    #[error("{0}")]
+    Internal(String),
     /// A backend (local, REST, S3) that failed or answered unexpectedly. A remote "not
     /// found" is never this: it is an `Io` error of kind `NotFound`, as a missing local file is.
     #[error("{0}")]
@@ -51,9 +58,6 @@ pub enum Error {
     /// The work finished but some items failed; each was reported on its own already.
     #[error("{0}")]
     SomeFailed(String),
-    /// SIGINT or SIGTERM.
-    #[error("interrupted")]
-    Interrupted,
     /// stdout was closed by the reader (`| head`).
     #[error("broken pipe")]
     BrokenPipe,
@@ -110,7 +114,6 @@ impl Error {
             Error::WrongPassword => exit::WRONG_PASSWORD,
             Error::Locked(_) => exit::LOCKED,
             Error::SomeFailed(_) => exit::SOME_FAILED,
-            Error::Interrupted => exit::INTERRUPTED,
             Error::BrokenPipe => exit::BROKEN_PIPE,
             _ => exit::FAILURE,
         }
@@ -126,6 +129,26 @@ impl Error {
 
     pub fn format(msg: impl Into<String>) -> Error {
         Error::Format(msg.into())
+    }
+
+    /// A bad record stream; the line number is added by [`Error::at_line`] where known.
+    pub fn stream(msg: impl Into<String>) -> Error {
+        Error::Record { line: None, msg: msg.into() }
+    }
+
+    /// A failure inside this program (a thread that died, a channel that closed).
+    pub fn internal(msg: impl Into<String>) -> Error {
+        Error::Internal(msg.into())
+    }
+
+    /// Says at which line of the input stream this happened: a stream error gets its line
+    /// number, any other error a `line N: ` prefix (keeping its exit code).
+    pub fn at_line(self, no: u64) -> Error {
+        match self {
+            Error::Record { line: None, msg } => Error::Record { line: Some(no), msg },
+            e @ Error::Record { .. } => e,
+            e => e.context(format!("line {no}")),
+        }
     }
 
     pub fn integrity(msg: impl Into<String>) -> Error {
@@ -180,6 +203,8 @@ impl Error {
             Error::Io { what: w, source } => Error::Io { what: format!("{what}: {w}"), source },
             Error::Format(m) => Error::Format(format!("{what}: {m}")),
             Error::Integrity(m) => Error::Integrity(format!("{what}: {m}")),
+            Error::Record { line, msg } => Error::Record { line, msg: format!("{what}: {msg}") },
+            Error::Internal(m) => Error::Internal(format!("{what}: {m}")),
             Error::Backend(mut r) => {
                 r.msg = format!("{what}: {}", r.msg);
                 Error::Backend(r)
@@ -188,6 +213,18 @@ impl Error {
             Error::SomeFailed(m) => Error::SomeFailed(format!("{what}: {m}")),
             Error::Locked(m) => Error::Locked(format!("{what}: {m}")),
             other => other,
+        }
+    }
+}
+
+/// `line N: ` before a stream error's message, when the line is known.
+struct LinePrefix(Option<u64>);
+
+impl std::fmt::Display for LinePrefix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(n) => write!(f, "line {n}: "),
+            None => Ok(()),
         }
     }
 }
@@ -229,7 +266,6 @@ mod tests {
         assert_eq!(Error::WrongPassword.exit_code(), 12);
         assert_eq!(Error::Locked("l".into()).exit_code(), 11);
         assert_eq!(Error::SomeFailed("s".into()).exit_code(), 3);
-        assert_eq!(Error::Interrupted.exit_code(), 130);
         assert_eq!(Error::BrokenPipe.exit_code(), 141);
         assert_eq!(Error::format("f").exit_code(), 1);
         let e = Error::io("stdout", io::Error::from(io::ErrorKind::BrokenPipe));
@@ -251,6 +287,21 @@ mod tests {
         let local = Error::io("/r/config", io::Error::from(io::ErrorKind::NotFound));
         assert!(local.is_not_found());
         assert_eq!(local.status(), None);
+    }
+
+    #[test]
+    fn stream_errors_take_their_line() {
+        let e = Error::stream("its blobs hold 3 bytes").context("a.txt");
+        assert_eq!(e.to_string(), "a.txt: its blobs hold 3 bytes");
+        let e = e.at_line(7);
+        assert_eq!(e.to_string(), "line 7: a.txt: its blobs hold 3 bytes");
+        assert_eq!(e.at_line(9).to_string(), "line 7: a.txt: its blobs hold 3 bytes");
+        let e = Error::format("pack 12: truncated").at_line(4);
+        assert_eq!(e.to_string(), "line 4: pack 12: truncated");
+        assert!(matches!(e, Error::Format(_)));
+        let e = Error::internal("the decoding thread stopped");
+        assert_eq!(e.to_string(), "the decoding thread stopped");
+        assert_eq!(e.exit_code(), 1);
     }
 
     #[test]

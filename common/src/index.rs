@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::pack::Entry;
-use crate::record::BlobLoc;
 
 /// A hasher for keys that are already random: it takes eight bytes of the id as the hash.
 #[derive(Default)]
@@ -35,6 +34,30 @@ impl Hasher for IdHasher {
 
 /// A `HashMap` keyed by ids.
 pub type IdMap<V> = HashMap<Id, V, BuildHasherDefault<IdHasher>>;
+
+/// Where one blob lives: a pack, an offset and the encrypted length there. This is what the
+/// index answers, and what `node`, `blob` and `blob_failed` records carry.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BlobLoc {
+    pub id: Id,
+    pub pack: Id,
+    pub offset: u64,
+    /// Encrypted length in the pack (plaintext or zstd frame, plus 32 bytes of IV and MAC).
+    pub length: u32,
+    /// Present only for compressed blobs: the plaintext length.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncompressed_length: Option<u32>,
+}
+
+impl BlobLoc {
+    /// The plaintext length of the blob (what its id hashes).
+    pub fn plain_len(&self) -> u64 {
+        match self.uncompressed_length {
+            Some(n) => n as u64,
+            None => (self.length as u64).saturating_sub(32),
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug)]
 struct Loc {

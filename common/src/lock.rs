@@ -279,11 +279,7 @@ fn send<W: Write>(repo: &Repo, out: &Mutex<Writer<W>>) -> Result<Id> {
     let sealed = Lock::new(false).encode(repo);
     let id = Id::hash(&sealed);
     let mut w = out.lock().unwrap_or_else(|p| p.into_inner());
-    w.write_with_data(
-        "repo_file",
-        &RepoFileRecord { kind: "lock".into(), id, data: String::new() },
-        &sealed,
-    )?;
+    w.write_with_data(&RepoFileRecord { kind: "lock".into(), id }, &sealed)?;
     w.flush()?;
     Ok(id)
 }

@@ -19,6 +19,14 @@ pub struct Summary {
     pub backup_start: GoTime,
     /// When the backup finished.
     pub backup_end: GoTime,
+    /// What the backup found and added; restic writes these right after the two times.
+    pub counts: Counts,
+}
+
+/// The counters of a backup's [`Summary`], in restic's order. `pack` sends them to `push` in
+/// its `summary` record too (hence serde, with restic's key names).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Counts {
     /// Files not in the parent snapshot.
     pub files_new: u64,
     /// Files whose content or metadata changed.
@@ -96,18 +104,18 @@ impl<'de> Deserialize<'de> for Summary {
                             s.backup_end = m.next_value::<Option<GoTime>>()?.unwrap_or_default();
                             continue;
                         }
-                        "files_new" => &mut s.files_new,
-                        "files_changed" => &mut s.files_changed,
-                        "files_unmodified" => &mut s.files_unmodified,
-                        "dirs_new" => &mut s.dirs_new,
-                        "dirs_changed" => &mut s.dirs_changed,
-                        "dirs_unmodified" => &mut s.dirs_unmodified,
-                        "data_blobs" => &mut s.data_blobs,
-                        "tree_blobs" => &mut s.tree_blobs,
-                        "data_added" => &mut s.data_added,
-                        "data_added_packed" => &mut s.data_added_packed,
-                        "total_files_processed" => &mut s.total_files_processed,
-                        "total_bytes_processed" => &mut s.total_bytes_processed,
+                        "files_new" => &mut s.counts.files_new,
+                        "files_changed" => &mut s.counts.files_changed,
+                        "files_unmodified" => &mut s.counts.files_unmodified,
+                        "dirs_new" => &mut s.counts.dirs_new,
+                        "dirs_changed" => &mut s.counts.dirs_changed,
+                        "dirs_unmodified" => &mut s.counts.dirs_unmodified,
+                        "data_blobs" => &mut s.counts.data_blobs,
+                        "tree_blobs" => &mut s.counts.tree_blobs,
+                        "data_added" => &mut s.counts.data_added,
+                        "data_added_packed" => &mut s.counts.data_added_packed,
+                        "total_files_processed" => &mut s.counts.total_files_processed,
+                        "total_bytes_processed" => &mut s.counts.total_bytes_processed,
                         _ => {
                             m.next_value::<IgnoredAny>()?;
                             continue;
@@ -253,18 +261,18 @@ impl Snapshot {
             out.extend_from_slice(b",\"backup_end\":");
             write_time(&mut out, &s.backup_end);
             for (key, v) in [
-                (&b",\"files_new\":"[..], s.files_new),
-                (b",\"files_changed\":", s.files_changed),
-                (b",\"files_unmodified\":", s.files_unmodified),
-                (b",\"dirs_new\":", s.dirs_new),
-                (b",\"dirs_changed\":", s.dirs_changed),
-                (b",\"dirs_unmodified\":", s.dirs_unmodified),
-                (b",\"data_blobs\":", s.data_blobs),
-                (b",\"tree_blobs\":", s.tree_blobs),
-                (b",\"data_added\":", s.data_added),
-                (b",\"data_added_packed\":", s.data_added_packed),
-                (b",\"total_files_processed\":", s.total_files_processed),
-                (b",\"total_bytes_processed\":", s.total_bytes_processed),
+                (&b",\"files_new\":"[..], s.counts.files_new),
+                (b",\"files_changed\":", s.counts.files_changed),
+                (b",\"files_unmodified\":", s.counts.files_unmodified),
+                (b",\"dirs_new\":", s.counts.dirs_new),
+                (b",\"dirs_changed\":", s.counts.dirs_changed),
+                (b",\"dirs_unmodified\":", s.counts.dirs_unmodified),
+                (b",\"data_blobs\":", s.counts.data_blobs),
+                (b",\"tree_blobs\":", s.counts.tree_blobs),
+                (b",\"data_added\":", s.counts.data_added),
+                (b",\"data_added_packed\":", s.counts.data_added_packed),
+                (b",\"total_files_processed\":", s.counts.total_files_processed),
+                (b",\"total_bytes_processed\":", s.counts.total_bytes_processed),
             ] {
                 out.extend_from_slice(key);
                 write_uint(&mut out, v);
@@ -332,17 +340,19 @@ mod tests {
             summary: Some(Summary {
                 backup_start: t,
                 backup_end: GoTime::parse("2025-05-01T10:00:01Z").unwrap(),
-                files_new: 3,
-                files_unmodified: 10,
-                dirs_new: 1,
-                dirs_unmodified: 4,
-                data_blobs: 3,
-                tree_blobs: 2,
-                data_added: 1234,
-                data_added_packed: 987,
-                total_files_processed: 13,
-                total_bytes_processed: 45678,
-                ..Summary::default()
+                counts: Counts {
+                    files_new: 3,
+                    files_unmodified: 10,
+                    dirs_new: 1,
+                    dirs_unmodified: 4,
+                    data_blobs: 3,
+                    tree_blobs: 2,
+                    data_added: 1234,
+                    data_added_packed: 987,
+                    total_files_processed: 13,
+                    total_bytes_processed: 45678,
+                    ..Counts::default()
+                },
             }),
         };
         let json = String::from_utf8(s.to_json()).unwrap();

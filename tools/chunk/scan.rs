@@ -121,7 +121,7 @@ pub fn run(args: &Args) -> Result<()> {
         parent: parent.as_ref().map(|p| p.0),
         time: start.to_string(),
     };
-    s.out.write("source", &source)?;
+    s.out.write(&source)?;
     // Now, not when a megabyte of output has piled up: pack waits for these before it starts
     // its own stream and lock, and a slow source (stdin, a network file system) could hold
     // them back for minutes.
@@ -349,7 +349,7 @@ impl<W: io::Write> Scanner<'_, W> {
             status: status.map(str::to_string),
             parent_tree,
         };
-        self.out.write("node", &rec)
+        self.out.write(&rec)
     }
 
     /// Handles one entry whose containing directory is `self.stack[depth]`.
@@ -456,7 +456,7 @@ impl<W: io::Write> Scanner<'_, W> {
                 break;
             }
             let id = Id::hash(&self.buf);
-            self.out.write_with_data("chunk", &ChunkRecord { id, data: String::new() }, &self.buf)?;
+            self.out.write_with_data(&ChunkRecord { id }, &self.buf)?;
             ids.push(id);
             size += self.buf.len() as u64;
         }

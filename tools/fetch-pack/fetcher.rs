@@ -10,8 +10,7 @@ use common::error::{Error, IoContext, Result, ResultExt};
 use common::index::IdMap;
 use common::pack::{header_len, EAGER_TAIL, MAX_BLOB, MAX_SEALED_BLOB};
 use common::record::{
-    tag_of, BlobFailedRecord, BlobLoc, BlobRecord, NodeRecord, PackDataRecord, PackHeaderRecord, Reader,
-    Writer, TYPES,
+    BlobFailedRecord, BlobLoc, BlobRecord, NodeRecord, PackDataRecord, PackHeaderRecord, Reader, Tag, Writer,
 };
 use common::Id;
 
@@ -39,18 +38,15 @@ pub fn run(args: &Args) -> Result<()> {
     };
     while let Some(line) = input.next_line()? {
         let no = line.no;
-        let tag = tag_of(line.text).map_err(|e| Error::Record { line: no, msg: e })?;
-        if tag == "node" {
-            let rec: NodeRecord = serde_json::from_str(line.text)
-                .map_err(|e| Error::Record { line: no, msg: format!("malformed node record: {e}") })?;
+        // Records of every other type pass through unparsed.
+        if line.tag() == Tag::Node {
+            let rec: NodeRecord = line.parse()?;
             out.raw_line(line.text)?;
             if rec.hardlink.is_none() && !rec.blobs.is_empty() {
                 f.fetch(&rec.blobs, &mut out).context(format!("line {no}: {}", rec.path))?;
             }
-        } else if TYPES.contains(&tag.as_str()) && tag != "header" {
-            out.raw_line(line.text)?;
         } else {
-            return Err(input.err(format!("unknown record type {tag:?}")));
+            out.raw_line(line.text)?;
         }
     }
     out.finish()?;
@@ -81,7 +77,7 @@ impl Fetcher<'_> {
         while i < blobs.len() {
             let first = &blobs[i];
             if self.sent.contains_key(&first.id) {
-                out.write("blob", &record(first, None))?;
+                out.write(&BlobRecord { loc: first.clone() })?;
                 i += 1;
                 continue;
             }
@@ -97,7 +93,7 @@ impl Fetcher<'_> {
                 );
                 warn("fetch-pack", format!("pack {}: {msg}", first.pack.short()));
                 self.failed += 1;
-                out.write("blob_failed", &failed(first, msg))?;
+                out.write(&BlobFailedRecord { loc: first.clone(), error: msg })?;
                 i += 1;
                 continue;
             }
@@ -159,7 +155,7 @@ impl Fetcher<'_> {
                     for b in &blobs[i..j] {
                         let at = (b.offset - start) as usize;
                         let data = &self.buf[at..at + b.length as usize];
-                        out.write_with_data("blob", &record(b, None), data)?;
+                        out.write_with_data(&BlobRecord { loc: b.clone() }, data)?;
                     }
                 }
                 Err(msg) => {
@@ -168,35 +164,13 @@ impl Fetcher<'_> {
                         warn("fetch-pack", format!("pack {} bytes {start}..{end}: {msg}", first.pack));
                     }
                     for b in &blobs[i..j] {
-                        out.write("blob_failed", &failed(b, msg.clone()))?;
+                        out.write(&BlobFailedRecord { loc: b.clone(), error: msg.clone() })?;
                     }
                 }
             }
             i = j;
         }
         Ok(())
-    }
-}
-
-fn failed(b: &BlobLoc, error: String) -> BlobFailedRecord {
-    BlobFailedRecord {
-        id: b.id,
-        pack: b.pack,
-        offset: b.offset,
-        length: b.length,
-        uncompressed_length: b.uncompressed_length,
-        error,
-    }
-}
-
-fn record(b: &BlobLoc, data: Option<String>) -> BlobRecord {
-    BlobRecord {
-        id: b.id,
-        pack: b.pack,
-        offset: b.offset,
-        length: b.length,
-        uncompressed_length: b.uncompressed_length,
-        data,
     }
 }
 
@@ -258,17 +232,13 @@ fn stream_pack(args: &Args, spec: &str) -> Result<()> {
         size,
         header: common::record::encode_b64(&enc),
     };
-    out.write("pack_header", &rec)?;
+    out.write(&rec)?;
     let body = size - 4 - hlen;
     let mut off = 0;
     while off < body {
         let n = PIECE.min(body - off);
         source.read_at(off, n, &mut buf).context(&what)?;
-        out.write_with_data(
-            "pack_data",
-            &PackDataRecord { seq: None, offset: off, data: String::new() },
-            &buf,
-        )?;
+        out.write_with_data(&PackDataRecord { seq: None, offset: off }, &buf)?;
         off += n;
     }
     out.finish()?;

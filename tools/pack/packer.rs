@@ -10,8 +10,8 @@ use common::index::{IdMap, Index};
 use common::lock::Keeper;
 use common::pack::{BlobType, Builder, Entry};
 use common::record::{
-    decode_b64, split_payload, tag_of, ChunkRecord, NodeRecord, PackDataRecord, PackHeaderRecord, Reader,
-    RepoFileRecord, RequiresRecord, SourceRecord, StdoutFd, SummaryRecord, Writer,
+    ChunkRecord, NodeRecord, PackDataRecord, PackHeaderRecord, Reader, RepoFileRecord, RequiresRecord,
+    SourceRecord, StdoutFd, SummaryRecord, Tag, Writer,
 };
 use common::repo::Repo;
 use common::snapshot::{Snapshot, Summary};
@@ -68,7 +68,7 @@ fn worker(
                     let mut at = std::io::Cursor::new(&mut sealed);
                     at.set_position(common::crypto::IV_LEN as u64);
                     c.compress_to_buffer(&plain[..], &mut at)
-                        .map_err(|e| Error::format(format!("zstd: {e}")))?;
+                        .map_err(|e| Error::internal(format!("zstd: {e}")))?;
                     key.seal_prepared(&mut sealed, 0);
                     Some(plain.len() as u32)
                 }
@@ -165,45 +165,30 @@ fn pack(
     let mut store = Store::new(repo, &index, out, keeper, args.pack_size << 20, level)?;
     store.adopt_orphans()?;
     let source: SourceRecord = match input.next_line()? {
-        Some(line) if tag_of(line.text).as_deref() == Ok("source") => serde_json::from_str(line.text)
-            .map_err(|e| Error::Record { line: line.no, msg: format!("malformed source record: {e}") })?,
-        Some(line) => {
-            return Err(Error::Record {
-                line: line.no,
-                msg: "the stream must start with a source record".into(),
-            })
-        }
+        Some(line) if line.tag() == Tag::Source => line.parse()?,
+        Some(line) => return Err(line.err("the stream must start with a source record")),
         None => return Err(input.err("empty stream: no source record")),
     };
     let mut trees = Trees::default();
     while let Some(line) = input.next_line()? {
         let no = line.no;
-        let rerr = |msg: String| Error::Record { line: no, msg };
-        match tag_of(line.text).map_err(rerr)?.as_str() {
-            "chunk" => {
-                let (c, data): (ChunkRecord, Option<&str>) = match split_payload(line.text) {
-                    Some((head, data)) => (
-                        serde_json::from_str(&head)
-                            .map_err(|e| rerr(format!("malformed chunk record: {e}")))?,
-                        Some(data),
-                    ),
-                    None => (
-                        serde_json::from_str(line.text)
-                            .map_err(|e| rerr(format!("malformed chunk record: {e}")))?,
-                        None,
-                    ),
-                };
+        match line.tag() {
+            Tag::Chunk => {
+                let c: ChunkRecord = line.parse()?;
                 let mut plain = store.buffer();
-                decode_b64(data.unwrap_or(&c.data), &mut plain).map_err(rerr)?;
+                if !line.decode_payload(&mut plain)? {
+                    plain.clear();
+                }
                 store.stats.bytes_read += plain.len() as u64;
-                store.put_chunk(c.id, plain).context(format!("line {no}"))?;
+                store.put_chunk(c.id, plain).map_err(|e| e.at_line(no))?;
             }
-            "node" => {
-                let rec: NodeRecord = serde_json::from_str(line.text)
-                    .map_err(|e| rerr(format!("malformed node record: {e}")))?;
-                trees.node(rec, &mut store).context(format!("line {no}"))?;
+            Tag::Node => {
+                let rec: NodeRecord = line.parse()?;
+                trees.node(rec, &mut store).map_err(|e| e.at_line(no))?;
             }
-            other => return Err(rerr(format!("a {other} record does not belong in pack's input"))),
+            other => {
+                return Err(line.err(format!("a {} record does not belong in pack's input", other.name())))
+            }
         }
     }
     let root = trees.finish(&mut store)?;
@@ -212,7 +197,7 @@ fn pack(
     store.flush_index()?;
     let requires =
         RequiresRecord { packs: sorted(&store.relied_packs), indexes: sorted(&store.relied_indexes) };
-    store.out().write("requires", &requires)?;
+    store.out().write(&requires)?;
 
     let end = GoTime::now_local();
     let start = GoTime::parse(&source.time).context("source record time")?;
@@ -234,35 +219,16 @@ fn pack(
         tags,
         original: None,
         program_version: format!("sluice {}", env!("CARGO_PKG_VERSION")),
-        summary: Some(Summary {
-            backup_start: start,
-            backup_end: end,
-            files_new: st.files_new,
-            files_changed: st.files_changed,
-            files_unmodified: st.files_unmodified,
-            dirs_new: st.dirs_new,
-            dirs_changed: st.dirs_changed,
-            dirs_unmodified: st.dirs_unmodified,
-            data_blobs: st.data_blobs,
-            tree_blobs: st.tree_blobs,
-            data_added: st.data_added,
-            data_added_packed: st.data_added_packed,
-            total_files_processed: st.total_files_processed,
-            total_bytes_processed: st.total_bytes_processed,
-        }),
+        summary: Some(Summary { backup_start: start, backup_end: end, counts: st.counts.clone() }),
     };
     let sealed = common::file::encode(&repo.key, &snap.to_json(), repo.version());
     let snap_id = Id::hash(&sealed);
     keeper.confirm()?;
-    store.out().write_with_data(
-        "repo_file",
-        &RepoFileRecord { kind: "snapshot".into(), id: snap_id, data: String::new() },
-        &sealed,
-    )?;
+    store.out().write_with_data(&RepoFileRecord { kind: "snapshot".into(), id: snap_id }, &sealed)?;
     store.stats.snapshot_id = snap_id;
     store.stats.total_duration = started.elapsed().as_secs_f64();
     let summary = store.stats.clone();
-    store.out().write("summary", &summary)?;
+    store.out().write(&summary)?;
     // Once push has the end record it stores the snapshot and removes the lock: the keeper
     // must not be watching by then.
     keeper.stop();
@@ -287,7 +253,9 @@ impl<'a, W: io::Write + Send> Store<'a, W> {
     ) -> Result<Self> {
         let known = IdMap::default();
         let compressor = match level {
-            Some(l) => Some(zstd::bulk::Compressor::new(l).map_err(|e| Error::format(format!("zstd: {e}")))?),
+            Some(l) => {
+                Some(zstd::bulk::Compressor::new(l).map_err(|e| Error::internal(format!("zstd: {e}")))?)
+            }
             None => None,
         };
         let (jobs, job_rx) = mpsc::sync_channel::<Job>(1);
@@ -430,7 +398,7 @@ impl<'a, W: io::Write + Send> Store<'a, W> {
     }
 
     fn worker_failed(&self) -> Error {
-        Error::format("the compression thread stopped")
+        Error::internal("the compression thread stopped")
     }
 
     /// Writes out every blob still in flight.
@@ -456,14 +424,15 @@ impl<'a, W: io::Write + Send> Store<'a, W> {
         }
         let open = self.open[slot].as_mut().expect("just opened");
         let offset = open.builder.add(t, id, &sealed, uncompressed);
-        let rec = PackDataRecord { seq: Some(open.seq), offset, data: String::new() };
-        self.out.lock().unwrap_or_else(|p| p.into_inner()).write_with_data("pack_data", &rec, &sealed)?;
+        let rec = PackDataRecord { seq: Some(open.seq), offset };
+        self.out.lock().unwrap_or_else(|p| p.into_inner()).write_with_data(&rec, &sealed)?;
+        let counts = &mut self.stats.counts;
         match t {
-            BlobType::Data => self.stats.data_blobs += 1,
-            BlobType::Tree => self.stats.tree_blobs += 1,
+            BlobType::Data => counts.data_blobs += 1,
+            BlobType::Tree => counts.tree_blobs += 1,
         }
-        self.stats.data_added += plain_len as u64;
-        self.stats.data_added_packed += sealed.len() as u64;
+        counts.data_added += plain_len as u64;
+        counts.data_added_packed += sealed.len() as u64;
         let full = open.builder.size() >= self.target || open.builder.header_full();
         self.spare.push(sealed);
         if full {
@@ -482,7 +451,7 @@ impl<'a, W: io::Write + Send> Store<'a, W> {
             size,
             header: common::record::encode_b64(header),
         };
-        self.out().write("pack_header", &rec)?;
+        self.out().write(&rec)?;
         self.pending_blobs += entries.len();
         self.pending.push((id, entries));
         if self.pending_blobs >= INDEX_BLOBS {
@@ -508,11 +477,7 @@ impl<'a, W: io::Write + Send> Store<'a, W> {
         let json = common::index::encode(&self.pending);
         let sealed = common::file::encode(&self.repo.key, &json, self.repo.version());
         let id = Id::hash(&sealed);
-        self.out().write_with_data(
-            "repo_file",
-            &RepoFileRecord { kind: "index".into(), id, data: String::new() },
-            &sealed,
-        )?;
+        self.out().write_with_data(&RepoFileRecord { kind: "index".into(), id }, &sealed)?;
         self.pending.clear();
         self.pending_blobs = 0;
         Ok(())

@@ -8,6 +8,7 @@ use common::error::{Error, Result, ResultExt};
 use common::go::GoJsonFlavor;
 use common::node::{Node, NodeType};
 use common::record::{NodeRecord, SummaryRecord};
+use common::snapshot;
 use common::tree;
 use common::Id;
 
@@ -20,32 +21,27 @@ pub trait Blobs {
     fn put_tree(&mut self, id: Id, blob: &[u8]) -> Result<()>;
 }
 
-/// restic's file and directory counters for the snapshot summary.
+/// What the nodes add to the run's summary: restic's file and directory counters, and how
+/// many files were read.
 #[derive(Default)]
 pub struct Counts {
-    files_new: u64,
-    files_changed: u64,
-    files_unmodified: u64,
+    snapshot: snapshot::Counts,
     files_read: u64,
-    dirs_new: u64,
-    dirs_changed: u64,
-    dirs_unmodified: u64,
-    files_processed: u64,
-    bytes_processed: u64,
 }
 
 impl Counts {
     /// Adds these counts to the run's summary.
     pub fn add_to(&self, s: &mut SummaryRecord) {
-        s.files_new += self.files_new;
-        s.files_changed += self.files_changed;
-        s.files_unmodified += self.files_unmodified;
+        let (from, to) = (&self.snapshot, &mut s.counts);
+        to.files_new += from.files_new;
+        to.files_changed += from.files_changed;
+        to.files_unmodified += from.files_unmodified;
+        to.dirs_new += from.dirs_new;
+        to.dirs_changed += from.dirs_changed;
+        to.dirs_unmodified += from.dirs_unmodified;
+        to.total_files_processed += from.total_files_processed;
+        to.total_bytes_processed += from.total_bytes_processed;
         s.files_read += self.files_read;
-        s.dirs_new += self.dirs_new;
-        s.dirs_changed += self.dirs_changed;
-        s.dirs_unmodified += self.dirs_unmodified;
-        s.total_files_processed += self.files_processed;
-        s.total_bytes_processed += self.bytes_processed;
     }
 }
 
@@ -82,23 +78,28 @@ fn split(rel: &[u8]) -> (&[u8], &[u8]) {
     }
 }
 
+/// Nodes out of order are the input stream's fault.
+fn in_stream(e: Error) -> Error {
+    Error::stream(e.to_string())
+}
+
 impl Trees {
     /// Takes one node record.
     pub fn node(&mut self, rec: NodeRecord, store: &mut impl Blobs) -> Result<()> {
-        let rel = rec.path_bytes().map_err(Error::Format)?;
+        let rel = rec.path_bytes()?;
         let (parent, name) = split(&rel);
         if name.is_empty() {
-            return Err(Error::format(format!("node path {:?} has an empty name", rec.path)));
+            return Err(Error::stream(format!("node path {:?} has an empty name", rec.path)));
         }
         while self.stack.len() > 1 && self.stack.last().expect("non-empty").rel != parent {
             self.close(store)?;
         }
         if self.stack.last().expect("root stays").rel != parent {
-            return Err(Error::format(format!("{}: its directory did not come before it", rec.path)));
+            return Err(Error::stream(format!("{}: its directory did not come before it", rec.path)));
         }
         let node = Node::parse(rec.node.get().as_bytes()).context(&rec.path)?;
         if node.name != name {
-            return Err(Error::format(format!("{}: the node's name does not match its path", rec.path)));
+            return Err(Error::stream(format!("{}: the node's name does not match its path", rec.path)));
         }
         match node.node_type {
             NodeType::Dir => {
@@ -119,7 +120,7 @@ impl Trees {
                         )));
                     }
                 }
-                let s = &mut self.counts;
+                let s = &mut self.counts.snapshot;
                 match rec.status.as_deref() {
                     Some("unmodified") => s.files_unmodified += 1,
                     Some("changed") => s.files_changed += 1,
@@ -128,14 +129,19 @@ impl Trees {
                 if rec.status.as_deref() == Some("unmodified") {
                     // Counted as processed, as restic does, but not read.
                 } else {
-                    s.files_read += 1;
+                    self.counts.files_read += 1;
                 }
-                s.files_processed += 1;
-                s.bytes_processed += node.size;
+                s.total_files_processed += 1;
+                s.total_bytes_processed += node.size;
             }
             _ => {}
         }
-        self.stack.last_mut().expect("root stays").tree.push_json(name, rec.node.get().as_bytes())
+        self.stack
+            .last_mut()
+            .expect("root stays")
+            .tree
+            .push_json(name, rec.node.get().as_bytes())
+            .map_err(in_stream)
     }
 
     /// Closes the innermost directory: stores its tree, hands its node to its parent.
@@ -145,7 +151,7 @@ impl Trees {
         let id = Id::hash(&blob);
         store.put_tree(id, &blob)?;
         if let Some(mut node) = dir.node {
-            let s = &mut self.counts;
+            let s = &mut self.counts.snapshot;
             match dir.parent_tree {
                 None => s.dirs_new += 1,
                 Some(p) if p == id => s.dirs_unmodified += 1,
@@ -155,7 +161,7 @@ impl Trees {
             let mut json = Vec::new();
             node.write_json(&mut json, GoJsonFlavor::default());
             let (_, name) = split(&dir.rel);
-            self.stack.last_mut().expect("root stays").tree.push_json(name, &json)?;
+            self.stack.last_mut().expect("root stays").tree.push_json(name, &json).map_err(in_stream)?;
         }
         Ok(id)
     }
@@ -229,8 +235,9 @@ mod tests {
 
         let mut s = SummaryRecord::default();
         trees.counts.add_to(&mut s);
-        assert_eq!((s.files_new, s.files_unmodified, s.files_read, s.total_files_processed), (1, 1, 1, 2));
-        assert_eq!((s.dirs_new, s.dirs_changed, s.dirs_unmodified), (1, 0, 0));
+        let c = &s.counts;
+        assert_eq!((c.files_new, c.files_unmodified, s.files_read, c.total_files_processed), (1, 1, 1, 2));
+        assert_eq!((c.dirs_new, c.dirs_changed, c.dirs_unmodified), (1, 0, 0));
     }
 
     #[test]

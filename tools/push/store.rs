@@ -8,7 +8,9 @@ use std::time::Instant;
 use common::backend::{Backend, FileType, Upload};
 use common::cli::warn;
 use common::error::{Error, Result};
-use common::record::{decode_b64, Reader, Record, RequiresRecord, SummaryRecord};
+use common::record::{
+    decode_b64, PackDataRecord, PackHeaderRecord, Reader, RepoFileRecord, RequiresRecord, SummaryRecord, Tag,
+};
 use common::signal;
 use common::Id;
 use sha2::{Digest, Sha256};
@@ -88,22 +90,25 @@ impl Pusher {
     fn consume(&mut self, input: &mut Reader<impl std::io::BufRead>) -> Result<SummaryRecord> {
         let mut summary = None;
         let mut snapshot: Option<(String, Vec<u8>)> = None;
-        while let Some(rec) = input.next_record()? {
-            let no = input.line_no();
-            let at = |e: Error| e.context(format!("line {no}"));
-            match rec {
-                Record::PackData(d) => {
-                    let seq = d.seq.ok_or_else(|| input.err("pack_data without seq"))?;
-                    decode_b64(&d.data, &mut self.buf).map_err(|e| input.err(e))?;
+        while let Some(line) = input.next_line()? {
+            let no = line.no;
+            let at = |e: Error| e.at_line(no);
+            match line.tag() {
+                Tag::PackData => {
+                    let d: PackDataRecord = line.parse()?;
+                    let seq = d.seq.ok_or_else(|| line.err("pack_data without seq"))?;
+                    if !line.decode_payload(&mut self.buf)? {
+                        self.buf.clear();
+                    }
                     if d.offset == 0 && !self.packs.contains_key(&seq) {
                         let up = self.backend.upload(FileType::Pack).map_err(at)?;
                         self.packs.insert(seq, Pending { up, hash: Sha256::new() });
                     }
                     let p = self.packs.get_mut(&seq).ok_or_else(|| {
-                        input.err(format!("pack_data for pack {seq} at offset {} before its start", d.offset))
+                        line.err(format!("pack_data for pack {seq} at offset {} before its start", d.offset))
                     })?;
                     if p.up.written() != d.offset {
-                        return Err(input.err(format!(
+                        return Err(line.err(format!(
                             "pack {seq}: piece at offset {}, expected {}",
                             d.offset,
                             p.up.written()
@@ -114,14 +119,15 @@ impl Pusher {
                     p.up.write_all(&self.buf)
                         .map_err(|e| at(Error::io(format!("writing pack {seq} into {loc}"), e)))?;
                 }
-                Record::PackHeader(h) => {
-                    let seq = h.seq.ok_or_else(|| input.err("pack_header without seq"))?;
-                    let id = h.pack.ok_or_else(|| input.err("pack_header without pack id"))?;
+                Tag::PackHeader => {
+                    let h: PackHeaderRecord = line.parse()?;
+                    let seq = h.seq.ok_or_else(|| line.err("pack_header without seq"))?;
+                    let id = h.pack.ok_or_else(|| line.err("pack_header without pack id"))?;
                     let mut p = self
                         .packs
                         .remove(&seq)
-                        .ok_or_else(|| input.err(format!("pack_header for pack {seq}, which has no data")))?;
-                    decode_b64(&h.header, &mut self.buf).map_err(|e| input.err(e))?;
+                        .ok_or_else(|| line.err(format!("pack_header for pack {seq}, which has no data")))?;
+                    decode_b64(&h.header, &mut self.buf).map_err(at)?;
                     self.buf.extend_from_slice(&(self.buf.len() as u32).to_le_bytes());
                     p.hash.update(&self.buf);
                     let loc = self.backend.location();
@@ -138,16 +144,19 @@ impl Pusher {
                     p.up.commit(&id.to_hex()).map_err(|e| at(e.context(format!("pack {id}"))))?;
                     self.stored[0] += 1;
                 }
-                Record::RepoFile(f) => {
+                Tag::RepoFile => {
+                    let f: RepoFileRecord = line.parse()?;
                     let t = match f.kind.as_str() {
                         "index" => FileType::Index,
                         "snapshot" => FileType::Snapshot,
                         "lock" => FileType::Lock,
-                        other => return Err(input.err(format!("unknown repo_file kind {other:?}"))),
+                        other => return Err(line.err(format!("unknown repo_file kind {other:?}"))),
                     };
-                    decode_b64(&f.data, &mut self.buf).map_err(|e| input.err(e))?;
+                    if !line.decode_payload(&mut self.buf)? {
+                        self.buf.clear();
+                    }
                     if Id::hash(&self.buf) != f.id {
-                        return Err(input.err(format!(
+                        return Err(line.err(format!(
                             "{} {}: data does not match its id",
                             f.kind,
                             f.id.short()
@@ -163,7 +172,7 @@ impl Pusher {
                         // Only a stream that arrives whole may make a snapshot: it is stored
                         // after the end record, when nothing before it can still be missing.
                         if snapshot.is_some() {
-                            return Err(input.err("a second snapshot in one stream"));
+                            return Err(line.err("a second snapshot in one stream"));
                         }
                         snapshot = Some((name, std::mem::take(&mut self.buf)));
                         continue;
@@ -192,22 +201,20 @@ impl Pusher {
                         }
                     }
                 }
-                Record::Requires(r) => self.requires = Some(r),
-                Record::Summary(s) => summary = Some(s),
+                Tag::Requires => self.requires = Some(line.parse::<RequiresRecord>()?),
+                Tag::Summary => summary = Some(line.parse::<SummaryRecord>()?),
                 other => {
-                    return Err(
-                        input.err(format!("a {} record does not belong in push's input", other.type_name()))
-                    )
+                    return Err(line.err(format!("a {} record does not belong in push's input", other.name())))
                 }
             }
         }
         if let Some(seq) = self.packs.keys().next() {
-            return Err(Error::format(format!("stream ended with pack {seq} unfinished")));
+            return Err(Error::stream(format!("stream ended with pack {seq} unfinished")));
         }
         let summary = summary
-            .ok_or_else(|| Error::format("the stream had no summary record (was it made by pack?)"))?;
+            .ok_or_else(|| Error::stream("the stream had no summary record (was it made by pack?)"))?;
         let Some((name, data)) = snapshot else {
-            return Err(Error::format("the stream had no snapshot (was it made by pack?); none saved"));
+            return Err(Error::stream("the stream had no snapshot (was it made by pack?); none saved"));
         };
         {
             self.check_lock()?;
@@ -244,7 +251,7 @@ impl Pusher {
     /// their packs and the index files naming them must all still be there.
     fn check_requires(&self) -> Result<()> {
         let Some(req) = &self.requires else {
-            return Err(Error::format(
+            return Err(Error::stream(
                 "the stream does not say what it relies on in the repository (no requires record); \
                  no snapshot saved",
             ));
@@ -291,11 +298,11 @@ fn human(bytes: u64) -> String {
 
 fn report(args: &Args, s: &SummaryRecord, stored: [u64; 3]) -> Result<()> {
     if args.json {
-        let mut v = serde_json::to_value(s).map_err(|e| Error::format(e.to_string()))?;
+        let mut v = serde_json::to_value(s).map_err(|e| Error::internal(e.to_string()))?;
         let obj = v.as_object_mut().expect("a struct is an object");
         obj.insert("snapshot_id".into(), serde_json::Value::String(s.snapshot_id.short()));
         let mut line = b"{\"message_type\":\"summary\",".to_vec();
-        let body = serde_json::to_vec(&v).map_err(|e| Error::format(e.to_string()))?;
+        let body = serde_json::to_vec(&v).map_err(|e| Error::internal(e.to_string()))?;
         line.extend_from_slice(&body[1..]);
         line.push(b'\n');
         std::io::stdout().write_all(&line).map_err(|e| Error::io("stdout", e))?;
@@ -309,20 +316,20 @@ fn report(args: &Args, s: &SummaryRecord, stored: [u64; 3]) -> Result<()> {
              Read {} files, {}; stored {} packs, {} index files\n\n\
              processed {} files, {} in {}:{:02}\n\
              snapshot {} saved",
-            s.files_new,
-            s.files_changed,
-            s.files_unmodified,
-            s.dirs_new,
-            s.dirs_changed,
-            s.dirs_unmodified,
-            human(s.data_added),
-            human(s.data_added_packed),
+            s.counts.files_new,
+            s.counts.files_changed,
+            s.counts.files_unmodified,
+            s.counts.dirs_new,
+            s.counts.dirs_changed,
+            s.counts.dirs_unmodified,
+            human(s.counts.data_added),
+            human(s.counts.data_added_packed),
             s.files_read,
             human(s.bytes_read),
             stored[0],
             stored[1],
-            s.total_files_processed,
-            human(s.total_bytes_processed),
+            s.counts.total_files_processed,
+            human(s.counts.total_bytes_processed),
             secs / 60,
             secs % 60,
             s.snapshot_id.short(),

@@ -62,7 +62,7 @@ pub fn run(args: &Args) -> Result<()> {
             username: s.username.clone(),
             tags: s.tags.clone(),
         };
-        out.write("snapshot", &rec)?;
+        out.write(&rec)?;
     }
     out.finish()?;
     Ok(())

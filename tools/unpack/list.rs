@@ -8,7 +8,10 @@
 use common::crypto::Key;
 use common::error::{Error, Result};
 use common::pack::{decode_header, open_blob, Entry};
-use common::record::{decode_b64, BlobCheck, Reader, Record, Writer};
+use common::record::{
+    decode_b64, BlobCheck, BlobFailedRecord, BlobRecord, PackDataRecord, PackHeaderRecord, Reader, Tag,
+    Writer,
+};
 use common::Id;
 use sha2::{Digest, Sha256};
 
@@ -42,13 +45,14 @@ pub fn run(args: &Args) -> Result<()> {
     l.out.header("unpack", None)?;
     let mut pack: Option<PackState> = None;
     let mut buf = Vec::new();
-    while let Some(rec) = input.next_record()? {
-        match rec {
-            Record::PackHeader(h) => {
+    while let Some(line) = input.next_line()? {
+        match line.tag() {
+            Tag::PackHeader => {
+                let h: PackHeaderRecord = line.parse()?;
                 if let Some(p) = pack.take() {
                     l.end_pack(p)?;
                 }
-                decode_b64(&h.header, &mut buf).map_err(|e| input.err(e))?;
+                decode_b64(&h.header, &mut buf).map_err(|e| e.at_line(line.no))?;
                 let what = h.pack.map(|p| format!("pack {p}")).unwrap_or_else(|| "pack".into());
                 let entries = decode_header(&l.key, &buf, h.size).map_err(|e| e.context(&what))?;
                 pack = Some(PackState {
@@ -61,20 +65,21 @@ pub fn run(args: &Args) -> Result<()> {
                     enc_header: buf.clone(),
                 });
             }
-            Record::PackData(d) => {
+            Tag::PackData => {
+                let d: PackDataRecord = line.parse()?;
                 let Some(p) = pack.as_mut() else {
-                    return Err(input.err("pack_data without a pack_header before it"));
+                    return Err(line.err("pack_data without a pack_header before it"));
                 };
                 if d.offset != p.pos {
-                    return Err(input.err(format!("pack_data at offset {}, expected {}", d.offset, p.pos)));
+                    return Err(line.err(format!("pack_data at offset {}, expected {}", d.offset, p.pos)));
                 }
-                decode_b64(&d.data, &mut buf).map_err(|e| input.err(e))?;
+                line.decode_payload(&mut buf)?;
                 p.hash.update(&buf);
                 p.pos += buf.len() as u64;
                 let mut rest = &buf[..];
                 while !rest.is_empty() {
                     let Some(e) = p.entries.get(p.next) else {
-                        return Err(input.err("pack data runs past the last blob of its header"));
+                        return Err(line.err("pack data runs past the last blob of its header"));
                     };
                     let need = e.length as usize - p.blob.len();
                     let take = need.min(rest.len());
@@ -90,16 +95,17 @@ pub fn run(args: &Args) -> Result<()> {
                     }
                 }
             }
-            Record::Blob(b) => {
-                let Some(data) = &b.data else { continue };
+            Tag::Blob => {
+                let b = line.parse::<BlobRecord>()?.loc;
+                let Some(data) = line.payload()? else { continue };
                 if b.uncompressed_length.is_some_and(|n| n as u64 > common::pack::MAX_BLOB) {
-                    return Err(input.err(format!(
+                    return Err(line.err(format!(
                         "blob {} claims more than the {} MiB a blob may hold",
                         b.id,
                         common::pack::MAX_BLOB >> 20
                     )));
                 }
-                decode_b64(data, &mut buf).map_err(|e| input.err(e))?;
+                decode_b64(&data, &mut buf).map_err(|e| e.at_line(line.no))?;
                 let e = Entry {
                     blob_type: common::pack::BlobType::Data,
                     id: b.id,
@@ -111,11 +117,12 @@ pub fn run(args: &Args) -> Result<()> {
                 l.check(Some(b.pack), &e, &mut sealed)?;
                 buf = sealed;
             }
-            Record::BlobFailed(f) => {
+            Tag::BlobFailed => {
+                let BlobFailedRecord { loc: f, error } = line.parse()?;
                 // fetch-pack could not read it: as bad as a damaged blob.
                 l.total += 1;
                 l.bad += 1;
-                common::cli::warn("unpack", format!("blob {} in pack {}: {}", f.id, f.pack, f.error));
+                common::cli::warn("unpack", format!("blob {} in pack {}: {error}", f.id, f.pack));
                 let rec = BlobCheck {
                     pack: Some(f.pack),
                     id: f.id,
@@ -124,14 +131,15 @@ pub fn run(args: &Args) -> Result<()> {
                     length: f.length,
                     uncompressed_length: f.uncompressed_length,
                     ok: false,
-                    error: Some(f.error),
+                    error: Some(error),
                 };
-                l.out.write("blob_check", &rec)?;
+                l.out.write(&rec)?;
             }
-            Record::Node(_) => {}
+            Tag::Node => {}
             other => {
-                return Err(input
-                    .err(format!("a {} record does not belong in unpack --list's input", other.type_name())))
+                return Err(
+                    line.err(format!("a {} record does not belong in unpack --list's input", other.name()))
+                )
             }
         }
     }
@@ -166,13 +174,13 @@ impl<W: std::io::Write> Lister<W> {
             ok: error.is_none(),
             error,
         };
-        self.out.write("blob_check", &rec)
+        self.out.write(&rec)
     }
 
     fn end_pack(&mut self, mut p: PackState) -> Result<()> {
         let name = p.pack.map(|i| i.to_string()).unwrap_or_else(|| "pack".into());
         if p.next != p.entries.len() {
-            return Err(Error::format(format!(
+            return Err(Error::stream(format!(
                 "{name}: stream ended after {} of {} blobs (pack truncated?)",
                 p.next,
                 p.entries.len()

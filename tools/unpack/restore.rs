@@ -21,7 +21,7 @@ use common::index::IdMap;
 use common::node::{Node, NodeType};
 use common::pack::{MAX_BLOB, MAX_SEALED_BLOB};
 use common::record::{
-    decode_b64, split_payload, tag_of, BlobFailedRecord, BlobLoc, BlobRecord, NodeRecord, Reader, Writer,
+    decode_b64, BlobFailedRecord, BlobLoc, BlobRecord, NodeRecord, Reader, Restored, Tag, Writer,
 };
 use common::target::{self, components, file_meta, Dir};
 use common::Id;
@@ -127,7 +127,7 @@ enum Item {
     Node(u64, NodeRecord, bool),
     /// A blob record: its checked plaintext when the record carried data, `None` when it did
     /// not, or why the blob is unusable (damaged, unreadable upstream, impossible length).
-    Blob(u64, BlobRecord, std::result::Result<Option<Plain>, String>),
+    Blob(u64, BlobLoc, std::result::Result<Option<Plain>, String>),
 }
 
 /// A checked plaintext inside a buffer: a pooled one for a large blob, its own small one
@@ -243,7 +243,7 @@ pub fn run(args: &Args) -> Result<()> {
     drop(items);
     // A panic on the decoder thread must not pass for a stream that simply ended.
     if decoder.join().is_err() {
-        return Err(Error::format("internal error: the decoding thread panicked"));
+        return Err(Error::internal("internal error: the decoding thread panicked"));
     }
     if result.is_err() {
         // Files finished before the trouble are whole: give them their names.
@@ -252,7 +252,7 @@ pub fn run(args: &Args) -> Result<()> {
     result?;
     if let Some(c) = u.cur.take() {
         let _ = u.flush();
-        return Err(Error::format(format!(
+        return Err(Error::stream(format!(
             "stream ended before {} got all its blobs ({} of {})",
             c.rec.path, c.next, c.blobs
         )));
@@ -294,7 +294,7 @@ fn decode(
             made += 1;
             return Ok(Vec::new());
         }
-        pool.recv().map_err(|_| Error::format("the writer stopped"))
+        pool.recv().map_err(|_| Error::internal("the writer stopped"))
     };
     // Whether the blobs that follow belong to a file kept as it is (not decrypted then).
     let mut keeping = false;
@@ -302,66 +302,32 @@ fn decode(
     let mut opener = Opener::new(key)?;
     while let Some(line) = input.next_line()? {
         let no = line.no;
-        let rerr = |msg: String| Error::Record { line: no, msg };
-        let tag = tag_of(line.text).map_err(rerr)?;
-        let item = match tag.as_str() {
-            "node" => {
-                let rec: NodeRecord = serde_json::from_str(line.text)
-                    .map_err(|e| rerr(format!("malformed node record: {e}")))?;
+        let item = match line.tag() {
+            Tag::Node => {
+                let rec: NodeRecord = line.parse()?;
                 keeping = match resume {
                     Some(root) => already_restored(root, &rec, &mut check_buf),
                     None => false,
                 };
                 Item::Node(no, rec, keeping)
             }
-            "blob_failed" => {
-                let f: BlobFailedRecord = serde_json::from_str(line.text)
-                    .map_err(|e| rerr(format!("malformed blob_failed record: {e}")))?;
-                let rec = BlobRecord {
-                    id: f.id,
-                    pack: f.pack,
-                    offset: f.offset,
-                    length: f.length,
-                    uncompressed_length: f.uncompressed_length,
-                    data: None,
-                };
+            Tag::BlobFailed => {
+                let f: BlobFailedRecord = line.parse()?;
                 let why = if keeping { Ok(None) } else { Err(f.error) };
-                Item::Blob(no, rec, why)
+                Item::Blob(no, f.loc, why)
             }
-            "blob" if keeping => {
-                let rec: BlobRecord = match split_payload(line.text) {
-                    Some((head, _)) => serde_json::from_str(&head),
-                    None => serde_json::from_str(line.text),
-                }
-                .map_err(|e| rerr(format!("malformed blob record: {e}")))?;
-                Item::Blob(no, BlobRecord { data: None, ..rec }, Ok(None))
-            }
-            "blob" => {
-                let (mut rec, data): (BlobRecord, Option<&str>) = match split_payload(line.text) {
-                    Some((head, data)) => (
-                        serde_json::from_str(&head)
-                            .map_err(|e| rerr(format!("malformed blob record: {e}")))?,
-                        Some(data),
-                    ),
-                    None => {
-                        let r: BlobRecord = serde_json::from_str(line.text)
-                            .map_err(|e| rerr(format!("malformed blob record: {e}")))?;
-                        (r, None)
-                    }
-                };
-                let owned = rec.data.take();
-                let data = data.or(owned.as_deref());
-                let plain = match data {
+            Tag::Blob if keeping => Item::Blob(no, line.parse::<BlobRecord>()?.loc, Ok(None)),
+            Tag::Blob => {
+                let rec = line.parse::<BlobRecord>()?.loc;
+                let plain = match line.payload()? {
                     None => Ok(None),
-                    Some(b64) => open(&mut opener, &rec, b64, &mut spare, &mut take)?,
+                    Some(b64) => open(&mut opener, &rec, &b64, &mut spare, &mut take)?,
                 };
                 Item::Blob(no, rec, plain)
             }
-            "restored" | "verdict" | "snapshot" | "pack_header" | "pack_data" | "blob_check" | "source"
-            | "chunk" | "repo_file" | "summary" | "requires" => {
-                return Err(rerr(format!("a {tag} record does not belong in unpack's input")));
+            other => {
+                return Err(line.err(format!("a {} record does not belong in unpack's input", other.name())))
             }
-            other => return Err(rerr(format!("unknown record type {other:?}"))),
         };
         let (pooled, small) = match &item {
             Item::Blob(_, _, Ok(Some(p))) => (p.pooled, if p.pooled { 0 } else { p.buf.len() }),
@@ -386,13 +352,13 @@ fn decode(
 #[allow(clippy::type_complexity)]
 fn open(
     opener: &mut Opener<'_>,
-    rec: &BlobRecord,
+    rec: &BlobLoc,
     b64: &str,
     spare: &mut Vec<Vec<u8>>,
     take: &mut impl FnMut(&mut Vec<Vec<u8>>) -> Result<Vec<u8>>,
 ) -> Result<std::result::Result<Option<Plain>, String>> {
     // Lengths are checked before anything is allocated: a record is untrusted input.
-    if let Err(msg) = check_loc(&rec.loc()) {
+    if let Err(msg) = check_loc(rec) {
         return Ok(Err(msg));
     }
     if b64.len() as u64 != (rec.length as u64).div_ceil(3) * 4 {
@@ -401,7 +367,7 @@ fn open(
     let mut sealed = take(spare)?;
     if let Err(e) = decode_b64(b64, &mut sealed) {
         spare.push(sealed);
-        return Ok(Err(e));
+        return Ok(Err(e.to_string()));
     }
     if sealed.len() != rec.length as usize {
         let msg = format!("{} bytes of data, the record says {}", sealed.len(), rec.length);
@@ -442,7 +408,7 @@ struct Opener<'k> {
 
 impl<'k> Opener<'k> {
     fn new(key: &'k Key) -> Result<Self> {
-        let zstd = zstd::bulk::Decompressor::new().map_err(|e| Error::format(format!("zstd: {e}")))?;
+        let zstd = zstd::bulk::Decompressor::new().map_err(|e| Error::internal(format!("zstd: {e}")))?;
         Ok(Opener { key, zstd })
     }
 
@@ -598,12 +564,12 @@ impl<W: io::Write> Unpacker<W> {
 
     fn node(&mut self, rec: NodeRecord, keep: bool) -> Result<()> {
         if let Some(c) = &self.cur {
-            return Err(Error::format(format!(
+            return Err(Error::stream(format!(
                 "node {} arrived before {} got all its blobs ({} of {})",
                 rec.path, c.rec.path, c.next, c.blobs
             )));
         }
-        let rel = rec.path_bytes().map_err(Error::Format)?;
+        let rel = rec.path_bytes()?;
         // Leave the directories this node is not inside of.
         while let Some(d) = self.dirs.last() {
             if inside(&rel, &d.rel) {
@@ -744,7 +710,7 @@ impl<W: io::Write> Unpacker<W> {
         name: Vec<u8>,
         keep: bool,
     ) -> Result<()> {
-        if let Some(first) = rec.hardlink_bytes().map_err(Error::Format)? {
+        if let Some(first) = rec.hardlink_bytes()? {
             // The file linked to may still wait for its final name.
             self.flush()?;
             return self.hardlink(&rec, &first, &rel, &parent, &name);
@@ -765,8 +731,11 @@ impl<W: io::Write> Unpacker<W> {
             kept: keep,
             failure: None,
         };
-        let checked =
-            cur.rec.check_content(&node).and_then(|()| cur.rec.blobs.iter().try_for_each(check_loc));
+        let checked = cur
+            .rec
+            .check_content(&node)
+            .map_err(|e| e.to_string())
+            .and_then(|()| cur.rec.blobs.iter().try_for_each(check_loc));
         if let Err(msg) = checked {
             cur.failure = Some(format!("the record does not match its node: {msg}"));
             cur.node = Some(node);
@@ -830,7 +799,7 @@ impl<W: io::Write> Unpacker<W> {
             })
         });
         match r {
-            Ok(()) => self.out.write("restored", rec),
+            Ok(()) => self.out.write(&Restored(rec)),
             Err(e) => {
                 self.fail(rel, format!("cannot link to {:?}: {}", String::from_utf8_lossy(first), e));
                 Ok(())
@@ -850,7 +819,7 @@ impl<W: io::Write> Unpacker<W> {
         if !failed.is_empty() {
             self.fail(rel, format!("cannot restore metadata: {}", failed.join("; ")));
         }
-        self.out.write("restored", rec)
+        self.out.write(&Restored(rec))
     }
 
     /// The stream left a directory: its metadata is set at the next flush, after the
@@ -869,16 +838,16 @@ impl<W: io::Write> Unpacker<W> {
         if !failed.is_empty() {
             self.fail(&d.rel, format!("cannot restore metadata: {}", failed.join("; ")));
         }
-        self.out.write("restored", &d.rec)
+        self.out.write(&Restored(&d.rec))
     }
 
-    fn blob(&mut self, rec: BlobRecord, data: std::result::Result<Option<&[u8]>, String>) -> Result<()> {
+    fn blob(&mut self, rec: BlobLoc, data: std::result::Result<Option<&[u8]>, String>) -> Result<()> {
         let Some(mut cur) = self.cur.take() else {
-            return Err(Error::format(format!("blob {} does not follow a file node", rec.id.short())));
+            return Err(Error::stream(format!("blob {} does not follow a file node", rec.id.short())));
         };
         let want = cur.rec.blobs[cur.next].clone();
         if want.id != rec.id {
-            return Err(Error::format(format!(
+            return Err(Error::stream(format!(
                 "{}: expected blob {} next, got {}",
                 cur.rec.path,
                 want.id.short(),
@@ -912,7 +881,7 @@ impl<W: io::Write> Unpacker<W> {
     fn write_blob(
         &mut self,
         cur: &mut Current,
-        rec: &BlobRecord,
+        rec: &BlobLoc,
         want: &BlobLoc,
         data: std::result::Result<Option<&[u8]>, String>,
     ) -> std::result::Result<(), String> {
@@ -989,7 +958,7 @@ impl<W: io::Write> Unpacker<W> {
             if !failed.is_empty() {
                 self.fail(&cur.rel, format!("cannot restore metadata: {}", failed.join("; ")));
             }
-            return self.out.write("restored", &cur.rec);
+            return self.out.write(&Restored(&cur.rec));
         }
         if cur.offset != node.size {
             let why = format!("{} bytes written, the node's size is {}", cur.offset, node.size);
@@ -1052,7 +1021,7 @@ impl<W: io::Write> Unpacker<W> {
             if !p.meta_failed.is_empty() {
                 self.fail(&p.rel, format!("cannot restore metadata: {}", p.meta_failed.join("; ")));
             }
-            self.out.write("restored", &p.rec)?;
+            self.out.write(&Restored(&p.rec))?;
         }
         self.pending_bytes = 0;
         self.pending_files = 0;

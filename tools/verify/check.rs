@@ -13,7 +13,7 @@ use std::path::Path;
 
 use common::error::{Error, Result};
 use common::node::{Node, NodeType};
-use common::record::{NodeRecord, Reader, Record, Verdict, Writer};
+use common::record::{NodeRecord, Reader, Tag, Verdict, Writer};
 use common::Id;
 
 use crate::Args;
@@ -43,17 +43,15 @@ pub fn run(args: &Args) -> Result<()> {
         parent_ok: None,
     };
     let mut t = Tally::default();
-    while let Some(rec) = input.next_record()? {
-        let rec = match rec {
-            Record::Restored(r) | Record::Node(r) => r,
-            Record::Blob(_) | Record::BlobFailed(_) | Record::Verdict(_) | Record::Snapshot(_) => continue,
+    while let Some(line) = input.next_line()? {
+        let rec: NodeRecord = match line.tag() {
+            Tag::Restored | Tag::Node => line.parse()?,
+            Tag::Blob | Tag::BlobFailed | Tag::Verdict | Tag::Snapshot => continue,
             other => {
-                return Err(
-                    input.err(format!("a {} record does not belong in verify's input", other.type_name()))
-                )
+                return Err(line.err(format!("a {} record does not belong in verify's input", other.name())))
             }
         };
-        let node = Node::parse(rec.node.get().as_bytes()).map_err(|e| input.err(e))?;
+        let node = Node::parse(rec.node.get().as_bytes()).map_err(|e| line.err(e))?;
         let is_file = match node.node_type {
             NodeType::File => true,
             NodeType::Dir | NodeType::Symlink | NodeType::Fifo | NodeType::Dev | NodeType::Chardev => false,
@@ -84,7 +82,7 @@ pub fn run(args: &Args) -> Result<()> {
                 size: node.size,
                 error,
             };
-            out.write("verdict", &v)?;
+            out.write(&v)?;
         }
     }
     out.finish()?;
@@ -119,10 +117,10 @@ type Check = std::result::Result<(), String>;
 impl Checker<'_> {
     /// Checks one entry; the error says what differs.
     fn entry(&mut self, rec: &NodeRecord, node: &Node) -> Check {
-        let rel = rec.path_bytes()?;
+        let rel = rec.path_bytes().map_err(|e| e.to_string())?;
         check_path(&rel, &node.name)?;
         if node.node_type == NodeType::File {
-            rec.check_content(node)?;
+            rec.check_content(node).map_err(|e| e.to_string())?;
         } else if !rec.blobs.is_empty() {
             return Err(format!("the record lists {} blobs for a {}", rec.blobs.len(), node.node_type));
         }
@@ -165,7 +163,7 @@ impl Checker<'_> {
             }
             _ => {}
         }
-        if let Some(first) = rec.hardlink_bytes()? {
+        if let Some(first) = rec.hardlink_bytes().map_err(|e| e.to_string())? {
             check_path(&first, b"")?;
             let other = std::fs::symlink_metadata(self.target.join(OsStr::from_bytes(&first)));
             if !other.is_ok_and(|o| o.dev() == md.dev() && o.ino() == md.ino()) {

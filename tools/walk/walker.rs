@@ -169,7 +169,7 @@ impl<W: std::io::Write> Walker<'_, W> {
                 status: None,
                 parent_tree: None,
             };
-            self.out.write("node", &rec)?;
+            self.out.write(&rec)?;
         }
         let (text, path_raw) = text_and_raw(path);
         let mut blobs = Vec::new();
@@ -213,6 +213,6 @@ impl<W: std::io::Write> Walker<'_, W> {
             status: None,
             parent_tree: None,
         };
-        self.out.write("node", &rec)
+        self.out.write(&rec)
     }
 }

@@ -1,0 +1,246 @@
+//! Reading a framed record stream: header first, end last, line numbers in every error.
+//!
+//! Every tool reads the same way:
+//!
+//! ```ignore
+//! while let Some(line) = input.next_line()? {
+//!     match line.tag() {
+//!         Tag::Node => { let rec: NodeRecord = line.parse()?; ... }
+//!         Tag::Blob => { let rec: BlobRecord = line.parse()?; let data = line.payload()?; ... }
+//!         other => return Err(line.err(format!("a {} record does not belong here", other.name()))),
+//!     }
+//! }
+//! ```
+
+use std::borrow::Cow;
+use std::io::{self, BufRead, Read};
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use super::payload::{self, decode_b64};
+use super::{Header, Tag, FORMAT, MAX_LINE, VERSION};
+use crate::error::{Error, Result};
+
+/// Reads a framed record stream, one line at a time, with line numbers for errors.
+pub struct Reader<R> {
+    input: R,
+    line: Vec<u8>,
+    line_no: u64,
+    count: u64,
+    ended: bool,
+    source: String,
+    header: Option<Header>,
+}
+
+impl Reader<io::BufReader<io::Stdin>> {
+    /// A reader over stdin with a large buffer.
+    pub fn stdin() -> Self {
+        super::enlarge_pipe(0);
+        Reader::new(io::BufReader::with_capacity(1 << 20, io::stdin()), "stdin")
+    }
+}
+
+/// One record line between header and end: its number, its text (without the newline) and
+/// its tag, checked to be a known record type.
+pub struct Line<'a> {
+    pub no: u64,
+    pub text: &'a str,
+    tag: Tag,
+    /// Where the `data` payload starts, for a line our writer made with one.
+    split: Option<usize>,
+    source: &'a str,
+}
+
+impl<'a> Line<'a> {
+    /// The record type.
+    pub fn tag(&self) -> Tag {
+        self.tag
+    }
+
+    /// The record, without its payload. Unknown fields are ignored.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T> {
+        let parsed = match self.split {
+            Some(at) => serde_json::from_str(&payload::head_at(self.text, at)),
+            None => serde_json::from_str(self.text),
+        };
+        parsed.map_err(|e| self.err(format!("malformed {} record: {e}", self.tag.name())))
+    }
+
+    /// The base64 text of the line's `data` payload, borrowed from the line; `None` when the
+    /// line has none. Only a line not written by our writer (the payload not last, or
+    /// escaped) goes through the JSON parser for it.
+    pub fn payload(&self) -> Result<Option<Cow<'a, str>>> {
+        if let Some(at) = self.split {
+            return Ok(Some(Cow::Borrowed(payload::data_at(self.text, at))));
+        }
+        if !self.tag.carries_data() {
+            return Ok(None);
+        }
+        #[derive(Deserialize)]
+        struct Data<'a> {
+            #[serde(borrow, default)]
+            data: Option<Cow<'a, str>>,
+        }
+        let d: Data<'a> = serde_json::from_str(self.text)
+            .map_err(|e| self.err(format!("malformed {} record: {e}", self.tag.name())))?;
+        Ok(d.data)
+    }
+
+    /// Decodes the payload into `out` (reused between calls); false when there is none.
+    pub fn decode_payload(&self, out: &mut Vec<u8>) -> Result<bool> {
+        match self.payload()? {
+            None => Ok(false),
+            Some(b64) => decode_b64(&b64, out).map(|()| true).map_err(|e| e.at_line(self.no)),
+        }
+    }
+
+    /// An error about this line.
+    pub fn err(&self, msg: impl std::fmt::Display) -> Error {
+        Error::Record { line: Some(self.no), msg: format!("{}: {msg}", self.source) }
+    }
+}
+
+/// The tag of a line: read straight off the front when our writer wrote it, else by parsing.
+/// `err` makes the error for a message (it knows the line).
+fn tag_of(line: &str, err: impl Fn(String) -> Error) -> Result<Tag> {
+    const PREFIX: &str = "{\"type\":\"";
+    let named = |name: &str| Tag::from_name(name).ok_or_else(|| err(format!("unknown record type {name:?}")));
+    if let Some(rest) = line.strip_prefix(PREFIX) {
+        if let Some(end) = rest.find('"') {
+            if !rest[..end].contains('\\') {
+                return named(&rest[..end]);
+            }
+        }
+    }
+    #[derive(Deserialize)]
+    struct Typed<'a> {
+        #[serde(rename = "type", borrow, default)]
+        ty: Option<Cow<'a, str>>,
+    }
+    match serde_json::from_str::<Typed>(line) {
+        Ok(Typed { ty: Some(t) }) => named(&t),
+        Ok(Typed { ty: None }) => Err(err("record has no \"type\" field".into())),
+        Err(e) => Err(err(format!("not a JSON object: {e}"))),
+    }
+}
+
+impl<R: BufRead> Reader<R> {
+    pub fn new(input: R, source: &str) -> Self {
+        Reader {
+            input,
+            line: Vec::new(),
+            line_no: 0,
+            count: 0,
+            ended: false,
+            source: source.to_string(),
+            header: None,
+        }
+    }
+
+    /// The header, once `read_header` has run.
+    pub fn header(&self) -> Option<&Header> {
+        self.header.as_ref()
+    }
+
+    /// Line number of the last line read.
+    pub fn line_no(&self) -> u64 {
+        self.line_no
+    }
+
+    /// An error about the current line.
+    pub fn err(&self, msg: impl std::fmt::Display) -> Error {
+        Error::Record { line: Some(self.line_no), msg: format!("{}: {msg}", self.source) }
+    }
+
+    fn read_line(&mut self) -> Result<bool> {
+        self.line.clear();
+        let n = (&mut self.input)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut self.line)
+            .map_err(|e| Error::io(self.source.clone(), e))?;
+        if n == 0 {
+            return Ok(false);
+        }
+        self.line_no += 1;
+        if self.line.last() == Some(&b'\n') {
+            self.line.pop();
+        } else if self.line.len() > MAX_LINE {
+            return Err(self.err(format!("line longer than {MAX_LINE} bytes")));
+        } else {
+            return Err(self.err(
+                "stream cut off in the middle of a line, before its end record (did the previous stage fail?)",
+            ));
+        }
+        Ok(true)
+    }
+
+    /// The current line's text and tag.
+    fn tagged(&self) -> Result<(&str, Tag)> {
+        let text = std::str::from_utf8(&self.line).map_err(|_| self.err("line is not UTF-8"))?;
+        let tag = tag_of(text, |msg| self.err(msg))?;
+        Ok((text, tag))
+    }
+
+    /// Reads and checks the header record. Call once, first.
+    pub fn read_header(&mut self) -> Result<Header> {
+        if !self.read_line()? {
+            return Err(self.err("empty stream: no header record (did the previous stage fail?)"));
+        }
+        let (text, tag) = self.tagged()?;
+        if tag != Tag::Header {
+            return Err(self.err(format!("expected a header record, got {}", tag.name())));
+        }
+        let h: Header =
+            serde_json::from_str(text).map_err(|e| self.err(format!("malformed header record: {e}")))?;
+        if h.format != FORMAT {
+            return Err(self.err(format!("not a {FORMAT} stream (format {:?})", h.format)));
+        }
+        if h.version != VERSION {
+            return Err(self.err(format!(
+                "{FORMAT} version {} is not supported (this tool reads version {VERSION})",
+                h.version
+            )));
+        }
+        self.header = Some(h.clone());
+        Ok(h)
+    }
+
+    /// The next line between header and end. `None` after a correct end record; an error if
+    /// the stream stops without one, the end's count disagrees, or the line is not a record
+    /// of a known type.
+    pub fn next_line(&mut self) -> Result<Option<Line<'_>>> {
+        if self.ended {
+            return Ok(None);
+        }
+        if !self.read_line()? {
+            return Err(self.err("stream ended without its end record (did the previous stage fail?)"));
+        }
+        let (text, tag) = self.tagged()?;
+        match tag {
+            Tag::Header => return Err(self.err("a second header record inside the stream")),
+            Tag::End => {
+                let end: super::End =
+                    serde_json::from_str(text).map_err(|e| self.err(format!("malformed end record: {e}")))?;
+                if end.records != self.count {
+                    let msg = format!("end record counts {} records but {} arrived", end.records, self.count);
+                    return Err(self.err(msg));
+                }
+                self.ended = true;
+                // Anything after the end record is a second stream glued on by mistake.
+                self.line.clear();
+                let mut probe = [0u8; 1];
+                if self.input.read(&mut probe).map_err(|e| Error::io(self.source.clone(), e))? > 0 {
+                    self.line_no += 1;
+                    return Err(self.err("data after the end record"));
+                }
+                return Ok(None);
+            }
+            _ => {}
+        }
+        self.count += 1;
+        let text = std::str::from_utf8(&self.line).expect("checked above");
+        let split = if tag.carries_data() { payload::split(text) } else { None };
+        Ok(Some(Line { no: self.line_no, text, tag, split, source: &self.source }))
+    }
+}

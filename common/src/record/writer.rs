@@ -1,0 +1,160 @@
+//! Writing a framed record stream: header, typed records, end. EPIPE on stdout becomes
+//! `Error::BrokenPipe` (a quiet exit 141, never 0: a cut-off stream must not look complete).
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use super::payload::write_b64;
+use super::{End, Header, Record, Tag, WithData, FORMAT, VERSION};
+use crate::error::{Error, Result};
+use crate::id::Id;
+
+/// Writes a framed record stream.
+pub struct Writer<W: Write> {
+    out: W,
+    count: u64,
+    scratch: Vec<u8>,
+    b64: Vec<u8>,
+}
+
+/// Standard output as a plain file descriptor. `std::io::Stdout` is line-buffered: it
+/// would scan every megabyte we hand it for newlines and copy the tail once more.
+pub struct StdoutFd(std::mem::ManuallyDrop<std::fs::File>);
+
+impl StdoutFd {
+    fn new() -> StdoutFd {
+        use std::os::fd::FromRawFd;
+        // fd 1 stays open for the life of the process; ManuallyDrop keeps us from closing it.
+        StdoutFd(std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(1) }))
+    }
+}
+
+impl io::Write for StdoutFd {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Makes a pipe buffer bigger; pipes default to 64 KiB, which halves throughput at our sizes.
+pub fn enlarge_pipe(fd: i32) {
+    // F_SETPIPE_SZ fails harmlessly on anything that is not a pipe.
+    unsafe {
+        libc::fcntl(fd, libc::F_SETPIPE_SZ, 1 << 20);
+    }
+}
+
+impl Writer<io::BufWriter<StdoutFd>> {
+    /// A writer on stdout with a large buffer.
+    pub fn stdout() -> Self {
+        enlarge_pipe(1);
+        Writer::new(io::BufWriter::with_capacity(1 << 20, StdoutFd::new()))
+    }
+}
+
+fn out_err(e: io::Error) -> Error {
+    Error::io("stdout", e)
+}
+
+impl<W: Write> Writer<W> {
+    pub fn new(out: W) -> Self {
+        Writer { out, count: 0, scratch: Vec::with_capacity(4096), b64: Vec::new() }
+    }
+
+    /// Writes the header. Call once, first.
+    pub fn header(&mut self, producer: &str, snapshot: Option<Id>) -> Result<()> {
+        self.header_record(Header {
+            format: FORMAT.into(),
+            version: VERSION,
+            producer: producer.into(),
+            snapshot,
+            repository: None,
+        })
+    }
+
+    /// Writes a header bound to a repository (see `Header::repository`). Call once, first.
+    pub fn header_for_repository(&mut self, producer: &str, repository: Id) -> Result<()> {
+        self.header_record(Header {
+            format: FORMAT.into(),
+            version: VERSION,
+            producer: producer.into(),
+            snapshot: None,
+            repository: Some(repository),
+        })
+    }
+
+    fn header_record(&mut self, h: Header) -> Result<()> {
+        self.put(Tag::Header, &h, None)?;
+        self.count = 0;
+        Ok(())
+    }
+
+    /// Writes one record.
+    pub fn write<R: Record>(&mut self, rec: &R) -> Result<()> {
+        debug_assert!(!matches!(R::TAG, Tag::Header | Tag::End), "framing records have their own calls");
+        self.put(R::TAG, rec, None)
+    }
+
+    /// Writes one record with `payload` as its `"data"`, base64, straight into the line.
+    pub fn write_with_data<R: WithData>(&mut self, rec: &R, payload: &[u8]) -> Result<()> {
+        self.put(R::TAG, rec, Some(payload))
+    }
+
+    /// Forwards a line read from upstream unchanged (a pass-through stage).
+    pub fn raw_line(&mut self, line: &str) -> Result<()> {
+        self.out.write_all(line.as_bytes()).map_err(out_err)?;
+        self.out.write_all(b"\n").map_err(out_err)?;
+        self.count += 1;
+        Ok(())
+    }
+
+    fn put<T: Serialize + ?Sized>(&mut self, tag: Tag, rec: &T, payload: Option<&[u8]>) -> Result<()> {
+        self.scratch.clear();
+        serde_json::to_writer(&mut self.scratch, rec)
+            .map_err(|e| Error::internal(format!("cannot encode {} record: {e}", tag.name())))?;
+        debug_assert!(self.scratch.first() == Some(&b'{') && self.scratch.last() == Some(&b'}'));
+        let body = &self.scratch[1..self.scratch.len() - 1];
+        let o = &mut self.out;
+        o.write_all(b"{\"type\":\"").map_err(out_err)?;
+        o.write_all(tag.name().as_bytes()).map_err(out_err)?;
+        o.write_all(b"\"").map_err(out_err)?;
+        if !body.is_empty() {
+            o.write_all(b",").map_err(out_err)?;
+            o.write_all(body).map_err(out_err)?;
+        }
+        if let Some(p) = payload {
+            o.write_all(b",\"data\":\"").map_err(out_err)?;
+            write_b64(o, p, &mut self.b64).map_err(out_err)?;
+            o.write_all(b"\"").map_err(out_err)?;
+        }
+        o.write_all(b"}\n").map_err(out_err)?;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Records written since the header.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Flushes buffered records now (before a long pause, so the next stage can work).
+    pub fn flush(&mut self) -> Result<()> {
+        self.out.flush().map_err(out_err)
+    }
+
+    /// Writes the end record and flushes. A stream without this looks cut off, as it should.
+    pub fn finish(mut self) -> Result<W> {
+        self.end()?;
+        Ok(self.out)
+    }
+
+    /// `finish` for a writer that is shared (behind a lock) and so cannot be consumed.
+    pub fn end(&mut self) -> Result<()> {
+        let end = End { records: self.count };
+        self.put(Tag::End, &end, None)?;
+        self.out.flush().map_err(out_err)
+    }
+}
