@@ -1,5 +1,5 @@
 //! Content-defined chunking with Rabin fingerprints, cutting exactly where restic cuts
-//! (FORMAT.md §13), plus the GF(2) polynomial arithmetic behind the repository's chunker
+//! (doc/format.md, "Chunking"), plus the GF(2) polynomial arithmetic behind the repository's chunker
 //! polynomial.
 //!
 //! A chunk ends after the first length `L` in `MIN_SIZE..=MAX_SIZE` at which the fingerprint of
@@ -691,8 +691,9 @@ mod tests {
         assert_eq!(whole[..3], chunks[..3]);
     }
 
-    /// V-CDC-3: a periodic input that never hits the mask is cut at MAX_SIZE. FORMAT.md says
-    /// 911,745 lines, but its byte count and chunk lengths (which agree) need 911,815.
+    /// V-CDC-3: a periodic input that never hits the mask is cut at MAX_SIZE. The notes this
+    /// vector came from said 911,745 lines; its byte count and chunk lengths (which agree)
+    /// need 911,815.
     #[test]
     fn v_cdc_3_max_size_cuts() {
         let data = b"compressible text line\n".repeat(911_815);
@@ -819,10 +820,8 @@ mod tests {
     /// This thread's CPU time: the machine may be shared, and wall time would then measure the
     /// neighbours.
     fn cpu_seconds() -> f64 {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-        // SAFETY: `ts` is a valid timespec for the call to fill.
-        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-        ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+        let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID).unwrap();
+        ts.tv_sec() as f64 + ts.tv_nsec() as f64 * 1e-9
     }
 
     /// `cargo test --release -p sluice-common chunker -- --ignored --nocapture`

@@ -77,6 +77,14 @@ impl RepoLocation {
         backend::open(self.location()?, &self.options()?)
     }
 
+    /// The backend of an existing repository (see [`crate::repo::require`]), for tools that
+    /// move ciphertext and never open the repository.
+    pub fn existing(&self) -> Result<Box<dyn Backend>> {
+        let backend = self.backend()?;
+        crate::repo::require(backend.as_ref())?;
+        Ok(backend)
+    }
+
     /// The TLS flags and `-o` options, checked for shape.
     pub fn options(&self) -> Result<backend::Options> {
         let mut extended = Vec::new();

@@ -1,4 +1,4 @@
-//! The repository `config` file (FORMAT.md §5): version, repository id and chunker
+//! The repository `config` file (doc/format.md, "The config file"): version, repository id and chunker
 //! polynomial, sealed with the master key and never compressed.
 
 use rand::rngs::OsRng;
@@ -86,7 +86,7 @@ mod tests {
         .unwrap()
     }
 
-    /// `config` of restic's `repo-duplicates` test repository (FORMAT.md §4.4).
+    /// `config` of restic's `repo-duplicates` test repository (doc/format.md, "Key files").
     const CONFIG: [u8; 155] = hex!(
         "41937e180df4b7ff1b85dd4a10ddd72bcd81617ef80761e0a8cd89c32a9ae521"
         "7d1eb222bf62a05196983b33fb634f1ea5ce57dc3e82c1aee784aa6bf2a1ecb0"

@@ -1,4 +1,4 @@
-//! restic's authenticated encryption (FORMAT.md §3): AES-256-CTR for secrecy and Poly1305-AES
+//! restic's authenticated encryption (doc/format.md, "Encryption"): AES-256-CTR for secrecy and Poly1305-AES
 //! over the ciphertext for integrity. Every encrypted object is `IV || CIPHERTEXT || MAC`.
 
 use std::fmt;
@@ -76,7 +76,7 @@ impl Key {
         Ok(Key::new_unchecked(encrypt, mac_k, mac_r))
     }
 
-    /// Splits a 64-byte scrypt output into a user key (FORMAT.md §4.2). No zero check:
+    /// Splits a 64-byte scrypt output into a user key (doc/format.md, "Key files"). No zero check:
     /// scrypt output is pseudo-random, and restic does not check it either.
     pub fn from_scrypt_output(dk: &[u8; 64]) -> Key {
         let mut encrypt = [0u8; 32];

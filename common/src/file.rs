@@ -1,4 +1,4 @@
-//! The "unpacked" file encoding of index, snapshot and lock files (FORMAT.md §6): JSON,
+//! The "unpacked" file encoding of index, snapshot and lock files (doc/format.md, "Unpacked files"): JSON,
 //! zstd-compressed behind a version byte in repository v2, sealed with the master key.
 
 use std::io::Read;
@@ -76,7 +76,7 @@ mod tests {
     use super::*;
     use hex_literal::hex;
 
-    /// The V-PACK-2 master key (FORMAT.md §7.8), from a repository restic 0.14 wrote.
+    /// The V-PACK-2 master key (doc/format.md, "Packs"), from a repository restic 0.14 wrote.
     fn v2_master() -> Key {
         Key::from_parts(
             hex!("e51e2efd0c9e9214be84038a214dce0c7591565122c52d8e80075f9142275416"),
@@ -146,7 +146,7 @@ mod tests {
         for legacy in [&b"{\"a\":1}"[..], b"[]", b""] {
             assert_eq!(decode(&key, &key.seal(legacy), 2).unwrap(), legacy);
         }
-        // restic's small frames carry no content size (FORMAT.md §7.7).
+        // restic's small frames carry no content size (doc/format.md, "Unpacked files").
         let mut plain = vec![ZSTD];
         plain.extend(hex!("28b52ffd 00 00 310000 68656c6c6f0a"));
         assert_eq!(decode(&key, &key.seal(&plain), 2).unwrap(), b"hello\n");

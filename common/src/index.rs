@@ -1,4 +1,4 @@
-//! The index: which pack holds each blob, at which offset (FORMAT.md §8).
+//! The index: which pack holds each blob, at which offset (doc/format.md, "Index").
 //!
 //! Kept compact because restores of large repositories hold all of it: a blob costs its 32-byte
 //! id plus 16 bytes of location in a hash table keyed by the id itself (ids are SHA-256 values,

@@ -1,7 +1,5 @@
-//! Key files (FORMAT.md §4): the master key, encrypted under a key derived from a password
+//! Key files (doc/format.md, "Key files"): the master key, encrypted under a key derived from a password
 //! with scrypt, stored as plain JSON in `keys/<sha256 of the file>`.
-
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -11,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::Key;
 use crate::error::{Error, Result};
+use crate::go::GoTime;
 
 /// Length of the scrypt salt, which restic enforces on every key file.
 const SALT_LEN: usize = 64;
@@ -82,7 +81,7 @@ fn parse_params(v: &str) -> Option<ScryptParams> {
     it.next().is_none().then_some(params)
 }
 
-/// The master-key JSON that a key file's `data` encrypts (FORMAT.md §4.3): compact,
+/// The master-key JSON that a key file's `data` encrypts (doc/format.md, "Key files"): compact,
 /// `mac.k`, `mac.r`, then `encrypt`, each standard base64.
 pub fn master_key_json(k: &Key) -> Vec<u8> {
     format!(
@@ -121,7 +120,7 @@ fn parse_master_key(json: &[u8]) -> Result<Key> {
     )
 }
 
-/// Checks parameters as restic does (simple-scrypt's rules, FORMAT.md §4.2) and turns them
+/// Checks parameters as restic does (simple-scrypt's rules, doc/format.md, "Key files") and turns them
 /// into the scrypt crate's form. N must be a power of two because scrypt indexes its table
 /// with `N - 1` as a mask; Go's scrypt refuses other values too.
 fn scrypt_params(p: &ScryptParams) -> Result<scrypt::Params> {
@@ -204,7 +203,7 @@ impl KeyFile {
         let mut salt = [0u8; SALT_LEN];
         OsRng.fill_bytes(&mut salt);
         let mut kf = KeyFile {
-            created: now_rfc3339(),
+            created: GoTime::now_utc().to_string(),
             username: username.to_owned(),
             hostname: hostname.to_owned(),
             kdf: "scrypt".to_owned(),
@@ -221,51 +220,13 @@ impl KeyFile {
     }
 }
 
-/// The current time as Go's RFC 3339 with nanoseconds prints it, in UTC (`Z`): restic
-/// parses any offset, and UTC needs no time-zone database.
-fn now_rfc3339() -> String {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    rfc3339_utc(d.as_secs(), d.subsec_nanos())
-}
-
-/// Formats seconds + nanoseconds since the epoch like Go's `time.RFC3339Nano`: trailing
-/// zeros of the fraction are dropped, and so is the dot when the fraction is zero.
-fn rfc3339_utc(secs: u64, nanos: u32) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    let mut s = format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}", rem / 3600, rem / 60 % 60, rem % 60);
-    if nanos != 0 {
-        let frac = format!("{nanos:09}");
-        s.push('.');
-        s.push_str(frac.trim_end_matches('0'));
-    }
-    s.push('Z');
-    s
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day), by counting in
-/// 400-year eras that start on 1 March so the leap day falls at the end of each year.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::id::Id;
     use hex_literal::hex;
 
-    /// `keys/c8f7fb2c…` of restic's `repo-duplicates` test repository (FORMAT.md §4.4).
+    /// `keys/c8f7fb2c…` of restic's `repo-duplicates` test repository (doc/format.md, "Key files").
     const KEY_FILE: &str = r#"{"created":"2020-07-09T14:05:50.767321194+02:00","username":"alex","hostname":"thinkpad","kdf":"scrypt","N":128,"r":1,"p":1,"salt":"7iys1GDH2ZDwUrki1HX/Zga8PChxwOFlUjOQ9PBPp4kM1IhUyEl1g5Wq9z4ljx/TWu+Y3Sw31UucSOMcQANaMw==","data":"iPnpO9YaNJnkBezVFdhJdNzEbmKceEpg6MrjLmJcGkGwMQ9TgFELYy546My4nB8/3VR4CtcisoH5S0+AuyHpdIPAU/lkCzrEYyee7gLCvTwyducRfheO5i1aNV067XDeJsVsKRbe9F3ulG0eUuTYqKvxX/yX7IBoxuSqOgjWPf73Vupz+PTfx09CU5O5TEx+Y7xah4hMKskD+AmoiHk32A=="}"#;
 
     const MASTER_JSON: &str = r#"{"mac":{"k":"WdVg6TeG0YmI4Y3+TF3p5g==","r":"RlOoBXACnwY8s44MPN2TAA=="},"encrypt":"BTTFlc0dexqPcaIfEvJhQZBtO6Z877liBYc2wRC8wcw="}"#;
@@ -410,18 +371,5 @@ mod tests {
             assert_eq!(default_params(), ScryptParams { n: 32768, r: 8, p: 1 });
         }
         assert!(scrypt_params(&default_params()).is_ok());
-    }
-
-    #[test]
-    fn timestamps_like_go() {
-        assert_eq!(rfc3339_utc(0, 0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339_utc(1_594_296_350, 767_321_194), "2020-07-09T12:05:50.767321194Z");
-        assert_eq!(rfc3339_utc(1_594_296_350, 500_000_000), "2020-07-09T12:05:50.5Z");
-        // 2000-02-29 (leap day of a century year divisible by 400) and the day after.
-        assert_eq!(rfc3339_utc(951_782_400, 0), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339_utc(951_868_799, 10), "2000-02-29T23:59:59.00000001Z");
-        assert_eq!(rfc3339_utc(4_107_542_400, 0), "2100-03-01T00:00:00Z");
-        let now = now_rfc3339();
-        assert!(now.starts_with("20") && now.ends_with('Z'), "{now}");
     }
 }

@@ -1,4 +1,4 @@
-//! restic-compatible repository locks (FORMAT.md §11).
+//! restic-compatible repository locks (doc/format.md, "Locks").
 //!
 //! A lock file is encrypted JSON, so only a stage holding the key can make one: `pack` makes
 //! it and `push`, which writes everything `pack` makes, stores it first and removes it last.
@@ -11,15 +11,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::FileType;
 use crate::error::{Error, Result};
+use crate::go::GoTime;
 use crate::id::Id;
-use crate::node::GoTime;
 use crate::record::{RepoFileRecord, Writer};
 use crate::repo::Repo;
 use crate::sys;
 
 /// How often a held lock is renewed, and when an unrenewed one counts as stale.
-pub const REFRESH_SECS: u64 = 5 * 60;
-pub const STALE_SECS: i64 = 30 * 60;
+const REFRESH_SECS: u64 = 5 * 60;
+const STALE_SECS: i64 = 30 * 60;
 
 /// The lock file's JSON (field order as restic writes it).
 #[derive(Debug, Serialize, Deserialize)]
@@ -42,10 +42,9 @@ fn is_zero(v: &u32) -> bool {
 impl Lock {
     /// A lock for this process, now.
     pub fn new(exclusive: bool) -> Lock {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let (uid, gid) = sys::ids();
         Lock {
-            time: GoTime::local(now.as_secs() as i64, now.subsec_nanos()).to_string(),
+            time: GoTime::now_local().to_string(),
             exclusive,
             hostname: sys::hostname(),
             username: sys::username(),

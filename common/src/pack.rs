@@ -1,5 +1,5 @@
 //! Pack files: encrypted blobs one after another, then an encrypted header listing them, then
-//! the header's length (FORMAT.md §7). Reading decodes one blob at a time; nothing here ever
+//! the header's length (doc/format.md, "Packs"). Reading decodes one blob at a time; nothing here ever
 //! holds a whole pack.
 
 use std::io::Read;
@@ -54,7 +54,7 @@ pub struct Entry {
     pub uncompressed_length: Option<u32>,
 }
 
-/// Parses a decrypted header into entries with offsets assigned from 0 (§7.2).
+/// Parses a decrypted header into entries with offsets assigned from 0 (doc/format.md, "Packs").
 pub fn parse_header(plain: &[u8]) -> Result<Vec<Entry>> {
     let mut out = Vec::new();
     let mut p = 0usize;

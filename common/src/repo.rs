@@ -36,9 +36,7 @@ impl Repo {
         key_hint: Option<&str>,
         password: impl FnOnce() -> Result<Vec<u8>>,
     ) -> Result<Repo> {
-        if !backend.exists(FileType::Config, "")? {
-            return Err(Error::NoRepository(backend.location().to_string()));
-        }
+        require(backend.as_ref())?;
         let password = password()?;
         let mut keys: Vec<String> = backend.list(FileType::Key)?.into_iter().map(|e| e.name).collect();
         keys.sort();
@@ -162,16 +160,24 @@ impl Repo {
     }
 }
 
-/// Resolves a pack id or unique id prefix to the name and size of a stored pack.
-/// What binds a stream to its repository: the SHA-256 of the `config` file as stored. It
-/// changes with the repository id inside and needs no key, so `push` can check it too.
-pub fn binding(backend: &dyn Backend) -> Result<Id> {
+/// Fails unless the backend holds a repository (a `config` file), with restic's "does not
+/// exist" and exit 10. Every tool checks this first, before a password is asked for or a
+/// missing pack or key could be blamed for a wrong `--repo`.
+pub fn require(backend: &dyn Backend) -> Result<()> {
     if !backend.exists(FileType::Config, "")? {
         return Err(Error::NoRepository(backend.location().to_string()));
     }
+    Ok(())
+}
+
+/// What binds a stream to its repository: the SHA-256 of the `config` file as stored. It
+/// changes with the repository id inside and needs no key, so `push` can check it too.
+pub fn binding(backend: &dyn Backend) -> Result<Id> {
+    require(backend)?;
     Ok(Id::hash(&backend.read(FileType::Config, "")?))
 }
 
+/// Resolves a pack id or unique id prefix to the name and size of a stored pack.
 pub fn resolve_pack(backend: &dyn Backend, spec: &str) -> Result<(String, u64)> {
     if crate::backend::is_id_name(spec) {
         let size = backend.size(FileType::Pack, spec).map_err(|e| match e {

@@ -1,4 +1,4 @@
-//! Snapshot files (`snapshots/<id>`): which tree was backed up, when, from where (FORMAT.md §9).
+//! Snapshot files (`snapshots/<id>`): which tree was backed up, when, from where (doc/format.md, "Snapshots").
 //! Written as restic writes them (Go field order, `omitempty`, compact, no trailing newline) and
 //! read as Go reads them (unknown keys ignored, keys in any case, `null` as empty).
 
@@ -7,9 +7,10 @@ use std::fmt;
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use crate::error::{Error, Result};
-use crate::gostr::{go_json_string_flavor, go_lossy_utf8, GoJsonFlavor};
+use crate::go::json::{write_id, write_string, write_time, write_uint, FoldedKey};
+use crate::go::strconv::lossy_utf8;
+use crate::go::{GoJsonFlavor, GoTime};
 use crate::id::Id;
-use crate::node::{push_id, push_time, push_uint, GoKey, GoTime};
 
 /// Backup statistics, written by restic ≥ 0.17. Every field is always written.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -93,7 +94,7 @@ impl<'de> Deserialize<'de> for Summary {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> std::result::Result<Summary, A::Error> {
                 let mut s = Summary::default();
-                while let Some(k) = m.next_key::<GoKey>()? {
+                while let Some(k) = m.next_key::<FoldedKey>()? {
                     let slot = match k.as_str() {
                         "backup_start" => {
                             s.backup_start = m.next_value::<Option<GoTime>>()?.unwrap_or_default();
@@ -159,7 +160,7 @@ impl<'de> Deserialize<'de> for Snapshot {
                         m.next_value::<Option<$t>>()?.unwrap_or_default()
                     };
                 }
-                while let Some(k) = m.next_key::<GoKey>()? {
+                while let Some(k) = m.next_key::<FoldedKey>()? {
                     match k.as_str() {
                         "time" => s.time = opt!(GoTime),
                         "parent" => s.parent = m.next_value()?,
@@ -194,7 +195,7 @@ fn push_strings(out: &mut Vec<u8>, list: &[String], flavor: GoJsonFlavor) {
         if i > 0 {
             out.push(b',');
         }
-        go_json_string_flavor(s.as_bytes(), flavor, out);
+        write_string(s.as_bytes(), flavor, out);
     }
     out.push(b']');
 }
@@ -202,7 +203,7 @@ fn push_strings(out: &mut Vec<u8>, list: &[String], flavor: GoJsonFlavor) {
 impl Snapshot {
     /// Parses a snapshot file's plaintext JSON.
     pub fn parse(json: &[u8]) -> Result<Snapshot> {
-        serde_json::from_str(&go_lossy_utf8(json)).map_err(|e| Error::format(format!("snapshot JSON: {e}")))
+        serde_json::from_str(&lossy_utf8(json)).map_err(|e| Error::format(format!("snapshot JSON: {e}")))
     }
 
     /// The JSON restic 0.14 would write for this snapshot; see [`Snapshot::to_json_flavor`].
@@ -218,28 +219,28 @@ impl Snapshot {
         let string = |out: &mut Vec<u8>, key: &[u8], s: &str| {
             if !s.is_empty() {
                 out.extend_from_slice(key);
-                go_json_string_flavor(s.as_bytes(), flavor, out);
+                write_string(s.as_bytes(), flavor, out);
             }
         };
         out.extend_from_slice(b"{\"time\":");
-        push_time(&mut out, &self.time);
+        write_time(&mut out, &self.time);
         if let Some(p) = &self.parent {
             out.extend_from_slice(b",\"parent\":");
-            push_id(&mut out, p);
+            write_id(&mut out, p);
         }
         out.extend_from_slice(b",\"tree\":");
-        push_id(&mut out, &self.tree);
+        write_id(&mut out, &self.tree);
         out.extend_from_slice(b",\"paths\":");
         push_strings(&mut out, &self.paths, flavor);
         string(&mut out, b",\"hostname\":", &self.hostname);
         string(&mut out, b",\"username\":", &self.username);
         if self.uid != 0 {
             out.extend_from_slice(b",\"uid\":");
-            push_uint(&mut out, self.uid.into());
+            write_uint(&mut out, self.uid.into());
         }
         if self.gid != 0 {
             out.extend_from_slice(b",\"gid\":");
-            push_uint(&mut out, self.gid.into());
+            write_uint(&mut out, self.gid.into());
         }
         if !self.excludes.is_empty() {
             out.extend_from_slice(b",\"excludes\":");
@@ -251,14 +252,14 @@ impl Snapshot {
         }
         if let Some(o) = &self.original {
             out.extend_from_slice(b",\"original\":");
-            push_id(&mut out, o);
+            write_id(&mut out, o);
         }
         string(&mut out, b",\"program_version\":", &self.program_version);
         if let Some(s) = &self.summary {
             out.extend_from_slice(b",\"summary\":{\"backup_start\":");
-            push_time(&mut out, &s.backup_start);
+            write_time(&mut out, &s.backup_start);
             out.extend_from_slice(b",\"backup_end\":");
-            push_time(&mut out, &s.backup_end);
+            write_time(&mut out, &s.backup_end);
             for (key, v) in [
                 (&b",\"files_new\":"[..], s.counts.files_new),
                 (b",\"files_changed\":", s.counts.files_changed),
@@ -274,7 +275,7 @@ impl Snapshot {
                 (b",\"total_bytes_processed\":", s.counts.total_bytes_processed),
             ] {
                 out.extend_from_slice(key);
-                push_uint(&mut out, v);
+                write_uint(&mut out, v);
             }
             out.push(b'}');
         }
@@ -319,7 +320,7 @@ mod tests {
         assert_eq!((nobody.uid, nobody.gid, nobody.summary), (65534, 65534, None));
     }
 
-    /// FORMAT.md §9's field order, with every field present.
+    /// restic's field order (doc/format.md, "Snapshots"), with every field present.
     #[test]
     fn every_field_in_go_order() {
         let t = GoTime::parse("2025-05-01T10:00:00.123456789+02:00").unwrap();

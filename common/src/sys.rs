@@ -63,6 +63,24 @@ fn lookup_group(gid: u32) -> String {
     Group::from_gid(Gid::from_raw(gid)).ok().flatten().map(|g| g.name).unwrap_or_default()
 }
 
+/// The offset east of UTC, in seconds, of this machine's local zone (`TZ`, `/etc/localtime`)
+/// at the instant `secs`; 0 where the C library cannot say. This is where sluice reads the
+/// time-zone database, so that a node's times carry the offset restic would record.
+pub fn utc_offset(secs: i64) -> i32 {
+    // time_t is 32 bits on some targets; an instant beyond it keeps offset 0.
+    let t = secs as libc::time_t;
+    if t as i64 != secs {
+        return 0;
+    }
+    // SAFETY: a zeroed tm is a valid value (integers and a null zone-name pointer).
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are valid for the call; localtime_r writes only into `tm`.
+    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
+        return 0;
+    }
+    i32::try_from(tm.tm_gmtoff).unwrap_or(0)
+}
+
 /// The name of the user running this process (restic's snapshot `username`).
 pub fn username() -> String {
     let name = lookup_user(ids().0);
@@ -96,5 +114,21 @@ mod tests {
         assert_eq!(n.group(0), "root");
         assert_eq!(n.user(4_000_000_000), "");
         assert!(!hostname().is_empty());
+    }
+
+    /// The offset agrees with date(1)'s for the same instant, in January and in July (where
+    /// the zone has summer time, the two differ).
+    #[test]
+    fn utc_offset_agrees_with_date() {
+        for secs in [1_577_934_245i64, 1_593_561_600] {
+            let out =
+                std::process::Command::new("date").arg("-d").arg(format!("@{secs}")).arg("+%z").output();
+            let z = String::from_utf8(out.unwrap().stdout).unwrap();
+            let z = z.trim();
+            let sign = if z.starts_with('-') { -1 } else { 1 };
+            let hh: i32 = z[1..3].parse().unwrap();
+            let mm: i32 = z[3..5].parse().unwrap();
+            assert_eq!(utc_offset(secs), sign * (hh * 3600 + mm * 60), "date says {z}");
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! Tree blobs: a directory listing as `{"nodes":[…]}\n` (FORMAT.md §10.1). Writing produces the
+//! Tree blobs: a directory listing as `{"nodes":[…]}\n` (doc/format.md, "Trees"). Writing produces the
 //! bytes restic produces, so a tree's id (the SHA-256 of those bytes) matches restic's.
 
 use std::fmt;
@@ -7,8 +7,10 @@ use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::error::{Error, Result};
-use crate::gostr::{go_lossy_utf8, GoJsonFlavor};
-use crate::node::{GoKey, Node};
+use crate::go::json::FoldedKey;
+use crate::go::strconv::lossy_utf8;
+use crate::go::GoJsonFlavor;
+use crate::node::Node;
 
 /// The id of the empty tree `{"nodes":[]}\n`.
 pub const EMPTY_TREE_ID: &str = "ac08ce34ba4f8123618661bef2425f7028ffb9ac740578a3ee88684d2523fee8";
@@ -36,7 +38,7 @@ impl<'de> Deserialize<'de> for RawTree {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> std::result::Result<RawTree, A::Error> {
                 let mut nodes = None;
-                while let Some(k) = m.next_key::<GoKey>()? {
+                while let Some(k) = m.next_key::<FoldedKey>()? {
                     if k.as_str() == "nodes" {
                         // restic 0.14 decodes `null` as an empty tree.
                         nodes = Some(m.next_value::<Option<Vec<Box<RawValue>>>>()?.unwrap_or_default());
@@ -55,7 +57,7 @@ impl<'de> Deserialize<'de> for RawTree {
 /// the newline restic writes. Other top-level keys are skipped; a missing `nodes` is an error.
 /// Node order is not checked (restic's readers do not check it either).
 pub fn parse_tree(bytes: &[u8]) -> Result<Vec<TreeEntry>> {
-    let text = go_lossy_utf8(bytes);
+    let text = lossy_utf8(bytes);
     let tree: RawTree = serde_json::from_str(&text).map_err(|e| Error::format(format!("tree JSON: {e}")))?;
     let raws = tree.0.ok_or_else(|| Error::format("tree JSON has no \"nodes\" key"))?;
     raws.into_iter()
@@ -67,29 +69,69 @@ pub fn parse_tree(bytes: &[u8]) -> Result<Vec<TreeEntry>> {
         .collect()
 }
 
-/// Writes a tree blob as restic does: `{"nodes":[`, the nodes joined by `,`, `]}` and a
-/// newline. The nodes must be sorted strictly by raw name bytes and have non-empty names,
-/// which restic also insists on.
-pub fn write_tree(nodes: &[Node], flavor: GoJsonFlavor) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(16 + nodes.len() * 400);
-    out.extend_from_slice(b"{\"nodes\":[");
-    let mut last: &[u8] = b"";
-    for (i, node) in nodes.iter().enumerate() {
-        if node.name.as_slice() <= last {
+/// A tree blob being written as restic writes it: `{"nodes":[`, the nodes' JSON joined by
+/// `,`, then `]}` and a newline. Nodes must come sorted strictly by raw name bytes, with
+/// non-empty names, which restic also insists on. The one place that frames trees: `pack`
+/// builds directories with it from node JSON it already holds, [`write_tree`] from nodes.
+pub struct Builder {
+    blob: Vec<u8>,
+    last: Vec<u8>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        let mut blob = Vec::with_capacity(1024);
+        blob.extend_from_slice(b"{\"nodes\":[");
+        Builder { blob, last: Vec::new() }
+    }
+}
+
+impl Builder {
+    /// Adds one node's JSON, written elsewhere in restic's bytes, under its raw `name`.
+    pub fn push_json(&mut self, name: &[u8], json: &[u8]) -> Result<()> {
+        self.check(name)?;
+        self.blob.extend_from_slice(json);
+        Ok(())
+    }
+
+    /// Adds one node, written in `flavor`.
+    pub fn push(&mut self, node: &Node, flavor: GoJsonFlavor) -> Result<()> {
+        self.check(&node.name)?;
+        node.write_json(&mut self.blob, flavor);
+        Ok(())
+    }
+
+    /// Refuses a name out of order, and puts the separator before every node but the first.
+    fn check(&mut self, name: &[u8]) -> Result<()> {
+        if name <= self.last.as_slice() {
             return Err(Error::format(format!(
-                "tree node {:?} after {:?}: nodes are not ordered or duplicate",
-                String::from_utf8_lossy(&node.name),
-                String::from_utf8_lossy(last)
+                "tree node {:?} after {:?}: nodes must come in strictly increasing name order",
+                String::from_utf8_lossy(name),
+                String::from_utf8_lossy(&self.last)
             )));
         }
-        last = &node.name;
-        if i > 0 {
-            out.push(b',');
+        if !self.last.is_empty() {
+            self.blob.push(b',');
         }
-        node.write_json(&mut out, flavor);
+        self.last.clear();
+        self.last.extend_from_slice(name);
+        Ok(())
     }
-    out.extend_from_slice(b"]}\n");
-    Ok(out)
+
+    /// The finished tree blob's plaintext.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.blob.extend_from_slice(b"]}\n");
+        self.blob
+    }
+}
+
+/// A tree blob from nodes sorted by name (see [`Builder`]).
+pub fn write_tree(nodes: &[Node], flavor: GoJsonFlavor) -> Result<Vec<u8>> {
+    let mut tree = Builder::default();
+    for node in nodes {
+        tree.push(node, flavor)?;
+    }
+    Ok(tree.finish())
 }
 
 #[cfg(test)]

@@ -9,17 +9,16 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use common::chunker::{Chunker, Polynomial, Tables};
 use common::cli::warn;
 use common::error::{Error, IoContext, Result};
 use common::filter;
-use common::gostr::GoJsonFlavor;
+use common::go::{GoJsonFlavor, GoTime};
 use common::index::Index;
-use common::node::{go_mode_from_unix, GoTime, Node, NodeType};
+use common::node::{Node, NodeType};
 use common::record::{text_and_raw, ChunkRecord, NodeRecord, SourceRecord, Writer};
-use common::{sys, Id};
+use common::{stat, sys, Id};
 use serde_json::value::RawValue;
 
 use crate::parent::{find, latest_matching, Parent};
@@ -64,8 +63,7 @@ pub fn run(args: &Args) -> Result<()> {
     let patterns = exclude_patterns(args)?;
     let excludes = filter::List::parse(&patterns)?;
     let larger_than = args.exclude_larger_than.map(|s| s.0);
-    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    let start = GoTime::local(now.as_secs() as i64, now.subsec_nanos());
+    let start = GoTime::now_local();
     let cwd = std::env::current_dir().ctx("current directory")?;
 
     if args.stdin
@@ -306,104 +304,29 @@ impl Failed {
     }
 }
 
-/// Extended attribute errors that mean "none to read" rather than "could not read them":
-/// a file system without them, or an attribute removed between listing and reading.
-fn xattr_absent(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::ENOTSUP) | Some(libc::ENODATA))
-}
-
-fn go_time(secs: i64, nanos: i64) -> GoTime {
-    GoTime::local(secs, nanos as u32)
-}
-
 impl<W: io::Write> Scanner<'_, W> {
     fn fail(&mut self, kind: Failure, what: impl std::fmt::Display) {
         warn("chunk", what);
         self.failed.count(kind);
     }
 
-    /// Builds the restic node for a file system entry (content and subtree left empty).
+    /// Builds the restic node for a file system entry (content and subtree left empty);
+    /// `None` for what restic skips, or cannot read.
     fn node(&mut self, path: &Path, name: &[u8], md: &Metadata) -> Option<Node> {
-        let ft = md.file_type();
-        use std::os::unix::fs::FileTypeExt;
-        let node_type = if ft.is_file() {
-            NodeType::File
-        } else if ft.is_dir() {
-            NodeType::Dir
-        } else if ft.is_symlink() {
-            NodeType::Symlink
-        } else if ft.is_block_device() {
-            NodeType::Dev
-        } else if ft.is_char_device() {
-            NodeType::Chardev
-        } else if ft.is_fifo() {
-            NodeType::Fifo
-        } else {
-            // Sockets: restic does not back them up.
-            return None;
-        };
-        let mtime = go_time(md.mtime(), md.mtime_nsec());
-        let atime = if self.args.with_atime { go_time(md.atime(), md.atime_nsec()) } else { mtime };
-        let mut node = Node {
-            name: name.to_vec(),
-            mode: go_mode_from_unix(md.mode()),
-            mtime,
-            atime,
-            ctime: go_time(md.ctime(), md.ctime_nsec()),
-            uid: md.uid(),
-            gid: md.gid(),
-            user: self.names.user(md.uid()),
-            group: self.names.group(md.gid()),
-            inode: md.ino(),
-            device_id: md.dev(),
-            // restic records the link count of files, symlinks and devices only.
-            links: match node_type {
-                NodeType::Dir | NodeType::Fifo => 0,
-                _ => md.nlink(),
-            },
-            ..Node::default()
-        };
-        match node_type {
-            NodeType::File => {
-                node.size = md.len();
-                node.content = Some(Vec::new());
+        let mut node = match stat::node(path, name, md, &mut self.names, self.args.with_atime) {
+            Ok(n) => n?,
+            Err(e) => {
+                self.fail(Failure::Skipped, format!("{}: {e}", path.display()));
+                return None;
             }
-            NodeType::Symlink => match fs::read_link(path) {
-                Ok(t) => node.linktarget = t.as_os_str().as_bytes().to_vec(),
-                Err(e) => {
-                    self.fail(Failure::Skipped, format!("{}: {e}", path.display()));
-                    return None;
-                }
-            },
-            NodeType::Dev | NodeType::Chardev => node.device = md.rdev(),
-            _ => {}
-        }
-        node.node_type = node_type;
-        if let Err(e) = self.xattrs(path, &mut node) {
+        };
+        if let Err(e) = stat::xattrs(path, &mut node) {
             self.fail(
                 Failure::Xattrs,
                 format!("{}: cannot read extended attributes, backed up without them: {e}", path.display()),
             );
         }
         Some(node)
-    }
-
-    /// Reads the extended attributes into `node`; on an error, keeps those read so far.
-    fn xattrs(&mut self, path: &Path, node: &mut Node) -> io::Result<()> {
-        let names = match xattr::list(path) {
-            Ok(n) => n,
-            Err(e) if xattr_absent(&e) => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        for n in names {
-            match xattr::get(path, &n) {
-                Ok(Some(v)) => node.extended_attributes.push((n.as_bytes().to_vec(), v)),
-                Ok(None) => {}
-                Err(e) if xattr_absent(&e) => {}
-                Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", n.to_string_lossy()))),
-            }
-        }
-        Ok(())
     }
 
     /// Writes a node record for `node` at tree path `rel`.

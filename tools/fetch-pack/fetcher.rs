@@ -37,7 +37,7 @@ pub fn run(args: &Args) -> Result<()> {
     if let Some(p) = &args.pack {
         return stream_pack(args, p);
     }
-    let backend = repository(args)?;
+    let backend = args.repo.existing()?;
     common::sys::return_large_buffers();
     let connections = match args.connections {
         Some(n) if n > 0 => n,
@@ -65,16 +65,6 @@ pub fn run(args: &Args) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// The backend, once it is known to hold a repository: without this check a wrong `--repo`
-/// would surface as a missing pack file instead of exit 10 and "does not exist".
-fn repository(args: &Args) -> Result<Box<dyn Backend>> {
-    let backend = args.repo.backend()?;
-    if !backend.exists(FileType::Config, "")? {
-        return Err(Error::NoRepository(backend.location().to_string()));
-    }
-    Ok(backend)
 }
 
 /// The input, planned into units as the fetcher takes them. A bad record comes out as an
@@ -278,7 +268,7 @@ fn stream_pack(args: &Args, spec: &str) -> Result<()> {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         (Box::new(LocalFile(f, spec.to_string())), size, name)
     } else {
-        backend = repository(args)?;
+        backend = args.repo.existing()?;
         let (name, size) = common::repo::resolve_pack(backend.as_ref(), spec)?;
         (Box::new(RepoPack(backend.as_ref(), name.clone())), size, name)
     };

@@ -5,9 +5,9 @@ use std::sync::{mpsc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use common::error::{Error, Result, ResultExt};
+use common::go::GoTime;
 use common::index::{IdMap, Index};
 use common::lock::Keeper;
-use common::node::GoTime;
 use common::pack::{BlobType, Builder, Entry};
 use common::record::{
     ChunkRecord, NodeRecord, PackDataRecord, PackHeaderRecord, Reader, RepoFileRecord, RequiresRecord,
@@ -17,7 +17,7 @@ use common::repo::Repo;
 use common::snapshot::{Snapshot, Summary};
 use common::{sys, Id};
 
-use crate::trees::Trees;
+use crate::trees::{Blobs, Trees};
 use crate::Args;
 
 /// restic writes an index file once it holds this many blobs.
@@ -192,14 +192,14 @@ fn pack(
         }
     }
     let root = trees.finish(&mut store)?;
+    trees.counts.add_to(&mut store.stats);
     store.close_all()?;
     store.flush_index()?;
     let requires =
         RequiresRecord { packs: sorted(&store.relied_packs), indexes: sorted(&store.relied_indexes) };
     store.out().write(&requires)?;
 
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let end = GoTime::local(now.as_secs() as i64, now.subsec_nanos());
+    let end = GoTime::now_local();
     let start = GoTime::parse(&source.time).context("source record time")?;
     let mut tags: Vec<String> =
         args.tag.iter().flat_map(|t| t.split(',')).filter(|t| !t.is_empty()).map(String::from).collect();
@@ -281,6 +281,16 @@ impl<'a, W: io::Write + Send> Store<'a, W> {
             spare: Vec::new(),
             stats: SummaryRecord::default(),
         })
+    }
+}
+
+impl<W: io::Write + Send> Blobs for Store<'_, W> {
+    fn has(&mut self, id: &Id) -> bool {
+        Store::has(self, id)
+    }
+
+    fn put_tree(&mut self, id: Id, blob: &[u8]) -> Result<()> {
+        self.put(BlobType::Tree, id, blob).map(drop)
     }
 }
 
