@@ -11,7 +11,7 @@
 # With GNU time (/usr/bin/time) it also prints each stage's median CPU time (user + system)
 # and peak RSS, and restic's: the stages run at once on two cores, so CPU seconds say
 # where the time goes when wall time alone cannot.
-# Environment: BENCH_DIR (default target/bench), NFILES, RUNS.
+# Environment: BENCH_DIR (default target/bench), NFILES, RUNS, AFTER_DELETE.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
@@ -63,7 +63,11 @@ timed() {
 # on ext4 without a journal (this VM's disk), inodes freed in the last seconds to minutes are
 # skipped when new files are made, so a restore timed right after deleting the previous
 # run's 50,000 files measures that deletion more than the restore (RESULTS.md, "small files").
-fresh() { mktemp -d "$out/$1-XXXXXX"; }
+# AFTER_DELETE=1 measures the old way instead: the previous run's copy is deleted just before.
+fresh() {
+  if [ -n "${AFTER_DELETE:-}" ]; then rm -rf "${out:?}"/*; fi
+  mktemp -d "$out/$1-XXXXXX"
+}
 restic_run() {
   local dest; dest=$(fresh restic); sync
   local t0; t0=$(now)
