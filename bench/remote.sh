@@ -94,16 +94,7 @@ serve "$repo128" 4; p128=$port
 url16=rest:http://127.0.0.1:$p16/
 url128=rest:http://127.0.0.1:$p128/
 
-now() { date +%s.%N; }
-# timed FILE CMD...: runs CMD, appending "user system maxrss_kb" to FILE.
-timed() {
-  local f=$1; shift
-  if [ -x /usr/bin/time ]; then
-    /usr/bin/time -a -o "$f" -f '%U %S %M' "$@"
-  else
-    "$@"
-  fi
-}
+. "$here/pairs.sh"
 restic_run() { # URL TAG
   rm -rf "$out"; sync
   local c t0; c=$(mktemp -d "$BENCH_DIR/cache-remote-XXXX"); t0=$(now)
@@ -123,8 +114,6 @@ sluice_run() { # URL TAG [fetch-pack flags]
   diff -r --no-dereference "$data" "$out" >&2 || { echo "sluice restore differs from the data" >&2; exit 1; }
   echo "$t"
 }
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
-mib() { awk '{ printf "%.0f\n", $3 / 1024 }' "$1"; }
 
 rm -rf "$cpu"; mkdir -p "$cpu"
 restic_run "$url16" warm >/dev/null; sluice_run "$url16" warm >/dev/null
@@ -134,19 +123,9 @@ for _ in $(seq "$RUNS"); do
   a=$(restic_run "$url16" ""); b=$(sluice_run "$url16" "")
   r+=("$a"); s+=("$b"); q+=("$(awk "BEGIN { printf \"%.3f\", $b / $a }")")
 done
-echo "| rest: + ${LATENCY_MS} ms per request, $NFILES small files + $NLARGE x 24 MiB, 16 MiB packs | median wall (s) | runs |"
-echo "|---|---|---|"
-echo "| restic restore, fresh --cache-dir | $(median "${r[@]}") | ${r[*]} |"
-echo "| sluice walk, fetch-pack, unpack | $(median "${s[@]}") | ${s[*]} |"
-echo "| ratio sluice/restic, pair by pair | $(median "${q[@]}") | ${q[*]} |"
+pair_table "rest: + ${LATENCY_MS} ms per request, $NFILES small files + $NLARGE x 24 MiB, 16 MiB packs"
+stage_table
 if [ -x /usr/bin/time ]; then
-  echo
-  echo "| stage | median CPU, user + system (s) | median peak RSS (MiB) |"
-  echo "|---|---|---|"
-  for stage in restic walk fetch-pack unpack; do
-    c=$(awk '{ printf "%.2f\n", $1 + $2 }' "$cpu/$stage")
-    echo "| $stage | $(median $c) | $(median $(mib "$cpu/$stage")) |"
-  done
   # Memory: pack size and connections must not move any stage's peak.
   sluice_run "$url128" p128- >/dev/null
   sluice_run "$url16" c2- --connections 2 >/dev/null

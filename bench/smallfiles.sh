@@ -46,19 +46,9 @@ if [ ! -e "$repo.complete" ]; then
   touch "$repo.complete"
 fi
 
-now() { date +%s.%N; }
-rm -rf "$out"; mkdir -p "$out"
+. "$here/pairs.sh"
 cpu=$BENCH_DIR/cpu-small
-rm -rf "$cpu"; mkdir -p "$cpu"
-# timed STAGE CMD...: runs CMD, appending "user+system maxrss_kb" to $cpu/STAGE.
-timed() {
-  local stage=$1; shift
-  if [ -x /usr/bin/time ]; then
-    /usr/bin/time -a -o "$cpu/$stage" -f '%U %S %M' "$@"
-  else
-    "$@"
-  fi
-}
+rm -rf "$cpu" "$out"; mkdir -p "$cpu" "$out"
 # Every run restores into a directory of its own, and all of them are removed only at the end:
 # on ext4 without a journal (this VM's disk), inodes freed in the last seconds to minutes are
 # skipped when new files are made, so a restore timed right after deleting the previous
@@ -71,14 +61,14 @@ fresh() {
 restic_run() {
   local dest; dest=$(fresh restic); sync
   local t0; t0=$(now)
-  timed restic restic restore -q --no-cache latest --target "$dest" >&2
+  timed "$cpu/restic" restic restore -q --no-cache latest --target "$dest" >&2
   awk "BEGIN { print $(now) - $t0 }"
 }
 sluice_run() {
   local dest; dest=$(fresh sluice); sync
   local t0 t; t0=$(now)
-  timed walk "$bin/walk" latest | timed fetch-pack "$bin/fetch-pack" |
-    timed unpack "$bin/unpack" --target "$dest" >/dev/null
+  timed "$cpu/walk" "$bin/walk" latest | timed "$cpu/fetch-pack" "$bin/fetch-pack" |
+    timed "$cpu/unpack" "$bin/unpack" --target "$dest" >/dev/null
   t=$(awk "BEGIN { print $(now) - $t0 }")
   diff -r --no-dereference "$data" "$dest" >&2 || { echo "sluice restore differs from the data" >&2; exit 1; }
   echo "$t"
@@ -91,20 +81,6 @@ for _ in $(seq "$RUNS"); do
   a=$(restic_run); b=$(sluice_run)
   r+=("$a"); s+=("$b"); q+=("$(awk "BEGIN { printf \"%.3f\", $b / $a }")")
 done
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
-echo "| $NFILES files of 1-16 KiB | median wall (s) | runs |"
-echo "|---|---|---|"
-echo "| restic restore | $(median "${r[@]}") | ${r[*]} |"
-echo "| sluice walk, fetch-pack, unpack | $(median "${s[@]}") | ${s[*]} |"
-echo "| ratio sluice/restic, pair by pair | $(median "${q[@]}") | ${q[*]} |"
-if [ -x /usr/bin/time ]; then
-  echo
-  echo "| stage | median CPU, user + system (s) | median peak RSS (MiB) |"
-  echo "|---|---|---|"
-  for stage in restic walk fetch-pack unpack; do
-    c=$(awk '{ printf "%.2f\n", $1 + $2 }' "$cpu/$stage")
-    m=$(awk '{ printf "%.0f\n", $3 / 1024 }' "$cpu/$stage")
-    echo "| $stage | $(median $c) | $(median $m) |"
-  done
-fi
+pair_table "$NFILES files of 1-16 KiB"
+stage_table
 rm -rf "$out"

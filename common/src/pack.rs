@@ -2,8 +2,6 @@
 //! the header's length (doc/format.md, "Packs"). Reading decodes one blob at a time; nothing here ever
 //! holds a whole pack.
 
-use std::io::Read;
-
 use crate::crypto::Key;
 use crate::error::{Error, Result};
 use crate::id::Id;
@@ -188,11 +186,61 @@ pub fn decode_header(key: &Key, enc: &[u8], size: u64) -> Result<Vec<Entry>> {
     Ok(entries)
 }
 
-/// Decrypts, decompresses and hash-checks one blob taken from a pack.
-///
-/// `sealed` is the blob's stored bytes; it is decrypted in place. The plaintext ends up in
-/// `out` when the blob is compressed, or is returned as a slice of `sealed` otherwise, so an
-/// uncompressed blob is never copied.
+/// Decrypts, decompresses and hash-checks blobs taken from packs, with one zstd context for
+/// all of them: creating a context per blob cost more than decrypting and hashing a small
+/// blob (unpack opens one per stream).
+pub struct Opener<'k> {
+    key: &'k Key,
+    zstd: zstd::bulk::Decompressor<'static>,
+}
+
+impl<'k> Opener<'k> {
+    pub fn new(key: &'k Key) -> Result<Self> {
+        let zstd = zstd::bulk::Decompressor::new().map_err(|e| Error::internal(format!("zstd: {e}")))?;
+        Ok(Opener { key, zstd })
+    }
+
+    /// MAC check and decryption in place (`sealed` is the blob's stored bytes), then the id
+    /// check. An uncompressed plaintext is returned as a slice of `sealed`, never copied; a
+    /// compressed one is decompressed into `out` and must be exactly `uncompressed_length`
+    /// bytes (restic's frames may lack a content size, so the length is ours to check).
+    pub fn open<'a>(
+        &mut self,
+        id: &Id,
+        sealed: &'a mut [u8],
+        uncompressed_length: Option<u32>,
+        out: &'a mut Vec<u8>,
+    ) -> Result<&'a [u8]> {
+        let plain = self.key.open_in_place(sealed)?;
+        let plain: &[u8] = match uncompressed_length {
+            None => plain,
+            Some(n) => {
+                let n = n as usize;
+                // One byte of room beyond the length: a frame that decodes to more fails
+                // or comes out too long, and is refused either way.
+                out.clear();
+                out.reserve(n + 1);
+                let got = self
+                    .zstd
+                    .decompress_to_buffer(plain, out)
+                    .map_err(|e| Error::integrity(format!("zstd: {e}")))?;
+                if got != n {
+                    return Err(Error::integrity(format!("decompressed to {got} bytes, the index says {n}")));
+                }
+                &out[..]
+            }
+        };
+        if Id::hash(plain) != *id {
+            return Err(Error::integrity(format!(
+                "content does not match blob id (got {})",
+                Id::hash(plain).short()
+            )));
+        }
+        Ok(plain)
+    }
+}
+
+/// Opens one blob with a context of its own; for many blobs, keep an [`Opener`].
 pub fn open_blob<'a>(
     key: &Key,
     id: &Id,
@@ -200,39 +248,7 @@ pub fn open_blob<'a>(
     uncompressed_length: Option<u32>,
     out: &'a mut Vec<u8>,
 ) -> Result<&'a [u8]> {
-    let plain = key.open_in_place(sealed)?;
-    let plain: &[u8] = match uncompressed_length {
-        None => plain,
-        Some(n) => {
-            decompress_into(plain, n as usize, out)?;
-            &out[..]
-        }
-    };
-    if Id::hash(plain) != *id {
-        return Err(Error::integrity(format!(
-            "content does not match blob id (got {})",
-            Id::hash(plain).short()
-        )));
-    }
-    Ok(plain)
-}
-
-/// Decompresses a zstd blob whose plaintext must be exactly `len` bytes.
-pub fn decompress_into(frame: &[u8], len: usize, out: &mut Vec<u8>) -> Result<()> {
-    out.clear();
-    out.reserve(len);
-    // A streaming decoder: restic's frames may lack a content size, and we want an exact
-    // length check without trusting the frame.
-    let mut dec = zstd::stream::read::Decoder::with_buffer(frame)
-        .map_err(|e| Error::integrity(format!("zstd: {e}")))?;
-    let got = (&mut dec)
-        .take(len as u64 + 1)
-        .read_to_end(out)
-        .map_err(|e| Error::integrity(format!("zstd: {e}")))?;
-    if got != len {
-        return Err(Error::integrity(format!("decompressed to {got} bytes, the index says {len}")));
-    }
-    Ok(())
+    Opener::new(key)?.open(id, sealed, uncompressed_length, out)
 }
 
 /// Builds a pack one blob at a time without keeping its bytes: each sealed blob goes out as

@@ -8,11 +8,10 @@ use std::io;
 use common::crypto::Key;
 use common::error::{Error, Result};
 use common::node::{Node, NodeType};
-use common::pack::{MAX_BLOB, MAX_SEALED_BLOB};
+use common::pack::{Opener, MAX_BLOB, MAX_SEALED_BLOB};
 use common::record::{decode_b64, BlobFailedRecord, BlobLoc, BlobRecord, NodeRecord, Reader, Tag};
 use common::restored;
 use common::target::Dir;
-use common::Id;
 
 /// What the decoder thread hands the writer, in stream order.
 pub enum Item {
@@ -171,58 +170,6 @@ fn open(
         return Ok(Ok(Some(Plain { range: 0..small.len(), buf: small, pooled: false })));
     }
     Ok(Ok(Some(Plain { buf, range, pooled: true })))
-}
-
-/// Checks and decrypts blobs as `common::pack::open_blob` does, with one zstd context for
-/// the whole stream: creating a context per blob (what a fresh streaming decoder does) cost
-/// more than decrypting and hashing a small blob together.
-struct Opener<'k> {
-    key: &'k Key,
-    zstd: zstd::bulk::Decompressor<'static>,
-}
-
-impl<'k> Opener<'k> {
-    fn new(key: &'k Key) -> Result<Self> {
-        let zstd = zstd::bulk::Decompressor::new().map_err(|e| Error::internal(format!("zstd: {e}")))?;
-        Ok(Opener { key, zstd })
-    }
-
-    /// MAC check and decryption in place, decompression into `out` when the blob is
-    /// compressed (exactly `uncompressed_length` bytes, or an error), and the id check.
-    fn open<'a>(
-        &mut self,
-        id: &Id,
-        sealed: &'a mut [u8],
-        uncompressed_length: Option<u32>,
-        out: &'a mut Vec<u8>,
-    ) -> Result<&'a [u8]> {
-        let plain = self.key.open_in_place(sealed)?;
-        let plain: &[u8] = match uncompressed_length {
-            None => plain,
-            Some(n) => {
-                let n = n as usize;
-                // One byte of room beyond the length: a frame that decodes to more fails
-                // or comes out too long, and is refused either way.
-                out.clear();
-                out.reserve(n + 1);
-                let got = self
-                    .zstd
-                    .decompress_to_buffer(plain, out)
-                    .map_err(|e| Error::integrity(format!("zstd: {e}")))?;
-                if got != n {
-                    return Err(Error::integrity(format!("decompressed to {got} bytes, the index says {n}")));
-                }
-                &out[..]
-            }
-        };
-        if Id::hash(plain) != *id {
-            return Err(Error::integrity(format!(
-                "content does not match blob id (got {})",
-                Id::hash(plain).short()
-            )));
-        }
-        Ok(plain)
-    }
 }
 
 /// Refuses blob lengths beyond what the format and [`MAX_BLOB`] allow.
