@@ -1,5 +1,8 @@
 //! Facts about this machine and its users that restic records: host name, user and group
-//! names (looked up once each, as the same ids recur on every node).
+//! names (looked up once each, as the same ids recur on every node); and the few process-wide
+//! system calls with no safe wrapper (time zone, allocator, standard output, pipe size).
+//! With `target` (the restore's descriptor-relative calls) it holds all of the library's
+//! `unsafe`.
 
 use std::collections::HashMap;
 
@@ -100,6 +103,23 @@ pub fn return_large_buffers() {
     // SAFETY: mallopt only changes a tuning parameter of the allocator.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
+/// Standard output as a `File` that is never closed: fd 1 stays open for the life of the
+/// process, and `ManuallyDrop` keeps a dropped writer from closing it.
+pub fn stdout_file() -> std::mem::ManuallyDrop<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: fd 1 exists for the whole process and is never closed through this `File`.
+    std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(1) })
+}
+
+/// Makes a pipe buffer bigger; pipes default to 64 KiB, which halves throughput at our sizes.
+pub fn enlarge_pipe(fd: i32) {
+    // F_SETPIPE_SZ fails harmlessly on anything that is not a pipe.
+    // SAFETY: fcntl with an integer argument touches no memory of ours.
+    unsafe {
+        libc::fcntl(fd, libc::F_SETPIPE_SZ, 1 << 20);
     }
 }
 

@@ -23,9 +23,10 @@ use crate::id::Id;
 pub use crate::index::BlobLoc;
 use crate::snapshot::Counts;
 
+pub use crate::sys::enlarge_pipe;
 pub use payload::{decode_b64, encode_b64};
 pub use reader::{Line, Reader};
-pub use writer::{enlarge_pipe, StdoutFd, Writer};
+pub use writer::{StdoutFd, Writer};
 
 /// The `format` named in every header.
 pub const FORMAT: &str = "sluice-ndjson";

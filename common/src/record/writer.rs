@@ -24,9 +24,7 @@ pub struct StdoutFd(std::mem::ManuallyDrop<std::fs::File>);
 
 impl StdoutFd {
     fn new() -> StdoutFd {
-        use std::os::fd::FromRawFd;
-        // fd 1 stays open for the life of the process; ManuallyDrop keeps us from closing it.
-        StdoutFd(std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(1) }))
+        StdoutFd(crate::sys::stdout_file())
     }
 }
 
@@ -39,18 +37,10 @@ impl io::Write for StdoutFd {
     }
 }
 
-/// Makes a pipe buffer bigger; pipes default to 64 KiB, which halves throughput at our sizes.
-pub fn enlarge_pipe(fd: i32) {
-    // F_SETPIPE_SZ fails harmlessly on anything that is not a pipe.
-    unsafe {
-        libc::fcntl(fd, libc::F_SETPIPE_SZ, 1 << 20);
-    }
-}
-
 impl Writer<io::BufWriter<StdoutFd>> {
     /// A writer on stdout with a large buffer.
     pub fn stdout() -> Self {
-        enlarge_pipe(1);
+        crate::sys::enlarge_pipe(1);
         Writer::new(io::BufWriter::with_capacity(1 << 20, StdoutFd::new()))
     }
 }

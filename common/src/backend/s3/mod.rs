@@ -16,6 +16,10 @@ use super::retry::{Body, Multipart, Remote};
 use super::sigv4::{self, Credentials};
 use super::{is_id_name, Entry, FileType, Options};
 use crate::error::{Class, Error, Result};
+use xml::{tag, tags, unescape};
+
+mod multipart;
+mod xml;
 
 pub use super::aws_files::{ACCESS_KEY_ENV, REGION_ENV, SECRET_KEY_ENV, SESSION_TOKEN_ENV};
 const DEFAULT_REGION: &str = "us-east-1";
@@ -345,65 +349,6 @@ fn join(a: &str, b: &str) -> String {
     }
 }
 
-/// The text of the first `<name>…</name>` in `xml`.
-fn tag<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
-    tags(xml, name).next()
-}
-
-/// The texts of every `<name>…</name>` in `xml`, in order (S3's answers are flat enough that
-/// this is all the XML we need).
-fn tags<'a>(xml: &'a str, name: &str) -> impl Iterator<Item = &'a str> + 'a {
-    let open = format!("<{name}>");
-    let close = format!("</{name}>");
-    let mut rest = xml;
-    std::iter::from_fn(move || {
-        let start = rest.find(&open)? + open.len();
-        let len = rest[start..].find(&close)?;
-        let text = &rest[start..start + len];
-        rest = &rest[start + len + close.len()..];
-        Some(text)
-    })
-}
-
-/// XML's five predefined entities and numeric references.
-fn unescape(s: &str) -> String {
-    if !s.contains('&') {
-        return s.to_string();
-    }
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find('&') {
-        out.push_str(&rest[..i]);
-        rest = &rest[i..];
-        let Some(end) = rest.find(';') else { break };
-        let ent = &rest[1..end];
-        let c = match ent {
-            "amp" => Some('&'),
-            "lt" => Some('<'),
-            "gt" => Some('>'),
-            "quot" => Some('"'),
-            "apos" => Some('\''),
-            _ => ent
-                .strip_prefix("#x")
-                .and_then(|h| u32::from_str_radix(h, 16).ok())
-                .or_else(|| ent.strip_prefix('#').and_then(|d| d.parse().ok()))
-                .and_then(char::from_u32),
-        };
-        match c {
-            Some(c) => {
-                out.push(c);
-                rest = &rest[end + 1..];
-            }
-            None => {
-                out.push('&');
-                rest = &rest[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
 fn read_all(resp: ureq::http::Response<ureq::Body>, what: &str, buf: &mut Vec<u8>) -> Result<()> {
     resp.into_body().into_reader().read_to_end(buf).map_err(|e| http::body_error(e, what))?;
     Ok(())
@@ -422,135 +367,6 @@ fn body_hash(body: Body<'_>, what: &str) -> Result<String> {
         h.update(&buf[..n]);
     }
     Ok(hex::encode(h.finalize()))
-}
-
-/// S3's multipart upload: CreateMultipartUpload, UploadPart, CompleteMultipartUpload,
-/// AbortMultipartUpload.
-impl Multipart for S3 {
-    fn threshold(&self) -> u64 {
-        MULTIPART_THRESHOLD
-    }
-
-    fn part_size(&self) -> u64 {
-        PART_SIZE
-    }
-
-    fn start(&self, t: FileType, name: &str) -> Result<String> {
-        let what = format!("{} (starting a multipart upload)", self.what(&t.path(name)));
-        let resp = self.send(
-            "POST",
-            Some(&self.key(t, name)),
-            &[("uploads", "")],
-            &[],
-            &[("content-type", "application/octet-stream")],
-            None,
-            &what,
-        )?;
-        let mut body = Vec::new();
-        read_all(resp, &what, &mut body)?;
-        let xml = String::from_utf8_lossy(&body);
-        match tag(&xml, "UploadId") {
-            Some(id) if !id.trim().is_empty() => Ok(unescape(id.trim())),
-            _ => Err(Error::backend(format!("{what}: the answer has no UploadId"))),
-        }
-    }
-
-    fn put_part(&self, t: FileType, name: &str, upload: &str, number: u32, body: Body<'_>) -> Result<String> {
-        let what = format!("{} (part {number})", self.what(&t.path(name)));
-        let hash = body_hash(body, &what)?;
-        let n = number.to_string();
-        let resp = self.send(
-            "PUT",
-            Some(&self.key(t, name)),
-            &[("partNumber", &n), ("uploadId", upload)],
-            &[],
-            &[],
-            Some((body, &hash)),
-            &what,
-        )?;
-        let etag = resp.headers().get("etag").and_then(|v| v.to_str().ok()).map(str::to_string);
-        // Read the (empty) body to the end so that the connection can be used again.
-        read_all(resp, &what, &mut Vec::new())?;
-        etag.filter(|e| !e.is_empty())
-            .ok_or_else(|| Error::remote(Class::Transient, None, format!("{what}: the answer has no ETag")))
-    }
-
-    fn complete(&self, t: FileType, name: &str, upload: &str, parts: &[String], size: u64) -> Result<()> {
-        let what = format!("{} (completing a multipart upload)", self.what(&t.path(name)));
-        let mut xml = String::from("<CompleteMultipartUpload>");
-        for (i, etag) in parts.iter().enumerate() {
-            xml.push_str(&format!(
-                "<Part><PartNumber>{}</PartNumber><ETag>{}</ETag></Part>",
-                i + 1,
-                escape(etag)
-            ));
-        }
-        xml.push_str("</CompleteMultipartUpload>");
-        let hash = sigv4::sha256_hex(xml.as_bytes());
-        let sent = self
-            .send(
-                "POST",
-                Some(&self.key(t, name)),
-                &[("uploadId", upload)],
-                &[],
-                &[("content-type", "application/xml")],
-                Some((Body::Bytes(xml.as_bytes()), &hash)),
-                &what,
-            )
-            .and_then(|resp| {
-                // S3 may answer 200 and still fail: the error is then in the body.
-                let mut body = Vec::new();
-                read_all(resp, &what, &mut body)?;
-                let answer = String::from_utf8_lossy(&body);
-                if answer.contains("<Error>") {
-                    let code = tag(&answer, "Code").map(unescape).unwrap_or_default();
-                    let class = match code.as_str() {
-                        "InternalError" | "SlowDown" | "ServiceUnavailable" | "RequestTimeout" => {
-                            Class::Transient
-                        }
-                        _ => Class::Permanent,
-                    };
-                    return Err(Error::remote(class, Some(200), format!("{what}: {code}")));
-                }
-                Ok(())
-            });
-        match sent {
-            // The answer to an earlier attempt that did complete was lost: the upload is gone
-            // now, and the object is there in full.
-            Err(e) if e.is_not_found() => match self.head(t, name) {
-                Ok(resp) if http::content_length(&resp, &what).ok() == Some(size) => Ok(()),
-                _ => Err(e),
-            },
-            other => other,
-        }
-    }
-
-    fn abort(&self, t: FileType, name: &str, upload: &str) -> Result<()> {
-        let what = format!("{} (aborting a multipart upload)", self.what(&t.path(name)));
-        match self.send("DELETE", Some(&self.key(t, name)), &[("uploadId", upload)], &[], &[], None, &what) {
-            Err(e) if e.is_not_found() => Ok(()),
-            other => other.map(|_| ()),
-        }
-    }
-
-    fn uploads(&self, t: FileType, name: &str) -> Result<Vec<String>> {
-        let key = self.key(t, name);
-        let what = format!("{} (listing multipart uploads)", self.what(&t.path(name)));
-        let resp = self.send("GET", None, &[("uploads", ""), ("prefix", &key)], &[], &[], None, &what)?;
-        let mut body = Vec::new();
-        read_all(resp, &what, &mut body)?;
-        let xml = String::from_utf8_lossy(&body);
-        // The first page is enough: one object name has at most a few stray uploads.
-        Ok(tags(&xml, "Upload")
-            .filter(|u| tag(u, "Key").map(unescape).as_deref() == Some(key.as_str()))
-            .filter_map(|u| tag(u, "UploadId").map(|id| unescape(id.trim())))
-            .collect())
-    }
-}
-
-/// `s` with XML's special characters escaped (an ETag is quoted: `"…"`).
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 impl Remote for S3 {
