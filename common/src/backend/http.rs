@@ -259,6 +259,12 @@ pub fn read_range_body(
     Ok(())
 }
 
+/// The whole body of an answer, appended to `buf`; a body cut short is a transient error.
+pub fn read_all(resp: ureq::http::Response<ureq::Body>, what: &str, buf: &mut Vec<u8>) -> Result<()> {
+    std::io::Read::read_to_end(&mut resp.into_body().into_reader(), buf).map_err(|e| body_error(e, what))?;
+    Ok(())
+}
+
 /// The `Content-Length` of an answer to HEAD.
 pub fn content_length(resp: &ureq::http::Response<ureq::Body>, what: &str) -> Result<u64> {
     resp.headers()

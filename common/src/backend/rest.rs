@@ -4,8 +4,6 @@
 //! names and sizes, ranged `GET`s, `POST ?create=true` for a new repository. Each method is
 //! one attempt; [`super::retry::Retrying`] adds the retries.
 
-use std::io::Read;
-
 use super::http::{self, Url};
 use super::retry::{Body, Remote};
 use super::{is_id_name, Entry, FileType, Options};
@@ -92,11 +90,6 @@ impl Rest {
     }
 }
 
-fn read_all(resp: ureq::http::Response<ureq::Body>, what: &str, buf: &mut Vec<u8>) -> Result<()> {
-    resp.into_body().into_reader().read_to_end(buf).map_err(|e| http::body_error(e, what))?;
-    Ok(())
-}
-
 #[derive(serde::Deserialize)]
 struct ListEntry {
     name: String,
@@ -132,7 +125,7 @@ impl Remote for Rest {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with(V2));
         let mut body = Vec::new();
-        read_all(resp, &what, &mut body)?;
+        http::read_all(resp, &what, &mut body)?;
         let bad = |e: serde_json::Error| {
             Error::remote(Class::Permanent, None, format!("{what}: listing is not JSON: {e}"))
         };
@@ -158,7 +151,7 @@ impl Remote for Rest {
         let what = self.what(&p);
         let resp = self.call(self.agent.get(format!("{}{p}", self.url.base)), &what)?;
         let mut buf = Vec::new();
-        read_all(resp, &what, &mut buf)?;
+        http::read_all(resp, &what, &mut buf)?;
         Ok(buf)
     }
 

@@ -2,7 +2,7 @@
 //!
 //! Every tool reads the same way:
 //!
-//! ```ignore
+//! ```text
 //! while let Some(line) = input.next_line()? {
 //!     match line.tag() {
 //!         Tag::Node => { let rec: NodeRecord = line.parse()?; ... }

@@ -349,11 +349,6 @@ fn join(a: &str, b: &str) -> String {
     }
 }
 
-fn read_all(resp: ureq::http::Response<ureq::Body>, what: &str, buf: &mut Vec<u8>) -> Result<()> {
-    resp.into_body().into_reader().read_to_end(buf).map_err(|e| http::body_error(e, what))?;
-    Ok(())
-}
-
 /// Hex SHA-256 of a body, read once before it is sent (S3 checks it against what arrives).
 fn body_hash(body: Body<'_>, what: &str) -> Result<String> {
     let mut h = Sha256::new();
@@ -403,7 +398,7 @@ impl Remote for S3 {
             }
             let resp = self.send("GET", None, &query, &[], &[], None, &what)?;
             let mut body = Vec::new();
-            read_all(resp, &what, &mut body)?;
+            http::read_all(resp, &what, &mut body)?;
             let xml = String::from_utf8_lossy(&body);
             for c in tags(&xml, "Contents") {
                 let (Some(key), Some(size)) = (tag(c, "Key"), tag(c, "Size")) else {
@@ -437,7 +432,7 @@ impl Remote for S3 {
         let what = self.what(&t.path(name));
         let resp = self.send("GET", Some(&self.key(t, name)), &[], &[], &[], None, &what)?;
         let mut buf = Vec::new();
-        read_all(resp, &what, &mut buf)?;
+        http::read_all(resp, &what, &mut buf)?;
         Ok(buf)
     }
 

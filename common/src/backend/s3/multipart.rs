@@ -27,7 +27,7 @@ impl Multipart for S3 {
             &what,
         )?;
         let mut body = Vec::new();
-        read_all(resp, &what, &mut body)?;
+        http::read_all(resp, &what, &mut body)?;
         let xml = String::from_utf8_lossy(&body);
         match tag(&xml, "UploadId") {
             Some(id) if !id.trim().is_empty() => Ok(unescape(id.trim())),
@@ -50,7 +50,7 @@ impl Multipart for S3 {
         )?;
         let etag = resp.headers().get("etag").and_then(|v| v.to_str().ok()).map(str::to_string);
         // Read the (empty) body to the end so that the connection can be used again.
-        read_all(resp, &what, &mut Vec::new())?;
+        http::read_all(resp, &what, &mut Vec::new())?;
         etag.filter(|e| !e.is_empty())
             .ok_or_else(|| Error::remote(Class::Transient, None, format!("{what}: the answer has no ETag")))
     }
@@ -80,7 +80,7 @@ impl Multipart for S3 {
             .and_then(|resp| {
                 // S3 may answer 200 and still fail: the error is then in the body.
                 let mut body = Vec::new();
-                read_all(resp, &what, &mut body)?;
+                http::read_all(resp, &what, &mut body)?;
                 let answer = String::from_utf8_lossy(&body);
                 if answer.contains("<Error>") {
                     let code = tag(&answer, "Code").map(unescape).unwrap_or_default();
@@ -118,7 +118,7 @@ impl Multipart for S3 {
         let what = format!("{} (listing multipart uploads)", self.what(&t.path(name)));
         let resp = self.send("GET", None, &[("uploads", ""), ("prefix", &key)], &[], &[], None, &what)?;
         let mut body = Vec::new();
-        read_all(resp, &what, &mut body)?;
+        http::read_all(resp, &what, &mut body)?;
         let xml = String::from_utf8_lossy(&body);
         // The first page is enough: one object name has at most a few stray uploads.
         Ok(tags(&xml, "Upload")
