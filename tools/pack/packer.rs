@@ -176,9 +176,7 @@ fn pack(
             Tag::Chunk => {
                 let c: ChunkRecord = line.parse()?;
                 let mut plain = store.buffer();
-                if !line.decode_payload(&mut plain)? {
-                    plain.clear();
-                }
+                line.decode_payload(&mut plain)?;
                 store.stats.bytes_read += plain.len() as u64;
                 store.put_chunk(c.id, plain).map_err(|e| e.at_line(no))?;
             }

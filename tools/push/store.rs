@@ -115,9 +115,7 @@ impl Pusher {
                 Tag::PackData => {
                     let d: PackDataRecord = line.parse()?;
                     let seq = d.seq.ok_or_else(|| line.err("pack_data without seq"))?;
-                    if !line.decode_payload(&mut self.buf)? {
-                        self.buf.clear();
-                    }
+                    line.decode_payload(&mut self.buf)?;
                     if d.offset == 0 && !self.packs.contains_key(&seq) {
                         let up = self.backend.upload(FileType::Pack).map_err(at)?;
                         self.packs.insert(seq, Pending { up, hash: Sha256::new() });
@@ -169,9 +167,7 @@ impl Pusher {
                         "lock" => FileType::Lock,
                         other => return Err(line.err(format!("unknown repo_file kind {other:?}"))),
                     };
-                    if !line.decode_payload(&mut self.buf)? {
-                        self.buf.clear();
-                    }
+                    line.decode_payload(&mut self.buf)?;
                     if Id::hash(&self.buf) != f.id {
                         return Err(line.err(format!(
                             "{} {}: data does not match its id",

@@ -87,11 +87,15 @@ impl<'a> Line<'a> {
         Ok(d.data)
     }
 
-    /// Decodes the payload into `out` (reused between calls); false when there is none.
-    pub fn decode_payload(&self, out: &mut Vec<u8>) -> Result<bool> {
+    /// Decodes the payload into `out` (reused between calls), which is left empty when the
+    /// line has none: never the previous line's bytes.
+    pub fn decode_payload(&self, out: &mut Vec<u8>) -> Result<()> {
         match self.payload()? {
-            None => Ok(false),
-            Some(b64) => decode_b64(&b64, out).map(|()| true).map_err(|e| e.at_line(self.no)),
+            None => {
+                out.clear();
+                Ok(())
+            }
+            Some(b64) => decode_b64(&b64, out).map_err(|e| e.at_line(self.no)),
         }
     }
 
