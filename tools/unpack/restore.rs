@@ -14,6 +14,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use common::cli::warn;
 use common::error::{Error, Result, ResultExt};
@@ -75,6 +76,38 @@ const PENDING_FILES: usize = 256;
 const PENDING_BYTES: u64 = 256 << 20;
 const PENDING_DIRS: usize = 64;
 
+/// When a flush pays for itself. On ext4 without a journal (`recently_deleted()` in
+/// `fs/ext4/ialloc.c`) a create skips every free inode in an inode-table block that is dirty
+/// and was freed in the last 5 minutes; each create dirties one more such block, so after a
+/// mass deletion each create scans past more of them than the last, until a `syncfs` writes
+/// the blocks out. Creates are timed: once their time above the fastest create seen adds up
+/// to what the last `syncfs` took, the next flush is due. Where creates stay cheap (fresh
+/// space, other file systems) this never fires and the batch bounds alone decide.
+#[derive(Default)]
+struct FlushClock {
+    fastest: Option<Duration>,
+    excess: Duration,
+    last_sync: Option<Duration>,
+}
+
+impl FlushClock {
+    fn created(&mut self, took: Duration) {
+        let fastest = self.fastest.map_or(took, |f| f.min(took));
+        self.fastest = Some(fastest);
+        self.excess += took - fastest;
+    }
+
+    fn synced(&mut self, took: Duration) {
+        self.last_sync = Some(took);
+        self.excess = Duration::ZERO;
+    }
+
+    fn due(&self) -> bool {
+        // Before the first flush, a millisecond: about what one costs on a quiet disk.
+        self.excess >= self.last_sync.unwrap_or(Duration::from_millis(1))
+    }
+}
+
 struct OpenDir {
     rel: Vec<u8>,
     dir: Rc<Dir>,
@@ -117,6 +150,7 @@ struct Unpacker<W: io::Write> {
     pending_bytes: u64,
     pending_files: usize,
     pending_dirs: usize,
+    flush_due: FlushClock,
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -152,6 +186,7 @@ pub fn run(args: &Args) -> Result<()> {
         pending_bytes: 0,
         pending_files: 0,
         pending_dirs: 0,
+        flush_due: FlushClock::default(),
     };
     u.out.header("unpack", header.snapshot)?;
 
@@ -489,7 +524,10 @@ impl<W: io::Write> Unpacker<W> {
         let opened = if keep {
             cur.parent.open_file(&cur.name).map(|f| (f, cur.name.clone()))
         } else {
-            cur.parent.create_temp(&cur.name, 0o600)
+            let started = Instant::now();
+            let r = cur.parent.create_temp(&cur.name, 0o600);
+            self.flush_due.created(started.elapsed());
+            r
         };
         match opened {
             Ok((f, tmp)) => {
@@ -726,7 +764,7 @@ impl<W: io::Write> Unpacker<W> {
             meta_failed,
         })));
         self.pending_files += 1;
-        if self.pending_files >= PENDING_FILES || self.pending_bytes >= PENDING_BYTES {
+        if self.pending_files >= PENDING_FILES || self.pending_bytes >= PENDING_BYTES || self.flush_due.due() {
             self.flush()?;
         }
         Ok(())
@@ -739,7 +777,9 @@ impl<W: io::Write> Unpacker<W> {
         if self.pending.is_empty() {
             return Ok(());
         }
+        let started = Instant::now();
         let synced = self.root_dir.sync_fs();
+        self.flush_due.synced(started.elapsed());
         for p in std::mem::take(&mut self.pending) {
             let p = match p {
                 Pending::File(f) => *f,
