@@ -764,7 +764,8 @@ impl<W: io::Write> Unpacker<W> {
             meta_failed,
         })));
         self.pending_files += 1;
-        if self.pending_files >= PENDING_FILES || self.pending_bytes >= PENDING_BYTES || self.flush_due.due() {
+        let full = self.pending_files >= PENDING_FILES || self.pending_bytes >= PENDING_BYTES;
+        if full || self.flush_due.due() {
             self.flush()?;
         }
         Ok(())
