@@ -881,3 +881,30 @@ fn existing_ok(r: io::Result<()>, same: impl FnOnce() -> bool) -> io::Result<()>
         r => r,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Creates that stay as fast as the fastest never make a flush due; creates that grow
+    /// slower, as after a mass deletion, do once their extra time reaches a syncfs's.
+    #[test]
+    fn flush_clock() {
+        let us = Duration::from_micros;
+        let mut c = FlushClock::default();
+        c.synced(us(800));
+        for _ in 0..10_000 {
+            c.created(us(20));
+        }
+        assert!(!c.due());
+        let mut n = 0;
+        while !c.due() {
+            n += 1;
+            c.created(us(20 + n));
+        }
+        // 1 + 2 + … + n µs of extra time reaches 800 µs at n = 40.
+        assert_eq!(n, 40);
+        c.synced(us(5000));
+        assert!(!c.due());
+    }
+}
