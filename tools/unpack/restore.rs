@@ -82,7 +82,7 @@ const PENDING_DIRS: usize = 64;
 /// mass deletion each create scans past more of them than the last, until a `syncfs` writes
 /// the blocks out. Creates are timed: once their time above the fastest create seen adds up
 /// to what the last `syncfs` took, the next flush is due. Where creates stay cheap (fresh
-/// space, other file systems) this never fires and the batch bounds alone decide.
+/// space, other file systems) it seldom fires and the batch bounds decide.
 #[derive(Default)]
 struct FlushClock {
     fastest: Option<Duration>,
