@@ -71,18 +71,28 @@ pub fn run(args: &Args) -> Result<()> {
     let index = repo.load_index()?;
     let mut trees = Trees::new(&repo, &index);
 
+    // Down to the selected directory, or to the single node the path ends in.
     let mut tree = snap.tree;
     let mut walked = String::new();
-    for comp in sub.split('/').filter(|c| !c.is_empty()) {
+    let mut root = None;
+    let mut single = None;
+    let comps: Vec<&str> = sub.split('/').filter(|c| !c.is_empty()).collect();
+    for (i, comp) in comps.iter().enumerate() {
         walked.push('/');
         walked.push_str(comp);
         let entries = load_tree(&mut trees, &tree)?;
         let found = entries.into_iter().find(|e| e.node.name == comp.as_bytes());
         tree = match found {
-            Some(e) if e.node.node_type == NodeType::Dir => e
-                .node
-                .subtree
-                .ok_or_else(|| Error::format(format!("{walked}: directory without a subtree")))?,
+            Some(e) if e.node.node_type == NodeType::Dir => {
+                root = Some(comp.to_string());
+                e.node
+                    .subtree
+                    .ok_or_else(|| Error::format(format!("{walked}: directory without a subtree")))?
+            }
+            Some(e) if i + 1 == comps.len() => {
+                single = Some(e);
+                break;
+            }
             Some(_) => {
                 return Err(Error::Usage(format!(
                     "{walked} is not a directory in snapshot {}",
@@ -101,8 +111,22 @@ pub fn run(args: &Args) -> Result<()> {
         links: HashMap::new(),
         pending: Vec::new(),
     };
-    w.out.header("walk", Some(*snap_id))?;
-    w.walk(&tree, &mut Vec::new())?;
+    match single {
+        // A path that ends in a file (or link, or any non-directory) selects that one node,
+        // under its own name; --include and --exclude still decide whether it is selected.
+        Some(e) => {
+            w.out.header("walk", Some(*snap_id))?;
+            let name = e.node.name.clone();
+            // Patterns match paths as the records give them, relative to the selection.
+            if w.select.check(&format!("/{}", String::from_utf8_lossy(&name)), false).0 {
+                w.emit(e.raw, &e.node, &name)?;
+            }
+        }
+        None => {
+            w.out.header_with_root("walk", Some(*snap_id), root)?;
+            w.walk(&tree, &mut Vec::new())?;
+        }
+    }
     w.out.finish()?;
     Ok(())
 }
