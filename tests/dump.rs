@@ -40,6 +40,7 @@ fn untar(archive: &Path, dir: &Path) {
     let out = std::process::Command::new("tar")
         .arg("-x")
         .arg("--numeric-owner")
+        .args(["--xattrs", "--xattrs-include=*"])
         .arg("-f")
         .arg(archive)
         .arg("-C")
@@ -144,7 +145,7 @@ fn stdout_writes_one_file_exactly_in_bounded_memory() {
 }
 
 /// The edge-case tree under `tree/`, plus two files of equal content (the second's blobs come
-/// without data) and a socket-free special file set.
+/// without data), one with an extended attribute.
 fn tree_fixture() -> (Fixture, TreeInfo) {
     let mut info = TreeInfo::default();
     let fx = Fixture::new(
@@ -156,6 +157,7 @@ fn tree_fixture() -> (Fixture, TreeInfo) {
             fs::write(t.join("dup/a.bin"), &same).unwrap();
             fs::write(t.join("dup/b.bin"), &same).unwrap();
             info = make_tree(&t, 42, &TreeOpts::default());
+            xattr::set(t.join("dup/a.bin"), "user.sluice", b"v\0\xff").unwrap();
         },
         &["--pack-size", "4"],
     );
@@ -185,6 +187,9 @@ fn tar_equals_the_source_a_restore_and_restic_dump() {
     let group: Vec<_> = info.hard_link_group.iter().map(|p| fs::metadata(ours.join(p)).unwrap()).collect();
     use std::os::unix::fs::MetadataExt;
     assert!(group.iter().all(|m| m.ino() == group[0].ino() && m.nlink() == 3), "{group:?}");
+    // Extended attributes, binary values too, as SCHILY.xattr records.
+    let x = xattr::get(ours.join("dup/a.bin"), "user.sluice").unwrap();
+    assert_eq!(x.as_deref(), Some(&b"v\0\xff"[..]));
 
     // A sluice restore of the same selection: the same tree, exactly.
     let restored = fx.path("restored");
