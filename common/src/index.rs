@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
@@ -80,6 +81,11 @@ pub struct Index {
     pack_file: Vec<u32>,
     /// The file being added, while `add_file` runs.
     current: Option<u32>,
+    /// Every tree blob with its pack number: trees are a small share of the blobs, and a walk
+    /// wants a tree's neighbours in its pack without a scan of the whole index per pack.
+    trees: Vec<(u32, Id)>,
+    /// `trees` grouped by pack, made on first use after the last file was added.
+    trees_by_pack: OnceLock<HashMap<u32, Vec<Id>>>,
 }
 
 /// `pack_file` for packs added without a file name.
@@ -202,9 +208,15 @@ impl Index {
                     }
                 };
                 // The first copy wins, as in restic.
-                self.blobs.entry(id).or_insert(Loc { pack: pn, offset, length, uncompressed });
+                if let std::collections::hash_map::Entry::Vacant(v) = self.blobs.entry(id) {
+                    v.insert(Loc { pack: pn, offset, length, uncompressed });
+                    if b.blob_type == "tree" {
+                        self.trees.push((pn, id));
+                    }
+                }
             }
         }
+        self.trees_by_pack = OnceLock::new();
         Ok(())
     }
 
@@ -231,12 +243,19 @@ impl Index {
         })
     }
 
-    /// Every blob of one pack, by offset: a scan of the whole index, for a reader that wants
-    /// a blob's neighbours (trees stored side by side) rather than one blob per request.
-    pub fn blobs_in(&self, pack: &Id) -> Vec<BlobLoc> {
+    /// The tree blobs of one pack, by offset, for a reader that wants a tree's neighbours
+    /// (stored side by side) rather than one tree per request.
+    pub fn trees_in(&self, pack: &Id) -> Vec<BlobLoc> {
         let Some(&pn) = self.pack_no.get(pack) else { return Vec::new() };
-        let mut out: Vec<BlobLoc> =
-            self.blobs.iter().filter(|(_, l)| l.pack == pn).filter_map(|(id, _)| self.get(id)).collect();
+        let by_pack = self.trees_by_pack.get_or_init(|| {
+            let mut m: HashMap<u32, Vec<Id>> = HashMap::new();
+            for (p, id) in &self.trees {
+                m.entry(*p).or_default().push(*id);
+            }
+            m
+        });
+        let ids = by_pack.get(&pn).map(Vec::as_slice).unwrap_or_default();
+        let mut out: Vec<BlobLoc> = ids.iter().filter_map(|id| self.get(id)).collect();
         out.sort_by_key(|b| b.offset);
         out
     }
@@ -325,5 +344,31 @@ mod tests {
         Index::new().add_json(legacy.as_bytes(), true).unwrap();
         let sup = format!(r#"{{"supersedes":[],"packs":[{{"id":"{p}","blobs":[]}}]}}"#);
         Index::new().add_json(sup.as_bytes(), true).unwrap();
+    }
+
+    #[test]
+    fn trees_in_a_pack_by_offset() {
+        let entry = |blob_type, name: &[u8], offset| Entry {
+            blob_type,
+            id: Id::hash(name),
+            offset,
+            length: 100,
+            uncompressed_length: None,
+        };
+        let (p, q) = (Id::hash(b"p"), Id::hash(b"q"));
+        let first = encode(&[(p, vec![entry(BlobType::Tree, b"t2", 100), entry(BlobType::Data, b"d", 200)])]);
+        let mut idx = Index::new();
+        idx.add_json(&first, true).unwrap();
+        assert_eq!(idx.trees_in(&p).len(), 1);
+        // A file added after a lookup is seen by the next one; a second copy of a tree is not.
+        let second = encode(&[
+            (p, vec![entry(BlobType::Tree, b"t1", 0)]),
+            (q, vec![entry(BlobType::Tree, b"t2", 0), entry(BlobType::Tree, b"t3", 100)]),
+        ]);
+        idx.add_json(&second, true).unwrap();
+        let ids = |pack| idx.trees_in(pack).iter().map(|b| (b.id, b.offset)).collect::<Vec<_>>();
+        assert_eq!(ids(&p), vec![(Id::hash(b"t1"), 0), (Id::hash(b"t2"), 100)]);
+        assert_eq!(ids(&q), vec![(Id::hash(b"t3"), 100)]);
+        assert!(idx.trees_in(&Id::hash(b"none")).is_empty());
     }
 }
