@@ -175,6 +175,17 @@ fn parse(rec: &NodeRecord) -> Result<Node> {
     Ok(node)
 }
 
+/// The stream's next node record and its line number; a blob here follows no file.
+fn next_node(src: &mut Source) -> Result<Option<(u64, NodeRecord)>> {
+    match src.next_item()? {
+        None => Ok(None),
+        Some(Item::Node(no, rec, _)) => Ok(Some((no, rec))),
+        Some(Item::Blob(no, loc, _)) => {
+            Err(Error::stream(format!("blob {} does not follow a file node", loc.id.short())).at_line(no))
+        }
+    }
+}
+
 /// `--stdout`: the stream must hold one regular file; its content goes out as it is.
 fn one_file(src: &mut Source, out: &mut impl Write, root: Option<&str>) -> Result<()> {
     if let Some(dir) = root {
@@ -183,14 +194,7 @@ fn one_file(src: &mut Source, out: &mut impl Write, root: Option<&str>) -> Resul
         )));
     }
     let mut written: Option<String> = None;
-    while let Some(item) = src.next_item()? {
-        let no = src.line;
-        let rec = match item {
-            Item::Node(_, rec, _) => rec,
-            Item::Blob(_, loc, _) => {
-                return Err(Error::stream(format!("blob {} does not follow a file node", loc.id.short())).at_line(no))
-            }
-        };
+    while let Some((no, rec)) = next_node(src)? {
         if let Some(first) = &written {
             // Already written in full; nothing of this one is.
             return Err(Error::Usage(format!(
@@ -218,14 +222,7 @@ fn one_file(src: &mut Source, out: &mut impl Write, root: Option<&str>) -> Resul
 /// `--tar`: every node of the stream as a tar entry, in stream order.
 fn archive(src: &mut Source, out: &mut impl Write, root: Option<&str>) -> Result<()> {
     let mut tar = Tar::new(out, root.map(str::as_bytes));
-    while let Some(item) = src.next_item()? {
-        let no = src.line;
-        let rec = match item {
-            Item::Node(_, rec, _) => rec,
-            Item::Blob(_, loc, _) => {
-                return Err(Error::stream(format!("blob {} does not follow a file node", loc.id.short())).at_line(no))
-            }
-        };
+    while let Some((no, rec)) = next_node(src)? {
         let node = parse(&rec).map_err(|e| e.at_line(no))?;
         tar.node(&rec, &node, src).context(&rec.path)?;
         src.release();
