@@ -106,7 +106,8 @@ fn stdout_writes_one_file_exactly_in_bounded_memory() {
         .stage(tool(&fx.r, "fetch-pack", &[]))
         .run();
     stream.assert_ok();
-    let without_data = stream.json_lines().iter().filter(|l| l["type"] == "blob" && l.get("data").is_none()).count();
+    let without_data =
+        stream.json_lines().iter().filter(|l| l["type"] == "blob" && l.get("data").is_none()).count();
     assert!(without_data >= 1, "repeat.bin has no repeated blob; the case is not tested");
     let out = fx.path("repeat.out");
     measured(&dump_stages(&fx.r, "latest:/repeat.bin", &["--stdout"]), &out).assert_ok();
@@ -209,7 +210,8 @@ fn tar_equals_the_source_a_restore_and_restic_dump() {
     for t in [&theirs, &ours] {
         fs::remove_dir_all(t.join("special")).unwrap();
     }
-    let loose = CompareOpts { skip_root: true, mtime_resolution_ns: 0, hard_links: false, ..CompareOpts::strict() };
+    let loose =
+        CompareOpts { skip_root: true, mtime_resolution_ns: 0, hard_links: false, ..CompareOpts::strict() };
     compare_trees(&theirs, &ours, &loose).unwrap_or_else(|e| panic!("vs restic dump: {e}"));
 }
 

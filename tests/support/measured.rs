@@ -69,15 +69,17 @@ pub fn measured(stages: &[Vec<OsString>], out: &Path) -> Measured {
         }
         children.push(child);
     }
-    let statuses: Vec<ExitStatus> = children.iter_mut().map(|c| c.wait().expect("wait for a stage")).collect();
+    let statuses: Vec<ExitStatus> =
+        children.iter_mut().map(|c| c.wait().expect("wait for a stage")).collect();
     let rss_kib = (0..n)
         .map(|i| {
             let s = std::fs::read_to_string(errs.path().join(format!("rss{i}"))).unwrap_or_default();
             s.trim().parse().unwrap_or_else(|_| panic!("stage {i}: no peak RSS reported ({s:?})"))
         })
         .collect();
-    let stderrs =
-        (0..n).map(|i| std::fs::read_to_string(errs.path().join(i.to_string())).unwrap_or_default()).collect();
+    let stderrs = (0..n)
+        .map(|i| std::fs::read_to_string(errs.path().join(i.to_string())).unwrap_or_default())
+        .collect();
     let names = stages.iter().map(|s| s[0].to_string_lossy().into_owned()).collect();
     Measured { names, statuses, stderrs, rss_kib }
 }

@@ -91,7 +91,9 @@ impl Blobs for Source<'_> {
         let (loc, data) = match self.next_item()? {
             Some(Item::Blob(_, loc, data)) => (loc, data),
             Some(Item::Node(_, rec, _)) => {
-                return Err(Error::stream(format!("node {} arrived before {what}", rec.path)).at_line(self.line))
+                return Err(
+                    Error::stream(format!("node {} arrived before {what}", rec.path)).at_line(self.line)
+                )
             }
             None => return Err(Error::stream(format!("the stream ended before {what}"))),
         };
@@ -164,15 +166,9 @@ pub fn run(args: &Args) -> Result<()> {
     result.and(flushed)
 }
 
-/// The node of a record, with a file's blobs checked against it.
+/// The node a record carries.
 fn parse(rec: &NodeRecord) -> Result<Node> {
-    let node = Node::parse(rec.node.get().as_bytes()).context(&rec.path)?;
-    if node.node_type == NodeType::File && rec.hardlink.is_none() {
-        rec.check_content(&node).context(&rec.path)?;
-    } else if !rec.blobs.is_empty() && rec.hardlink.is_none() {
-        return Err(Error::stream(format!("{}: a {} node with content blobs", rec.path, node.node_type)));
-    }
-    Ok(node)
+    Node::parse(rec.node.get().as_bytes()).context(&rec.path)
 }
 
 /// The stream's next node record and its line number; a blob here follows no file.
@@ -209,7 +205,7 @@ fn one_file(src: &mut Source, out: &mut impl Write, root: Option<&str>) -> Resul
                 rec.path, node.node_type
             )));
         }
-        dump::write_content(out, &rec, src).context(&rec.path)?;
+        dump::write_content(out, &rec, &node, src).context(&rec.path)?;
         src.release();
         written = Some(rec.path);
     }

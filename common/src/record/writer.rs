@@ -61,7 +61,12 @@ impl<W: Write> Writer<W> {
 
     /// Writes the header of a stream of nodes relative to a selected directory (see
     /// `Header::root`). Call once, first.
-    pub fn header_with_root(&mut self, producer: &str, snapshot: Option<Id>, root: Option<String>) -> Result<()> {
+    pub fn header_with_root(
+        &mut self,
+        producer: &str,
+        snapshot: Option<Id>,
+        root: Option<String>,
+    ) -> Result<()> {
         self.header_record(Header {
             format: FORMAT.into(),
             version: VERSION,
