@@ -8,13 +8,14 @@
 # restic (128 MiB packs), then streams it out with restic and with sluice, as the bare file
 # and as a tar of its directory. Each output is hashed on the fly and must equal the source:
 # a wrong figure is worse than none. Prints a markdown table; results land in
-# $BENCH_DIR/dump-results.md. Environment: BENCH_DIR (default target/bench), DUMP_MIB.
+# $BENCH_DIR/dump-results.md. Environment: BENCH_DIR (default target/bench), DUMP_MIB,
+# SLUICE_BIN (default target/release).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
 BENCH_DIR=${BENCH_DIR:-$top/target/bench}
 DUMP_MIB=${DUMP_MIB:-1024}
-bin=$top/target/release
+bin=${SLUICE_BIN:-$top/target/release}
 m="python3 $here/measure.py"
 export RESTIC_PASSWORD=bench RESTIC_CACHE_DIR=$BENCH_DIR/cache
 

@@ -148,7 +148,7 @@ pub struct Header {
     pub repository: Option<Id>,
     /// The name of the directory the stream's paths are relative to, when `walk` selected
     /// one below the snapshot's root (`walk latest:/etc` → `etc`); `unpack --tar` starts
-    /// its entry names with it, as `restic dump` does. Stages that pass nodes on keep it.
+    /// its entry names with it, as `restic dump` does. `fetch-pack` copies it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<String>,
 }
