@@ -25,8 +25,11 @@ if [ ! -e "$d.complete" ]; then
   rm -rf "$d"
   mkdir -p "$d/data/dir"
   # AES-CTR of zeros under a fixed key: the same bytes on every machine, at GB/s.
-  openssl enc -aes-256-ctr -nosalt -pass pass:sluice-dump -pbkdf2 < /dev/zero 2>/dev/null \
-    | head -c "$((DUMP_MIB << 20))" > "$d/data/dir/big.bin"
+  # (openssl's stream is cut by head, so its status is not the pipeline's: the size is checked.)
+  head -c "$((DUMP_MIB << 20))" \
+    < <(openssl enc -aes-256-ctr -nosalt -pass pass:sluice-dump -pbkdf2 < /dev/zero 2>/dev/null) \
+    > "$d/data/dir/big.bin"
+  [ "$(stat -c %s "$d/data/dir/big.bin")" = "$((DUMP_MIB << 20))" ]
   restic init -q --repo "$repo" >&2
   (cd "$d/data" && restic backup -q --repo "$repo" --pack-size 128 .) >&2
   touch "$d.complete"
