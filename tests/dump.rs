@@ -99,6 +99,18 @@ fn stdout_writes_one_file_exactly_in_bounded_memory() {
     let theirs = fx.path("big.restic");
     restic_dump(&fx.r, "/big.bin", &theirs);
     assert_eq!(sha256_file(&out), sha256_file(&theirs), "--stdout differs from restic dump");
+    fs::remove_file(&theirs).unwrap();
+
+    // The same file inside a tar of the whole snapshot, in the same memory.
+    let archive = fx.path("all.tar");
+    let m = measured(&dump_stages(&fx.r, "latest", &["--tar"]), &archive);
+    m.assert_ok();
+    assert_bounded(&m, "--tar of 128 MiB");
+    let x = fx.path("x");
+    untar(&archive, &x);
+    assert_eq!(sha256_file(&x.join("big.bin")), sha256_file(&src), "--tar's big.bin differs");
+    fs::remove_dir_all(&x).unwrap();
+    fs::remove_file(&archive).unwrap();
 
     // A blob the stream carried once is read again from the repository, not made up.
     let stream = Pipeline::new()
