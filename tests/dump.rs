@@ -72,6 +72,18 @@ fn assert_bounded(m: &support::measured::Measured, what: &str) {
     }
 }
 
+/// `walk SPEC | fetch-pack | unpack --tar > NAME.tar`, checked to succeed within the memory
+/// bound, then extracted into NAME/. Returns the archive and the directory.
+fn tar_of(fx: &Fixture, spec: &str, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let archive = fx.path(&format!("{name}.tar"));
+    let m = measured(&dump_stages(&fx.r, spec, &["--tar"]), &archive);
+    m.assert_ok();
+    assert_bounded(&m, &format!("--tar of {spec}"));
+    let dir = fx.path(name);
+    untar(&archive, &dir);
+    (archive, dir)
+}
+
 /// One large file and one whose blobs repeat (zeros: the chunker cuts equal 8 MiB blobs, and
 /// fetch-pack sends a repeated blob's data only once).
 fn large_fixture() -> Fixture {
@@ -102,12 +114,7 @@ fn stdout_writes_one_file_exactly_in_bounded_memory() {
     fs::remove_file(&theirs).unwrap();
 
     // The same file inside a tar of the whole snapshot, in the same memory.
-    let archive = fx.path("all.tar");
-    let m = measured(&dump_stages(&fx.r, "latest", &["--tar"]), &archive);
-    m.assert_ok();
-    assert_bounded(&m, "--tar of 128 MiB");
-    let x = fx.path("x");
-    untar(&archive, &x);
+    let (archive, x) = tar_of(&fx, "latest", "all");
     assert_eq!(sha256_file(&x.join("big.bin")), sha256_file(&src), "--tar's big.bin differs");
     fs::remove_dir_all(&x).unwrap();
     fs::remove_file(&archive).unwrap();
@@ -180,12 +187,7 @@ fn tree_fixture() -> (Fixture, TreeInfo) {
 #[test]
 fn tar_equals_the_source_a_restore_and_restic_dump() {
     let (fx, info) = tree_fixture();
-    let archive = fx.path("ours.tar");
-    let m = measured(&dump_stages(&fx.r, "latest:/tree", &["--tar"]), &archive);
-    m.assert_ok();
-    assert_bounded(&m, "--tar");
-    let ours = fx.path("ours");
-    untar(&archive, &ours);
+    let (archive, ours) = tar_of(&fx, "latest:/tree", "ours");
     // Named as restic names them: relative, under the selected directory's own name.
     let listed = std::process::Command::new("tar").arg("-tf").arg(&archive).output().unwrap();
     let listed = String::from_utf8_lossy(&listed.stdout);
