@@ -86,6 +86,29 @@ pub struct Index {
     trees: Vec<(u32, Id)>,
     /// `trees` grouped by pack, made on first use after the last file was added.
     trees_by_pack: OnceLock<HashMap<u32, Vec<Id>>>,
+    /// For each pack, its entries as the first index file naming it lists them, duplicates
+    /// of blobs stored elsewhere included: what the pack's size must be.
+    contents: Vec<Contents>,
+}
+
+/// What an index file says one pack holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Contents {
+    pub blobs: u32,
+    pub compressed: u32,
+    /// The stored (encrypted) bytes of all its blobs.
+    pub bytes: u64,
+}
+
+impl Contents {
+    /// The size the pack file must have: its blobs, then the encrypted header, then the
+    /// header's 4-byte length (doc/format.md, "Packs").
+    pub fn pack_size(&self) -> u64 {
+        use crate::pack::{ENTRY_COMPRESSED, ENTRY_PLAIN};
+        let plain = self.blobs as u64 * ENTRY_PLAIN as u64
+            + self.compressed as u64 * (ENTRY_COMPRESSED - ENTRY_PLAIN) as u64;
+        self.bytes + plain + crate::crypto::OVERHEAD as u64 + 4
+    }
 }
 
 /// `pack_file` for packs added without a file name.
@@ -146,6 +169,7 @@ impl Index {
         let n = self.packs.len() as u32;
         self.packs.push(pack);
         self.pack_file.push(self.current.unwrap_or(NO_FILE));
+        self.contents.push(Contents::default());
         self.pack_no.insert(pack, n);
         n
     }
@@ -170,6 +194,7 @@ impl Index {
         };
         for p in packs {
             let pack = Id::parse(p.id)?;
+            let first = !self.pack_no.contains_key(&pack);
             let pn = self.pack_number(pack);
             for b in p.blobs {
                 let id = Id::parse(b.id)?;
@@ -207,6 +232,12 @@ impl Index {
                         )))
                     }
                 };
+                if first {
+                    let c = &mut self.contents[pn as usize];
+                    c.blobs += 1;
+                    c.compressed += u32::from(uncompressed != 0);
+                    c.bytes += length as u64;
+                }
                 // The first copy wins, as in restic.
                 if let std::collections::hash_map::Entry::Vacant(v) = self.blobs.entry(id) {
                     v.insert(Loc { pack: pn, offset, length, uncompressed });
@@ -218,6 +249,11 @@ impl Index {
         }
         self.trees_by_pack = OnceLock::new();
         Ok(())
+    }
+
+    /// Every pack an index file names, with what the first such file says it holds.
+    pub fn packs(&self) -> impl Iterator<Item = (Id, Contents)> + '_ {
+        self.packs.iter().copied().zip(self.contents.iter().copied())
     }
 
     /// Whether any index file lists the pack.

@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 
 pub mod backend;
+pub mod check;
 pub mod chunker;
 pub mod cli;
 pub mod config;
