@@ -204,6 +204,9 @@ fn pack(
             store.out().write(&ProgressRecord { files, bytes: bytes + reading, added })?;
         }
     }
+    let (files, bytes) = trees.processed();
+    let added = store.stats.counts.data_added;
+    store.out().write(&ProgressRecord { files, bytes, added })?;
     let root = trees.finish(&mut store)?;
     trees.counts.add_to(&mut store.stats);
     store.close_all()?;
