@@ -138,18 +138,26 @@ impl Progress {
             plain: draw && !terminal,
             json: sink,
         });
-        let p = Progress { s, ticker: Arc::new(Mutex::new(None)) };
-        if p.s.bar.is_some() || p.s.plain || p.s.json.is_some() {
-            let (stop, wait) = mpsc::channel::<()>();
-            let s = p.s.clone();
-            let h = std::thread::spawn(move || {
-                while let Err(mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(every) {
-                    s.update();
-                }
-            });
-            *p.ticker.lock().unwrap_or_else(|e| e.into_inner()) = Some((stop, h));
+        Ok(Progress { s, ticker: Arc::new(Mutex::new(None)) })
+    }
+
+    /// Starts the updates, once the work begins (not while a key is being derived): from
+    /// then on the bar moves and `status` lines come. Later calls do nothing.
+    pub fn start(&self) {
+        let s = &self.s;
+        let mut ticker = self.ticker.lock().unwrap_or_else(|e| e.into_inner());
+        if ticker.is_some() || !(s.bar.is_some() || s.plain || s.json.is_some()) {
+            return;
         }
-        Ok(p)
+        let (stop, wait) = mpsc::channel::<()>();
+        let s = s.clone();
+        let every = interval();
+        let h = std::thread::spawn(move || {
+            while let Err(mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(every) {
+                s.update();
+            }
+        });
+        *ticker = Some((stop, h));
     }
 
     /// A stage that reports nothing (tests, `--list`).
@@ -243,6 +251,7 @@ impl Progress {
 
     /// Stops the ticker and leaves the bar in its final state.
     fn stop(&self) {
+        self.start();
         let t = self.ticker.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some((stop, h)) = t {
             drop(stop);

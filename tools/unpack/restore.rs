@@ -127,6 +127,7 @@ pub fn run(args: &Args) -> Result<()> {
     let repo = args.repo.open()?;
     let mut input = Reader::stdin();
     let header = input.read_header()?;
+    progress.start();
     let root_dir = Dir::open_target(&target).map_err(|e| match e.kind() {
         io::ErrorKind::NotADirectory => {
             Error::format(format!("target {} is not a directory", target.display()))

@@ -35,6 +35,7 @@ pub fn run(args: &Args) -> Result<()> {
     let progress = Progress::new(Kind::Verify, &args.progress, &JsonArgs::default(), false)?;
     let mut input = Reader::stdin();
     let header = input.read_header()?;
+    progress.start();
     let mut out = Writer::stdout();
     out.header("verify", header.snapshot)?;
     let mut checker = Checker {
