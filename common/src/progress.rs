@@ -105,8 +105,12 @@ struct Shared {
 #[derive(Clone)]
 pub struct Progress {
     s: Arc<Shared>,
-    ticker: Arc<Mutex<Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>>>,
+    ticker: Arc<Mutex<Option<Ticker>>>,
 }
+
+/// The thread that updates the bar and writes `status` lines, and the sender whose drop
+/// stops it.
+type Ticker = (mpsc::Sender<()>, std::thread::JoinHandle<()>);
 
 impl Progress {
     /// Sets up progress for a stage from its flags; `quiet` is the tool's own `--quiet`.
