@@ -98,6 +98,8 @@ fn wire_format_is_pinned() {
     .unwrap();
     w.write(&BlobFailedRecord { loc: loc(), error: "gone".into() }).unwrap();
     w.write(&RequiresRecord { packs: vec![id('b')], indexes: vec![] }).unwrap();
+    w.write(&Checked { object: "pack".into(), id: id('b'), error: Some("does not exist".into()), warning: None })
+        .unwrap();
     w.write(&TotalsRecord { nodes: 3, files: 2, bytes: 10 }).unwrap();
     w.write(&ProgressRecord { files: 1, bytes: 5, added: 4 }).unwrap();
     let text = String::from_utf8(w.finish().unwrap()).unwrap();
@@ -129,9 +131,10 @@ fn wire_format_is_pinned() {
         ),
         format!(r#"{{"type":"blob_failed",{l},"error":"gone"}}"#),
         format!(r#"{{"type":"requires","packs":["{b}"]}}"#),
+        format!(r#"{{"type":"checked","object":"pack","id":"{b}","error":"does not exist"}}"#),
         r#"{"type":"totals","nodes":3,"files":2,"bytes":10}"#.to_string(),
         r#"{"type":"progress","files":1,"bytes":5,"added":4}"#.to_string(),
-        r#"{"type":"end","records":17}"#.to_string(),
+        r#"{"type":"end","records":18}"#.to_string(),
     ];
     let got: Vec<&str> = text.lines().collect();
     assert_eq!(got, want);
