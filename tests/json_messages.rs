@@ -9,9 +9,8 @@ use std::fs;
 use std::path::Path;
 
 use serde_json::Value;
-use support::backup::{init_repo, tool as backup_tool, TEST_SCRYPT};
-use support::progress::{counter, json_lines};
-use support::{random_bytes, tempdir, tool, Fixture, Pipeline, PipelineResult, Restic};
+use support::progress::{counter, json_lines, BackupSource};
+use support::{random_bytes, tool, Fixture, Pipeline, PipelineResult, Restic};
 
 const SUMMARY: &str = r#"{"message_type":"summary","#;
 
@@ -169,19 +168,9 @@ fn fatal_errors_end_with_exit_error() {
 
 #[test]
 fn backup_json_ends_with_the_snapshots_counts() {
-    let td = tempdir();
-    let src = td.path().join("src");
-    fs::create_dir(&src).unwrap();
-    fill(&src);
-    let r = Restic::new(&td.path().join("r"));
-    init_repo(&r, 2);
-    let res = Pipeline::new()
-        .stage(backup_tool("chunk", &r, &[src.as_os_str()]))
-        .stage(backup_tool("pack", &r, &[]))
-        .stage(backup_tool("push", &r, &[OsStr::new("--json")]))
-        .env(TEST_SCRYPT.0, TEST_SCRYPT.1)
-        .env("RESTIC_PROGRESS_FPS", "60")
-        .run();
+    let b = BackupSource::new(fill);
+    let r = &b.r;
+    let res = b.run(&["--json"]);
     res.assert_ok();
     let lines = json_lines(&res.stdout);
     assert_eq!(lines.len(), res.stdout_str().lines().count(), "{}", res.report());
@@ -189,7 +178,7 @@ fn backup_json_ends_with_the_snapshots_counts() {
     assert!(last.starts_with(SUMMARY), "{}", res.report());
     check_status(&lines, &res.report());
     let s = lines.last().unwrap();
-    let (nodes, files, bytes) = snapshot_counts(&r);
+    let (nodes, files, bytes) = snapshot_counts(r);
     assert_eq!(counter(s, "total_files_processed"), files, "{s}");
     assert_eq!(counter(s, "total_bytes_processed"), bytes, "{s}");
     assert_eq!(counter(s, "files_new"), files, "{s}");

@@ -3,13 +3,13 @@
 
 mod support;
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::fs;
 use std::path::Path;
 
-use support::backup::{init_repo, tool as backup_tool, TEST_SCRYPT};
-use support::progress::{control_chars, sh_line, under_terminal};
-use support::{random_bytes, tempdir, tool, Fixture, Pipeline, Restic};
+use support::backup::TEST_SCRYPT;
+use support::progress::{control_chars, sh_line, under_terminal, BackupSource};
+use support::{random_bytes, tool, Fixture, Pipeline};
 
 /// Six nodes: a 3 MiB file (several blobs), a directory with three small files, a symlink.
 fn fill(src: &Path) {
@@ -53,17 +53,8 @@ fn restore_on_a_terminal_draws_the_bar_to_its_end() {
 
 #[test]
 fn backup_on_a_terminal_draws_the_bar_to_its_end() {
-    let td = tempdir();
-    let src = td.path().join("src");
-    fs::create_dir(&src).unwrap();
-    fill(&src);
-    let r = Restic::new(&td.path().join("r"));
-    init_repo(&r, 2);
-    let stages = vec![
-        backup_tool("chunk", &r, &[src.as_os_str()]),
-        backup_tool("pack", &r, &[]),
-        backup_tool("push", &r, &[]),
-    ];
+    let b = BackupSource::new(fill);
+    let stages = b.stages(&[]);
     let res = under_terminal(&sh_line(&stages, ""), &[TEST_SCRYPT]);
     res.assert_ok();
     let out = String::from_utf8_lossy(&res.stdout);
@@ -119,19 +110,7 @@ fn without_a_terminal_nothing_is_drawn_and_records_do_not_change() {
 
 #[test]
 fn backup_without_a_terminal_draws_nothing() {
-    let td = tempdir();
-    let src = td.path().join("src");
-    fs::create_dir(&src).unwrap();
-    fill(&src);
-    let r = Restic::new(&td.path().join("r"));
-    init_repo(&r, 2);
-    let res = Pipeline::new()
-        .stage(backup_tool("chunk", &r, &[src.as_os_str()]))
-        .stage(backup_tool("pack", &r, &[]))
-        .stage(backup_tool("push", &r, &[OsStr::new("--progress")]))
-        .env(TEST_SCRYPT.0, TEST_SCRYPT.1)
-        .env("RESTIC_PROGRESS_FPS", "60")
-        .run();
+    let res = BackupSource::new(fill).run(&["--progress"]);
     res.assert_ok();
     assert_eq!(res.stdout, b"", "push wrote to stdout without --json");
     for (i, err) in res.stderrs.iter().enumerate() {

@@ -61,3 +61,44 @@ pub fn counter(v: &Value, field: &str) -> u64 {
         n => n.as_u64().unwrap_or_else(|| panic!("{field} is not a count: {v}")),
     }
 }
+
+/// A source tree and an empty repository (made by `init-repo`) to back it up into.
+pub struct BackupSource {
+    pub td: tempfile::TempDir,
+    pub src: std::path::PathBuf,
+    pub r: super::Restic,
+}
+
+impl BackupSource {
+    /// `fill` makes the tree in the (existing, empty) source directory.
+    pub fn new(fill: impl FnOnce(&std::path::Path)) -> BackupSource {
+        let td = super::tempdir();
+        let src = td.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        fill(&src);
+        let r = super::Restic::new(&td.path().join("r"));
+        super::backup::init_repo(&r, 2);
+        BackupSource { td, src, r }
+    }
+
+    /// The stages of `chunk SRC | pack | push PUSH_ARGS…`.
+    pub fn stages(&self, push_args: &[&str]) -> Vec<Vec<OsString>> {
+        use super::backup::tool;
+        let push: Vec<&std::ffi::OsStr> = push_args.iter().map(std::ffi::OsStr::new).collect();
+        vec![
+            tool("chunk", &self.r, &[self.src.as_os_str()]),
+            tool("pack", &self.r, &[]),
+            tool("push", &self.r, &push),
+        ]
+    }
+
+    /// Runs the backup without a terminal, updates at 60 per second.
+    pub fn run(&self, push_args: &[&str]) -> PipelineResult {
+        let (k, v) = super::backup::TEST_SCRYPT;
+        let mut p = Pipeline::new().env(k, v).env("RESTIC_PROGRESS_FPS", "60");
+        for s in self.stages(push_args) {
+            p = p.stage(s);
+        }
+        p.run()
+    }
+}

@@ -98,8 +98,13 @@ fn wire_format_is_pinned() {
     .unwrap();
     w.write(&BlobFailedRecord { loc: loc(), error: "gone".into() }).unwrap();
     w.write(&RequiresRecord { packs: vec![id('b')], indexes: vec![] }).unwrap();
-    w.write(&Checked { object: "pack".into(), id: id('b'), error: Some("does not exist".into()), warning: None })
-        .unwrap();
+    w.write(&Checked {
+        object: "pack".into(),
+        id: id('b'),
+        error: Some("does not exist".into()),
+        warning: None,
+    })
+    .unwrap();
     w.write(&TotalsRecord { nodes: 3, files: 2, bytes: 10 }).unwrap();
     w.write(&ProgressRecord { files: 1, bytes: 5, added: 4 }).unwrap();
     let text = String::from_utf8(w.finish().unwrap()).unwrap();
