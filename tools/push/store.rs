@@ -105,7 +105,7 @@ pub fn run(args: &Args) -> Result<()> {
     let mut summary = result?;
     summary.total_duration = summary.total_duration.max(started.elapsed().as_secs_f64());
     progress.finish_backup(&summary)?;
-    if !args.quiet && !args.json.json {
+    if !args.quiet {
         report(&summary, p.stored);
     }
     Ok(())
