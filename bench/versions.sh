@@ -45,8 +45,8 @@ run() {
   if [ "$kind" = restore ]; then
     sync
     t0=$(now)
-    RESTIC_REPOSITORY=$repo timed "$f" "$b/walk" latest | timed "$f" "$b/fetch-pack" \
-      | timed "$f" "$b/unpack" --target "$d/out" > /dev/null
+    (export RESTIC_REPOSITORY=$repo && timed "$f" "$b/walk" latest | timed "$f" "$b/fetch-pack" \
+      | timed "$f" "$b/unpack" --target "$d/out" > /dev/null)
     t1=$(now)
   else
     cp -a "$empty" "$d/repo"
