@@ -20,6 +20,7 @@ pub mod faulty;
 pub mod fixture;
 pub mod measured;
 pub mod moto;
+pub mod progress;
 pub mod rclone;
 pub mod remote;
 pub mod restic;

@@ -41,6 +41,8 @@ impl Source<'_> {
             if let Some(item) = self.batch.pop_front() {
                 self.line = match &item {
                     Item::Node(no, ..) | Item::Blob(no, ..) => *no,
+                    // The totals are for a progress bar; streaming out draws none.
+                    Item::Totals(_) => continue,
                 };
                 return Ok(Some(item));
             }
@@ -95,7 +97,10 @@ impl Blobs for Source<'_> {
                     Error::stream(format!("node {} arrived before {what}", rec.path)).at_line(self.line)
                 )
             }
-            None => return Err(Error::stream(format!("the stream ended before {what}"))),
+            // (next_item never returns totals.)
+            Some(Item::Totals(_)) | None => {
+                return Err(Error::stream(format!("the stream ended before {what}")))
+            }
         };
         if loc.id != want.id {
             return Err(Error::stream(format!("expected {what} next, got blob {}", loc.id.short()))
@@ -174,7 +179,8 @@ fn parse(rec: &NodeRecord) -> Result<Node> {
 /// The stream's next node record and its line number; a blob here follows no file.
 fn next_node(src: &mut Source) -> Result<Option<(u64, NodeRecord)>> {
     match src.next_item()? {
-        None => Ok(None),
+        // (next_item never returns totals.)
+        Some(Item::Totals(_)) | None => Ok(None),
         Some(Item::Node(no, rec, _)) => Ok(Some((no, rec))),
         Some(Item::Blob(no, loc, _)) => {
             Err(Error::stream(format!("blob {} does not follow a file node", loc.id.short())).at_line(no))

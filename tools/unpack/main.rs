@@ -37,11 +37,11 @@ pub struct Args {
     pub list: bool,
 
     /// Do not restore: write the content of the stream's one file to stdout, in order
-    #[arg(long, conflicts_with_all = ["target", "sparse", "resume", "list", "tar"])]
+    #[arg(long, conflicts_with_all = ["target", "sparse", "resume", "list", "tar", "json", "json_file", "progress"])]
     pub stdout: bool,
 
     /// Do not restore: write the stream's nodes to stdout as a tar archive, in order
-    #[arg(long, conflicts_with_all = ["target", "sparse", "resume", "list"])]
+    #[arg(long, conflicts_with_all = ["target", "sparse", "resume", "list", "json", "json_file", "progress"])]
     pub tar: bool,
 
     /// Leave holes for all-zero blobs instead of writing zeros
@@ -52,6 +52,12 @@ pub struct Args {
     /// right size and content (checked blob by blob) is not written again
     #[arg(long)]
     pub resume: bool,
+
+    #[command(flatten)]
+    pub progress: cli::ProgressArgs,
+
+    #[command(flatten)]
+    pub json: cli::JsonArgs,
 
     #[command(flatten)]
     pub repo: RepoArgs,
