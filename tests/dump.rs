@@ -146,7 +146,7 @@ fn stdout_writes_one_file_exactly_in_bounded_memory() {
     // A damaged blob in the middle: one line naming the file and the blob, a failing exit,
     // and not the whole file on stdout (what was written before it stays written).
     let records = walk_records(&fx.r, "latest:/big.bin", &[]);
-    let blobs = records[0]["blobs"].as_array().unwrap();
+    let blobs = record_for(&records, "big.bin")["blobs"].as_array().unwrap();
     assert!(blobs.len() >= 3, "big.bin has {} blobs", blobs.len());
     let bad = &blobs[blobs.len() / 2];
     damage(&fx, bad);
