@@ -11,6 +11,7 @@
 //! restic's on stderr; `--json` prints restic's JSON summary on stdout.
 
 mod store;
+mod uploads;
 
 use clap::Parser;
 use common::cli::{self, RepoLocation};
