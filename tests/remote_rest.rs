@@ -199,7 +199,7 @@ fn push_reads_on_while_packs_upload() {
     let stages = Backup::of(&[&src]).pack_args(&["--pack-size", "4"]).stages(&r);
     let packed = Pipeline::new().stage(stages[0].clone()).stage(stages[1].clone()).run();
     packed.assert_ok();
-    let stream = packed.stdout;
+    let stream = packed.stdout.clone();
     // Where each pack's header record ends in the stream: the pack is whole there.
     let ends: Vec<usize> = stream
         .split_inclusive(|&b| b == b'\n')
@@ -209,7 +209,7 @@ fn push_reads_on_while_packs_upload() {
         })
         .filter_map(|(at, header)| header.then_some(at))
         .collect();
-    assert!(ends.len() >= 7, "{} packs", ends.len());
+    assert!(ends.len() >= 7, "{} packs in the stream:\n{}", ends.len(), packed.report());
 
     let refusing = support::faulty::Faulty::with_rule(
         server.port,
