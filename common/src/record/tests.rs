@@ -96,6 +96,8 @@ fn wire_format_is_pinned() {
     .unwrap();
     w.write(&BlobFailedRecord { loc: loc(), error: "gone".into() }).unwrap();
     w.write(&RequiresRecord { packs: vec![id('b')], indexes: vec![] }).unwrap();
+    w.write(&Checked { object: "pack".into(), id: id('b'), error: Some("does not exist".into()), warning: None })
+        .unwrap();
     let text = String::from_utf8(w.finish().unwrap()).unwrap();
     let l = format!(r#""id":"{a}","pack":"{b}","offset":7,"length":40,"uncompressed_length":9"#);
     let node =
@@ -125,7 +127,8 @@ fn wire_format_is_pinned() {
         ),
         format!(r#"{{"type":"blob_failed",{l},"error":"gone"}}"#),
         format!(r#"{{"type":"requires","packs":["{b}"]}}"#),
-        r#"{"type":"end","records":15}"#.to_string(),
+        format!(r#"{{"type":"checked","object":"pack","id":"{b}","error":"does not exist"}}"#),
+        r#"{"type":"end","records":16}"#.to_string(),
     ];
     let got: Vec<&str> = text.lines().collect();
     assert_eq!(got, want);
