@@ -500,5 +500,9 @@ fn a_killed_upload_is_aborted_by_the_next_run() {
     let small = td.path().join("small");
     support::remote::small_tree(&small);
     Backup::of(&[&small]).run(&r);
-    assert_eq!(server.multipart_uploads("killed"), Vec::<String>::new(), "the dead run's parts are still there");
+    assert_eq!(
+        server.multipart_uploads("killed"),
+        Vec::<String>::new(),
+        "the dead run's parts are still there"
+    );
 }

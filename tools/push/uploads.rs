@@ -54,7 +54,13 @@ impl Uploads {
                 Ordered::new(connections).run(
                     rx.iter(),
                     |_| 1,
-                    |r: Ready| if stop.load(Ordering::SeqCst) { Ok(false) } else { store(backend.as_ref(), r) },
+                    |r: Ready| {
+                        if stop.load(Ordering::SeqCst) {
+                            Ok(false)
+                        } else {
+                            store(backend.as_ref(), r)
+                        }
+                    },
                     |n| {
                         new += n as u64;
                         Ok(())
