@@ -19,7 +19,8 @@ fn fixture() -> Fixture {
             fs::write(src.join("big.bin"), random_bytes(1, 9 << 20)).unwrap();
             fs::create_dir(src.join("d")).unwrap();
             for i in 0..20 {
-                fs::write(src.join(format!("d/f{i}")), random_bytes(100 + i, 3000 + i as usize * 100)).unwrap();
+                fs::write(src.join(format!("d/f{i}")), random_bytes(100 + i, 3000 + i as usize * 100))
+                    .unwrap();
             }
         },
         &["--pack-size", "4"],
@@ -35,7 +36,11 @@ fn errors(records: &[Value]) -> Vec<(String, String, String)> {
         .iter()
         .filter(|r| r.get("error").is_some())
         .map(|r| {
-            (r["object"].as_str().unwrap().to_string(), r["id"].as_str().unwrap().to_string(), r["error"].to_string())
+            (
+                r["object"].as_str().unwrap().to_string(),
+                r["id"].as_str().unwrap().to_string(),
+                r["error"].to_string(),
+            )
         })
         .collect()
 }
@@ -77,7 +82,10 @@ fn a_flipped_byte_is_found_only_by_reading_data() {
     let res = check(&f, &["--read-data"]);
     assert_eq!(res.codes(), vec![1], "{}", res.report());
     let errs = errors(&framed_records(&res));
-    assert!(errs.iter().any(|(o, id, e)| o == "pack" && *id == name && e.contains("does not match")), "{errs:?}");
+    assert!(
+        errs.iter().any(|(o, id, e)| o == "pack" && *id == name && e.contains("does not match")),
+        "{errs:?}"
+    );
     let err = res.stderr_str(0);
     assert!(err.contains(&format!("pack {}", &name[..8])), "{err}");
     assert!(err.lines().last().unwrap().contains("errors"), "{err}");
@@ -96,7 +104,10 @@ fn a_missing_pack_and_a_wrong_size_are_errors() {
     let res = check(&f, &[]);
     assert_eq!(res.codes(), vec![1], "{}", res.report());
     let errs = errors(&framed_records(&res));
-    assert!(errs.iter().any(|(o, id, e)| o == "pack" && *id == gone && e.contains("does not exist")), "{errs:?}");
+    assert!(
+        errs.iter().any(|(o, id, e)| o == "pack" && *id == gone && e.contains("does not exist")),
+        "{errs:?}"
+    );
     assert!(errs.iter().any(|(o, id, e)| o == "pack" && *id == longer && e.contains("size")), "{errs:?}");
     restic_check_fails(&f);
 }

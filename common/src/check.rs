@@ -65,7 +65,10 @@ pub struct Problem {
 pub enum Subset {
     All,
     /// Group `n` of `of` (1-based), by the first byte of the pack id, as restic's `n/t`.
-    Group { n: u32, of: u32 },
+    Group {
+        n: u32,
+        of: u32,
+    },
     /// About this share of the packs, chosen at random.
     Share(f64),
 }
@@ -73,7 +76,8 @@ pub enum Subset {
 impl Subset {
     /// Parses restic's `--read-data-subset` forms `n/t` and `p%`.
     pub fn parse(s: &str) -> Result<Subset> {
-        let bad = || Error::Usage(format!("--read-data-subset {s:?}: expected n/t (e.g. 1/5) or a percentage"));
+        let bad =
+            || Error::Usage(format!("--read-data-subset {s:?}: expected n/t (e.g. 1/5) or a percentage"));
         if let Some(p) = s.strip_suffix('%') {
             let p: f64 = p.trim().parse().map_err(|_| bad())?;
             if !(p > 0.0 && p <= 100.0) {
@@ -228,7 +232,9 @@ fn check_snapshots(repo: &Repo, index: &Index, say: &mut dyn FnMut(Verdict) -> R
             |(tree, from, loaded)| {
                 let entries = match loaded {
                     Ok(e) => e,
-                    Err(e) => return say(bad(Object::Tree, tree, format!("{e} (named by {})", from.short()))),
+                    Err(e) => {
+                        return say(bad(Object::Tree, tree, format!("{e} (named by {})", from.short())))
+                    }
                 };
                 let mut problems = Vec::new();
                 for e in entries {
@@ -249,7 +255,8 @@ fn check_snapshots(repo: &Repo, index: &Index, say: &mut dyn FnMut(Verdict) -> R
                         NodeType::File => {
                             for (i, b) in n.content.as_deref().unwrap_or(&[]).iter().enumerate() {
                                 if !index.contains(b) {
-                                    problems.push(format!("file {name:?} blob {i}: {} not in index", b.short()));
+                                    problems
+                                        .push(format!("file {name:?} blob {i}: {} not in index", b.short()));
                                 }
                             }
                         }

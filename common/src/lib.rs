@@ -22,6 +22,7 @@ pub mod meta;
 pub mod node;
 pub mod pack;
 pub mod par;
+pub mod progress;
 pub mod record;
 pub mod repo;
 pub mod restored;

@@ -43,6 +43,12 @@ pub struct Args {
     pub resume: bool,
 
     #[command(flatten)]
+    pub progress: cli::ProgressArgs,
+
+    #[command(flatten)]
+    pub json: cli::JsonArgs,
+
+    #[command(flatten)]
     pub repo: RepoArgs,
 }
 
