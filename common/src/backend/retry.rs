@@ -374,9 +374,12 @@ impl<R: Remote> Backend for Retrying<R> {
     /// the server, stored and paid for, until aborted: the stale ones are aborted here.
     fn remove_stale_uploads(&self) -> Result<usize> {
         let Some(m) = self.inner.multipart() else { return Ok(0) };
-        let stale = stale(self.policy.run(|| m.pack_uploads())?);
+        // Best effort, and briefly: a server without ListMultipartUploads (s3rver answers
+        // 5xx) must not hold up every backup for the whole retry limit.
+        let brief = Policy { limit: self.policy.limit.min(Duration::from_secs(5)), ..self.policy };
+        let stale = stale(brief.run(|| m.pack_uploads())?);
         for u in &stale {
-            self.policy.run(|| m.abort(FileType::Pack, &u.name, &u.id))?;
+            brief.run(|| m.abort(FileType::Pack, &u.name, &u.id))?;
         }
         Ok(stale.len())
     }
