@@ -11,8 +11,11 @@
 //!
 //!     walk latest | fetch-pack | unpack --target DIR | verify --target DIR
 //!     fetch-pack --pack 3f9a1c | unpack --list
+//!     walk latest:/etc/hosts | fetch-pack | unpack --stdout > hosts
+//!     walk latest:/etc | fetch-pack | unpack --tar | tar -t
 
 mod decode;
+mod dump;
 mod list;
 mod restore;
 
@@ -26,12 +29,20 @@ use common::cli::{self, RepoArgs};
 #[command(name = "unpack", version)]
 pub struct Args {
     /// Directory to restore into (created if missing)
-    #[arg(short = 't', long, value_name = "DIR", required_unless_present = "list")]
+    #[arg(short = 't', long, value_name = "DIR", required_unless_present_any = ["list", "stdout", "tar"])]
     pub target: Option<PathBuf>,
 
     /// Do not restore: list every blob of the stream with its verdict
     #[arg(long, conflicts_with_all = ["target", "sparse", "resume"])]
     pub list: bool,
+
+    /// Do not restore: write the content of the stream's one file to stdout, in order
+    #[arg(long, conflicts_with_all = ["target", "sparse", "resume", "list", "tar", "json", "json_file", "progress"])]
+    pub stdout: bool,
+
+    /// Do not restore: write the stream's nodes to stdout as a tar archive, in order
+    #[arg(long, conflicts_with_all = ["target", "sparse", "resume", "list", "json", "json_file", "progress"])]
+    pub tar: bool,
 
     /// Leave holes for all-zero blobs instead of writing zeros
     #[arg(long)]
@@ -54,5 +65,13 @@ pub struct Args {
 
 fn main() {
     let args: Args = cli::parse("unpack");
-    cli::run("unpack", || if args.list { list::run(&args) } else { restore::run(&args) })
+    cli::run("unpack", || {
+        if args.list {
+            list::run(&args)
+        } else if args.stdout || args.tar {
+            dump::run(&args)
+        } else {
+            restore::run(&args)
+        }
+    })
 }
