@@ -119,10 +119,15 @@ rm -rf "$cpu"; mkdir -p "$cpu"
 restic_run "$url16" warm >/dev/null; sluice_run "$url16" warm >/dev/null
 rm -f "$cpu"/*
 r=(); s=(); q=()
+# Other work on the machine skews both sides: say how busy it was.
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+load0=$(load)
 for _ in $(seq "$RUNS"); do
   a=$(restic_run "$url16" ""); b=$(sluice_run "$url16" "")
   r+=("$a"); s+=("$b"); q+=("$(awk "BEGIN { printf \"%.3f\", $b / $a }")")
 done
+echo "load average (1, 5, 15 min) before the pairs: $load0; after: $(load); cores: $(nproc)"
+echo
 pair_table "rest: + ${LATENCY_MS} ms per request, $NFILES small files + $NLARGE x 24 MiB, 16 MiB packs"
 stage_table
 if [ -x /usr/bin/time ]; then

@@ -177,3 +177,83 @@ fn secrets_stay_hidden() {
     let dbg = format!("{rest:?}");
     assert!(!dbg.contains(URL_PW) && !dbg.contains(&token), "{dbg}");
 }
+
+#[test]
+fn push_reads_on_while_packs_upload() {
+    // Every pack upload is refused (503, retried for minutes), so no pack is ever stored;
+    // push must still read on until its bound: 2 packs uploading and 2 queued with
+    // `rest.connections=2`, and the one it is receiving. (A push that paused reading while a
+    // batch uploads would stop after 2.) The stream is fed from here, counting what push took.
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let td = tempdir();
+    let server = Rclone::start(&td.path().join("srv"), &RcloneOpts::default());
+    let r = remote(&td.path().join("r"), server.url(None, ""));
+    init_repo(&r, 2);
+    let src = td.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    // Incompressible, in packs of 1 MiB or more: about one chunk each (1 MiB on average;
+    // the chunker's boundaries depend on the repository's polynomial).
+    std::fs::write(src.join("bulk.bin"), random_bytes(62, 24 << 20)).unwrap();
+    let stages = Backup::of(&[&src]).pack_args(&["--pack-size", "1"]).stages(&r);
+    let packed = Pipeline::new()
+        .stage(stages[0].clone())
+        .stage(stages[1].clone())
+        .env("SLUICE_ALLOW_SMALL_PACKS", "1")
+        .run();
+    packed.assert_ok();
+    let stream = packed.stdout.clone();
+    // Where each pack's header record ends in the stream: the pack is whole there.
+    let ends: Vec<usize> = stream
+        .split_inclusive(|&b| b == b'\n')
+        .scan(0, |at, line| {
+            *at += line.len();
+            Some((*at, line.starts_with(b"{\"type\":\"pack_header\"")))
+        })
+        .filter_map(|(at, header)| header.then_some(at))
+        .collect();
+    assert!(ends.len() >= 8, "{} packs in the stream:\n{}", ends.len(), packed.report());
+
+    let refusing = support::faulty::Faulty::with_rule(
+        server.port,
+        |_, m, t| (m == "POST" && t.starts_with("/data/")).then_some(503),
+        false,
+    );
+    let mut push = Command::new(bin("push"))
+        .args(["--repo", &format!("rest:http://127.0.0.1:{}/", refusing.port), "-o", "rest.connections=2"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = push.stdin.take().unwrap();
+    let taken = Arc::new(AtomicUsize::new(0));
+    let t = taken.clone();
+    let feeder = std::thread::spawn(move || {
+        for piece in stream.chunks(16 << 10) {
+            if stdin.write_all(piece).is_err() {
+                return;
+            }
+            t.fetch_add(piece.len(), Ordering::SeqCst);
+        }
+    });
+    // Wait until push stops taking input (nothing new for 3 s).
+    let t0 = Instant::now();
+    let mut last = (0, Instant::now());
+    while last.1.elapsed() < Duration::from_secs(3) && t0.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = taken.load(Ordering::SeqCst);
+        if now != last.0 {
+            last = (now, Instant::now());
+        }
+    }
+    let whole = ends.iter().filter(|&&e| e <= taken.load(Ordering::SeqCst)).count();
+    push.kill().unwrap();
+    push.wait().unwrap();
+    feeder.join().unwrap();
+    assert!(refusing.count(|c| &c.errors_503) > 0, "no upload was tried");
+    assert!(whole >= 4, "push read only {whole} whole packs while none could be stored");
+    assert!(whole < ends.len(), "push read all {whole} packs: reading is not bounded");
+}

@@ -446,3 +446,63 @@ fn secrets_stay_hidden() {
     let server = Moto::start(&MotoOpts::default());
     support::remote::secrets_stay_hidden(td.path(), &server.url("hidden/repo"), &[SECRET, TOKEN]);
 }
+
+#[test]
+fn a_killed_upload_is_aborted_by_the_next_run() {
+    // push is killed outright (SIGKILL) in the middle of a pack's multipart upload: part 1 is
+    // stored, part 2 refused by the proxy again and again. The parts stay in the bucket; the
+    // next backup's push finds the dead run's upload and aborts it. (moto reports every
+    // upload as started in 2010, so it is old enough for the age rule; that rule on its own
+    // is the unit test of `s3::multipart`.)
+    use std::process::{Command, Stdio};
+    use support::backup::Backup;
+    let td = tempdir();
+    let server = Moto::start(&MotoOpts::default());
+    let refusing = support::faulty::Faulty::with_rule(
+        server.port,
+        |_, m, t| (m == "PUT" && t.contains("partNumber=2")).then_some(503),
+        false,
+    );
+    let r = remote(&td.path().join("r"), server.url("killed/repo"));
+    support::backup::init_repo(&r, 2);
+    let src = td.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("bulk.bin"), random_bytes(61, 20 << 20)).unwrap();
+
+    // The packed stream of a 20 MiB file in one pack, above the multipart threshold.
+    let stages = Backup::of(&[&src]).pack_args(&["--pack-size", "32"]).stages(&r);
+    let packed = Pipeline::new().stage(stages[0].clone()).stage(stages[1].clone()).run();
+    packed.assert_ok();
+    let stream = td.path().join("stream");
+    fs::write(&stream, &packed.stdout).unwrap();
+
+    let mut push = Command::new(bin("push"))
+        .arg("--repo")
+        .arg(format!("s3:http://127.0.0.1:{}/killed/repo", refusing.port))
+        .stdin(fs::File::open(&stream).unwrap())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(td.path().join("push.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while refusing.count(|c| &c.errors_503) < 2 {
+        assert!(t0.elapsed() < Duration::from_secs(60), "push never reached part 2");
+        if push.try_wait().unwrap().is_some() {
+            panic!("push ended before part 2: {}", fs::read_to_string(td.path().join("push.err")).unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    push.kill().unwrap();
+    push.wait().unwrap();
+    let left = server.multipart_uploads("killed");
+    assert_eq!(left.len(), 1, "the killed upload: {left:?}");
+
+    let small = td.path().join("small");
+    support::remote::small_tree(&small);
+    Backup::of(&[&small]).run(&r);
+    assert_eq!(
+        server.multipart_uploads("killed"),
+        Vec::<String>::new(),
+        "the dead run's parts are still there"
+    );
+}

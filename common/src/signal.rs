@@ -34,10 +34,18 @@ impl Drop for Guard {
     }
 }
 
-/// Registers `f` to run if a signal ends the process before the guard is dropped.
+/// Registers `f` to run if a signal ends the process before the guard is dropped. When a
+/// signal has arrived already, `f` runs at once: the clean-up thread may have run the list
+/// before this thing was made (another thread made it meanwhile), and would leave it behind.
 pub fn on_interrupt(f: impl FnOnce() + Send + 'static) -> Guard {
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    if let Ok(mut m) = CLEANUPS.lock() {
+    let mut m = CLEANUPS.lock().unwrap_or_else(|p| p.into_inner());
+    // The flag is set by the handler before the thread takes the list, and the list is taken
+    // under this lock: either the thread will find `f`, or `f` runs here.
+    if received().is_some() {
+        drop(m);
+        f();
+    } else {
         m.insert(n, Box::new(f));
     }
     Guard(n)

@@ -8,8 +8,8 @@
 //! * [`restore_pipeline`] and friends run sluice's restore against a restic repository,
 //! * [`measured`] runs a pipeline into a file and reports each stage's peak memory,
 //! * [`backup`] drives init-repo and the backup pipeline `chunk | pack | push`,
-//! * [`rclone`] and [`moto`] start real REST and S3 servers on 127.0.0.1, and [`remote`] has
-//!   the round trips every such server must pass.
+//! * [`rclone`], [`moto`] and [`s3rver`] start real REST and S3 servers on 127.0.0.1, and
+//!   [`remote`] has the round trips every such server must pass.
 //!
 //! Each test crate uses only part of this, hence the `dead_code` allowance.
 #![allow(dead_code, unused_imports)]
@@ -25,6 +25,7 @@ pub mod rclone;
 pub mod remote;
 pub mod restic;
 pub mod run;
+pub mod s3rver;
 pub mod sluice;
 pub mod tree;
 

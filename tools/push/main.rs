@@ -13,6 +13,7 @@
 //! status and summary messages on stdout.
 
 mod store;
+mod uploads;
 
 use clap::Parser;
 use common::cli::{self, RepoLocation};

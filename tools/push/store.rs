@@ -8,7 +8,6 @@ use std::time::Instant;
 use common::backend::{Backend, FileType, Upload};
 use common::cli::warn;
 use common::error::{Error, Result};
-use common::par::Ordered;
 use common::progress::{Kind, Progress};
 use common::record::{
     decode_b64, PackDataRecord, PackHeaderRecord, ProgressRecord, Reader, RepoFileRecord, RequiresRecord,
@@ -18,6 +17,7 @@ use common::signal;
 use common::Id;
 use sha2::{Digest, Sha256};
 
+use crate::uploads::{Ready, Uploads};
 use crate::Args;
 
 struct Pending {
@@ -31,22 +31,12 @@ struct HeldLock {
     _on_signal: signal::Guard,
 }
 
-/// A finished pack, checked against its name, waiting to be stored.
-struct Ready {
-    up: Box<dyn Upload>,
-    id: Id,
-    /// The line of its header record, for messages.
-    line: u64,
-}
-
 struct Pusher {
     backend: Arc<dyn Backend>,
     packs: HashMap<u64, Pending>,
-    /// Finished packs not stored yet: stored several at once, and all of them before any
-    /// index or snapshot (the barrier in [`Pusher::store_ready`]).
-    ready: Vec<Ready>,
-    /// Packs stored at once (`backend::connections`).
-    connections: usize,
+    /// Finished packs, stored several at once while the stream is read on, and all of them
+    /// before any index or snapshot (the barrier, [`Uploads::wait`]).
+    uploads: Uploads,
     lock: Option<HeldLock>,
     requires: Option<RequiresRecord>,
     buf: Vec<u8>,
@@ -85,8 +75,7 @@ pub fn run(args: &Args) -> Result<()> {
     let mut p = Pusher {
         backend: backend.clone(),
         packs: HashMap::new(),
-        ready: Vec::new(),
-        connections,
+        uploads: Uploads::new(backend.clone(), connections),
         lock: None,
         requires: None,
         buf: Vec::new(),
@@ -94,9 +83,11 @@ pub fn run(args: &Args) -> Result<()> {
         progress: progress.clone(),
     };
     let result = p.consume(&mut input);
-    // Unfinished packs vanish when dropped; the lock goes in every case.
+    // Unfinished packs vanish when dropped, and so do packs not yet uploading after an
+    // error; the lock goes in every case, once no upload runs.
     p.packs.clear();
-    p.ready.clear();
+    p.uploads.abandon();
+    p.stored[0] = p.uploads.stored;
     if let Some(l) = p.lock.take() {
         if let Err(e) = backend.remove(FileType::Lock, &l.name) {
             warn("push", format!("could not remove lock {}: {e}; `restic unlock` removes it", &l.name[..8]));
@@ -161,10 +152,7 @@ impl Pusher {
                             "pack {id}: the bytes received do not match its name and size"
                         ))));
                     }
-                    self.ready.push(Ready { up: p.up, id, line: no });
-                    if self.ready.len() >= self.connections {
-                        self.store_ready()?;
-                    }
+                    self.uploads.send(Ready { up: p.up, id, line: no })?;
                 }
                 Tag::RepoFile => {
                     let f: RepoFileRecord = line.parse()?;
@@ -186,7 +174,7 @@ impl Pusher {
                     // names only packs whose header came, and those are stored already.
                     let name = f.id.to_hex();
                     if t == FileType::Index {
-                        self.store_ready()?;
+                        self.uploads.wait()?;
                         self.check_lock()?;
                     }
                     if t == FileType::Snapshot {
@@ -234,7 +222,7 @@ impl Pusher {
         if let Some(seq) = self.packs.keys().next() {
             return Err(Error::stream(format!("stream ended with pack {seq} unfinished")));
         }
-        self.store_ready()?;
+        self.uploads.wait()?;
         let summary = summary
             .ok_or_else(|| Error::stream("the stream had no summary record (was it made by pack?)"))?;
         let Some((name, data)) = snapshot else {
@@ -251,31 +239,6 @@ impl Pusher {
             self.stored[2] += 1;
         }
         Ok(summary)
-    }
-
-    /// Stores the finished packs, several at once, and returns once every one is stored: the
-    /// barrier before an index (which names them) or the snapshot. Memory: each pack is
-    /// spooled to a file already, so this holds `connections` upload buffers at most.
-    fn store_ready(&mut self) -> Result<()> {
-        let backend = self.backend.as_ref();
-        let stored = &mut self.stored[0];
-        Ordered::new(self.connections).run(
-            self.ready.drain(..),
-            |_| 1,
-            |r| {
-                let name = r.id.to_hex();
-                if backend.exists(FileType::Pack, &name)? {
-                    return Ok(false);
-                }
-                let at = |e: Error| e.context(format!("pack {}", r.id)).context(format!("line {}", r.line));
-                r.up.commit(&name).map_err(at)?;
-                Ok(true)
-            },
-            |new| {
-                *stored += new as u64;
-                Ok(())
-            },
-        )
     }
 
     /// Before anything that makes stored data count (an index, the snapshot): the lock must

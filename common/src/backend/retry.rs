@@ -125,6 +125,33 @@ pub trait Multipart: Send + Sync {
     fn abort(&self, t: FileType, name: &str, upload: &str) -> Result<()>;
     /// The ids of the unfinished uploads of `name`.
     fn uploads(&self, t: FileType, name: &str) -> Result<Vec<String>>;
+    /// Every unfinished upload of a pack in the repository, with its age when the server
+    /// tells it.
+    fn pack_uploads(&self) -> Result<Vec<Unfinished>> {
+        Ok(Vec::new())
+    }
+}
+
+/// An upload started and neither completed nor aborted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unfinished {
+    /// The pack's name.
+    pub name: String,
+    pub id: String,
+    /// How long ago it was started; `None` if the server did not say (or says the future).
+    pub age: Option<Duration>,
+}
+
+/// Unfinished uploads at least this old are a dead run's: a live one sends its parts one
+/// after another, each retried for at most a [`Policy`]'s limit, so even a 128 MiB pack on a
+/// slow link is done within hours. (As for a local backend's temporary files of another
+/// host.)
+pub const STALE_UPLOAD: Duration = Duration::from_secs(24 * 3600);
+
+/// Which of `uploads` to abort: those known to be at least [`STALE_UPLOAD`] old. Without an
+/// age, an upload could be a live run's, and is left alone.
+pub fn stale(uploads: Vec<Unfinished>) -> Vec<Unfinished> {
+    uploads.into_iter().filter(|u| u.age.is_some_and(|a| a >= STALE_UPLOAD)).collect()
 }
 
 /// How long to keep trying.
@@ -341,6 +368,20 @@ impl<R: Remote> Backend for Retrying<R> {
             )));
         }
         self.policy.run(|| self.inner.create())
+    }
+
+    /// A multipart upload of a run killed outright (`kill -9`, a crash) keeps its parts on
+    /// the server, stored and paid for, until aborted: the stale ones are aborted here.
+    fn remove_stale_uploads(&self) -> Result<usize> {
+        let Some(m) = self.inner.multipart() else { return Ok(0) };
+        // Best effort, and briefly: a server without ListMultipartUploads (s3rver answers
+        // 5xx) must not hold up every backup for the whole retry limit.
+        let brief = Policy { limit: self.policy.limit.min(Duration::from_secs(5)), ..self.policy };
+        let stale = stale(brief.run(|| m.pack_uploads())?);
+        for u in &stale {
+            brief.run(|| m.abort(FileType::Pack, &u.name, &u.id))?;
+        }
+        Ok(stale.len())
     }
 }
 

@@ -3,6 +3,8 @@
 
 use super::xml::{escape, tag, tags, unescape};
 use super::*;
+use crate::backend::retry::Unfinished;
+use crate::go::time::GoTime;
 
 /// S3's multipart upload: CreateMultipartUpload, UploadPart, CompleteMultipartUpload,
 /// AbortMultipartUpload.
@@ -125,5 +127,85 @@ impl Multipart for S3 {
             .filter(|u| tag(u, "Key").map(unescape).as_deref() == Some(key.as_str()))
             .filter_map(|u| tag(u, "UploadId").map(|id| unescape(id.trim())))
             .collect())
+    }
+
+    fn pack_uploads(&self) -> Result<Vec<Unfinished>> {
+        let prefix = join(&self.prefix, "data/");
+        let what = format!("{} (listing multipart uploads)", self.what("data/"));
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let mut out = Vec::new();
+        let mut marker: Option<(String, String)> = None;
+        loop {
+            let mut query = vec![("uploads", ""), ("prefix", prefix.as_str())];
+            if let Some((key, id)) = &marker {
+                query.extend([("key-marker", key.as_str()), ("upload-id-marker", id.as_str())]);
+            }
+            let resp = self.send("GET", None, &query, &[], &[], None, &what)?;
+            let mut body = Vec::new();
+            http::read_all(resp, &what, &mut body)?;
+            let xml = String::from_utf8_lossy(&body);
+            out.extend(unfinished(&xml, now));
+            let truncated = tag(&xml, "IsTruncated").is_some_and(|v| v.trim() == "true");
+            let next = (tag(&xml, "NextKeyMarker"), tag(&xml, "NextUploadIdMarker"));
+            match next {
+                (Some(k), Some(i)) if truncated => {
+                    let next = (unescape(k), unescape(i.trim()));
+                    if marker.as_ref() == Some(&next) {
+                        return Err(Error::backend(format!("{what}: the listing does not advance")));
+                    }
+                    marker = Some(next);
+                }
+                _ => return Ok(out),
+            }
+        }
+    }
+}
+
+/// The uploads of packs in a ListMultipartUploads answer, with their ages at `now` (since
+/// the Unix epoch).
+fn unfinished(xml: &str, now: std::time::Duration) -> Vec<Unfinished> {
+    tags(xml, "Upload")
+        .filter_map(|u| {
+            let key = unescape(tag(u, "Key")?);
+            let name = key.rsplit('/').next().unwrap_or("");
+            if !is_id_name(name) {
+                return None;
+            }
+            let id = unescape(tag(u, "UploadId")?.trim());
+            let age = tag(u, "Initiated")
+                .and_then(|t| GoTime::parse(t.trim()).ok())
+                .and_then(|t| u64::try_from(t.secs).ok())
+                .and_then(|t| now.as_secs().checked_sub(t))
+                .map(std::time::Duration::from_secs);
+            Some(Unfinished { name: name.to_string(), id, age })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn unfinished_uploads_parse() {
+        let id = "ab".repeat(32);
+        let xml = format!(
+            "<ListMultipartUploadsResult><Bucket>b</Bucket>\
+             <Upload><Key>repo/data/ab/{id}</Key><UploadId>u&amp;1</UploadId>\
+             <Initiated>1970-01-02T00:00:00.000Z</Initiated></Upload>\
+             <Upload><Key>repo/data/ab/not-a-pack</Key><UploadId>u2</UploadId></Upload>\
+             <Upload><Key>repo/data/ab/{id}</Key><UploadId>u3</UploadId>\
+             <Initiated>2100-01-01T00:00:00Z</Initiated></Upload>\
+             <Upload><Key>repo/data/ab/{id}</Key><UploadId>u4</UploadId></Upload>\
+             </ListMultipartUploadsResult>"
+        );
+        let got = unfinished(&xml, Duration::from_secs(2 * 86400));
+        let ages: Vec<_> = got.iter().map(|u| (u.id.as_str(), u.age)).collect();
+        assert_eq!(ages, [("u&1", Some(Duration::from_secs(86400))), ("u3", None), ("u4", None)]);
+        assert!(got.iter().all(|u| u.name == id));
+        // Only an upload known to be a day old is a dead run's.
+        let stale: Vec<_> = crate::backend::retry::stale(got).into_iter().map(|u| u.id).collect();
+        assert_eq!(stale, ["u&1"]);
     }
 }
