@@ -18,6 +18,7 @@ pub mod key;
 pub mod lock;
 pub mod meta;
 pub mod node;
+pub mod overwrite;
 pub mod pack;
 pub mod par;
 pub mod record;

@@ -54,6 +54,8 @@ pub struct Stat {
     pub mode: u32,
     pub size: u64,
     pub rdev: u64,
+    /// Modification time: seconds and nanoseconds since the epoch.
+    pub mtime: (i64, i64),
 }
 
 impl Stat {
@@ -190,7 +192,12 @@ impl Dir {
         let c = cname(name)?;
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         match cvt(unsafe { libc::fstatat(self.raw(), c.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) }) {
-            Ok(_) => Ok(Some(Stat { mode: st.st_mode, size: st.st_size as u64, rdev: st.st_rdev })),
+            Ok(_) => Ok(Some(Stat {
+                mode: st.st_mode,
+                size: st.st_size as u64,
+                rdev: st.st_rdev,
+                mtime: (st.st_mtime, st.st_mtime_nsec),
+            })),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
             Err(e) => Err(e),
         }
@@ -269,6 +276,22 @@ impl Dir {
     pub fn unlink(&self, name: &[u8]) -> io::Result<()> {
         let c = cname(name)?;
         cvt(unsafe { libc::unlinkat(self.raw(), c.as_ptr(), 0) }).map(drop)
+    }
+
+    /// Removes the empty directory `name`.
+    pub fn rmdir(&self, name: &[u8]) -> io::Result<()> {
+        let c = cname(name)?;
+        cvt(unsafe { libc::unlinkat(self.raw(), c.as_ptr(), libc::AT_REMOVEDIR) }).map(drop)
+    }
+
+    /// The names of everything here, and whether each is a directory (not following links).
+    pub fn names(&self) -> io::Result<Vec<(Vec<u8>, bool)>> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(format!("/proc/self/fd/{}", self.raw()))? {
+            let e = e?;
+            out.push((e.file_name().as_bytes().to_vec(), e.file_type()?.is_dir()));
+        }
+        Ok(out)
     }
 
     /// The names of the regular files here whose names end in [`PART`].
