@@ -166,7 +166,12 @@ pub struct Selection {
 
 impl Selection {
     /// Parses the four lists; an include and an exclude together is a usage error.
-    pub fn new(include: &[String], iinclude: &[String], exclude: &[String], iexclude: &[String]) -> Result<Selection> {
+    pub fn new(
+        include: &[String],
+        iinclude: &[String],
+        exclude: &[String],
+        iexclude: &[String],
+    ) -> Result<Selection> {
         let lower = |v: &[String]| v.iter().map(|p| p.to_lowercase()).collect::<Vec<_>>();
         let s = Selection {
             include: List::parse(include)?,

@@ -98,7 +98,14 @@ pub fn matching(file: &File, blobs: &[BlobLoc]) -> Vec<u32> {
 
 /// Whether the regular file at `rel` below `root` can be kept as it is (only its metadata
 /// set): under `if-changed` the same size and time, otherwise the same size and content.
-pub fn unchanged(root: &Dir, rel: &[u8], node: &Node, blobs: &[BlobLoc], mode: Mode, buf: &mut Vec<u8>) -> bool {
+pub fn unchanged(
+    root: &Dir,
+    rel: &[u8],
+    node: &Node,
+    blobs: &[BlobLoc],
+    mode: Mode,
+    buf: &mut Vec<u8>,
+) -> bool {
     let Ok(f) = root.open_file_beneath(rel) else { return false };
     if mode == Mode::IfChanged {
         if let Ok(md) = f.metadata() {
@@ -110,6 +117,94 @@ pub fn unchanged(root: &Dir, rel: &[u8], node: &Node, blobs: &[BlobLoc], mode: M
         }
     }
     crate::restored::check_file(&f, node.size, blobs, buf).is_ok()
+}
+
+/// The options of a restore that decide what becomes of what is in the target.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    pub mode: Mode,
+    /// `--delete`: something of the wrong kind in a node's way is replaced.
+    pub delete: bool,
+}
+
+/// What a restore does to one path (restic's verbose actions), or why it cannot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing was there.
+    Restored,
+    /// Something was there and is replaced.
+    Updated,
+    /// What is there stays (the same content, or the mode keeps it); a file's metadata is
+    /// still set when its content matched.
+    Unchanged,
+    /// Something of another kind is in the way and no option allows replacing it.
+    Conflict(String),
+}
+
+impl Action {
+    /// The word an `action` record carries.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Action::Restored => "restored",
+            Action::Updated => "updated",
+            Action::Unchanged => "unchanged",
+            Action::Conflict(_) => "conflict",
+        }
+    }
+}
+
+/// What a restore with `plan` does with `node` at `rel` below `root`, as `unpack` decides
+/// it (for `--dry-run`; the restore itself makes the same decisions as it goes).
+pub fn action(
+    root: &Dir,
+    rel: &[u8],
+    node: &Node,
+    blobs: &[BlobLoc],
+    plan: Plan,
+    buf: &mut Vec<u8>,
+) -> Action {
+    let (parent_rel, name) = match rel.iter().rposition(|b| *b == b'/') {
+        Some(i) => (&rel[..i], &rel[i + 1..]),
+        None => (&[][..], rel),
+    };
+    let parent = match parent_rel {
+        [] => root.try_clone(),
+        p => root.open_dir_beneath(p),
+    };
+    let parent = parent.ok();
+    let st =
+        match parent.as_ref().map(|p| p.stat(name)).ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
+        {
+            Ok(Ok(st)) => st,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => None,
+            Err(_) if plan.delete => None,
+            Err(e) | Ok(Err(e)) => return Action::Conflict(format!("cannot look at it: {e}")),
+        };
+    let Some(st) = st else { return Action::Restored };
+    let in_the_way = |what: &str| match plan.delete {
+        true => Action::Updated,
+        false => Action::Conflict(format!("{what} is in the way (only --delete replaces it)")),
+    };
+    if node.node_type == NodeType::Dir {
+        return match st.is_dir() {
+            true => Action::Unchanged,
+            false => in_the_way("something other than a directory"),
+        };
+    }
+    if !allows(plan.mode, node, Some(&st)) {
+        return Action::Unchanged;
+    }
+    match node.node_type {
+        NodeType::File if st.is_dir() => in_the_way("a directory"),
+        NodeType::File if unchanged(root, rel, node, blobs, plan.mode, buf) => Action::Unchanged,
+        NodeType::File => Action::Updated,
+        _ if !same_kind(&st, node) => in_the_way("something of another kind"),
+        NodeType::Symlink if parent.is_some_and(|p| p.readlink(name).is_ok_and(|t| t == node.linktarget)) => {
+            Action::Unchanged
+        }
+        _ if st.rdev == node.device && node.node_type != NodeType::Symlink => Action::Unchanged,
+        _ => Action::Updated,
+    }
 }
 
 /// Whether what is at a name (`st`) is of the kind a node makes there.

@@ -118,7 +118,13 @@ impl<R: std::io::BufRead> Units<'_, R> {
                 (Some(_), _) => &[][..],
                 (None, true) => &rec.blobs[..],
                 (None, false) => {
-                    travel = rec.blobs.iter().enumerate().filter(|(i, _)| rec.travels(*i)).map(|(_, b)| b.clone()).collect();
+                    travel = rec
+                        .blobs
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| rec.travels(*i))
+                        .map(|(_, b)| b.clone())
+                        .collect();
                     &travel[..]
                 }
             };

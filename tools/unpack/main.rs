@@ -13,6 +13,7 @@
 //!     fetch-pack --pack 3f9a1c | unpack --list
 
 mod decode;
+mod dryrun;
 mod list;
 mod restore;
 
@@ -20,6 +21,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use common::cli::{self, RepoArgs};
+use common::overwrite::Mode;
 
 /// Decrypt fetched blobs and restore files, or list and check the blobs of one pack.
 #[derive(Parser, Debug)]
@@ -30,7 +32,7 @@ pub struct Args {
     pub target: Option<PathBuf>,
 
     /// Do not restore: list every blob of the stream with its verdict
-    #[arg(long, conflicts_with_all = ["target", "sparse", "resume"])]
+    #[arg(long, conflicts_with_all = ["target", "sparse", "resume", "overwrite", "delete", "dry_run"])]
     pub list: bool,
 
     /// Leave holes for all-zero blobs instead of writing zeros
@@ -42,11 +44,31 @@ pub struct Args {
     #[arg(long)]
     pub resume: bool,
 
+    /// What to do with files that exist in the target: always, if-changed, if-newer, never
+    /// (a file whose content already matches is kept as it is, only its metadata set)
+    #[arg(long, value_enum, default_value_t, value_name = "MODE")]
+    pub overwrite: Mode,
+
+    /// Remove what the stream's delete records name (walk --target DIR --delete lists what
+    /// the target has and the snapshot selection does not); also replace a file, link or
+    /// directory of the wrong kind where a node must go
+    #[arg(long)]
+    pub delete: bool,
+
+    /// Write nothing: one action record per path saying what would be restored, updated,
+    /// kept unchanged or deleted
+    #[arg(long, conflicts_with_all = ["sparse", "resume"])]
+    pub dry_run: bool,
+
     #[command(flatten)]
     pub repo: RepoArgs,
 }
 
 fn main() {
     let args: Args = cli::parse("unpack");
-    cli::run("unpack", || if args.list { list::run(&args) } else { restore::run(&args) })
+    cli::run("unpack", || match (args.list, args.dry_run) {
+        (true, _) => list::run(&args),
+        (_, true) => dryrun::run(&args),
+        _ => restore::run(&args),
+    })
 }

@@ -20,7 +20,8 @@ use common::error::{Error, Result, ResultExt};
 use common::index::IdMap;
 use common::meta::{self, On};
 use common::node::{Node, NodeType};
-use common::record::{BlobLoc, NodeRecord, Reader, Restored, Writer};
+use common::overwrite::{self, Mode};
+use common::record::{ActionRecord, BlobLoc, DeleteRecord, NodeRecord, Reader, Restored, Writer};
 use common::target::{self, components, file_meta, Dir};
 use common::Id;
 
@@ -43,8 +44,14 @@ struct Current {
     next: usize,
     offset: u64,
     idx: u32,
-    /// Already restored and kept as it is (`--resume`): its blobs are only counted.
+    /// Already restored and kept as it is: its blobs are only counted.
     kept: bool,
+    /// The target's file this one replaces, when the record says it holds some of the
+    /// blobs (`in_target`): they are copied from it, hashed again.
+    local: Option<File>,
+    /// Kept out of the target by `--overwrite`, yet its blobs came with it: written to a
+    /// partial that later files may copy them from, removed at the end.
+    discard: bool,
     /// Why the file failed (reported once at its end); `Some("")` skips it silently.
     failure: Option<String>,
 }
@@ -117,6 +124,10 @@ struct Unpacker<W: io::Write> {
     pending_bytes: u64,
     pending_files: usize,
     pending_dirs: usize,
+    mode: Mode,
+    delete: bool,
+    /// Partials of files `--overwrite` kept out, removed at the end (see `Current::discard`).
+    donors: Vec<(Rc<Dir>, Vec<u8>)>,
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -152,6 +163,9 @@ pub fn run(args: &Args) -> Result<()> {
         pending_bytes: 0,
         pending_files: 0,
         pending_dirs: 0,
+        mode: args.overwrite,
+        delete: args.delete,
+        donors: Vec::new(),
     };
     u.out.header("unpack", header.snapshot)?;
 
@@ -160,13 +174,16 @@ pub fn run(args: &Args) -> Result<()> {
     let (items_tx, items) = std::sync::mpsc::sync_channel::<Result<Vec<Item>>>(AHEAD);
     let (pool, pool_rx) = std::sync::mpsc::channel::<Vec<u8>>();
     let key = repo.key.clone();
-    let resume = match args.resume {
-        true => Some(u.root_dir.try_clone().map_err(|e| Error::io("target", e))?),
-        false => None,
+    // Under `never` an existing file is never replaced, so its content need not be read.
+    let keep_root = match args.overwrite {
+        Mode::Never => None,
+        _ => Some(u.root_dir.try_clone().map_err(|e| Error::io("target", e))?),
     };
+    let mode = args.overwrite;
     let decoder = std::thread::spawn(move || {
         let mut batch = Vec::new();
-        let result = decode(&mut input, &key, resume.as_ref(), &items_tx, &pool_rx, &mut batch);
+        let keep = keep_root.as_ref().map(|r| (r, mode));
+        let result = decode(&mut input, &key, keep, &items_tx, &pool_rx, &mut batch);
         // What was decoded before an error is restored before the error is reported.
         if !batch.is_empty() {
             let _ = items_tx.send(Ok(batch));
@@ -189,6 +206,7 @@ pub fn run(args: &Args) -> Result<()> {
             for item in batch {
                 match item {
                     Item::Node(no, rec, keep) => u.node(rec, keep).context(format!("line {no}"))?,
+                    Item::Delete(no, rec) => u.remove(rec).context(format!("line {no}"))?,
                     Item::Blob(no, rec, plain) => {
                         let r = match &plain {
                             Ok(p) => u.blob(rec, Ok(p.as_ref().map(|p| &p.buf[p.range.clone()]))),
@@ -213,6 +231,9 @@ pub fn run(args: &Args) -> Result<()> {
     if result.is_err() {
         // Files finished before the trouble are whole: give them their names.
         let _ = u.flush();
+        for (dir, tmp) in std::mem::take(&mut u.donors) {
+            let _ = dir.unlink(&tmp);
+        }
     }
     result?;
     if let Some(c) = u.cur.take() {
@@ -226,6 +247,9 @@ pub fn run(args: &Args) -> Result<()> {
         u.leave(d)?;
     }
     u.flush()?;
+    for (dir, tmp) in std::mem::take(&mut u.donors) {
+        let _ = dir.unlink(&tmp);
+    }
     // The last renames and directory metadata are made durable once, at the end; each
     // flush's syncfs did the same for the batches before it.
     let _ = u.root_dir.sync_fs();
@@ -315,6 +339,7 @@ impl<W: io::Write> Unpacker<W> {
             )));
         }
         let rel = rec.path_bytes()?;
+        rec.check_in_target()?;
         // Leave the directories this node is not inside of.
         while let Some(d) = self.dirs.last() {
             if inside(&rel, &d.rel) {
@@ -342,6 +367,8 @@ impl<W: io::Write> Unpacker<W> {
                 offset: 0,
                 idx: u32::MAX,
                 kept: false,
+                local: None,
+                discard: false,
                 failure: Some(String::new()),
             })
         };
@@ -386,13 +413,39 @@ impl<W: io::Write> Unpacker<W> {
             }
         };
         self.note_stale(&parent_rel, &parent, &name);
+        // `--overwrite` decides about anything but a directory that is in the way (restic
+        // always enters directories).
+        let mut discard = false;
+        if node.node_type != NodeType::Dir {
+            let st = parent.stat(&name).ok().flatten();
+            if !overwrite::allows(self.mode, &node, st.as_ref()) {
+                let travel = (0..rec.blobs.len()).any(|i| rec.travels(i));
+                if node.node_type != NodeType::File || rec.hardlink.is_some() || !travel {
+                    return skip(self, rec, rel, None);
+                }
+                discard = true;
+            }
+        }
         match node.node_type {
             NodeType::Dir => {
                 let made = match parent.mkdir(&name, 0o700) {
                     Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
                     r => r,
                 };
-                match made.and_then(|()| parent.open_dir(&name)) {
+                let opened = match made.and_then(|()| parent.open_dir(&name)) {
+                    // `--delete`: a file or link where the directory must go is replaced.
+                    Err(e)
+                        if self.delete
+                            && matches!(e.raw_os_error(), Some(libc::ENOTDIR) | Some(libc::ELOOP)) =>
+                    {
+                        parent
+                            .unlink(&name)
+                            .and_then(|()| parent.mkdir(&name, 0o700))
+                            .and_then(|()| parent.open_dir(&name))
+                    }
+                    r => r,
+                };
+                match opened {
                     Ok(d) => self.dirs.push(OpenDir { rel, dir: Rc::new(d), node, rec }),
                     Err(e) => {
                         self.fail(&rel, format!("{}; skipped with everything below it", why(&e)));
@@ -400,10 +453,10 @@ impl<W: io::Write> Unpacker<W> {
                     }
                 }
             }
-            NodeType::File => self.file(rec, node, rel, parent, name, keep)?,
+            NodeType::File => self.file(rec, node, rel, parent, name, keep, discard)?,
             NodeType::Symlink => {
                 let r = existing_ok(
-                    parent.symlink(&node.linktarget, &name),
+                    self.replace(&parent, &name, &node, || parent.symlink(&node.linktarget, &name)),
                     || matches!(parent.readlink(&name), Ok(t) if t == node.linktarget),
                 );
                 match r {
@@ -418,7 +471,9 @@ impl<W: io::Write> Unpacker<W> {
                     _ => (libc::S_IFCHR, node.device),
                 };
                 let r = existing_ok(
-                    parent.mknod(&name, kind, node.unix_mode() & 0o7777, dev),
+                    self.replace(&parent, &name, &node, || {
+                        parent.mknod(&name, kind, node.unix_mode() & 0o7777, dev)
+                    }),
                     || matches!(parent.stat(&name), Ok(Some(st)) if st.kind() == kind && st.rdev == dev),
                 );
                 match r {
@@ -437,7 +492,8 @@ impl<W: io::Write> Unpacker<W> {
     }
 
     /// Starts reading a file's blobs, or finishes it at once when it expects none.
-    fn begin(&mut self, cur: Current) -> Result<()> {
+    fn begin(&mut self, mut cur: Current) -> Result<()> {
+        self.fill_local(&mut cur);
         if cur.next == cur.blobs {
             self.finish_file(cur)
         } else {
@@ -454,6 +510,7 @@ impl<W: io::Write> Unpacker<W> {
         parent: Rc<Dir>,
         name: Vec<u8>,
         keep: bool,
+        discard: bool,
     ) -> Result<()> {
         if let Some(first) = rec.hardlink_bytes()? {
             // The file linked to may still wait for its final name.
@@ -473,7 +530,9 @@ impl<W: io::Write> Unpacker<W> {
             next: 0,
             offset: 0,
             idx: u32::MAX,
-            kept: keep,
+            kept: keep && !discard,
+            local: None,
+            discard,
             failure: None,
         };
         let checked = cur
@@ -486,7 +545,13 @@ impl<W: io::Write> Unpacker<W> {
             cur.node = Some(node);
             return self.begin(cur);
         }
-        let opened = if keep {
+        if !cur.kept && !cur.discard && !cur.rec.in_target.is_empty() {
+            match cur.parent.open_file(&cur.name) {
+                Ok(f) => cur.local = Some(f),
+                Err(e) => cur.failure = Some(format!("cannot read the blobs the target's file holds: {e}")),
+            }
+        }
+        let opened = if cur.kept {
             cur.parent.open_file(&cur.name).map(|f| (f, cur.name.clone()))
         } else {
             cur.parent.create_temp(&cur.name, 0o600)
@@ -590,6 +655,9 @@ impl<W: io::Write> Unpacker<W> {
         let Some(mut cur) = self.cur.take() else {
             return Err(Error::stream(format!("blob {} does not follow a file node", rec.id.short())));
         };
+        if cur.next == cur.blobs {
+            return Err(Error::stream(format!("{}: a blob record more than it needs", cur.rec.path)));
+        }
         let want = cur.rec.blobs[cur.next].clone();
         if want.id != rec.id {
             return Err(Error::stream(format!(
@@ -705,6 +773,11 @@ impl<W: io::Write> Unpacker<W> {
             }
             return self.out.write(&Restored(&cur.rec));
         }
+        if cur.discard {
+            // Its final name stays as it is; the partial serves later copies of its blobs.
+            self.donors.push((cur.parent.clone(), cur.tmp.clone()));
+            return Ok(());
+        }
         if cur.offset != node.size {
             let why = format!("{} bytes written, the node's size is {}", cur.offset, node.size);
             return self.drop_file(cur.idx, &cur.parent, &cur.tmp, false, &cur.rel, why);
@@ -748,8 +821,23 @@ impl<W: io::Write> Unpacker<W> {
                     continue;
                 }
             };
+            let delete = self.delete;
             let renamed = synced.as_ref().map_err(|e| format!("cannot flush to disk: {e}")).and_then(|()| {
-                p.parent.rename(&p.tmp, &p.name).map_err(|e| match e.raw_os_error() {
+                let r = match p.parent.rename(&p.tmp, &p.name) {
+                    // `--delete`: a directory where the file must go is removed first.
+                    Err(e)
+                        if delete
+                            && matches!(
+                                e.raw_os_error(),
+                                Some(libc::EISDIR) | Some(libc::ENOTEMPTY) | Some(libc::EEXIST)
+                            ) =>
+                    {
+                        overwrite::remove_all(&p.parent, &p.name)
+                            .and_then(|()| p.parent.rename(&p.tmp, &p.name))
+                    }
+                    r => r,
+                };
+                r.map_err(|e| match e.raw_os_error() {
                     Some(libc::EISDIR) | Some(libc::ENOTEMPTY) | Some(libc::EEXIST) => {
                         "a directory is in the way; it was left as it is".to_string()
                     }
@@ -794,6 +882,104 @@ impl<W: io::Write> Unpacker<W> {
             }
             !ours
         });
+    }
+
+    /// Takes the blobs up to the next one that travels from the target's file (`in_target`):
+    /// each is read and hashed again before it is written, the stream being untrusted.
+    fn fill_local(&mut self, cur: &mut Current) {
+        while cur.next < cur.blobs && !cur.rec.travels(cur.next) {
+            let b = &cur.rec.blobs[cur.next];
+            if cur.kept && cur.file.is_some() {
+                self.seen.entry(b.id).or_insert((cur.idx, cur.offset));
+            } else if let (None, Some(file), Some(local)) = (&cur.failure, &cur.file, &cur.local) {
+                self.plain.resize(b.plain_len() as usize, 0);
+                let r = match local.read_exact_at(&mut self.plain, cur.offset) {
+                    Err(e) => Err(format!("cannot read blob {} from the target's file: {e}", b.id.short())),
+                    Ok(()) if Id::hash(&self.plain) != b.id => Err(format!(
+                        "the target's file no longer holds blob {} at offset {} (it changed since walk looked)",
+                        b.id.short(),
+                        cur.offset
+                    )),
+                    Ok(()) => file.write_all_at(&self.plain, cur.offset).map_err(|e| format!("cannot write: {e}")),
+                };
+                match r {
+                    Ok(()) => {
+                        self.seen.entry(b.id).or_insert((cur.idx, cur.offset));
+                    }
+                    Err(msg) => cur.failure = Some(msg),
+                }
+            }
+            cur.offset += b.plain_len();
+            cur.next += 1;
+        }
+    }
+
+    /// Creates a link or special file, replacing what is in the way when that is of the
+    /// same kind (`--overwrite` allowed it), or of any kind with `--delete`.
+    fn replace(
+        &self,
+        parent: &Dir,
+        name: &[u8],
+        node: &Node,
+        make: impl Fn() -> io::Result<()>,
+    ) -> io::Result<()> {
+        match make() {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                let st = parent.stat(name)?;
+                let same = st.as_ref().is_some_and(|st| overwrite::same_kind(st, node));
+                if !(self.delete || same) || self.unchanged_special(parent, name, node) {
+                    return Err(e);
+                }
+                overwrite::remove_all(parent, name)?;
+                make()
+            }
+            r => r,
+        }
+    }
+
+    /// A link or special file that is already what the node makes (kept, not recreated).
+    fn unchanged_special(&self, parent: &Dir, name: &[u8], node: &Node) -> bool {
+        match node.node_type {
+            NodeType::Symlink => matches!(parent.readlink(name), Ok(t) if t == node.linktarget),
+            _ => {
+                matches!(parent.stat(name), Ok(Some(st)) if overwrite::same_kind(&st, node) && st.rdev == node.device)
+            }
+        }
+    }
+
+    /// `--delete`: removes a name the snapshot selection does not have.
+    fn remove(&mut self, rec: DeleteRecord) -> Result<()> {
+        if !self.delete {
+            return Err(Error::Usage(format!(
+                "the stream asks to delete {} (walk --delete): give unpack --delete too",
+                rec.path
+            )));
+        }
+        let rel = rec.path_bytes()?;
+        if components(&rel).is_none() {
+            let msg = format!("path {:?} is not a clean relative path; not deleted", rec.path);
+            warn("unpack", format!("{}: {msg}", self.target.display()));
+            self.failed += 1;
+            return Ok(());
+        }
+        let (parent_rel, name) = split_last(&rel);
+        let parent = match parent_rel {
+            [] => Ok(self.root_dir.clone()),
+            p => self.root_dir.open_dir_beneath(p).map(Rc::new),
+        };
+        match parent.and_then(|d| overwrite::remove_all(&d, name)) {
+            Ok(()) => self.out.write(&ActionRecord {
+                action: "deleted".into(),
+                path: rec.path,
+                path_raw: rec.path_raw,
+                size: None,
+            }),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+            Err(e) => {
+                self.fail(&rel, format!("cannot delete: {e}"));
+                Ok(())
+            }
+        }
     }
 
     fn note_linkable(&mut self, rel: &[u8], idx: u32, links: u64) {

@@ -46,7 +46,9 @@ pub fn run(args: &Args) -> Result<()> {
     while let Some(line) = input.next_line()? {
         let rec: NodeRecord = match line.tag() {
             Tag::Restored | Tag::Node => line.parse()?,
-            Tag::Blob | Tag::BlobFailed | Tag::Verdict | Tag::Snapshot => continue,
+            Tag::Blob | Tag::BlobFailed | Tag::Verdict | Tag::Snapshot | Tag::Delete | Tag::Action => {
+                continue
+            }
             other => {
                 return Err(line.err(format!("a {} record does not belong in verify's input", other.name())))
             }

@@ -412,6 +412,13 @@ pub struct DeleteRecord {
     pub path_raw: Option<String>,
 }
 
+impl DeleteRecord {
+    /// The raw bytes of `path`.
+    pub fn path_bytes(&self) -> Result<Vec<u8>> {
+        raw_or_text(&self.path, self.path_raw.as_deref())
+    }
+}
+
 /// What `unpack` did to a path or, with `--dry-run`, would do: restic's verbose actions
 /// "restored" (nothing was there), "updated" (something was, and is replaced),
 /// "unchanged" (kept as it is), "deleted".

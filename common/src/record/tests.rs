@@ -102,8 +102,9 @@ fn wire_format_is_pinned() {
         .unwrap();
     let text = String::from_utf8(w.finish().unwrap()).unwrap();
     let l = format!(r#""id":"{a}","pack":"{b}","offset":7,"length":40,"uncompressed_length":9"#);
-    let node =
-        format!(r#""path":"d/f","node":{{"name":"f","type":"file"}},"blobs":[{{{l}}}],"in_target":[0],"status":"new""#);
+    let node = format!(
+        r#""path":"d/f","node":{{"name":"f","type":"file"}},"blobs":[{{{l}}}],"in_target":[0],"status":"new""#
+    );
     let want = [
         format!(
             r#"{{"type":"header","format":"sluice-ndjson","version":1,"producer":"t","snapshot":"{a}"}}"#
