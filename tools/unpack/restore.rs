@@ -530,7 +530,7 @@ impl<W: io::Write> Unpacker<W> {
             next: 0,
             offset: 0,
             idx: u32::MAX,
-            kept: keep && !discard,
+            kept: keep,
             local: None,
             discard,
             failure: None,
@@ -763,6 +763,14 @@ impl<W: io::Write> Unpacker<W> {
         if let Some(why) = &cur.failure {
             return self.drop_file(cur.idx, &cur.parent, &cur.tmp, cur.kept, &cur.rel, why.clone());
         }
+        if cur.discard {
+            // Its final name stays as it is, untouched; the partial (or the file itself, when
+            // it holds the content) serves later copies of its blobs.
+            if !cur.kept {
+                self.donors.push((cur.parent.clone(), cur.tmp.clone()));
+            }
+            return Ok(());
+        }
         let file = cur.file.as_ref().expect("a file that did not fail is open");
         if cur.kept {
             let failed = meta::apply(&On::Fd(file_meta(file)), node, self.root);
@@ -772,11 +780,6 @@ impl<W: io::Write> Unpacker<W> {
                 self.fail(&cur.rel, format!("cannot restore metadata: {}", failed.join("; ")));
             }
             return self.out.write(&Restored(&cur.rec));
-        }
-        if cur.discard {
-            // Its final name stays as it is; the partial serves later copies of its blobs.
-            self.donors.push((cur.parent.clone(), cur.tmp.clone()));
-            return Ok(());
         }
         if cur.offset != node.size {
             let why = format!("{} bytes written, the node's size is {}", cur.offset, node.size);
