@@ -414,9 +414,9 @@ impl<W: io::Write> Unpacker<W> {
         };
         self.note_stale(&parent_rel, &parent, &name);
         // `--overwrite` decides about anything but a directory that is in the way (restic
-        // always enters directories).
+        // always enters directories); `always` and `if-changed` allow anything.
         let mut discard = false;
-        if node.node_type != NodeType::Dir {
+        if node.node_type != NodeType::Dir && matches!(self.mode, Mode::IfNewer | Mode::Never) {
             let st = parent.stat(&name).ok().flatten();
             if !overwrite::allows(self.mode, &node, st.as_ref()) {
                 let travel = (0..rec.blobs.len()).any(|i| rec.travels(i));
