@@ -92,10 +92,6 @@ fn set_mtime(p: &Path, secs: i64) {
     fs::File::options().write(true).open(p).unwrap().set_modified(t).unwrap();
 }
 
-fn mtime(p: &Path) -> i64 {
-    fs::symlink_metadata(p).unwrap().mtime()
-}
-
 /// A copy of `from` (made with `cp -a`, so times and owners stay) at `to`.
 fn copy_tree(from: &Path, to: &Path) {
     let ok = std::process::Command::new("cp").arg("-a").arg(from).arg(to).status().unwrap().success();

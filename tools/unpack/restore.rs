@@ -56,6 +56,15 @@ struct Current {
     failure: Option<String>,
 }
 
+/// What the target holds at a file's name, as far as the restore cares.
+#[derive(Debug, Clone, Copy)]
+struct There {
+    /// The file's content (the decoder checked it): kept, not rewritten.
+    same: bool,
+    /// Something `--overwrite` keeps as it is, metadata included.
+    untouched: bool,
+}
+
 /// A finished file waiting under its temporary name for the next [`Unpacker::flush`].
 struct PendingFile {
     rec: NodeRecord,
@@ -453,7 +462,9 @@ impl<W: io::Write> Unpacker<W> {
                     }
                 }
             }
-            NodeType::File => self.file(rec, node, rel, parent, name, keep, discard)?,
+            NodeType::File => {
+                self.file(rec, node, rel, parent, name, There { same: keep, untouched: discard })?
+            }
             NodeType::Symlink => {
                 let r = existing_ok(
                     self.replace(&parent, &name, &node, || parent.symlink(&node.linktarget, &name)),
@@ -509,8 +520,7 @@ impl<W: io::Write> Unpacker<W> {
         rel: Vec<u8>,
         parent: Rc<Dir>,
         name: Vec<u8>,
-        keep: bool,
-        discard: bool,
+        there: There,
     ) -> Result<()> {
         if let Some(first) = rec.hardlink_bytes()? {
             // The file linked to may still wait for its final name.
@@ -530,9 +540,9 @@ impl<W: io::Write> Unpacker<W> {
             next: 0,
             offset: 0,
             idx: u32::MAX,
-            kept: keep,
+            kept: there.same,
             local: None,
-            discard,
+            discard: there.untouched,
             failure: None,
         };
         let checked = cur
