@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
@@ -80,6 +81,34 @@ pub struct Index {
     pack_file: Vec<u32>,
     /// The file being added, while `add_file` runs.
     current: Option<u32>,
+    /// Every tree blob with its pack number: trees are a small share of the blobs, and a walk
+    /// wants a tree's neighbours in its pack without a scan of the whole index per pack.
+    trees: Vec<(u32, Id)>,
+    /// `trees` grouped by pack, made on first use after the last file was added.
+    trees_by_pack: OnceLock<HashMap<u32, Vec<Id>>>,
+    /// For each pack, its entries as the first index file naming it lists them, duplicates
+    /// of blobs stored elsewhere included: what the pack's size must be.
+    contents: Vec<Contents>,
+}
+
+/// What an index file says one pack holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Contents {
+    pub blobs: u32,
+    pub compressed: u32,
+    /// The stored (encrypted) bytes of all its blobs.
+    pub bytes: u64,
+}
+
+impl Contents {
+    /// The size the pack file must have: its blobs, then the encrypted header, then the
+    /// header's 4-byte length (doc/format.md, "Packs").
+    pub fn pack_size(&self) -> u64 {
+        use crate::pack::{ENTRY_COMPRESSED, ENTRY_PLAIN};
+        let plain = self.blobs as u64 * ENTRY_PLAIN as u64
+            + self.compressed as u64 * (ENTRY_COMPRESSED - ENTRY_PLAIN) as u64;
+        self.bytes + plain + crate::crypto::OVERHEAD as u64 + 4
+    }
 }
 
 /// `pack_file` for packs added without a file name.
@@ -140,6 +169,7 @@ impl Index {
         let n = self.packs.len() as u32;
         self.packs.push(pack);
         self.pack_file.push(self.current.unwrap_or(NO_FILE));
+        self.contents.push(Contents::default());
         self.pack_no.insert(pack, n);
         n
     }
@@ -164,6 +194,7 @@ impl Index {
         };
         for p in packs {
             let pack = Id::parse(p.id)?;
+            let first = !self.pack_no.contains_key(&pack);
             let pn = self.pack_number(pack);
             for b in p.blobs {
                 let id = Id::parse(b.id)?;
@@ -201,11 +232,28 @@ impl Index {
                         )))
                     }
                 };
+                if first {
+                    let c = &mut self.contents[pn as usize];
+                    c.blobs += 1;
+                    c.compressed += u32::from(uncompressed != 0);
+                    c.bytes += length as u64;
+                }
                 // The first copy wins, as in restic.
-                self.blobs.entry(id).or_insert(Loc { pack: pn, offset, length, uncompressed });
+                if let std::collections::hash_map::Entry::Vacant(v) = self.blobs.entry(id) {
+                    v.insert(Loc { pack: pn, offset, length, uncompressed });
+                    if b.blob_type == "tree" {
+                        self.trees.push((pn, id));
+                    }
+                }
             }
         }
+        self.trees_by_pack = OnceLock::new();
         Ok(())
+    }
+
+    /// Every pack an index file names, with what the first such file says it holds.
+    pub fn packs(&self) -> impl Iterator<Item = (Id, Contents)> + '_ {
+        self.packs.iter().copied().zip(self.contents.iter().copied())
     }
 
     /// Whether any index file lists the pack.
@@ -231,12 +279,19 @@ impl Index {
         })
     }
 
-    /// Every blob of one pack, by offset: a scan of the whole index, for a reader that wants
-    /// a blob's neighbours (trees stored side by side) rather than one blob per request.
-    pub fn blobs_in(&self, pack: &Id) -> Vec<BlobLoc> {
+    /// The tree blobs of one pack, by offset, for a reader that wants a tree's neighbours
+    /// (stored side by side) rather than one tree per request.
+    pub fn trees_in(&self, pack: &Id) -> Vec<BlobLoc> {
         let Some(&pn) = self.pack_no.get(pack) else { return Vec::new() };
-        let mut out: Vec<BlobLoc> =
-            self.blobs.iter().filter(|(_, l)| l.pack == pn).filter_map(|(id, _)| self.get(id)).collect();
+        let by_pack = self.trees_by_pack.get_or_init(|| {
+            let mut m: HashMap<u32, Vec<Id>> = HashMap::new();
+            for (p, id) in &self.trees {
+                m.entry(*p).or_default().push(*id);
+            }
+            m
+        });
+        let ids = by_pack.get(&pn).map(Vec::as_slice).unwrap_or_default();
+        let mut out: Vec<BlobLoc> = ids.iter().filter_map(|id| self.get(id)).collect();
         out.sort_by_key(|b| b.offset);
         out
     }
@@ -325,5 +380,31 @@ mod tests {
         Index::new().add_json(legacy.as_bytes(), true).unwrap();
         let sup = format!(r#"{{"supersedes":[],"packs":[{{"id":"{p}","blobs":[]}}]}}"#);
         Index::new().add_json(sup.as_bytes(), true).unwrap();
+    }
+
+    #[test]
+    fn trees_in_a_pack_by_offset() {
+        let entry = |blob_type, name: &[u8], offset| Entry {
+            blob_type,
+            id: Id::hash(name),
+            offset,
+            length: 100,
+            uncompressed_length: None,
+        };
+        let (p, q) = (Id::hash(b"p"), Id::hash(b"q"));
+        let first = encode(&[(p, vec![entry(BlobType::Tree, b"t2", 100), entry(BlobType::Data, b"d", 200)])]);
+        let mut idx = Index::new();
+        idx.add_json(&first, true).unwrap();
+        assert_eq!(idx.trees_in(&p).len(), 1);
+        // A file added after a lookup is seen by the next one; a second copy of a tree is not.
+        let second = encode(&[
+            (p, vec![entry(BlobType::Tree, b"t1", 0)]),
+            (q, vec![entry(BlobType::Tree, b"t2", 0), entry(BlobType::Tree, b"t3", 100)]),
+        ]);
+        idx.add_json(&second, true).unwrap();
+        let ids = |pack| idx.trees_in(pack).iter().map(|b| (b.id, b.offset)).collect::<Vec<_>>();
+        assert_eq!(ids(&p), vec![(Id::hash(b"t1"), 0), (Id::hash(b"t2"), 100)]);
+        assert_eq!(ids(&q), vec![(Id::hash(b"t3"), 100)]);
+        assert!(idx.trees_in(&Id::hash(b"none")).is_empty());
     }
 }

@@ -99,6 +99,42 @@ pub fn check_no_exclusive(repo: &Repo, own: Option<&Id>) -> Result<()> {
     Ok(())
 }
 
+/// A lock a tool that holds the key stores itself (`check-repo`), removed when dropped, and
+/// by the signal handler if SIGINT, SIGTERM or SIGHUP ends the process first.
+pub struct Held {
+    backend: std::sync::Arc<dyn crate::backend::Backend>,
+    name: String,
+    _on_signal: crate::signal::Guard,
+}
+
+impl Held {
+    /// Stores a lock for this process in `repo`, then (restic's order) fails with
+    /// `Error::Locked`, having removed it again, if someone else holds an exclusive lock.
+    /// `backend` is a second handle on the repository's backend, for the clean-up.
+    pub fn take(repo: &Repo, backend: Box<dyn crate::backend::Backend>, exclusive: bool) -> Result<Held> {
+        let bytes = Lock::new(exclusive).encode(repo);
+        let id = Id::hash(&bytes);
+        let backend: std::sync::Arc<dyn crate::backend::Backend> = backend.into();
+        let (b, n) = (backend.clone(), id.to_hex());
+        let guard = crate::signal::on_interrupt(move || {
+            let _ = b.remove(FileType::Lock, &n);
+        });
+        backend.write(FileType::Lock, &id.to_hex(), &bytes)?;
+        let held = Held { backend, name: id.to_hex(), _on_signal: guard };
+        std::thread::sleep(SETTLE);
+        check_no_exclusive(repo, Some(&id))?;
+        Ok(held)
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Err(e) = self.backend.remove(FileType::Lock, &self.name) {
+            crate::cli::warn("lock", format!("could not remove lock {}: {e}", &self.name[..8]));
+        }
+    }
+}
+
 /// How long `pack` waits for `push` to store its lock before deciding that no `push` is
 /// storing it right now (the stream goes to a file, to be pushed later).
 const VISIBLE_WAIT: Duration = Duration::from_secs(3);

@@ -1,6 +1,6 @@
 //! Applying a node's metadata to what a restore made, in restic's order: owner, extended
 //! attributes, times, and the mode last (chown clears setuid bits; a chmod before it would
-//! be lost). The system calls, and all their `unsafe`, are in [`crate::target`].
+//! be lost). The system calls are in [`crate::target`], on `rustix`'s safe wrappers.
 //!
 //! One policy for every piece: a failure is collected as "what: why" and the caller reports
 //! the node once and counts it as a failed item. The one exception, as in restic: without

@@ -1,8 +1,7 @@
 //! Facts about this machine and its users that restic records: host name, user and group
 //! names (looked up once each, as the same ids recur on every node); and the few process-wide
 //! system calls with no safe wrapper (time zone, allocator, standard output, pipe size).
-//! With `target` (the restore's descriptor-relative calls) it holds all of the library's
-//! `unsafe`.
+//! It holds all of the library's `unsafe`.
 
 use std::collections::HashMap;
 

@@ -5,15 +5,17 @@
 //! target, one component at a time with `O_NOFOLLOW` (or in one `openat2` call with
 //! `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS` where the kernel has it), and every creation and
 //! metadata change is made relative to the parent directory's descriptor, on the final
-//! component only, never through a link. This module holds all the `unsafe` that takes.
+//! component only, never through a link. Every call goes through `rustix`'s safe wrappers.
 
-use std::ffi::{CString, OsStr};
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
 
 /// The suffix that marks a file (or link) still being made.
 pub const PART: &str = ".sluice-part";
@@ -21,17 +23,8 @@ pub const PART: &str = ".sluice-part";
 /// Set once `openat2` turned out not to exist (old kernel, or a seccomp filter refusing it).
 static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
 
-fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc)
-    }
-}
-
-fn cname(name: &[u8]) -> io::Result<CString> {
-    CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
-}
+/// Flags every open here carries: never follow the last component, never leak the descriptor.
+const NOFOLLOW: OFlags = OFlags::NOFOLLOW.union(OFlags::CLOEXEC);
 
 /// Whether `name` is one plain path component: not empty, `.` or `..`, no `/` or NUL.
 pub fn is_component(name: &[u8]) -> bool {
@@ -94,10 +87,8 @@ impl Dir {
             }
             Err(e) => return Err(e),
         }
-        let c = cname(path.as_os_str().as_bytes())?;
-        let fd =
-            cvt(unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) })?;
-        Ok(Dir { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        Ok(Dir { fd: rustix::fs::open(path, flags, Mode::empty())? })
     }
 
     /// Another descriptor of the same directory (for another thread).
@@ -105,45 +96,26 @@ impl Dir {
         Ok(Dir { fd: self.fd.try_clone()? })
     }
 
-    fn raw(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-
     /// Opens the directory `name` directly inside this one; a symlink there is `ELOOP` or
     /// `ENOTDIR`, never followed.
     pub fn open_dir(&self, name: &[u8]) -> io::Result<Dir> {
-        let c = cname(name)?;
-        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-        let fd = cvt(unsafe { libc::openat(self.raw(), c.as_ptr(), flags) })?;
-        Ok(Dir { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | NOFOLLOW;
+        Ok(Dir { fd: rustix::fs::openat(&self.fd, name, flags, Mode::empty())? })
     }
 
     /// Opens `rel` (clean components, see [`components`]) below this directory without
     /// following any link, with `flags` (`O_NOFOLLOW` and `O_CLOEXEC` are added).
-    fn open_beneath(&self, rel: &[u8], flags: libc::c_int) -> io::Result<OwnedFd> {
+    fn open_beneath(&self, rel: &[u8], flags: OFlags) -> io::Result<OwnedFd> {
         let parts = components(rel).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
-        let flags = flags | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        let flags = flags | NOFOLLOW;
         if !NO_OPENAT2.load(Ordering::Relaxed) {
-            let c = cname(rel)?;
-            let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-            how.flags = flags as u64;
-            how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
-            let rc = unsafe {
-                libc::syscall(
-                    libc::SYS_openat2,
-                    self.raw(),
-                    c.as_ptr(),
-                    &how as *const libc::open_how,
-                    std::mem::size_of::<libc::open_how>(),
-                )
-            };
-            if rc >= 0 {
-                return Ok(unsafe { OwnedFd::from_raw_fd(rc as RawFd) });
-            }
-            let e = io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::ENOSYS) | Some(libc::EPERM) => NO_OPENAT2.store(true, Ordering::Relaxed),
-                _ => return Err(e),
+            let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+            match rustix::fs::openat2(&self.fd, rel, flags, Mode::empty(), resolve) {
+                Ok(fd) => return Ok(fd),
+                Err(rustix::io::Errno::NOSYS) | Err(rustix::io::Errno::PERM) => {
+                    NO_OPENAT2.store(true, Ordering::Relaxed)
+                }
+                Err(e) => return Err(e.into()),
             }
         }
         // One component at a time, each opened without following a link.
@@ -152,20 +124,18 @@ impl Dir {
             let next = cur.as_ref().unwrap_or(self).open_dir(p)?;
             cur = Some(next);
         }
-        let c = cname(parts[parts.len() - 1])?;
         let dir = cur.as_ref().unwrap_or(self);
-        let fd = cvt(unsafe { libc::openat(dir.raw(), c.as_ptr(), flags) })?;
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        Ok(rustix::fs::openat(&dir.fd, parts[parts.len() - 1], flags, Mode::empty())?)
     }
 
     /// Opens the directory at `rel` below this one, following no link.
     pub fn open_dir_beneath(&self, rel: &[u8]) -> io::Result<Dir> {
-        Ok(Dir { fd: self.open_beneath(rel, libc::O_RDONLY | libc::O_DIRECTORY)? })
+        Ok(Dir { fd: self.open_beneath(rel, OFlags::RDONLY | OFlags::DIRECTORY)? })
     }
 
     /// Opens the regular file at `rel` below this one for reading, following no link.
     pub fn open_file_beneath(&self, rel: &[u8]) -> io::Result<File> {
-        let fd = self.open_beneath(rel, libc::O_RDONLY)?;
+        let fd = self.open_beneath(rel, OFlags::RDONLY)?;
         let f = File::from(fd);
         if !f.metadata()?.is_file() {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
@@ -175,31 +145,25 @@ impl Dir {
 
     /// Opens the regular file `name` in this directory for reading, following no link.
     pub fn open_file(&self, name: &[u8]) -> io::Result<File> {
-        let c = cname(name)?;
-        let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-        let fd = cvt(unsafe { libc::openat(self.raw(), c.as_ptr(), flags) })?;
-        Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+        Ok(File::from(rustix::fs::openat(&self.fd, name, OFlags::RDONLY | NOFOLLOW, Mode::empty())?))
     }
 
     /// Creates the directory `name` (`EEXIST` if anything is there).
     pub fn mkdir(&self, name: &[u8], mode: u32) -> io::Result<()> {
-        let c = cname(name)?;
-        cvt(unsafe { libc::mkdirat(self.raw(), c.as_ptr(), mode as libc::mode_t) }).map(drop)
+        Ok(rustix::fs::mkdirat(&self.fd, name, Mode::from_raw_mode(mode))?)
     }
 
     /// What is at `name`, not following a link; `None` when nothing is.
     pub fn stat(&self, name: &[u8]) -> io::Result<Option<Stat>> {
-        let c = cname(name)?;
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        match cvt(unsafe { libc::fstatat(self.raw(), c.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) }) {
-            Ok(_) => Ok(Some(Stat {
+        match rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(Some(Stat {
                 mode: st.st_mode,
                 size: st.st_size as u64,
                 rdev: st.st_rdev,
-                mtime: (st.st_mtime, st.st_mtime_nsec),
+                mtime: (st.st_mtime, st.st_mtime_nsec as i64),
             })),
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
-            Err(e) => Err(e),
+            Err(rustix::io::Errno::NOENT) => Ok(None),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -208,10 +172,8 @@ impl Dir {
     /// anything already there. Returns the file and the name it got.
     pub fn create_temp(&self, base: &[u8], mode: u32) -> io::Result<(File, Vec<u8>)> {
         self.with_temp_name(base, |name| {
-            let c = cname(name)?;
-            let flags = libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-            let fd = cvt(unsafe { libc::openat(self.raw(), c.as_ptr(), flags, mode as libc::c_uint) })?;
-            Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+            let flags = OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | NOFOLLOW;
+            Ok(File::from(rustix::fs::openat(&self.fd, name, flags, Mode::from_raw_mode(mode))?))
         })
     }
 
@@ -234,60 +196,45 @@ impl Dir {
 
     /// Creates a symbolic link `name` pointing at `target` (`EEXIST` if anything is there).
     pub fn symlink(&self, target: &[u8], name: &[u8]) -> io::Result<()> {
-        let (t, c) = (cname(target)?, cname(name)?);
-        cvt(unsafe { libc::symlinkat(t.as_ptr(), self.raw(), c.as_ptr()) }).map(drop)
+        Ok(rustix::fs::symlinkat(target, &self.fd, name)?)
     }
 
     /// The target of the symbolic link `name`.
     pub fn readlink(&self, name: &[u8]) -> io::Result<Vec<u8>> {
-        let c = cname(name)?;
-        let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
-        let n = unsafe { libc::readlinkat(self.raw(), c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        buf.truncate(n as usize);
-        Ok(buf)
+        Ok(rustix::fs::readlinkat(&self.fd, name, Vec::new())?.into_bytes())
     }
 
     /// Creates a fifo or device node `name` (`kind` is `S_IFIFO`, `S_IFBLK` or `S_IFCHR`).
     pub fn mknod(&self, name: &[u8], kind: u32, perm: u32, dev: u64) -> io::Result<()> {
-        let c = cname(name)?;
-        cvt(unsafe {
-            libc::mknodat(self.raw(), c.as_ptr(), (kind | perm) as libc::mode_t, dev as libc::dev_t)
-        })
-        .map(drop)
+        let kind = FileType::from_raw_mode(kind);
+        Ok(rustix::fs::mknodat(&self.fd, name, kind, Mode::from_raw_mode(perm), dev)?)
     }
 
     /// Makes `to` in `to_dir` another name of the file `from` here, never following a link
     /// (`from` being a symlink links the symlink itself).
     pub fn link(&self, from: &[u8], to_dir: &Dir, to: &[u8]) -> io::Result<()> {
-        let (f, t) = (cname(from)?, cname(to)?);
-        cvt(unsafe { libc::linkat(self.raw(), f.as_ptr(), to_dir.raw(), t.as_ptr(), 0) }).map(drop)
+        Ok(rustix::fs::linkat(&self.fd, from, &to_dir.fd, to, AtFlags::empty())?)
     }
 
     /// Renames `from` to `to` in this directory, replacing a non-directory at `to`.
     pub fn rename(&self, from: &[u8], to: &[u8]) -> io::Result<()> {
-        let (f, t) = (cname(from)?, cname(to)?);
-        cvt(unsafe { libc::renameat(self.raw(), f.as_ptr(), self.raw(), t.as_ptr()) }).map(drop)
+        Ok(rustix::fs::renameat(&self.fd, from, &self.fd, to)?)
     }
 
     /// Removes the non-directory `name`.
     pub fn unlink(&self, name: &[u8]) -> io::Result<()> {
-        let c = cname(name)?;
-        cvt(unsafe { libc::unlinkat(self.raw(), c.as_ptr(), 0) }).map(drop)
+        Ok(rustix::fs::unlinkat(&self.fd, name, AtFlags::empty())?)
     }
 
     /// Removes the empty directory `name`.
     pub fn rmdir(&self, name: &[u8]) -> io::Result<()> {
-        let c = cname(name)?;
-        cvt(unsafe { libc::unlinkat(self.raw(), c.as_ptr(), libc::AT_REMOVEDIR) }).map(drop)
+        Ok(rustix::fs::unlinkat(&self.fd, name, AtFlags::REMOVEDIR)?)
     }
 
     /// The names of everything here, and whether each is a directory (not following links).
     pub fn names(&self) -> io::Result<Vec<(Vec<u8>, bool)>> {
         let mut out = Vec::new();
-        for e in std::fs::read_dir(format!("/proc/self/fd/{}", self.raw()))? {
+        for e in std::fs::read_dir(self.proc_path(b""))? {
             let e = e?;
             out.push((e.file_name().as_bytes().to_vec(), e.file_type()?.is_dir()));
         }
@@ -298,7 +245,7 @@ impl Dir {
     pub fn partials(&self) -> io::Result<Vec<Vec<u8>>> {
         // Through /proc, the directory read is the one held, whatever its path is now.
         let mut out = Vec::new();
-        for e in std::fs::read_dir(format!("/proc/self/fd/{}", self.raw()))? {
+        for e in std::fs::read_dir(self.proc_path(b""))? {
             let e = e?;
             let name = e.file_name().as_bytes().to_vec();
             if name.ends_with(PART.as_bytes()) && e.file_type()?.is_file() {
@@ -308,20 +255,27 @@ impl Dir {
         Ok(out)
     }
 
+    /// `/proc/self/fd/N/name`: `name` in the very directory held, whatever its path is now.
+    fn proc_path(&self, name: &[u8]) -> std::path::PathBuf {
+        let mut p = format!("/proc/self/fd/{}/", self.fd.as_raw_fd()).into_bytes();
+        p.extend_from_slice(name);
+        std::path::PathBuf::from(std::ffi::OsString::from_vec(p))
+    }
+
     /// Whether this process may create entries here (`EACCES`, `EROFS` when not).
     pub fn check_writable(&self) -> io::Result<()> {
-        let flags = libc::W_OK | libc::X_OK;
-        cvt(unsafe { libc::faccessat(self.raw(), c".".as_ptr(), flags, libc::AT_EACCESS) }).map(drop)
+        let how = rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK;
+        Ok(rustix::fs::accessat(&self.fd, ".", how, AtFlags::EACCESS)?)
     }
 
     /// Flushes everything written to this directory's file system to disk.
     pub fn sync_fs(&self) -> io::Result<()> {
-        cvt(unsafe { libc::syncfs(self.raw()) }).map(drop)
+        Ok(rustix::fs::syncfs(&self.fd)?)
     }
 
     /// Metadata of the directory itself, through its descriptor.
     pub fn fd_meta(&self) -> FdMeta<'_> {
-        FdMeta(self.raw(), std::marker::PhantomData)
+        FdMeta(self.fd.as_fd())
     }
 
     /// Metadata of the entry `name` here (a symlink or special file), never following it.
@@ -359,35 +313,38 @@ pub fn is_temp_name_for(name: &[u8], base: &[u8]) -> bool {
     tag[1..].iter().all(u8::is_ascii_hexdigit) && !stem.is_empty() && base.starts_with(stem)
 }
 
-fn timespecs(atime: (i64, u32), mtime: (i64, u32)) -> [libc::timespec; 2] {
-    [
-        libc::timespec { tv_sec: atime.0 as libc::time_t, tv_nsec: atime.1 as libc::c_long },
-        libc::timespec { tv_sec: mtime.0 as libc::time_t, tv_nsec: mtime.1 as libc::c_long },
-    ]
+fn timestamps(atime: (i64, u32), mtime: (i64, u32)) -> Timestamps {
+    Timestamps {
+        last_access: Timespec { tv_sec: atime.0, tv_nsec: atime.1.into() },
+        last_modification: Timespec { tv_sec: mtime.0, tv_nsec: mtime.1.into() },
+    }
+}
+
+fn ids(uid: u32, gid: u32) -> (Option<rustix::fs::Uid>, Option<rustix::fs::Gid>) {
+    (Some(rustix::fs::Uid::from_raw(uid)), Some(rustix::fs::Gid::from_raw(gid)))
 }
 
 /// Metadata changes through an open descriptor (a file or directory being restored).
-pub struct FdMeta<'a>(RawFd, std::marker::PhantomData<&'a ()>);
+pub struct FdMeta<'a>(BorrowedFd<'a>);
 
 /// Metadata of an open file.
 pub fn file_meta(f: &File) -> FdMeta<'_> {
-    FdMeta(f.as_raw_fd(), std::marker::PhantomData)
+    FdMeta(f.as_fd())
 }
 
 impl FdMeta<'_> {
     pub fn chown(&self, uid: u32, gid: u32) -> io::Result<()> {
-        cvt(unsafe { libc::fchown(self.0, uid, gid) }).map(drop)
+        let (u, g) = ids(uid, gid);
+        Ok(rustix::fs::fchown(self.0, u, g)?)
     }
     pub fn set_xattr(&self, name: &[u8], value: &[u8]) -> io::Result<()> {
-        let n = cname(name)?;
-        cvt(unsafe { libc::fsetxattr(self.0, n.as_ptr(), value.as_ptr().cast(), value.len(), 0) }).map(drop)
+        Ok(rustix::fs::fsetxattr(self.0, name, value, rustix::fs::XattrFlags::empty())?)
     }
     pub fn set_times(&self, atime: (i64, u32), mtime: (i64, u32)) -> io::Result<()> {
-        let t = timespecs(atime, mtime);
-        cvt(unsafe { libc::futimens(self.0, t.as_ptr()) }).map(drop)
+        Ok(rustix::fs::futimens(self.0, &timestamps(atime, mtime))?)
     }
     pub fn chmod(&self, mode: u32) -> io::Result<()> {
-        cvt(unsafe { libc::fchmod(self.0, mode as libc::mode_t) }).map(drop)
+        Ok(rustix::fs::fchmod(self.0, Mode::from_raw_mode(mode))?)
     }
 }
 
@@ -400,40 +357,31 @@ pub struct AtMeta<'a> {
 
 impl AtMeta<'_> {
     pub fn chown(&self, uid: u32, gid: u32) -> io::Result<()> {
-        let c = cname(self.name)?;
-        cvt(unsafe { libc::fchownat(self.dir.raw(), c.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) })
-            .map(drop)
+        let (u, g) = ids(uid, gid);
+        Ok(rustix::fs::chownat(&self.dir.fd, self.name, u, g, AtFlags::SYMLINK_NOFOLLOW)?)
     }
     /// `lsetxattr` on the name seen through the directory's descriptor in /proc: the
     /// directory is the one we hold, and the last component is not followed.
     pub fn set_xattr(&self, name: &[u8], value: &[u8]) -> io::Result<()> {
-        let mut p = format!("/proc/self/fd/{}/", self.dir.raw()).into_bytes();
-        p.extend_from_slice(self.name);
-        let (p, n) = (cname(&p)?, cname(name)?);
-        cvt(unsafe { libc::lsetxattr(p.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) })
-            .map(drop)
+        let path = self.dir.proc_path(self.name);
+        Ok(rustix::fs::lsetxattr(&path, name, value, rustix::fs::XattrFlags::empty())?)
     }
     pub fn set_times(&self, atime: (i64, u32), mtime: (i64, u32)) -> io::Result<()> {
-        let c = cname(self.name)?;
-        let t = timespecs(atime, mtime);
-        cvt(unsafe { libc::utimensat(self.dir.raw(), c.as_ptr(), t.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) })
-            .map(drop)
+        let t = timestamps(atime, mtime);
+        Ok(rustix::fs::utimensat(&self.dir.fd, self.name, &t, AtFlags::SYMLINK_NOFOLLOW)?)
     }
     /// chmod without following a link: through an `O_PATH` descriptor of the entry itself
     /// (Linux has no `fchmodat(AT_SYMLINK_NOFOLLOW)` before 6.6).
     pub fn chmod(&self, mode: u32) -> io::Result<()> {
-        let c = cname(self.name)?;
-        let flags = libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-        let fd = cvt(unsafe { libc::openat(self.dir.raw(), c.as_ptr(), flags) })?;
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let p = cname(format!("/proc/self/fd/{}", fd.as_raw_fd()).as_bytes())?;
-        cvt(unsafe { libc::chmod(p.as_ptr(), mode as libc::mode_t) }).map(drop)
+        let fd = rustix::fs::openat(&self.dir.fd, self.name, OFlags::PATH | NOFOLLOW, Mode::empty())?;
+        let p = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        Ok(rustix::fs::chmod(p.as_str(), Mode::from_raw_mode(mode))?)
     }
 }
 
 /// Whether we run as root (then owners are restored, and device nodes created).
 pub fn is_root() -> bool {
-    unsafe { libc::geteuid() == 0 }
+    nix::unistd::geteuid().is_root()
 }
 
 /// A path for messages: `dir/rel`.

@@ -60,7 +60,7 @@ impl<'a> Trees<'a> {
             self.index.get(id).ok_or_else(|| Error::format(format!("blob {id} is not in the index")))?;
         let what = || format!("blob {} in pack {}", id.short(), loc.pack.short());
         let index = self.index;
-        let blobs = self.packs.entry(loc.pack).or_insert_with(|| index.blobs_in(&loc.pack));
+        let blobs = self.packs.entry(loc.pack).or_insert_with(|| index.trees_in(&loc.pack));
         let Ok(i) = blobs.binary_search_by_key(&loc.offset, |b| b.offset) else {
             return self.repo.load_blob(self.index, id);
         };

@@ -133,6 +133,24 @@ records! {
     Delete = "delete" => DeleteRecord,
     /// What `unpack` did or, with `--dry-run`, would do to one path.
     Action = "action" => ActionRecord,
+    /// `check-repo`'s verdict on one repository object.
+    Checked = "checked" => Checked,
+}
+
+/// `check-repo`'s verdict on one object of the repository: an index file, a pack, a
+/// snapshot, or (only when something is wrong with it) a tree. Neither `error` nor `warning`
+/// means the object is sound.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Checked {
+    /// "index", "pack", "snapshot" or "tree".
+    pub object: String,
+    pub id: Id,
+    /// What is wrong: the repository has an error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Something to tidy that loses nothing (a pack no index names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 /// Opens every stream.

@@ -100,6 +100,13 @@ fn wire_format_is_pinned() {
     w.write(&DeleteRecord { path: "d/old".into(), path_raw: None }).unwrap();
     w.write(&ActionRecord { action: "updated".into(), path: "d/f".into(), path_raw: None, size: Some(9) })
         .unwrap();
+    w.write(&Checked {
+        object: "pack".into(),
+        id: id('b'),
+        error: Some("does not exist".into()),
+        warning: None,
+    })
+    .unwrap();
     let text = String::from_utf8(w.finish().unwrap()).unwrap();
     let l = format!(r#""id":"{a}","pack":"{b}","offset":7,"length":40,"uncompressed_length":9"#);
     let node = format!(
@@ -132,7 +139,8 @@ fn wire_format_is_pinned() {
         format!(r#"{{"type":"requires","packs":["{b}"]}}"#),
         r#"{"type":"delete","path":"d/old"}"#.to_string(),
         r#"{"type":"action","action":"updated","path":"d/f","size":9}"#.to_string(),
-        r#"{"type":"end","records":17}"#.to_string(),
+        format!(r#"{{"type":"checked","object":"pack","id":"{b}","error":"does not exist"}}"#),
+        r#"{"type":"end","records":18}"#.to_string(),
     ];
     let got: Vec<&str> = text.lines().collect();
     assert_eq!(got, want);
