@@ -290,6 +290,33 @@ mod tests {
     }
 
     #[test]
+    fn actions_as_a_restore_takes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        std::fs::write(dir.path().join("same"), b"abc").unwrap();
+        std::fs::write(dir.path().join("other"), b"xyz").unwrap();
+        let root = Dir::open_target(dir.path()).unwrap();
+        let blobs = [loc(b"abc")];
+        let mut f = node(0, 3);
+        f.content = Some(vec![blobs[0].id]);
+        let (always, never) =
+            (Plan { mode: Mode::Always, delete: false }, Plan { mode: Mode::Never, delete: false });
+        let mut buf = Vec::new();
+        let mut act = |rel: &[u8], n: &Node, plan| action(&root, rel, n, &blobs, plan, &mut buf);
+        assert_eq!(act(b"none", &f, always), Action::Restored);
+        assert_eq!(act(b"d/none", &f, always), Action::Restored);
+        assert_eq!(act(b"same", &f, always), Action::Unchanged);
+        assert_eq!(act(b"other", &f, always), Action::Updated);
+        assert_eq!(act(b"other", &f, never), Action::Unchanged);
+        assert!(matches!(act(b"d", &f, always), Action::Conflict(m) if m.contains("--delete")));
+        assert_eq!(act(b"d", &f, Plan { delete: true, ..always }), Action::Updated);
+        let mut d = node(0, 0);
+        d.node_type = NodeType::Dir;
+        assert_eq!(act(b"d", &d, never), Action::Unchanged, "directories are always entered");
+        assert!(matches!(act(b"same", &d, always), Action::Conflict(_)));
+    }
+
+    #[test]
     fn remove_all_follows_no_link() {
         let dir = tempfile::tempdir().unwrap();
         let keep = tempfile::tempdir().unwrap();
