@@ -199,10 +199,7 @@ pub fn action(
         NodeType::File if unchanged(root, rel, node, blobs, plan.mode, buf) => Action::Unchanged,
         NodeType::File => Action::Updated,
         _ if !same_kind(&st, node) => in_the_way("something of another kind"),
-        NodeType::Symlink if parent.is_some_and(|p| p.readlink(name).is_ok_and(|t| t == node.linktarget)) => {
-            Action::Unchanged
-        }
-        _ if st.rdev == node.device && node.node_type != NodeType::Symlink => Action::Unchanged,
+        _ if parent.as_ref().is_some_and(|p| is_same_special(p, name, node)) => Action::Unchanged,
         _ => Action::Updated,
     }
 }
@@ -220,6 +217,76 @@ pub fn same_kind(st: &Stat, node: &Node) -> bool {
         _ => return false,
     };
     st.kind() == kind
+}
+
+/// Makes a link or special node with `make`; when something is in the way, replaces it if
+/// it is of the node's kind (the mode allowed replacing it) or `delete` is set, unless it is
+/// already what the node makes. `EEXIST` when it stays.
+pub fn make_replacing(
+    parent: &Dir,
+    name: &[u8],
+    node: &Node,
+    delete: bool,
+    make: impl Fn() -> io::Result<()>,
+) -> io::Result<()> {
+    match make() {
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+            let same_kind = parent.stat(name)?.is_some_and(|st| self::same_kind(&st, node));
+            if !(delete || same_kind) || is_same_special(parent, name, node) {
+                return Err(e);
+            }
+            remove_all(parent, name)?;
+            make()
+        }
+        r => r,
+    }
+}
+
+/// Whether `name` already is the link or special node `node` makes.
+pub fn is_same_special(parent: &Dir, name: &[u8], node: &Node) -> bool {
+    match node.node_type {
+        NodeType::Symlink => matches!(parent.readlink(name), Ok(t) if t == node.linktarget),
+        _ => matches!(parent.stat(name), Ok(Some(st)) if same_kind(&st, node) && st.rdev == node.device),
+    }
+}
+
+/// `--delete`: removes `rel` below `root` with everything below it. `false` when nothing was
+/// there.
+pub fn delete_beneath(root: &Dir, rel: &[u8]) -> io::Result<bool> {
+    let (parent_rel, name) = match rel.iter().rposition(|b| *b == b'/') {
+        Some(i) => (&rel[..i], &rel[i + 1..]),
+        None => (&[][..], rel),
+    };
+    let parent = match parent_rel {
+        [] => root.try_clone(),
+        p => root.open_dir_beneath(p),
+    };
+    match parent.and_then(|d| remove_all(&d, name)) {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Reads blob `b` from the target's file `local` at `offset` into `buf` and checks it
+/// against its id: a blob `in_target` says is there is taken only if it really is.
+pub fn read_local<'a>(
+    local: &File,
+    b: &BlobLoc,
+    offset: u64,
+    buf: &'a mut Vec<u8>,
+) -> Result<&'a [u8], String> {
+    buf.resize(b.plain_len() as usize, 0);
+    local
+        .read_exact_at(buf, offset)
+        .map_err(|e| format!("cannot read blob {} from the target's file: {e}", b.id.short()))?;
+    if Id::hash(buf) != b.id {
+        return Err(format!(
+            "the target's file no longer holds blob {} at offset {offset} (it changed since walk looked)",
+            b.id.short()
+        ));
+    }
+    Ok(buf)
 }
 
 /// Removes `name` in `dir` and, for a directory, everything below it, never following a

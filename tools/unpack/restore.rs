@@ -467,7 +467,9 @@ impl<W: io::Write> Unpacker<W> {
             }
             NodeType::Symlink => {
                 let r = existing_ok(
-                    self.replace(&parent, &name, &node, || parent.symlink(&node.linktarget, &name)),
+                    overwrite::make_replacing(&parent, &name, &node, self.delete, || {
+                        parent.symlink(&node.linktarget, &name)
+                    }),
                     || matches!(parent.readlink(&name), Ok(t) if t == node.linktarget),
                 );
                 match r {
@@ -482,7 +484,7 @@ impl<W: io::Write> Unpacker<W> {
                     _ => (libc::S_IFCHR, node.device),
                 };
                 let r = existing_ok(
-                    self.replace(&parent, &name, &node, || {
+                    overwrite::make_replacing(&parent, &name, &node, self.delete, || {
                         parent.mknod(&name, kind, node.unix_mode() & 0o7777, dev)
                     }),
                     || matches!(parent.stat(&name), Ok(Some(st)) if st.kind() == kind && st.rdev == dev),
@@ -905,16 +907,8 @@ impl<W: io::Write> Unpacker<W> {
             if cur.kept && cur.file.is_some() {
                 self.seen.entry(b.id).or_insert((cur.idx, cur.offset));
             } else if let (None, Some(file), Some(local)) = (&cur.failure, &cur.file, &cur.local) {
-                self.plain.resize(b.plain_len() as usize, 0);
-                let r = match local.read_exact_at(&mut self.plain, cur.offset) {
-                    Err(e) => Err(format!("cannot read blob {} from the target's file: {e}", b.id.short())),
-                    Ok(()) if Id::hash(&self.plain) != b.id => Err(format!(
-                        "the target's file no longer holds blob {} at offset {} (it changed since walk looked)",
-                        b.id.short(),
-                        cur.offset
-                    )),
-                    Ok(()) => file.write_all_at(&self.plain, cur.offset).map_err(|e| format!("cannot write: {e}")),
-                };
+                let r = overwrite::read_local(local, b, cur.offset, &mut self.plain)
+                    .and_then(|p| file.write_all_at(p, cur.offset).map_err(|e| format!("cannot write: {e}")));
                 match r {
                     Ok(()) => {
                         self.seen.entry(b.id).or_insert((cur.idx, cur.offset));
@@ -924,39 +918,6 @@ impl<W: io::Write> Unpacker<W> {
             }
             cur.offset += b.plain_len();
             cur.next += 1;
-        }
-    }
-
-    /// Creates a link or special file, replacing what is in the way when that is of the
-    /// same kind (`--overwrite` allowed it), or of any kind with `--delete`.
-    fn replace(
-        &self,
-        parent: &Dir,
-        name: &[u8],
-        node: &Node,
-        make: impl Fn() -> io::Result<()>,
-    ) -> io::Result<()> {
-        match make() {
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                let st = parent.stat(name)?;
-                let same = st.as_ref().is_some_and(|st| overwrite::same_kind(st, node));
-                if !(self.delete || same) || self.unchanged_special(parent, name, node) {
-                    return Err(e);
-                }
-                overwrite::remove_all(parent, name)?;
-                make()
-            }
-            r => r,
-        }
-    }
-
-    /// A link or special file that is already what the node makes (kept, not recreated).
-    fn unchanged_special(&self, parent: &Dir, name: &[u8], node: &Node) -> bool {
-        match node.node_type {
-            NodeType::Symlink => matches!(parent.readlink(name), Ok(t) if t == node.linktarget),
-            _ => {
-                matches!(parent.stat(name), Ok(Some(st)) if overwrite::same_kind(&st, node) && st.rdev == node.device)
-            }
         }
     }
 
@@ -975,19 +936,12 @@ impl<W: io::Write> Unpacker<W> {
             self.failed += 1;
             return Ok(());
         }
-        let (parent_rel, name) = split_last(&rel);
-        let parent = match parent_rel {
-            [] => Ok(self.root_dir.clone()),
-            p => self.root_dir.open_dir_beneath(p).map(Rc::new),
-        };
-        match parent.and_then(|d| overwrite::remove_all(&d, name)) {
-            Ok(()) => self.out.write(&ActionRecord {
-                action: "deleted".into(),
-                path: rec.path,
-                path_raw: rec.path_raw,
-                size: None,
-            }),
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        match overwrite::delete_beneath(&self.root_dir, &rel) {
+            Ok(true) => {
+                let (path, path_raw) = (rec.path, rec.path_raw);
+                self.out.write(&ActionRecord { action: "deleted".into(), path, path_raw, size: None })
+            }
+            Ok(false) => Ok(()),
             Err(e) => {
                 self.fail(&rel, format!("cannot delete: {e}"));
                 Ok(())
