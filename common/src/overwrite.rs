@@ -163,14 +163,7 @@ pub fn action(
     plan: Plan,
     buf: &mut Vec<u8>,
 ) -> Action {
-    let (parent_rel, name) = match rel.iter().rposition(|b| *b == b'/') {
-        Some(i) => (&rel[..i], &rel[i + 1..]),
-        None => (&[][..], rel),
-    };
-    let parent = match parent_rel {
-        [] => root.try_clone(),
-        p => root.open_dir_beneath(p),
-    };
+    let (parent, name) = parent_of(root, rel);
     let parent = parent.ok();
     let st =
         match parent.as_ref().map(|p| p.stat(name)).ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
@@ -250,9 +243,8 @@ pub fn is_same_special(parent: &Dir, name: &[u8], node: &Node) -> bool {
     }
 }
 
-/// `--delete`: removes `rel` below `root` with everything below it. `false` when nothing was
-/// there.
-pub fn delete_beneath(root: &Dir, rel: &[u8]) -> io::Result<bool> {
+/// The directory `rel` is in below `root` (opened following no link), and its last name.
+fn parent_of<'a>(root: &Dir, rel: &'a [u8]) -> (io::Result<Dir>, &'a [u8]) {
     let (parent_rel, name) = match rel.iter().rposition(|b| *b == b'/') {
         Some(i) => (&rel[..i], &rel[i + 1..]),
         None => (&[][..], rel),
@@ -261,6 +253,13 @@ pub fn delete_beneath(root: &Dir, rel: &[u8]) -> io::Result<bool> {
         [] => root.try_clone(),
         p => root.open_dir_beneath(p),
     };
+    (parent, name)
+}
+
+/// `--delete`: removes `rel` below `root` with everything below it. `false` when nothing was
+/// there.
+pub fn delete_beneath(root: &Dir, rel: &[u8]) -> io::Result<bool> {
+    let (parent, name) = parent_of(root, rel);
     match parent.and_then(|d| remove_all(&d, name)) {
         Ok(()) => Ok(true),
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
