@@ -6,7 +6,7 @@ MANDIR = $(DESTDIR)$(PREFIX)/share/man
 TOOLS = snapshots walk fetch-pack unpack verify init-repo chunk pack push
 CARGO ?= cargo
 
-.PHONY: all build deps test lint man-lint check bench bench-restore bench-backup bench-small bench-remote demo install uninstall clean
+.PHONY: all build deps test lint man-lint check bench bench-restore bench-backup bench-small bench-remote bench-versions demo install uninstall clean
 
 all: build
 
@@ -39,6 +39,17 @@ bench-restore: build
 
 bench-backup: build
 	bash bench/backup.sh
+
+# This build against an earlier one (BEFORE=<git revision>, built in target/bench), restore
+# and backup in alternating pairs: a refactor must not make either slower.
+bench-versions: build
+	@test -n "$(BEFORE)" || { echo "usage: make bench-versions BEFORE=<git revision>" >&2; exit 2; }
+	rm -rf target/bench/before-src
+	git worktree prune
+	git worktree add --detach target/bench/before-src $(BEFORE)
+	cd target/bench/before-src && cargo build --release --target-dir ../before-target
+	bash bench/versions.sh target/bench/before-target/release target/release
+	git worktree remove --force target/bench/before-src
 
 # Many small files (50,000 of 1-16 KiB): restore against restic in alternating pairs.
 bench-small: build

@@ -480,7 +480,14 @@ fn full_disk_gives_one_clear_error_and_nothing_half_visible() {
         let err = res.stderr_str(2);
         let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
         assert_eq!(lines.len(), 1, "{what}: push should print one error line:\n{err}");
-        let msg = lines[0];
+        // push --json ends with restic's exit_error message, whose text is the plain line's.
+        let exit: serde_json::Value = serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("{e}: {err}"));
+        assert_eq!(
+            (&exit["message_type"], &exit["code"]),
+            (&"exit_error".into(), &codes[2].into()),
+            "{exit}"
+        );
+        let msg = exit["message"].as_str().unwrap();
         assert!(msg.starts_with("push: "), "{msg}");
         let cause = if use_tmpfs { "No space left on device" } else { "File too large" };
         assert!(msg.contains(cause), "{what}: the cause is not named: {msg}");

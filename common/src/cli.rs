@@ -142,6 +142,35 @@ impl RepoArgs {
     }
 }
 
+/// When a progress bar is drawn (see [`crate::progress`]): flattened into the stages that
+/// draw one (`unpack`, `push`, `verify`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ProgressArgs {
+    /// Draw progress on stderr even when this stage would not (stderr not a terminal, or
+    /// stdout a pipe to another stage); on a non-terminal, one plain line per update
+    #[arg(long, overrides_with = "no_progress")]
+    pub progress: bool,
+
+    /// Never draw progress
+    #[arg(long, overrides_with = "progress")]
+    pub no_progress: bool,
+}
+
+/// restic's machine-readable messages (`--json`): flattened into the stages that report on a
+/// whole restore or backup (`unpack`, `push`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct JsonArgs {
+    /// Print restic's JSON messages (status, summary) on stdout, in place of any records;
+    /// error and exit_error messages go to stderr, as restic writes them
+    #[arg(long)]
+    pub json: bool,
+
+    /// Write restic's JSON messages (status, summary, error, exit_error) to FILE and keep
+    /// stdout for records
+    #[arg(long, value_name = "FILE", conflicts_with = "json")]
+    pub json_file: Option<PathBuf>,
+}
+
 /// restic's snapshot selection flags, used with `latest` and for listing.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct SnapshotFilter {
@@ -265,13 +294,14 @@ pub fn run(tool: &'static str, body: impl FnOnce() -> Result<()>) -> ! {
             // it looked like from here.
             let sig = crate::signal::received().unwrap_or(0);
             crate::signal::run_cleanups();
-            warn(tool, "interrupted");
+            crate::progress::exit_error(tool, 128 + sig, &"interrupted");
             128 + sig
         }
         Err(Error::BrokenPipe) => crate::error::exit::BROKEN_PIPE,
         Err(e) => {
-            warn(tool, &e);
-            e.exit_code()
+            let code = e.exit_code();
+            crate::progress::exit_error(tool, code, &e);
+            code
         }
     };
     std::process::exit(code)

@@ -23,6 +23,7 @@ pub mod node;
 pub mod overwrite;
 pub mod pack;
 pub mod par;
+pub mod progress;
 pub mod record;
 pub mod repo;
 pub mod restored;

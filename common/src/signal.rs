@@ -65,7 +65,7 @@ pub fn install(tool: &'static str) {
                     _ => "SIGHUP",
                 };
                 let what = if cleaned > 0 { "; removed its lock and temporary files" } else { "" };
-                crate::cli::warn(tool, format!("interrupted by {name}{what}"));
+                crate::progress::exit_error(tool, 128 + sig, &format!("interrupted by {name}{what}"));
                 std::process::exit(128 + sig);
             }
         });

@@ -113,6 +113,12 @@ pub fn stdout_file() -> std::mem::ManuallyDrop<std::fs::File> {
     std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(1) })
 }
 
+/// Whether stdout is a pipe (this stage feeds another one).
+pub fn stdout_is_pipe() -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    stdout_file().metadata().is_ok_and(|m| m.file_type().is_fifo())
+}
+
 /// Makes a pipe buffer bigger; pipes default to 64 KiB, which halves throughput at our sizes.
 pub fn enlarge_pipe(fd: i32) {
     // F_SETPIPE_SZ fails harmlessly on anything that is not a pipe.

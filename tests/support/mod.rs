@@ -18,6 +18,7 @@ pub mod compare;
 pub mod faulty;
 pub mod fixture;
 pub mod moto;
+pub mod progress;
 pub mod rclone;
 pub mod remote;
 pub mod restic;

@@ -17,7 +17,7 @@ use common::filter;
 use common::go::{GoJsonFlavor, GoTime};
 use common::index::Index;
 use common::node::{Node, NodeType};
-use common::record::{text_and_raw, ChunkRecord, NodeRecord, SourceRecord, Writer};
+use common::record::{text_and_raw, ChunkRecord, NodeRecord, SourceRecord, TotalsRecord, Writer};
 use common::{stat, sys, Id};
 use serde_json::value::RawValue;
 
@@ -54,6 +54,8 @@ struct Scanner<'a, W: io::Write> {
     failed: Failed,
     excludes: filter::List,
     larger_than: Option<u64>,
+    /// What the stream holds, sent once the scan is done (for push's progress).
+    totals: TotalsRecord,
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -112,6 +114,7 @@ pub fn run(args: &Args) -> Result<()> {
         failed: Failed::default(),
         excludes,
         larger_than,
+        totals: TotalsRecord::default(),
     };
     s.out.header("chunk", None)?;
     let source = SourceRecord {
@@ -137,6 +140,8 @@ pub fn run(args: &Args) -> Result<()> {
         s.targets(&targets, &cwd)?;
     }
     let failed = s.failed;
+    let totals = s.totals;
+    s.out.write(&totals)?;
     s.out.finish()?;
     failed.result()
 }
@@ -350,6 +355,11 @@ impl<W: io::Write> Scanner<'_, W> {
             status: status.map(str::to_string),
             parent_tree,
         };
+        self.totals.nodes += 1;
+        if node.node_type == common::node::NodeType::File {
+            self.totals.files += 1;
+            self.totals.bytes += node.size;
+        }
         self.out.write(&rec)
     }
 

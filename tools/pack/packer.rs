@@ -10,8 +10,8 @@ use common::index::{IdMap, Index};
 use common::lock::Keeper;
 use common::pack::{BlobType, Builder, Entry};
 use common::record::{
-    ChunkRecord, NodeRecord, PackDataRecord, PackHeaderRecord, Reader, RepoFileRecord, RequiresRecord,
-    SourceRecord, StdoutFd, SummaryRecord, Tag, Writer,
+    ChunkRecord, NodeRecord, PackDataRecord, PackHeaderRecord, ProgressRecord, Reader, RepoFileRecord,
+    RequiresRecord, SourceRecord, StdoutFd, SummaryRecord, Tag, TotalsRecord, Writer,
 };
 use common::repo::Repo;
 use common::snapshot::{Snapshot, Summary};
@@ -170,6 +170,9 @@ fn pack(
         None => return Err(input.err("empty stream: no source record")),
     };
     let mut trees = Trees::default();
+    // push draws the backup's progress: it hears how far this stage got now and then.
+    let mut told = Instant::now();
+    let mut reading = 0u64;
     while let Some(line) = input.next_line()? {
         let no = line.no;
         match line.tag() {
@@ -178,17 +181,32 @@ fn pack(
                 let mut plain = store.buffer();
                 line.decode_payload(&mut plain)?;
                 store.stats.bytes_read += plain.len() as u64;
+                reading += plain.len() as u64;
                 store.put_chunk(c.id, plain).map_err(|e| e.at_line(no))?;
             }
             Tag::Node => {
                 let rec: NodeRecord = line.parse()?;
                 trees.node(rec, &mut store).map_err(|e| e.at_line(no))?;
+                reading = 0;
+            }
+            Tag::Totals => {
+                let t: TotalsRecord = line.parse()?;
+                store.out().write(&t)?;
             }
             other => {
                 return Err(line.err(format!("a {} record does not belong in pack's input", other.name())))
             }
         }
+        if told.elapsed() >= PROGRESS_EVERY {
+            told = Instant::now();
+            let (files, bytes) = trees.processed();
+            let added = store.stats.counts.data_added;
+            store.out().write(&ProgressRecord { files, bytes: bytes + reading, added })?;
+        }
     }
+    let (files, bytes) = trees.processed();
+    let added = store.stats.counts.data_added;
+    store.out().write(&ProgressRecord { files, bytes, added })?;
     let root = trees.finish(&mut store)?;
     trees.counts.add_to(&mut store.stats);
     store.close_all()?;
@@ -224,6 +242,8 @@ fn pack(
     keeper.confirm()?;
     store.out().write_with_data(&RepoFileRecord { kind: "snapshot".into(), id: snap_id }, &sealed)?;
     store.stats.snapshot_id = snap_id;
+    store.stats.backup_start = Some(start.to_string());
+    store.stats.backup_end = Some(end.to_string());
     store.stats.total_duration = started.elapsed().as_secs_f64();
     let summary = store.stats.clone();
     store.out().write(&summary)?;
@@ -233,6 +253,9 @@ fn pack(
     let r = store.out().end();
     r
 }
+
+/// How often `pack` tells `push` how far it got (a `progress` record).
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 fn sorted(set: &IdMap<()>) -> Vec<Id> {
     let mut v: Vec<Id> = set.keys().copied().collect();

@@ -29,6 +29,14 @@ pub struct Counts {
     files_read: u64,
 }
 
+impl Trees {
+    /// Files done so far and their bytes, for progress.
+    pub fn processed(&self) -> (u64, u64) {
+        let s = &self.counts.snapshot;
+        (s.total_files_processed, s.total_bytes_processed)
+    }
+}
+
 impl Counts {
     /// Adds these counts to the run's summary.
     pub fn add_to(&self, s: &mut SummaryRecord) {

@@ -8,7 +8,9 @@
 //! there is left alone, so re-running a stream is harmless. It holds no key and sees only
 //! ciphertext, so it can run on another host: `chunk | pack | ssh host push -r /srv/repo`.
 //! The lock `pack` made is stored first and removed at the end. Prints a summary like
-//! restic's on stderr; `--json` prints restic's JSON summary on stdout.
+//! restic's on stderr, and draws the backup's progress there (files and bytes `pack` has
+//! processed, of the totals `chunk` found, and bytes added); `--json` prints restic's JSON
+//! status and summary messages on stdout.
 
 mod store;
 
@@ -19,11 +21,13 @@ use common::cli::{self, RepoLocation};
 #[derive(Parser, Debug)]
 #[command(name = "push", version)]
 pub struct Args {
-    /// Print restic's JSON summary message on stdout
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub json: cli::JsonArgs,
 
-    /// Do not print the summary
+    #[command(flatten)]
+    pub progress: cli::ProgressArgs,
+
+    /// Print no progress and no summary on stderr
     #[arg(short = 'q', long)]
     pub quiet: bool,
 

@@ -9,8 +9,10 @@ use common::backend::{Backend, FileType, Upload};
 use common::cli::warn;
 use common::error::{Error, Result};
 use common::par::Ordered;
+use common::progress::{Kind, Progress};
 use common::record::{
-    decode_b64, PackDataRecord, PackHeaderRecord, Reader, RepoFileRecord, RequiresRecord, SummaryRecord, Tag,
+    decode_b64, PackDataRecord, PackHeaderRecord, ProgressRecord, Reader, RepoFileRecord, RequiresRecord,
+    SummaryRecord, Tag, TotalsRecord,
 };
 use common::signal;
 use common::Id;
@@ -49,10 +51,12 @@ struct Pusher {
     requires: Option<RequiresRecord>,
     buf: Vec<u8>,
     stored: [u64; 3],
+    progress: Progress,
 }
 
 pub fn run(args: &Args) -> Result<()> {
     let started = Instant::now();
+    let progress = Progress::new(Kind::Backup, &args.progress, &args.json, args.quiet)?;
     let backend: Arc<dyn Backend> = Arc::from(args.repo.backend()?);
     let binding = common::repo::binding(backend.as_ref())?;
     // Uploads of a run that was killed outright: nothing else would ever remove them.
@@ -76,6 +80,7 @@ pub fn run(args: &Args) -> Result<()> {
             ))
         }
     }
+    progress.start();
     let connections = common::backend::connections(args.repo.location()?, &args.repo.options()?)?;
     let mut p = Pusher {
         backend: backend.clone(),
@@ -86,6 +91,7 @@ pub fn run(args: &Args) -> Result<()> {
         requires: None,
         buf: Vec::new(),
         stored: [0; 3],
+        progress: progress.clone(),
     };
     let result = p.consume(&mut input);
     // Unfinished packs vanish when dropped; the lock goes in every case.
@@ -98,8 +104,9 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let mut summary = result?;
     summary.total_duration = summary.total_duration.max(started.elapsed().as_secs_f64());
-    if !args.quiet || args.json {
-        report(args, &summary, p.stored)?;
+    progress.finish_backup(&summary)?;
+    if !args.quiet {
+        report(&summary, p.stored);
     }
     Ok(())
 }
@@ -217,6 +224,8 @@ impl Pusher {
                 }
                 Tag::Requires => self.requires = Some(line.parse::<RequiresRecord>()?),
                 Tag::Summary => summary = Some(line.parse::<SummaryRecord>()?),
+                Tag::Totals => self.progress.totals(&line.parse::<TotalsRecord>()?),
+                Tag::Progress => self.progress.backup(&line.parse::<ProgressRecord>()?),
                 other => {
                     return Err(line.err(format!("a {} record does not belong in push's input", other.name())))
                 }
@@ -336,46 +345,33 @@ fn human(bytes: u64) -> String {
     }
 }
 
-fn report(args: &Args, s: &SummaryRecord, stored: [u64; 3]) -> Result<()> {
-    if args.json {
-        let mut v = serde_json::to_value(s).map_err(|e| Error::internal(e.to_string()))?;
-        let obj = v.as_object_mut().expect("a struct is an object");
-        obj.insert("snapshot_id".into(), serde_json::Value::String(s.snapshot_id.short()));
-        let mut line = b"{\"message_type\":\"summary\",".to_vec();
-        let body = serde_json::to_vec(&v).map_err(|e| Error::internal(e.to_string()))?;
-        line.extend_from_slice(&body[1..]);
-        line.push(b'\n');
-        std::io::stdout().write_all(&line).map_err(|e| Error::io("stdout", e))?;
-    }
-    if !args.quiet {
-        let secs = s.total_duration as u64;
-        let msg = format!(
-            "\nFiles:       {:5} new, {:5} changed, {:5} unmodified\n\
-             Dirs:        {:5} new, {:5} changed, {:5} unmodified\n\
-             Added to the repository: {} ({} stored)\n\
-             Read {} files, {}; stored {} packs, {} index files\n\n\
-             processed {} files, {} in {}:{:02}\n\
-             snapshot {} saved",
-            s.counts.files_new,
-            s.counts.files_changed,
-            s.counts.files_unmodified,
-            s.counts.dirs_new,
-            s.counts.dirs_changed,
-            s.counts.dirs_unmodified,
-            human(s.counts.data_added),
-            human(s.counts.data_added_packed),
-            s.files_read,
-            human(s.bytes_read),
-            stored[0],
-            stored[1],
-            s.counts.total_files_processed,
-            human(s.counts.total_bytes_processed),
-            secs / 60,
-            secs % 60,
-            s.snapshot_id.short(),
-        );
-        // A report of several lines, like restic's, not a message: written as it is.
-        let _ = writeln!(std::io::stderr(), "{}", msg.trim_start());
-    }
-    Ok(())
+fn report(s: &SummaryRecord, stored: [u64; 3]) {
+    let secs = s.total_duration as u64;
+    let msg = format!(
+        "\nFiles:       {:5} new, {:5} changed, {:5} unmodified\n\
+         Dirs:        {:5} new, {:5} changed, {:5} unmodified\n\
+         Added to the repository: {} ({} stored)\n\
+         Read {} files, {}; stored {} packs, {} index files\n\n\
+         processed {} files, {} in {}:{:02}\n\
+         snapshot {} saved",
+        s.counts.files_new,
+        s.counts.files_changed,
+        s.counts.files_unmodified,
+        s.counts.dirs_new,
+        s.counts.dirs_changed,
+        s.counts.dirs_unmodified,
+        human(s.counts.data_added),
+        human(s.counts.data_added_packed),
+        s.files_read,
+        human(s.bytes_read),
+        stored[0],
+        stored[1],
+        s.counts.total_files_processed,
+        human(s.counts.total_bytes_processed),
+        secs / 60,
+        secs % 60,
+        s.snapshot_id.short(),
+    );
+    // A report of several lines, like restic's, not a message: written as it is.
+    let _ = writeln!(std::io::stderr(), "{}", msg.trim_start());
 }

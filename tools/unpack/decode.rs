@@ -12,7 +12,7 @@ use common::node::{Node, NodeType};
 use common::overwrite::{self, Mode};
 use common::pack::{Opener, MAX_BLOB, MAX_SEALED_BLOB};
 use common::record::{
-    decode_b64, BlobFailedRecord, BlobLoc, BlobRecord, DeleteRecord, NodeRecord, Reader, Tag,
+    decode_b64, BlobFailedRecord, BlobLoc, BlobRecord, DeleteRecord, NodeRecord, Reader, Tag, TotalsRecord,
 };
 use common::target::Dir;
 
@@ -25,6 +25,8 @@ pub enum Item {
     /// A blob record: its checked plaintext when the record carried data, `None` when it did
     /// not, or why the blob is unusable (damaged, unreadable upstream, impossible length).
     Blob(u64, BlobLoc, std::result::Result<Option<Plain>, String>),
+    /// What the stream holds, for progress (and passed on to `verify`).
+    Totals(TotalsRecord),
 }
 
 /// A checked plaintext inside a buffer: a pooled one for a large blob, its own small one
@@ -96,6 +98,7 @@ pub fn decode(
                 let why = if keeping { Ok(None) } else { Err(f.error) };
                 Item::Blob(no, f.loc, why)
             }
+            Tag::Totals => Item::Totals(line.parse()?),
             Tag::Blob if keeping => Item::Blob(no, line.parse::<BlobRecord>()?.loc, Ok(None)),
             Tag::Blob => {
                 let rec = line.parse::<BlobRecord>()?.loc;

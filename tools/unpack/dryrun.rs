@@ -73,8 +73,9 @@ pub fn run(args: &Args) -> Result<()> {
                     size: None,
                 })?;
             }
-            // Blob data is not needed to decide: it is read past, not decrypted.
-            Tag::Blob | Tag::BlobFailed => {}
+            // Blob data is not needed to decide: it is read past, not decrypted; nothing is
+            // restored, so there is no progress to measure against the totals.
+            Tag::Blob | Tag::BlobFailed | Tag::Totals => {}
             other => {
                 return Err(line.err(format!("a {} record does not belong in unpack's input", other.name())))
             }

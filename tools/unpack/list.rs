@@ -135,7 +135,7 @@ pub fn run(args: &Args) -> Result<()> {
                 };
                 l.out.write(&rec)?;
             }
-            Tag::Node => {}
+            Tag::Node | Tag::Totals => {}
             other => {
                 return Err(
                     line.err(format!("a {} record does not belong in unpack --list's input", other.name()))

@@ -61,6 +61,12 @@ pub struct Args {
     pub dry_run: bool,
 
     #[command(flatten)]
+    pub progress: cli::ProgressArgs,
+
+    #[command(flatten)]
+    pub json: cli::JsonArgs,
+
+    #[command(flatten)]
     pub repo: RepoArgs,
 }
 

@@ -21,6 +21,7 @@ use common::index::IdMap;
 use common::meta::{self, On};
 use common::node::{Node, NodeType};
 use common::overwrite::{self, Mode};
+use common::progress::{Kind, Progress};
 use common::record::{ActionRecord, BlobLoc, DeleteRecord, NodeRecord, Reader, Restored, Writer};
 use common::target::{self, components, file_meta, Dir};
 use common::Id;
@@ -137,13 +138,16 @@ struct Unpacker<W: io::Write> {
     delete: bool,
     /// Partials of files `--overwrite` kept out, removed at the end (see `Current::discard`).
     donors: Vec<(Rc<Dir>, Vec<u8>)>,
+    progress: Progress,
 }
 
 pub fn run(args: &Args) -> Result<()> {
     let target = args.target.clone().expect("clap requires --target");
+    let progress = Progress::new(Kind::Restore, &args.progress, &args.json, false)?;
     let repo = args.repo.open()?;
     let mut input = Reader::stdin();
     let header = input.read_header()?;
+    progress.start();
     let root_dir = Dir::open_target(&target).map_err(|e| match e.kind() {
         io::ErrorKind::NotADirectory => {
             Error::format(format!("target {} is not a directory", target.display()))
@@ -156,7 +160,7 @@ pub fn run(args: &Args) -> Result<()> {
         root_dir: Rc::new(root_dir),
         sparse: args.sparse,
         root: target::is_root(),
-        out: Writer::stdout(),
+        out: Writer::stdout_unless(progress.json_on_stdout()),
         dirs: Vec::new(),
         implicit: None,
         blocked: None,
@@ -175,6 +179,7 @@ pub fn run(args: &Args) -> Result<()> {
         mode: args.overwrite,
         delete: args.delete,
         donors: Vec::new(),
+        progress,
     };
     u.out.header("unpack", header.snapshot)?;
 
@@ -216,6 +221,10 @@ pub fn run(args: &Args) -> Result<()> {
                 match item {
                     Item::Node(no, rec, keep) => u.node(rec, keep).context(format!("line {no}"))?,
                     Item::Delete(no, rec) => u.remove(rec).context(format!("line {no}"))?,
+                    Item::Totals(t) => {
+                        u.progress.totals(&t);
+                        u.out.write(&t)?;
+                    }
                     Item::Blob(no, rec, plain) => {
                         let r = match &plain {
                             Ok(p) => u.blob(rec, Ok(p.as_ref().map(|p| &p.buf[p.range.clone()]))),
@@ -264,6 +273,7 @@ pub fn run(args: &Args) -> Result<()> {
     let _ = u.root_dir.sync_fs();
     let failed = u.failed;
     u.out.finish()?;
+    u.progress.finish()?;
     if failed > 0 {
         return Err(Error::SomeFailed(format!("{failed} items were not restored completely")));
     }
@@ -301,8 +311,14 @@ impl<W: io::Write> Unpacker<W> {
 
     /// Reports one failed item.
     fn fail(&mut self, rel: &[u8], msg: impl std::fmt::Display) {
-        warn("unpack", format!("{}: {msg}", self.show(rel)));
+        self.progress.error("unpack", &self.show(rel), &msg.to_string());
         self.failed += 1;
+    }
+
+    /// Says that a node is restored (`kept`: was already, `--resume`): its record, and progress.
+    fn restored(&mut self, rec: &NodeRecord, kept: bool) -> Result<()> {
+        self.progress.restored(rec, kept);
+        self.out.write(&Restored(rec))
     }
 
     /// The directory a node goes into, made (mode 0700) where the stream did not make it.
@@ -621,7 +637,7 @@ impl<W: io::Write> Unpacker<W> {
             })
         });
         match r {
-            Ok(()) => self.out.write(&Restored(rec)),
+            Ok(()) => self.restored(rec, false),
             Err(e) => {
                 self.fail(rel, format!("cannot link to {:?}: {}", String::from_utf8_lossy(first), e));
                 Ok(())
@@ -641,7 +657,7 @@ impl<W: io::Write> Unpacker<W> {
         if !failed.is_empty() {
             self.fail(rel, format!("cannot restore metadata: {}", failed.join("; ")));
         }
-        self.out.write(&Restored(rec))
+        self.restored(rec, false)
     }
 
     /// The stream left a directory: its metadata is set at the next flush, after the
@@ -660,7 +676,7 @@ impl<W: io::Write> Unpacker<W> {
         if !failed.is_empty() {
             self.fail(&d.rel, format!("cannot restore metadata: {}", failed.join("; ")));
         }
-        self.out.write(&Restored(&d.rec))
+        self.restored(&d.rec, false)
     }
 
     fn blob(&mut self, rec: BlobLoc, data: std::result::Result<Option<&[u8]>, String>) -> Result<()> {
@@ -791,7 +807,7 @@ impl<W: io::Write> Unpacker<W> {
             if !failed.is_empty() {
                 self.fail(&cur.rel, format!("cannot restore metadata: {}", failed.join("; ")));
             }
-            return self.out.write(&Restored(&cur.rec));
+            return self.restored(&cur.rec, true);
         }
         if cur.offset != node.size {
             let why = format!("{} bytes written, the node's size is {}", cur.offset, node.size);
@@ -869,7 +885,7 @@ impl<W: io::Write> Unpacker<W> {
             if !p.meta_failed.is_empty() {
                 self.fail(&p.rel, format!("cannot restore metadata: {}", p.meta_failed.join("; ")));
             }
-            self.out.write(&Restored(&p.rec))?;
+            self.restored(&p.rec, false)?;
         }
         self.pending_bytes = 0;
         self.pending_files = 0;

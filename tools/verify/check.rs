@@ -11,8 +11,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
+use common::cli::JsonArgs;
 use common::error::{Error, Result};
 use common::node::{Node, NodeType};
+use common::progress::{Kind, Progress};
 use common::record::{NodeRecord, Reader, Tag, Verdict, Writer};
 use common::restored;
 
@@ -30,8 +32,10 @@ struct Tally {
 }
 
 pub fn run(args: &Args) -> Result<()> {
+    let progress = Progress::new(Kind::Verify, &args.progress, &JsonArgs::default(), false)?;
     let mut input = Reader::stdin();
     let header = input.read_header()?;
+    progress.start();
     let mut out = Writer::stdout();
     out.header("verify", header.snapshot)?;
     let mut checker = Checker {
@@ -46,6 +50,10 @@ pub fn run(args: &Args) -> Result<()> {
     while let Some(line) = input.next_line()? {
         let rec: NodeRecord = match line.tag() {
             Tag::Restored | Tag::Node => line.parse()?,
+            Tag::Totals => {
+                progress.totals(&line.parse()?);
+                continue;
+            }
             Tag::Blob | Tag::BlobFailed | Tag::Verdict | Tag::Snapshot | Tag::Delete | Tag::Action => {
                 continue
             }
@@ -63,6 +71,8 @@ pub fn run(args: &Args) -> Result<()> {
         let error = checker.entry(&rec, &node).err();
         if is_file {
             t.files += 1;
+            // Another name of a file checked already is not counted again, as in the totals.
+            progress.done(if rec.hardlink.is_none() { node.size } else { 0 });
         } else {
             t.others += 1;
         }
@@ -88,6 +98,7 @@ pub fn run(args: &Args) -> Result<()> {
         }
     }
     out.finish()?;
+    progress.finish()?;
     if t.bad_files + t.bad_others > 0 {
         let first = t.first_bad.unwrap_or_default();
         let what = if t.bad_others == 0 {

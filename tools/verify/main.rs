@@ -6,7 +6,9 @@
 //! blob-sized range against the blob's id (what `restic restore --verify` checks), after the
 //! record's blob list has been checked against the node's own content ids. With `--metadata`,
 //! also modification times and (as root) owners. Writes one `verdict` record per regular file
-//! and one per other entry that differs; exits 3 when anything differs.
+//! and one per other entry that differs; exits 3 when anything differs. On a terminal, as the
+//! last stage, it draws its progress on stderr (files and bytes checked, of the `totals`
+//! record `walk` sent through the stream).
 //!
 //!     walk latest | fetch-pack | unpack --target DIR | verify --target DIR
 
@@ -33,6 +35,9 @@ pub struct Args {
     /// Also check modification times (not of directories) and, when run as root, owners
     #[arg(short = 'm', long)]
     pub metadata: bool,
+
+    #[command(flatten)]
+    pub progress: cli::ProgressArgs,
 }
 
 fn main() {

@@ -3,7 +3,9 @@
 //! Reads the repository (needs the password: it decrypts trees and the index) and writes one
 //! `node` record per selected node, depth first in name order, a directory before its
 //! contents. A file's record lists where each of its blobs lives (pack, offset, length), so
-//! the next stage, `fetch-pack`, can fetch ciphertext without the key.
+//! the next stage, `fetch-pack`, can fetch ciphertext without the key. Before the nodes, a
+//! `totals` record says how many nodes, files and bytes follow (a first pass over the same
+//! trees, which `--no-totals` skips), so the stage that draws progress knows the whole.
 //!
 //!     walk latest | fetch-pack | unpack --target DIR | verify --target DIR
 //!
@@ -66,6 +68,9 @@ pub struct Args {
     /// List what the target has and the snapshot selection does not, for unpack --delete
     #[arg(long, requires = "target")]
     pub delete: bool,
+    /// Do not count the selection first (no totals record: progress has no length or ETA)
+    #[arg(long)]
+    pub no_totals: bool,
 
     #[command(flatten)]
     pub filter: cli::SnapshotFilter,

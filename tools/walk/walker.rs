@@ -1,15 +1,14 @@
 //! The depth-first walk over a snapshot's trees.
 
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
 
 use common::error::{Error, Result, ResultExt};
 use common::filter::{read_pattern_file, Selection};
 use common::index::Index;
-use std::path::Path;
-
 use common::node::{Node, NodeType};
 use common::overwrite::{self, Mode};
-use common::record::{text_and_raw, BlobLoc, DeleteRecord, NodeRecord, Writer};
+use common::record::{text_and_raw, BlobLoc, DeleteRecord, NodeRecord, TotalsRecord, Writer};
 use common::target::{Dir, PART};
 use common::tree::parse_tree;
 use common::Id;
@@ -30,6 +29,8 @@ struct Walker<'a, W: std::io::Write> {
     /// something below them is, so that (as `restic restore --include` does) the parents of
     /// a selected node get their own metadata, and directories without one are left out.
     pending: Vec<(Box<serde_json::value::RawValue>, Vec<u8>)>,
+    /// The first pass: count what the walk would write instead of writing it.
+    counting: Option<TotalsRecord>,
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -92,8 +93,19 @@ pub fn run(args: &Args) -> Result<()> {
         target,
         links: HashMap::new(),
         pending: Vec::new(),
+        counting: None,
     };
     w.out.header("walk", Some(*snap_id))?;
+    if !args.no_totals {
+        // A first pass over the same trees (most come from the tree cache the second time):
+        // the stage that draws progress needs the totals before the first node.
+        w.counting = Some(TotalsRecord::default());
+        w.walk(&tree, &mut Vec::new())?;
+        let totals = w.counting.take().unwrap_or_default();
+        w.links.clear();
+        w.out.write(&totals)?;
+        w.out.flush()?;
+    }
     w.walk(&tree, &mut Vec::new())?;
     w.out.finish()?;
     Ok(())
@@ -172,7 +184,7 @@ impl<W: std::io::Write> Walker<'_, W> {
                 status: None,
                 parent_tree: None,
             };
-            self.out.write(&rec)?;
+            self.put(&rec, 0)?;
         }
         let (text, path_raw) = text_and_raw(path);
         let mut blobs = Vec::new();
@@ -221,7 +233,28 @@ impl<W: std::io::Write> Walker<'_, W> {
             status: None,
             parent_tree: None,
         };
-        self.out.write(&rec)
+        let bytes = match (node.node_type == NodeType::File, &rec.hardlink) {
+            (true, None) => Some(node.size),
+            (true, Some(_)) => Some(0),
+            _ => None,
+        };
+        self.put(&rec, bytes.unwrap_or(0))?;
+        if let (Some(t), Some(_)) = (&mut self.counting, bytes) {
+            t.files += 1;
+        }
+        Ok(())
+    }
+
+    /// Writes a node record, or counts it in the first pass (`bytes`: a file's, hard links once).
+    fn put(&mut self, rec: &NodeRecord, bytes: u64) -> Result<()> {
+        match &mut self.counting {
+            Some(t) => {
+                t.nodes += 1;
+                t.bytes += bytes;
+                Ok(())
+            }
+            None => self.out.write(rec),
+        }
     }
 }
 

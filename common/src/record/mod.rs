@@ -135,6 +135,11 @@ records! {
     Action = "action" => ActionRecord,
     /// `check-repo`'s verdict on one repository object.
     Checked = "checked" => Checked,
+    /// How much the stream holds, for progress: from `walk` before its nodes, from `chunk`
+    /// after its scan.
+    Totals = "totals" => TotalsRecord,
+    /// How far `pack` got, for `push`'s progress.
+    Progress = "progress" => ProgressRecord,
 }
 
 /// `check-repo`'s verdict on one object of the repository: an index file, a pack, a
@@ -151,6 +156,27 @@ pub struct Checked {
     /// Something to tidy that loses nothing (a pack no index names).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
+}
+
+/// How much a stream holds, for the stage that draws progress: `walk` writes it before the
+/// first node, `chunk` once its scan is done. Optional: a stream without it still works.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TotalsRecord {
+    /// Node records of the stream (what a restore counts as its files).
+    pub nodes: u64,
+    /// Regular files among them.
+    pub files: u64,
+    /// Bytes of those files, each hard-linked file once.
+    pub bytes: u64,
+}
+
+/// How far `pack` got, sent now and then for `push`'s progress: files done and their bytes
+/// (with the bytes of the file being read so far), and bytes added to the repository.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProgressRecord {
+    pub files: u64,
+    pub bytes: u64,
+    pub added: u64,
 }
 
 /// Opens every stream.
@@ -379,6 +405,11 @@ pub struct SummaryRecord {
     pub bytes_read: u64,
     pub total_duration: f64,
     pub snapshot_id: Id,
+    /// When the backup started and ended (RFC 3339), for restic's JSON summary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_start: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_end: Option<String>,
 }
 
 /// One snapshot, as `snapshots` lists it (the fields of `restic snapshots --json`).

@@ -93,6 +93,8 @@ fn wire_format_is_pinned() {
         bytes_read: 4,
         total_duration: 1.5,
         snapshot_id: id('a'),
+        backup_start: None,
+        backup_end: Some("2025-01-01T00:00:02Z".into()),
     })
     .unwrap();
     w.write(&BlobFailedRecord { loc: loc(), error: "gone".into() }).unwrap();
@@ -107,6 +109,8 @@ fn wire_format_is_pinned() {
         warning: None,
     })
     .unwrap();
+    w.write(&TotalsRecord { nodes: 3, files: 2, bytes: 10 }).unwrap();
+    w.write(&ProgressRecord { files: 1, bytes: 5, added: 4 }).unwrap();
     let text = String::from_utf8(w.finish().unwrap()).unwrap();
     let l = format!(r#""id":"{a}","pack":"{b}","offset":7,"length":40,"uncompressed_length":9"#);
     let node = format!(
@@ -133,14 +137,16 @@ fn wire_format_is_pinned() {
         format!(r#"{{"type":"chunk","id":"{a}","data":""}}"#),
         format!(r#"{{"type":"repo_file","kind":"index","id":"{a}","data":"aQ=="}}"#),
         format!(
-            r#"{{"type":"summary","files_new":1,"files_changed":0,"files_unmodified":0,"dirs_new":0,"dirs_changed":0,"dirs_unmodified":0,"data_blobs":2,"tree_blobs":0,"data_added":0,"data_added_packed":0,"total_files_processed":0,"total_bytes_processed":0,"files_read":3,"bytes_read":4,"total_duration":1.5,"snapshot_id":"{a}"}}"#
+            r#"{{"type":"summary","files_new":1,"files_changed":0,"files_unmodified":0,"dirs_new":0,"dirs_changed":0,"dirs_unmodified":0,"data_blobs":2,"tree_blobs":0,"data_added":0,"data_added_packed":0,"total_files_processed":0,"total_bytes_processed":0,"files_read":3,"bytes_read":4,"total_duration":1.5,"snapshot_id":"{a}","backup_end":"2025-01-01T00:00:02Z"}}"#
         ),
         format!(r#"{{"type":"blob_failed",{l},"error":"gone"}}"#),
         format!(r#"{{"type":"requires","packs":["{b}"]}}"#),
         r#"{"type":"delete","path":"d/old"}"#.to_string(),
         r#"{"type":"action","action":"updated","path":"d/f","size":9}"#.to_string(),
         format!(r#"{{"type":"checked","object":"pack","id":"{b}","error":"does not exist"}}"#),
-        r#"{"type":"end","records":18}"#.to_string(),
+        r#"{"type":"totals","nodes":3,"files":2,"bytes":10}"#.to_string(),
+        r#"{"type":"progress","files":1,"bytes":5,"added":4}"#.to_string(),
+        r#"{"type":"end","records":20}"#.to_string(),
     ];
     let got: Vec<&str> = text.lines().collect();
     assert_eq!(got, want);

@@ -20,17 +20,21 @@ pub struct Writer<W: Write> {
 
 /// Standard output as a plain file descriptor. `std::io::Stdout` is line-buffered: it
 /// would scan every megabyte we hand it for newlines and copy the tail once more.
-pub struct StdoutFd(std::mem::ManuallyDrop<std::fs::File>);
+/// `None` throws the records away (see [`Writer::nowhere`]).
+pub struct StdoutFd(Option<std::mem::ManuallyDrop<std::fs::File>>);
 
 impl StdoutFd {
     fn new() -> StdoutFd {
-        StdoutFd(crate::sys::stdout_file())
+        StdoutFd(Some(crate::sys::stdout_file()))
     }
 }
 
 impl io::Write for StdoutFd {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
+        match &mut self.0 {
+            Some(f) => f.write(buf),
+            None => Ok(buf.len()),
+        }
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
@@ -42,6 +46,20 @@ impl Writer<io::BufWriter<StdoutFd>> {
     pub fn stdout() -> Self {
         crate::sys::enlarge_pipe(1);
         Writer::new(io::BufWriter::with_capacity(1 << 20, StdoutFd::new()))
+    }
+
+    /// A writer of the same type that throws its records away: for a stage whose stdout
+    /// carries something else (restic's JSON messages with `--json`).
+    pub fn nowhere() -> Self {
+        Writer::new(io::BufWriter::new(StdoutFd(None)))
+    }
+
+    /// [`Writer::stdout`], or [`Writer::nowhere`] when `discard`.
+    pub fn stdout_unless(discard: bool) -> Self {
+        match discard {
+            true => Writer::nowhere(),
+            false => Writer::stdout(),
+        }
     }
 }
 

@@ -1,0 +1,139 @@
+//! Progress bars: drawn on a real terminal by the last stage (unpack for a restore, push for
+//! a backup), never anywhere else; records on stdout are the same with or without them.
+
+mod support;
+
+use std::ffi::OsString;
+use std::fs;
+use std::path::Path;
+
+use support::backup::TEST_SCRYPT;
+use support::progress::{control_chars, sh_line, under_terminal, BackupSource};
+use support::{random_bytes, tool, Fixture, Pipeline};
+
+/// Six nodes: a 3 MiB file (several blobs), a directory with three small files, a symlink.
+fn fill(src: &Path) {
+    fs::write(src.join("big"), random_bytes(1, 3 << 20)).unwrap();
+    fs::create_dir(src.join("d")).unwrap();
+    for i in 0..3 {
+        fs::write(src.join(format!("d/f{i}")), format!("small {i}\n")).unwrap();
+    }
+    std::os::unix::fs::symlink("big", src.join("link")).unwrap();
+}
+const NODES: usize = 6;
+const FILES: usize = 4;
+
+fn restore_stages(fx: &Fixture, target: &Path, unpack_args: &[&str]) -> Vec<Vec<OsString>> {
+    let mut unpack = tool(&fx.r, "unpack", unpack_args);
+    unpack.extend(["--target".into(), target.as_os_str().to_os_string()]);
+    vec![tool(&fx.r, "walk", &["latest"]), tool(&fx.r, "fetch-pack", &[]), unpack]
+}
+
+/// The last screen state of a bar: the text after the last carriage return or line erase.
+fn last_frame(out: &str) -> &str {
+    let end = out.trim_end();
+    let from = end.rfind(['\r', '\u{1b}']).map_or(0, |i| i + 1);
+    &end[from..]
+}
+
+#[test]
+fn restore_on_a_terminal_draws_the_bar_to_its_end() {
+    let fx = Fixture::new(fill, &[]);
+    let target = fx.path("out");
+    let cmd = sh_line(&restore_stages(&fx, &target, &[]), "> /dev/null");
+    let res = under_terminal(&cmd, &[]);
+    res.assert_ok();
+    let out = String::from_utf8_lossy(&res.stdout);
+    assert!(out.contains('\u{1b}'), "no terminal control sequences: a bar was not drawn\n{out:?}");
+    let last = last_frame(&out);
+    assert!(last.contains(&format!("files {NODES}/{NODES}")), "final state: {last:?}\nall: {out:?}");
+    assert!(last.contains("100%") && last.contains("3.00 MiB/3.00 MiB"), "final state: {last:?}");
+    assert_eq!(fs::read(target.join("big")).unwrap(), random_bytes(1, 3 << 20));
+}
+
+#[test]
+fn backup_on_a_terminal_draws_the_bar_to_its_end() {
+    let b = BackupSource::new(fill);
+    let stages = b.stages(&[]);
+    let res = under_terminal(&sh_line(&stages, ""), &[TEST_SCRYPT]);
+    res.assert_ok();
+    let out = String::from_utf8_lossy(&res.stdout);
+    assert!(out.contains('\u{1b}'), "no bar drawn\n{out:?}");
+    // The bar's last frame comes before push's summary lines.
+    let bar_end = out.rfind("backing up").expect("a bar line");
+    let frame = last_frame(&out[..out[bar_end..].find('\n').map_or(out.len(), |i| bar_end + i)]);
+    assert!(frame.contains(&format!("files {FILES}/{FILES}")), "final state: {frame:?}\nall: {out:?}");
+    assert!(frame.contains("100%"), "final state: {frame:?}");
+    assert!(out.contains("snapshot ") && out.contains(" saved"), "{out:?}");
+}
+
+#[test]
+fn without_a_terminal_nothing_is_drawn_and_records_do_not_change() {
+    let fx = Fixture::new(fill, &[]);
+    let run = |name: &str, args: &[&str]| {
+        let target = fx.path(name);
+        let mut p = Pipeline::new();
+        for s in restore_stages(&fx, &target, args) {
+            p = p.stage(s);
+        }
+        let res = p.env("RESTIC_PROGRESS_FPS", "60").run();
+        res.assert_ok();
+        res
+    };
+    let plain = run("a", &["--no-progress"]);
+    for args in [&[][..], &["--progress"], &["--json-file", "/dev/null"]] {
+        let res = run(&format!("b{}", args.len()), args);
+        assert_eq!(res.stdout, plain.stdout, "records differ with {args:?}");
+        for (i, err) in res.stderrs.iter().enumerate() {
+            assert_eq!(
+                control_chars(err),
+                b"",
+                "stage {i} with {args:?} wrote control characters:\n{}",
+                res.report()
+            );
+        }
+        if args == ["--progress"] {
+            // Forced on a non-terminal: plain lines, the last one at the end.
+            let err = res.stderr_str(2);
+            let last = err.lines().last().unwrap_or_default();
+            assert!(last.contains(&format!("files {NODES}/{NODES}")) && last.contains("100.0%"), "{err}");
+        } else {
+            assert_eq!(res.stderr_str(2), "", "unpack {args:?} said something:\n{}", res.report());
+        }
+    }
+    // A restore record stream carries walk's totals on to verify.
+    let totals = support::framed_records(&plain).into_iter().find(|v| v["type"] == "totals");
+    let totals = totals.unwrap_or_else(|| panic!("no totals record:\n{}", plain.report()));
+    assert_eq!(totals["nodes"], NODES as u64, "{totals}");
+    assert_eq!(totals["files"], FILES as u64, "{totals}");
+}
+
+#[test]
+fn backup_without_a_terminal_draws_nothing() {
+    let res = BackupSource::new(fill).run(&["--progress"]);
+    res.assert_ok();
+    assert_eq!(res.stdout, b"", "push wrote to stdout without --json");
+    for (i, err) in res.stderrs.iter().enumerate() {
+        assert_eq!(control_chars(err), b"", "stage {i} wrote control characters:\n{}", res.report());
+    }
+    let err = res.stderr_str(2);
+    assert!(err.lines().any(|l| l.contains(&format!("files {FILES}/{FILES}"))), "{err}");
+}
+
+#[test]
+fn a_stream_without_totals_still_restores() {
+    let fx = Fixture::new(fill, &[]);
+    let target = fx.path("out");
+    let mut stages = restore_stages(&fx, &target, &["--progress"]);
+    stages[0].push("--no-totals".into());
+    let mut p = Pipeline::new();
+    for s in stages {
+        p = p.stage(s);
+    }
+    let res = p.run();
+    res.assert_ok();
+    assert!(!support::framed_records(&res).iter().any(|v| v["type"] == "totals"), "{}", res.report());
+    let err = res.stderr_str(2);
+    assert!(err.lines().last().unwrap_or_default().contains(&format!("files {NODES}")), "{err}");
+    assert_eq!(fs::read(target.join("big")).unwrap(), random_bytes(1, 3 << 20));
+}
