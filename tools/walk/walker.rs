@@ -157,7 +157,8 @@ impl<W: std::io::Write> Walker<'_, W> {
             }
             prefix.truncate(len);
         }
-        if let Some(t) = self.target.as_mut().filter(|t| t.delete) {
+        // (Not in the counting pass: the target is looked at once, as the records go out.)
+        if let Some(t) = self.target.as_mut().filter(|t| t.delete && self.counting.is_none()) {
             for rec in t.unexpected(prefix, &names, &self.select) {
                 self.out.write(&rec)?;
             }
@@ -212,7 +213,9 @@ impl<W: std::io::Write> Walker<'_, W> {
             }
         }
         let in_target = match (&mut self.target, &hardlink) {
-            (Some(t), None) if node.node_type == NodeType::File => t.in_target(path, node, &blobs),
+            (Some(t), None) if node.node_type == NodeType::File && self.counting.is_none() => {
+                t.in_target(path, node, &blobs)
+            }
             _ => Vec::new(),
         };
         let (hardlink, hardlink_raw) = match hardlink {
