@@ -6,7 +6,7 @@ MANDIR = $(DESTDIR)$(PREFIX)/share/man
 TOOLS = snapshots walk fetch-pack unpack verify init-repo chunk pack push
 CARGO ?= cargo
 
-.PHONY: all build deps test lint man-lint check bench bench-restore bench-backup bench-small bench-remote bench-versions demo install uninstall clean
+.PHONY: all build deps test lint man-lint check bench bench-restore bench-backup bench-small bench-remote bench-dump bench-versions demo install uninstall clean
 
 all: build
 
@@ -32,13 +32,17 @@ man-lint:
 check: lint test
 
 # Side-by-side benchmarks against restic; print tables (see bench/RESULTS.md).
-bench: bench-restore bench-backup bench-small bench-remote
+bench: bench-restore bench-backup bench-small bench-remote bench-dump
 
 bench-restore: build
 	bash bench/restore.sh
 
 bench-backup: build
 	bash bench/backup.sh
+
+# Streaming out (restic dump): a 1 GiB file to stdout and as a tar, every stage's peak RSS.
+bench-dump: build
+	bash bench/dump.sh
 
 # This build against an earlier one (BEFORE=<git revision>, built in target/bench), restore
 # and backup in alternating pairs: a refactor must not make either slower.

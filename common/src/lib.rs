@@ -10,6 +10,7 @@ pub mod chunker;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod dump;
 pub mod error;
 pub mod file;
 pub mod filter;

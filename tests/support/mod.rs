@@ -6,6 +6,7 @@
 //!   [`Fixture`] is a tree a test makes and restic's backup of it,
 //! * [`pipeline`] / [`Pipeline`] run our binaries as real processes joined by pipes,
 //! * [`restore_pipeline`] and friends run sluice's restore against a restic repository,
+//! * [`measured`] runs a pipeline into a file and reports each stage's peak memory,
 //! * [`backup`] drives init-repo and the backup pipeline `chunk | pack | push`,
 //! * [`rclone`] and [`moto`] start real REST and S3 servers on 127.0.0.1, and [`remote`] has
 //!   the round trips every such server must pass.
@@ -17,6 +18,7 @@ pub mod backup;
 pub mod compare;
 pub mod faulty;
 pub mod fixture;
+pub mod measured;
 pub mod moto;
 pub mod progress;
 pub mod rclone;

@@ -47,7 +47,7 @@ pub fn run(args: &Args) -> Result<()> {
     let mut input = Reader::stdin();
     let header = input.read_header()?;
     let mut out = Writer::stdout();
-    out.header("fetch-pack", header.snapshot)?;
+    out.header_with_root("fetch-pack", header.snapshot, header.root)?;
     let limits = Limits { max_gap: args.max_gap, max_read: args.max_read, max_lines: MAX_LINES };
     let reader = Fetcher { backend: backend.as_ref(), gone: Mutex::default(), buffers: Mutex::default() };
     let mut writer = Output { out: &mut out, gone: IdMap::default(), failed: 0, buffers: &reader.buffers };

@@ -11,9 +11,12 @@
 //!
 //!     walk latest | fetch-pack | unpack --target DIR | verify --target DIR
 //!     fetch-pack --pack 3f9a1c | unpack --list
+//!     walk latest:/etc/hosts | fetch-pack | unpack --stdout > hosts
+//!     walk latest:/etc | fetch-pack | unpack --tar | tar -t
 
 mod decode;
 mod dryrun;
+mod dump;
 mod list;
 mod restore;
 
@@ -28,12 +31,20 @@ use common::overwrite::Mode;
 #[command(name = "unpack", version)]
 pub struct Args {
     /// Directory to restore into (created if missing)
-    #[arg(short = 't', long, value_name = "DIR", required_unless_present = "list")]
+    #[arg(short = 't', long, value_name = "DIR", required_unless_present_any = ["list", "stdout", "tar"])]
     pub target: Option<PathBuf>,
 
     /// Do not restore: list every blob of the stream with its verdict
     #[arg(long, conflicts_with_all = ["target", "sparse", "resume", "overwrite", "delete", "dry_run"])]
     pub list: bool,
+
+    /// Do not restore: write the content of the stream's one file to stdout, in order
+    #[arg(long, conflicts_with_all = ["target", "sparse", "resume", "list", "tar", "json", "json_file", "progress", "overwrite", "delete", "dry_run"])]
+    pub stdout: bool,
+
+    /// Do not restore: write the stream's nodes to stdout as a tar archive, in order
+    #[arg(long, conflicts_with_all = ["target", "sparse", "resume", "list", "json", "json_file", "progress", "overwrite", "delete", "dry_run"])]
+    pub tar: bool,
 
     /// Leave holes for all-zero blobs instead of writing zeros
     #[arg(long)]
@@ -72,9 +83,15 @@ pub struct Args {
 
 fn main() {
     let args: Args = cli::parse("unpack");
-    cli::run("unpack", || match (args.list, args.dry_run) {
-        (true, _) => list::run(&args),
-        (_, true) => dryrun::run(&args),
-        _ => restore::run(&args),
+    cli::run("unpack", || {
+        if args.list {
+            list::run(&args)
+        } else if args.stdout || args.tar {
+            dump::run(&args)
+        } else if args.dry_run {
+            dryrun::run(&args)
+        } else {
+            restore::run(&args)
+        }
     })
 }

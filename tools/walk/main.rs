@@ -27,7 +27,8 @@ use common::overwrite::Mode;
 #[derive(Parser, Debug)]
 #[command(name = "walk", version)]
 pub struct Args {
-    /// Snapshot id, id prefix or "latest", optionally with ":PATH" for a subfolder
+    /// Snapshot id, id prefix or "latest", optionally with ":PATH" for a subfolder or a
+    /// single file
     #[arg(value_name = "SNAPSHOT[:PATH]")]
     pub snapshot: String,
 

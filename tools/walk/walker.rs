@@ -63,18 +63,28 @@ pub fn run(args: &Args) -> Result<()> {
     let index = repo.load_index()?;
     let mut trees = Trees::new(&repo, &index);
 
+    // Down to the selected directory, or to the single node the path ends in.
     let mut tree = snap.tree;
     let mut walked = String::new();
-    for comp in sub.split('/').filter(|c| !c.is_empty()) {
+    let mut root = None;
+    let mut single = None;
+    let comps: Vec<&str> = sub.split('/').filter(|c| !c.is_empty()).collect();
+    for (i, comp) in comps.iter().enumerate() {
         walked.push('/');
         walked.push_str(comp);
         let entries = load_tree(&mut trees, &tree)?;
         let found = entries.into_iter().find(|e| e.node.name == comp.as_bytes());
         tree = match found {
-            Some(e) if e.node.node_type == NodeType::Dir => e
-                .node
-                .subtree
-                .ok_or_else(|| Error::format(format!("{walked}: directory without a subtree")))?,
+            Some(e) if e.node.node_type == NodeType::Dir => {
+                root = Some(comp.to_string());
+                e.node
+                    .subtree
+                    .ok_or_else(|| Error::format(format!("{walked}: directory without a subtree")))?
+            }
+            Some(e) if i + 1 == comps.len() => {
+                single = Some(e);
+                break;
+            }
             Some(_) => {
                 return Err(Error::Usage(format!(
                     "{walked} is not a directory in snapshot {}",
@@ -95,18 +105,20 @@ pub fn run(args: &Args) -> Result<()> {
         pending: Vec::new(),
         counting: None,
     };
-    w.out.header("walk", Some(*snap_id))?;
+    // A path to a non-directory selects that one node: the header names no directory then.
+    let root = if single.is_some() { None } else { root };
+    w.out.header_with_root("walk", Some(*snap_id), root)?;
     if !args.no_totals {
         // A first pass over the same trees (most come from the tree cache the second time):
         // the stage that draws progress needs the totals before the first node.
         w.counting = Some(TotalsRecord::default());
-        w.walk(&tree, &mut Vec::new())?;
+        w.select_all(&tree, single.as_ref())?;
         let totals = w.counting.take().unwrap_or_default();
         w.links.clear();
         w.out.write(&totals)?;
         w.out.flush()?;
     }
-    w.walk(&tree, &mut Vec::new())?;
+    w.select_all(&tree, single.as_ref())?;
     w.out.finish()?;
     Ok(())
 }
@@ -117,6 +129,22 @@ fn load_tree(trees: &mut Trees, id: &Id) -> Result<Vec<common::tree::TreeEntry>>
 }
 
 impl<W: std::io::Write> Walker<'_, W> {
+    /// One pass: the selected directory's tree, or the single node a path to a file selects
+    /// (under its own name; --include and --exclude still decide, matching `/NAME` as paths
+    /// relative to the selection are matched).
+    fn select_all(&mut self, tree: &Id, single: Option<&common::tree::TreeEntry>) -> Result<()> {
+        match single {
+            Some(e) => {
+                let name = e.node.name.clone();
+                if self.select.check(&format!("/{}", String::from_utf8_lossy(&name)), false).0 {
+                    self.emit(e.raw.clone(), &e.node, &name)?;
+                }
+                Ok(())
+            }
+            None => self.walk(tree, &mut Vec::new()),
+        }
+    }
+
     fn walk(&mut self, tree: &Id, prefix: &mut Vec<u8>) -> Result<()> {
         let entries = load_tree(&mut self.trees, tree)?;
         let names: HashSet<Vec<u8>> = match self.target.as_ref().is_some_and(|t| t.delete) {

@@ -194,6 +194,11 @@ pub struct Header {
     /// and `push` refuses a stream made for another repository.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repository: Option<Id>,
+    /// The name of the directory the stream's paths are relative to, when `walk` selected
+    /// one below the snapshot's root (`walk latest:/etc` → `etc`); `unpack --tar` starts
+    /// its entry names with it, as `restic dump` does. `fetch-pack` copies it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
 }
 
 /// Closes every stream; `records` counts the records between header and end.

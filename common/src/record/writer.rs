@@ -74,12 +74,24 @@ impl<W: Write> Writer<W> {
 
     /// Writes the header. Call once, first.
     pub fn header(&mut self, producer: &str, snapshot: Option<Id>) -> Result<()> {
+        self.header_with_root(producer, snapshot, None)
+    }
+
+    /// Writes the header of a stream of nodes relative to a selected directory (see
+    /// `Header::root`). Call once, first.
+    pub fn header_with_root(
+        &mut self,
+        producer: &str,
+        snapshot: Option<Id>,
+        root: Option<String>,
+    ) -> Result<()> {
         self.header_record(Header {
             format: FORMAT.into(),
             version: VERSION,
             producer: producer.into(),
             snapshot,
             repository: None,
+            root,
         })
     }
 
@@ -91,6 +103,7 @@ impl<W: Write> Writer<W> {
             producer: producer.into(),
             snapshot: None,
             repository: Some(repository),
+            root: None,
         })
     }
 
