@@ -42,6 +42,12 @@ fn check(rec: &NodeRecord, node: &Node) -> Result<()> {
     if rec.hardlink.is_some() {
         return Ok(());
     }
+    // Blobs the restore target holds (`walk --target`) do not travel: nothing to stream.
+    if !rec.in_target.is_empty() {
+        return Err(Error::stream(
+            "the record's blobs are in a restore target (walk --target): not in the stream",
+        ));
+    }
     if node.node_type == NodeType::File {
         return rec.check_content(node);
     }
@@ -328,6 +334,7 @@ mod tests {
             blobs: locs,
             hardlink: hardlink.map(str::to_string),
             hardlink_raw: None,
+            in_target: Vec::new(),
             status: None,
             parent_tree: None,
         };

@@ -153,6 +153,109 @@ impl List {
     }
 }
 
+/// What `restic restore` selects with `--include`/`--iinclude` (and their `-file` forms) or
+/// `--exclude`/`--iexclude`: the `i` lists match without regard to case (pattern and path
+/// are both lowercased, as restic does). Includes and excludes cannot be combined.
+#[derive(Default)]
+pub struct Selection {
+    include: List,
+    iinclude: List,
+    exclude: List,
+    iexclude: List,
+}
+
+impl Selection {
+    /// Parses the four lists; an include and an exclude together is a usage error.
+    pub fn new(
+        include: &[String],
+        iinclude: &[String],
+        exclude: &[String],
+        iexclude: &[String],
+    ) -> Result<Selection> {
+        let lower = |v: &[String]| v.iter().map(|p| p.to_lowercase()).collect::<Vec<_>>();
+        let s = Selection {
+            include: List::parse(include)?,
+            iinclude: List::parse(&lower(iinclude))?,
+            exclude: List::parse(exclude)?,
+            iexclude: List::parse(&lower(iexclude))?,
+        };
+        if s.includes() && s.excludes() {
+            return Err(Error::Usage("include and exclude patterns cannot be combined".into()));
+        }
+        Ok(s)
+    }
+
+    fn includes(&self) -> bool {
+        !self.include.is_empty() || !self.iinclude.is_empty()
+    }
+
+    fn excludes(&self) -> bool {
+        !self.exclude.is_empty() || !self.iexclude.is_empty()
+    }
+
+    /// Whether any pattern was given (a restore into `/` with `--delete` needs one).
+    pub fn is_empty(&self) -> bool {
+        !self.includes() && !self.excludes()
+    }
+
+    /// (selected, descend) for a node at `item` (absolute, '/'-separated).
+    pub fn check(&self, item: &str, is_dir: bool) -> (bool, bool) {
+        if self.includes() {
+            let low = item.to_lowercase();
+            let m = self.include.matches(item) || self.iinclude.matches(&low);
+            let child = self.include.child_may_match(item) || self.iinclude.child_may_match(&low);
+            (m, is_dir && child)
+        } else if self.excludes() {
+            let selected = !self.exclude.matches(item) && !self.iexclude.matches(&item.to_lowercase());
+            (selected, selected && is_dir)
+        } else {
+            (true, is_dir)
+        }
+    }
+}
+
+/// The patterns of a `--include-file`/`--exclude-file`, as restic reads them: one per
+/// line, surrounding white space trimmed, empty lines and lines starting with `#` left out,
+/// `$VAR` and `${VAR}` replaced by the environment's value (empty when unset).
+pub fn read_pattern_file(path: &std::path::Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(format!("{}", path.display()), e))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| expand_env(l, |k| std::env::var(k).ok()))
+        .collect())
+}
+
+/// Go's `os.ExpandEnv`: `$NAME` (letters, digits, `_`) and `${NAME}`.
+fn expand_env(s: &str, var: impl Fn(&str) -> Option<String>) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let (name, skip) = if let Some(braced) = after.strip_prefix('{') {
+            match braced.find('}') {
+                Some(j) => (&braced[..j], j + 2),
+                None => ("", 0),
+            }
+        } else {
+            let n = after.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(after.len());
+            (&after[..n], n)
+        };
+        if skip == 0 {
+            // A lone '$' (or an unclosed "${") stays as it is.
+            out.push('$');
+            rest = after;
+            continue;
+        }
+        out.push_str(&var(name).unwrap_or_default());
+        rest = &after[skip..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn components(path: &str) -> Vec<&str> {
     path.split('/').filter(|c| !c.is_empty()).collect()
 }
@@ -185,5 +288,34 @@ mod tests {
         assert!(!l.child_may_match("/srv"));
         assert!(List::parse(&["*.x"]).unwrap().child_may_match("/any"));
         assert!(List::parse(&["/a/**/z"]).unwrap().child_may_match("/a/b/c"));
+    }
+
+    #[test]
+    fn case_insensitive_lists_and_combinations() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let s = Selection::new(&v(&["/Docs"]), &v(&["*.PDF"]), &[], &[]).unwrap();
+        assert_eq!(s.check("/Docs/x", false), (true, false));
+        assert_eq!(s.check("/docs/x", false), (false, false), "--include keeps case");
+        assert_eq!(s.check("/a/B.pdf", false), (true, false));
+        assert_eq!(s.check("/a", true), (false, true));
+        let s = Selection::new(&[], &[], &v(&["*.tmp"]), &v(&["CACHE"])).unwrap();
+        assert_eq!(s.check("/x/cache", true), (false, false));
+        assert_eq!(s.check("/x/a.TMP", false), (true, false));
+        assert_eq!(s.check("/x/a.tmp", false), (false, false));
+        assert!(Selection::new(&v(&["a"]), &[], &[], &v(&["b"])).is_err());
+        assert!(Selection::new(&[], &[], &[], &[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn pattern_files_as_restic_reads_them() {
+        let env = |k: &str| (k == "HOME").then(|| "/home/u".to_string());
+        assert_eq!(expand_env("$HOME/docs", env), "/home/u/docs");
+        assert_eq!(expand_env("${HOME}x/$UNSET/y", env), "/home/ux//y");
+        assert_eq!(expand_env("a$", env), "a$");
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("list");
+        std::fs::write(&p, "# comment\n\n  *.pdf  \n/srv/a b\n").unwrap();
+        assert_eq!(read_pattern_file(&p).unwrap(), ["*.pdf", "/srv/a b"]);
+        assert!(read_pattern_file(&dir.path().join("none")).is_err());
     }
 }

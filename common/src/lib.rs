@@ -21,6 +21,7 @@ pub mod key;
 pub mod lock;
 pub mod meta;
 pub mod node;
+pub mod overwrite;
 pub mod pack;
 pub mod par;
 pub mod progress;

@@ -47,6 +47,8 @@ pub struct Stat {
     pub mode: u32,
     pub size: u64,
     pub rdev: u64,
+    /// Modification time: seconds and nanoseconds since the epoch.
+    pub mtime: (i64, i64),
 }
 
 impl Stat {
@@ -154,7 +156,12 @@ impl Dir {
     /// What is at `name`, not following a link; `None` when nothing is.
     pub fn stat(&self, name: &[u8]) -> io::Result<Option<Stat>> {
         match rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => Ok(Some(Stat { mode: st.st_mode, size: st.st_size as u64, rdev: st.st_rdev })),
+            Ok(st) => Ok(Some(Stat {
+                mode: st.st_mode,
+                size: st.st_size as u64,
+                rdev: st.st_rdev,
+                mtime: (st.st_mtime, st.st_mtime_nsec as i64),
+            })),
             Err(rustix::io::Errno::NOENT) => Ok(None),
             Err(e) => Err(e.into()),
         }
@@ -217,6 +224,21 @@ impl Dir {
     /// Removes the non-directory `name`.
     pub fn unlink(&self, name: &[u8]) -> io::Result<()> {
         Ok(rustix::fs::unlinkat(&self.fd, name, AtFlags::empty())?)
+    }
+
+    /// Removes the empty directory `name`.
+    pub fn rmdir(&self, name: &[u8]) -> io::Result<()> {
+        Ok(rustix::fs::unlinkat(&self.fd, name, AtFlags::REMOVEDIR)?)
+    }
+
+    /// The names of everything here, and whether each is a directory (not following links).
+    pub fn names(&self) -> io::Result<Vec<(Vec<u8>, bool)>> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(self.proc_path(b""))? {
+            let e = e?;
+            out.push((e.file_name().as_bytes().to_vec(), e.file_type()?.is_dir()));
+        }
+        Ok(out)
     }
 
     /// The names of the regular files here whose names end in [`PART`].

@@ -351,6 +351,7 @@ impl<W: io::Write> Scanner<'_, W> {
             blobs: Vec::new(),
             hardlink: None,
             hardlink_raw: None,
+            in_target: Vec::new(),
             status: status.map(str::to_string),
             parent_tree,
         };

@@ -11,7 +11,7 @@ use common::error::{Error, IoContext, Result, ResultExt};
 use common::index::IdMap;
 use common::par::Ordered;
 use common::record::{
-    BlobFailedRecord, BlobRecord, NodeRecord, PackDataRecord, PackHeaderRecord, Reader, Tag, Writer,
+    BlobFailedRecord, BlobLoc, BlobRecord, NodeRecord, PackDataRecord, PackHeaderRecord, Reader, Tag, Writer,
 };
 use common::Id;
 
@@ -110,8 +110,24 @@ impl<R: std::io::BufRead> Units<'_, R> {
         // Records of every other type pass through unparsed.
         if line.tag() == Tag::Node {
             let rec: NodeRecord = line.parse()?;
-            // Another name of an earlier file gets no blob records.
-            let blobs = if rec.hardlink.is_none() { &rec.blobs[..] } else { &[] };
+            // Another name of an earlier file gets no blob records, nor do the blobs the
+            // restore target already holds (`in_target`, from `walk --target`).
+            rec.check_in_target().map_err(|e| line.err(e.to_string()))?;
+            let travel: Vec<BlobLoc>;
+            let blobs = match (&rec.hardlink, rec.in_target.is_empty()) {
+                (Some(_), _) => &[][..],
+                (None, true) => &rec.blobs[..],
+                (None, false) => {
+                    travel = rec
+                        .blobs
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| rec.travels(*i))
+                        .map(|(_, b)| b.clone())
+                        .collect();
+                    &travel[..]
+                }
+            };
             self.planner.line(line.text.to_string(), blobs);
         } else {
             self.planner.line(line.text.to_string(), &[]);

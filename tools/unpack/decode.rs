@@ -1,24 +1,27 @@
 //! The decoder thread of a restore: reads the stream, MAC-checks, decrypts, decompresses
 //! and hash-checks every blob that carries data, and hands the writer (`restore`) its items
-//! in stream order, in batches. With `--resume` it also checks whether a file is already
-//! restored, reading it while the writer works on the files before it.
+//! in stream order, in batches. It also checks whether the target already holds a file's
+//! content (then the file is kept, only its metadata set, as restic 0.17 does), reading it
+//! while the writer works on the files before it.
 
 use std::io;
 
 use common::crypto::Key;
 use common::error::{Error, Result};
 use common::node::{Node, NodeType};
+use common::overwrite::{self, Mode};
 use common::pack::{Opener, MAX_BLOB, MAX_SEALED_BLOB};
 use common::record::{
-    decode_b64, BlobFailedRecord, BlobLoc, BlobRecord, NodeRecord, Reader, Tag, TotalsRecord,
+    decode_b64, BlobFailedRecord, BlobLoc, BlobRecord, DeleteRecord, NodeRecord, Reader, Tag, TotalsRecord,
 };
-use common::restored;
 use common::target::Dir;
 
 /// What the decoder thread hands the writer, in stream order.
 pub enum Item {
-    /// A node record, and for a file whether it is already restored (`--resume`) and kept.
+    /// A node record, and for a file whether the target already holds its content.
     Node(u64, NodeRecord, bool),
+    /// A name to remove (`walk --delete`).
+    Delete(u64, DeleteRecord),
     /// A blob record: its checked plaintext when the record carried data, `None` when it did
     /// not, or why the blob is unusable (damaged, unreadable upstream, impossible length).
     Blob(u64, BlobLoc, std::result::Result<Option<Plain>, String>),
@@ -54,7 +57,7 @@ const BUFFERS: usize = AHEAD + 1 + 2;
 pub fn decode(
     input: &mut Reader<io::BufReader<io::Stdin>>,
     key: &Key,
-    resume: Option<&Dir>,
+    keep: Option<(&Dir, Mode)>,
     items: &std::sync::mpsc::SyncSender<Result<Vec<Item>>>,
     pool: &std::sync::mpsc::Receiver<Vec<u8>>,
     batch: &mut Vec<Item>,
@@ -83,12 +86,13 @@ pub fn decode(
         let item = match line.tag() {
             Tag::Node => {
                 let rec: NodeRecord = line.parse()?;
-                keeping = match resume {
-                    Some(root) => already_restored(root, &rec, &mut check_buf),
+                keeping = match keep {
+                    Some((root, mode)) => already_restored(root, &rec, mode, &mut check_buf),
                     None => false,
                 };
                 Item::Node(no, rec, keeping)
             }
+            Tag::Delete => Item::Delete(no, line.parse()?),
             Tag::BlobFailed => {
                 let f: BlobFailedRecord = line.parse()?;
                 let why = if keeping { Ok(None) } else { Err(f.error) };
@@ -194,10 +198,11 @@ pub fn check_loc(b: &BlobLoc) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// `--resume`: whether a file node's final name already holds exactly its content (the
-/// check `verify` makes). Such a file was completed by an earlier run: files appear under
-/// their final names only when whole.
-fn already_restored(root: &Dir, rec: &NodeRecord, buf: &mut Vec<u8>) -> bool {
+/// Whether a file node's final name already holds its content (the check `verify` makes;
+/// under `if-changed`, the same size and modification time). Such a file is kept as it is:
+/// whether an earlier, interrupted run completed it (`--resume`: files appear under their
+/// final names only when whole) or it was there before.
+fn already_restored(root: &Dir, rec: &NodeRecord, mode: Mode, buf: &mut Vec<u8>) -> bool {
     if rec.hardlink.is_some() || rec.blobs.iter().any(|b| check_loc(b).is_err()) {
         return false;
     }
@@ -206,6 +211,5 @@ fn already_restored(root: &Dir, rec: &NodeRecord, buf: &mut Vec<u8>) -> bool {
         return false;
     }
     let Ok(rel) = rec.path_bytes() else { return false };
-    let Ok(f) = root.open_file_beneath(&rel) else { return false };
-    restored::check_file(&f, node.size, &rec.blobs, buf).is_ok()
+    overwrite::unchanged(root, &rel, &node, &rec.blobs, mode, buf)
 }

@@ -43,6 +43,10 @@ impl Source<'_> {
                     Item::Node(no, ..) | Item::Blob(no, ..) => *no,
                     // The totals are for a progress bar; streaming out draws none.
                     Item::Totals(_) => continue,
+                    Item::Delete(no, _) => {
+                        let msg = "a delete record (walk --delete) does not belong in a dump";
+                        return Err(Error::stream(msg).at_line(*no));
+                    }
                 };
                 return Ok(Some(item));
             }
@@ -97,8 +101,8 @@ impl Blobs for Source<'_> {
                     Error::stream(format!("node {} arrived before {what}", rec.path)).at_line(self.line)
                 )
             }
-            // (next_item never returns totals.)
-            Some(Item::Totals(_)) | None => {
+            // (next_item never returns totals or deletions.)
+            Some(Item::Totals(_)) | Some(Item::Delete(..)) | None => {
                 return Err(Error::stream(format!("the stream ended before {what}")))
             }
         };
@@ -179,8 +183,8 @@ fn parse(rec: &NodeRecord) -> Result<Node> {
 /// The stream's next node record and its line number; a blob here follows no file.
 fn next_node(src: &mut Source) -> Result<Option<(u64, NodeRecord)>> {
     match src.next_item()? {
-        // (next_item never returns totals.)
-        Some(Item::Totals(_)) | None => Ok(None),
+        // (next_item never returns totals or deletions.)
+        Some(Item::Totals(_)) | Some(Item::Delete(..)) | None => Ok(None),
         Some(Item::Node(no, rec, _)) => Ok(Some((no, rec))),
         Some(Item::Blob(no, loc, _)) => {
             Err(Error::stream(format!("blob {} does not follow a file node", loc.id.short())).at_line(no))

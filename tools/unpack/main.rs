@@ -15,6 +15,7 @@
 //!     walk latest:/etc | fetch-pack | unpack --tar | tar -t
 
 mod decode;
+mod dryrun;
 mod dump;
 mod list;
 mod restore;
@@ -23,6 +24,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use common::cli::{self, RepoArgs};
+use common::overwrite::Mode;
 
 /// Decrypt fetched blobs and restore files, or list and check the blobs of one pack.
 #[derive(Parser, Debug)]
@@ -33,15 +35,15 @@ pub struct Args {
     pub target: Option<PathBuf>,
 
     /// Do not restore: list every blob of the stream with its verdict
-    #[arg(long, conflicts_with_all = ["target", "sparse", "resume"])]
+    #[arg(long, conflicts_with_all = ["target", "sparse", "resume", "overwrite", "delete", "dry_run"])]
     pub list: bool,
 
     /// Do not restore: write the content of the stream's one file to stdout, in order
-    #[arg(long, conflicts_with_all = ["target", "sparse", "resume", "list", "tar", "json", "json_file", "progress"])]
+    #[arg(long, conflicts_with_all = ["target", "sparse", "resume", "list", "tar", "json", "json_file", "progress", "overwrite", "delete", "dry_run"])]
     pub stdout: bool,
 
     /// Do not restore: write the stream's nodes to stdout as a tar archive, in order
-    #[arg(long, conflicts_with_all = ["target", "sparse", "resume", "list", "json", "json_file", "progress"])]
+    #[arg(long, conflicts_with_all = ["target", "sparse", "resume", "list", "json", "json_file", "progress", "overwrite", "delete", "dry_run"])]
     pub tar: bool,
 
     /// Leave holes for all-zero blobs instead of writing zeros
@@ -52,6 +54,22 @@ pub struct Args {
     /// right size and content (checked blob by blob) is not written again
     #[arg(long)]
     pub resume: bool,
+
+    /// What to do with files that exist in the target: always, if-changed, if-newer, never
+    /// (a file whose content already matches is kept as it is, only its metadata set)
+    #[arg(long, value_enum, default_value_t, value_name = "MODE")]
+    pub overwrite: Mode,
+
+    /// Remove what the stream's delete records name (walk --target DIR --delete lists what
+    /// the target has and the snapshot selection does not); also replace a file, link or
+    /// directory of the wrong kind where a node must go
+    #[arg(long)]
+    pub delete: bool,
+
+    /// Write nothing: one action record per path saying what would be restored, updated,
+    /// kept unchanged or deleted
+    #[arg(long, conflicts_with_all = ["sparse", "resume"])]
+    pub dry_run: bool,
 
     #[command(flatten)]
     pub progress: cli::ProgressArgs,
@@ -70,6 +88,8 @@ fn main() {
             list::run(&args)
         } else if args.stdout || args.tar {
             dump::run(&args)
+        } else if args.dry_run {
+            dryrun::run(&args)
         } else {
             restore::run(&args)
         }

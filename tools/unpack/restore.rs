@@ -21,8 +21,9 @@ use common::error::{Error, Result, ResultExt};
 use common::index::IdMap;
 use common::meta::{self, On};
 use common::node::{Node, NodeType};
+use common::overwrite::{self, Mode};
 use common::progress::{Kind, Progress};
-use common::record::{BlobLoc, NodeRecord, Reader, Restored, Writer};
+use common::record::{ActionRecord, BlobLoc, DeleteRecord, NodeRecord, Reader, Restored, Writer};
 use common::target::{self, components, file_meta, Dir};
 use common::Id;
 
@@ -45,10 +46,25 @@ struct Current {
     next: usize,
     offset: u64,
     idx: u32,
-    /// Already restored and kept as it is (`--resume`): its blobs are only counted.
+    /// Already restored and kept as it is: its blobs are only counted.
     kept: bool,
+    /// The target's file this one replaces, when the record says it holds some of the
+    /// blobs (`in_target`): they are copied from it, hashed again.
+    local: Option<File>,
+    /// Kept out of the target by `--overwrite`, yet its blobs came with it: written to a
+    /// partial that later files may copy them from, removed at the end.
+    discard: bool,
     /// Why the file failed (reported once at its end); `Some("")` skips it silently.
     failure: Option<String>,
+}
+
+/// What the target holds at a file's name, as far as the restore cares.
+#[derive(Debug, Clone, Copy)]
+struct There {
+    /// The file's content (the decoder checked it): kept, not rewritten.
+    same: bool,
+    /// Something `--overwrite` keeps as it is, metadata included.
+    untouched: bool,
 }
 
 /// A finished file waiting under its temporary name for the next [`Unpacker::flush`].
@@ -152,6 +168,10 @@ struct Unpacker<W: io::Write> {
     pending_files: usize,
     pending_dirs: usize,
     flush_due: FlushClock,
+    mode: Mode,
+    delete: bool,
+    /// Partials of files `--overwrite` kept out, removed at the end (see `Current::discard`).
+    donors: Vec<(Rc<Dir>, Vec<u8>)>,
     progress: Progress,
 }
 
@@ -191,6 +211,9 @@ pub fn run(args: &Args) -> Result<()> {
         pending_files: 0,
         pending_dirs: 0,
         flush_due: FlushClock::default(),
+        mode: args.overwrite,
+        delete: args.delete,
+        donors: Vec::new(),
         progress,
     };
     u.out.header("unpack", header.snapshot)?;
@@ -200,13 +223,16 @@ pub fn run(args: &Args) -> Result<()> {
     let (items_tx, items) = std::sync::mpsc::sync_channel::<Result<Vec<Item>>>(AHEAD);
     let (pool, pool_rx) = std::sync::mpsc::channel::<Vec<u8>>();
     let key = repo.key.clone();
-    let resume = match args.resume {
-        true => Some(u.root_dir.try_clone().map_err(|e| Error::io("target", e))?),
-        false => None,
+    // Under `never` an existing file is never replaced, so its content need not be read.
+    let keep_root = match args.overwrite {
+        Mode::Never => None,
+        _ => Some(u.root_dir.try_clone().map_err(|e| Error::io("target", e))?),
     };
+    let mode = args.overwrite;
     let decoder = std::thread::spawn(move || {
         let mut batch = Vec::new();
-        let result = decode(&mut input, &key, resume.as_ref(), &items_tx, &pool_rx, &mut batch);
+        let keep = keep_root.as_ref().map(|r| (r, mode));
+        let result = decode(&mut input, &key, keep, &items_tx, &pool_rx, &mut batch);
         // What was decoded before an error is restored before the error is reported.
         if !batch.is_empty() {
             let _ = items_tx.send(Ok(batch));
@@ -229,6 +255,7 @@ pub fn run(args: &Args) -> Result<()> {
             for item in batch {
                 match item {
                     Item::Node(no, rec, keep) => u.node(rec, keep).context(format!("line {no}"))?,
+                    Item::Delete(no, rec) => u.remove(rec).context(format!("line {no}"))?,
                     Item::Totals(t) => {
                         u.progress.totals(&t);
                         u.out.write(&t)?;
@@ -257,6 +284,9 @@ pub fn run(args: &Args) -> Result<()> {
     if result.is_err() {
         // Files finished before the trouble are whole: give them their names.
         let _ = u.flush();
+        for (dir, tmp) in std::mem::take(&mut u.donors) {
+            let _ = dir.unlink(&tmp);
+        }
     }
     result?;
     if let Some(c) = u.cur.take() {
@@ -270,6 +300,9 @@ pub fn run(args: &Args) -> Result<()> {
         u.leave(d)?;
     }
     u.flush()?;
+    for (dir, tmp) in std::mem::take(&mut u.donors) {
+        let _ = dir.unlink(&tmp);
+    }
     // The last renames and directory metadata are made durable once, at the end; each
     // flush's syncfs did the same for the batches before it.
     let _ = u.root_dir.sync_fs();
@@ -366,6 +399,7 @@ impl<W: io::Write> Unpacker<W> {
             )));
         }
         let rel = rec.path_bytes()?;
+        rec.check_in_target()?;
         // Leave the directories this node is not inside of.
         while let Some(d) = self.dirs.last() {
             if inside(&rel, &d.rel) {
@@ -393,6 +427,8 @@ impl<W: io::Write> Unpacker<W> {
                 offset: 0,
                 idx: u32::MAX,
                 kept: false,
+                local: None,
+                discard: false,
                 failure: Some(String::new()),
             })
         };
@@ -437,13 +473,39 @@ impl<W: io::Write> Unpacker<W> {
             }
         };
         self.note_stale(&parent_rel, &parent, &name);
+        // `--overwrite` decides about anything but a directory that is in the way (restic
+        // always enters directories); `always` and `if-changed` allow anything.
+        let mut discard = false;
+        if node.node_type != NodeType::Dir && matches!(self.mode, Mode::IfNewer | Mode::Never) {
+            let st = parent.stat(&name).ok().flatten();
+            if !overwrite::allows(self.mode, &node, st.as_ref()) {
+                let travel = (0..rec.blobs.len()).any(|i| rec.travels(i));
+                if node.node_type != NodeType::File || rec.hardlink.is_some() || !travel {
+                    return skip(self, rec, rel, None);
+                }
+                discard = true;
+            }
+        }
         match node.node_type {
             NodeType::Dir => {
                 let made = match parent.mkdir(&name, 0o700) {
                     Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
                     r => r,
                 };
-                match made.and_then(|()| parent.open_dir(&name)) {
+                let opened = match made.and_then(|()| parent.open_dir(&name)) {
+                    // `--delete`: a file or link where the directory must go is replaced.
+                    Err(e)
+                        if self.delete
+                            && matches!(e.raw_os_error(), Some(libc::ENOTDIR) | Some(libc::ELOOP)) =>
+                    {
+                        parent
+                            .unlink(&name)
+                            .and_then(|()| parent.mkdir(&name, 0o700))
+                            .and_then(|()| parent.open_dir(&name))
+                    }
+                    r => r,
+                };
+                match opened {
                     Ok(d) => self.dirs.push(OpenDir { rel, dir: Rc::new(d), node, rec }),
                     Err(e) => {
                         self.fail(&rel, format!("{}; skipped with everything below it", why(&e)));
@@ -451,10 +513,14 @@ impl<W: io::Write> Unpacker<W> {
                     }
                 }
             }
-            NodeType::File => self.file(rec, node, rel, parent, name, keep)?,
+            NodeType::File => {
+                self.file(rec, node, rel, parent, name, There { same: keep, untouched: discard })?
+            }
             NodeType::Symlink => {
                 let r = existing_ok(
-                    parent.symlink(&node.linktarget, &name),
+                    overwrite::make_replacing(&parent, &name, &node, self.delete, || {
+                        parent.symlink(&node.linktarget, &name)
+                    }),
                     || matches!(parent.readlink(&name), Ok(t) if t == node.linktarget),
                 );
                 match r {
@@ -469,7 +535,9 @@ impl<W: io::Write> Unpacker<W> {
                     _ => (libc::S_IFCHR, node.device),
                 };
                 let r = existing_ok(
-                    parent.mknod(&name, kind, node.unix_mode() & 0o7777, dev),
+                    overwrite::make_replacing(&parent, &name, &node, self.delete, || {
+                        parent.mknod(&name, kind, node.unix_mode() & 0o7777, dev)
+                    }),
                     || matches!(parent.stat(&name), Ok(Some(st)) if st.kind() == kind && st.rdev == dev),
                 );
                 match r {
@@ -488,7 +556,8 @@ impl<W: io::Write> Unpacker<W> {
     }
 
     /// Starts reading a file's blobs, or finishes it at once when it expects none.
-    fn begin(&mut self, cur: Current) -> Result<()> {
+    fn begin(&mut self, mut cur: Current) -> Result<()> {
+        self.fill_local(&mut cur);
         if cur.next == cur.blobs {
             self.finish_file(cur)
         } else {
@@ -504,7 +573,7 @@ impl<W: io::Write> Unpacker<W> {
         rel: Vec<u8>,
         parent: Rc<Dir>,
         name: Vec<u8>,
-        keep: bool,
+        there: There,
     ) -> Result<()> {
         if let Some(first) = rec.hardlink_bytes()? {
             // The file linked to may still wait for its final name.
@@ -524,7 +593,9 @@ impl<W: io::Write> Unpacker<W> {
             next: 0,
             offset: 0,
             idx: u32::MAX,
-            kept: keep,
+            kept: there.same,
+            local: None,
+            discard: there.untouched,
             failure: None,
         };
         let checked = cur
@@ -537,7 +608,13 @@ impl<W: io::Write> Unpacker<W> {
             cur.node = Some(node);
             return self.begin(cur);
         }
-        let opened = if keep {
+        if !cur.kept && !cur.discard && !cur.rec.in_target.is_empty() {
+            match cur.parent.open_file(&cur.name) {
+                Ok(f) => cur.local = Some(f),
+                Err(e) => cur.failure = Some(format!("cannot read the blobs the target's file holds: {e}")),
+            }
+        }
+        let opened = if cur.kept {
             cur.parent.open_file(&cur.name).map(|f| (f, cur.name.clone()))
         } else {
             let started = Instant::now();
@@ -644,6 +721,9 @@ impl<W: io::Write> Unpacker<W> {
         let Some(mut cur) = self.cur.take() else {
             return Err(Error::stream(format!("blob {} does not follow a file node", rec.id.short())));
         };
+        if cur.next == cur.blobs {
+            return Err(Error::stream(format!("{}: a blob record more than it needs", cur.rec.path)));
+        }
         let want = cur.rec.blobs[cur.next].clone();
         if want.id != rec.id {
             return Err(Error::stream(format!(
@@ -749,6 +829,14 @@ impl<W: io::Write> Unpacker<W> {
         if let Some(why) = &cur.failure {
             return self.drop_file(cur.idx, &cur.parent, &cur.tmp, cur.kept, &cur.rel, why.clone());
         }
+        if cur.discard {
+            // Its final name stays as it is, untouched; the partial (or the file itself, when
+            // it holds the content) serves later copies of its blobs.
+            if !cur.kept {
+                self.donors.push((cur.parent.clone(), cur.tmp.clone()));
+            }
+            return Ok(());
+        }
         let file = cur.file.as_ref().expect("a file that did not fail is open");
         if cur.kept {
             let failed = meta::apply(&On::Fd(file_meta(file)), node, self.root);
@@ -805,8 +893,23 @@ impl<W: io::Write> Unpacker<W> {
                     continue;
                 }
             };
+            let delete = self.delete;
             let renamed = synced.as_ref().map_err(|e| format!("cannot flush to disk: {e}")).and_then(|()| {
-                p.parent.rename(&p.tmp, &p.name).map_err(|e| match e.raw_os_error() {
+                let r = match p.parent.rename(&p.tmp, &p.name) {
+                    // `--delete`: a directory where the file must go is removed first.
+                    Err(e)
+                        if delete
+                            && matches!(
+                                e.raw_os_error(),
+                                Some(libc::EISDIR) | Some(libc::ENOTEMPTY) | Some(libc::EEXIST)
+                            ) =>
+                    {
+                        overwrite::remove_all(&p.parent, &p.name)
+                            .and_then(|()| p.parent.rename(&p.tmp, &p.name))
+                    }
+                    r => r,
+                };
+                r.map_err(|e| match e.raw_os_error() {
                     Some(libc::EISDIR) | Some(libc::ENOTEMPTY) | Some(libc::EEXIST) => {
                         "a directory is in the way; it was left as it is".to_string()
                     }
@@ -851,6 +954,56 @@ impl<W: io::Write> Unpacker<W> {
             }
             !ours
         });
+    }
+
+    /// Takes the blobs up to the next one that travels from the target's file (`in_target`):
+    /// each is read and hashed again before it is written, the stream being untrusted.
+    fn fill_local(&mut self, cur: &mut Current) {
+        while cur.next < cur.blobs && !cur.rec.travels(cur.next) {
+            let b = &cur.rec.blobs[cur.next];
+            if cur.kept && cur.file.is_some() {
+                self.seen.entry(b.id).or_insert((cur.idx, cur.offset));
+            } else if let (None, Some(file), Some(local)) = (&cur.failure, &cur.file, &cur.local) {
+                let r = overwrite::read_local(local, b, cur.offset, &mut self.plain)
+                    .and_then(|p| file.write_all_at(p, cur.offset).map_err(|e| format!("cannot write: {e}")));
+                match r {
+                    Ok(()) => {
+                        self.seen.entry(b.id).or_insert((cur.idx, cur.offset));
+                    }
+                    Err(msg) => cur.failure = Some(msg),
+                }
+            }
+            cur.offset += b.plain_len();
+            cur.next += 1;
+        }
+    }
+
+    /// `--delete`: removes a name the snapshot selection does not have.
+    fn remove(&mut self, rec: DeleteRecord) -> Result<()> {
+        if !self.delete {
+            return Err(Error::Usage(format!(
+                "the stream asks to delete {} (walk --delete): give unpack --delete too",
+                rec.path
+            )));
+        }
+        let rel = rec.path_bytes()?;
+        if components(&rel).is_none() {
+            let msg = format!("path {:?} is not a clean relative path; not deleted", rec.path);
+            warn("unpack", format!("{}: {msg}", self.target.display()));
+            self.failed += 1;
+            return Ok(());
+        }
+        match overwrite::delete_beneath(&self.root_dir, &rel) {
+            Ok(true) => {
+                let (path, path_raw) = (rec.path, rec.path_raw);
+                self.out.write(&ActionRecord { action: "deleted".into(), path, path_raw, size: None })
+            }
+            Ok(false) => Ok(()),
+            Err(e) => {
+                self.fail(&rel, format!("cannot delete: {e}"));
+                Ok(())
+            }
+        }
     }
 
     fn note_linkable(&mut self, rel: &[u8], idx: u32, links: u64) {

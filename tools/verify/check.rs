@@ -54,7 +54,9 @@ pub fn run(args: &Args) -> Result<()> {
                 progress.totals(&line.parse()?);
                 continue;
             }
-            Tag::Blob | Tag::BlobFailed | Tag::Verdict | Tag::Snapshot => continue,
+            Tag::Blob | Tag::BlobFailed | Tag::Verdict | Tag::Snapshot | Tag::Delete | Tag::Action => {
+                continue
+            }
             other => {
                 return Err(line.err(format!("a {} record does not belong in verify's input", other.name())))
             }

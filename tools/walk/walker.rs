@@ -1,44 +1,28 @@
 //! The depth-first walk over a snapshot's trees.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
 
 use common::error::{Error, Result, ResultExt};
-use common::filter;
+use common::filter::{read_pattern_file, Selection};
 use common::index::Index;
-use common::node::NodeType;
-use common::record::{text_and_raw, NodeRecord, TotalsRecord, Writer};
+use common::node::{Node, NodeType};
+use common::overwrite::{self, Mode};
+use common::record::{text_and_raw, BlobLoc, DeleteRecord, NodeRecord, TotalsRecord, Writer};
+use common::target::{Dir, PART};
 use common::tree::parse_tree;
 use common::Id;
 
 use crate::trees::Trees;
 use crate::Args;
 
-/// Decides which nodes are selected, as `restic restore` does with `--include`/`--exclude`.
-struct Selection {
-    include: filter::List,
-    exclude: filter::List,
-}
-
-impl Selection {
-    /// (selected, descend) for a node at `item` (absolute, '/'-separated).
-    fn check(&self, item: &str, is_dir: bool) -> (bool, bool) {
-        if !self.include.is_empty() {
-            let m = self.include.matches(item);
-            (m, is_dir && self.include.child_may_match(item))
-        } else if !self.exclude.is_empty() {
-            let selected = !self.exclude.matches(item);
-            (selected, selected && is_dir)
-        } else {
-            (true, is_dir)
-        }
-    }
-}
-
 struct Walker<'a, W: std::io::Write> {
     trees: Trees<'a>,
     index: &'a Index,
     out: Writer<W>,
     select: Selection,
+    /// `--target`: the restore target as it is now.
+    target: Option<Target>,
     /// (inode, device id) of files with several links → the path of the first one emitted.
     links: HashMap<(u64, u64), Vec<u8>>,
     /// Directories walked into but not selected themselves, outermost first: written only once
@@ -50,12 +34,18 @@ struct Walker<'a, W: std::io::Write> {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    if !args.include.is_empty() && !args.exclude.is_empty() {
-        return Err(Error::Usage("--include and --exclude cannot be combined".into()));
+    let mut include = args.include.clone();
+    for f in &args.include_file {
+        include.extend(read_pattern_file(f)?);
     }
-    let select = Selection {
-        include: filter::List::parse(&args.include)?,
-        exclude: filter::List::parse(&args.exclude)?,
+    let mut exclude = args.exclude.clone();
+    for f in &args.exclude_file {
+        exclude.extend(read_pattern_file(f)?);
+    }
+    let select = Selection::new(&include, &args.iinclude, &exclude, &args.iexclude)?;
+    let target = match &args.target {
+        Some(dir) => Target::open(dir, args.overwrite, args.delete, &select)?,
+        None => None,
     };
     let (spec, sub) = match args.snapshot.split_once(':') {
         Some((s, p)) => (s, p),
@@ -110,6 +100,7 @@ pub fn run(args: &Args) -> Result<()> {
         index: &index,
         out: Writer::stdout(),
         select,
+        target,
         links: HashMap::new(),
         pending: Vec::new(),
         counting: None,
@@ -156,6 +147,10 @@ impl<W: std::io::Write> Walker<'_, W> {
 
     fn walk(&mut self, tree: &Id, prefix: &mut Vec<u8>) -> Result<()> {
         let entries = load_tree(&mut self.trees, tree)?;
+        let names: HashSet<Vec<u8>> = match self.target.as_ref().is_some_and(|t| t.delete) {
+            true => entries.iter().map(|e| e.node.name.clone()).collect(),
+            false => HashSet::new(),
+        };
         for e in entries {
             let node = &e.node;
             if !node.name_is_clean() {
@@ -190,6 +185,12 @@ impl<W: std::io::Write> Walker<'_, W> {
             }
             prefix.truncate(len);
         }
+        // (Not in the counting pass: the target is looked at once, as the records go out.)
+        if let Some(t) = self.target.as_mut().filter(|t| t.delete && self.counting.is_none()) {
+            for rec in t.unexpected(prefix, &names, &self.select) {
+                self.out.write(&rec)?;
+            }
+        }
         Ok(())
     }
 
@@ -208,6 +209,7 @@ impl<W: std::io::Write> Walker<'_, W> {
                 blobs: Vec::new(),
                 hardlink: None,
                 hardlink_raw: None,
+                in_target: Vec::new(),
                 status: None,
                 parent_tree: None,
             };
@@ -238,6 +240,12 @@ impl<W: std::io::Write> Walker<'_, W> {
                 }
             }
         }
+        let in_target = match (&mut self.target, &hardlink) {
+            (Some(t), None) if node.node_type == NodeType::File && self.counting.is_none() => {
+                t.in_target(path, node, &blobs)
+            }
+            _ => Vec::new(),
+        };
         let (hardlink, hardlink_raw) = match hardlink {
             Some(h) => {
                 let (t, r) = text_and_raw(&h);
@@ -252,6 +260,7 @@ impl<W: std::io::Write> Walker<'_, W> {
             blobs,
             hardlink,
             hardlink_raw,
+            in_target,
             status: None,
             parent_tree: None,
         };
@@ -277,5 +286,87 @@ impl<W: std::io::Write> Walker<'_, W> {
             }
             None => self.out.write(rec),
         }
+    }
+}
+
+/// `--target`: the directory the stream will be restored into, looked at (never changed)
+/// to spare `fetch-pack` the blobs that need not travel and to list what `--delete` removes.
+struct Target {
+    root: Dir,
+    mode: Mode,
+    delete: bool,
+    /// The directory of the last file looked at: consecutive files mostly share one.
+    parent: Option<(Vec<u8>, Option<Dir>)>,
+}
+
+impl Target {
+    /// `None` when the target does not exist yet: nothing there to spare or delete.
+    fn open(dir: &Path, mode: Mode, delete: bool, select: &Selection) -> Result<Option<Target>> {
+        if delete && select.is_empty() && dir.canonicalize().is_ok_and(|p| p == Path::new("/")) {
+            return Err(Error::Usage(
+                "--delete with the target / needs an --include or --exclude pattern".into(),
+            ));
+        }
+        match std::fs::metadata(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(format!("target {}", dir.display()), e)),
+            Ok(m) if !m.is_dir() => {
+                return Err(Error::Usage(format!("target {} is not a directory", dir.display())))
+            }
+            Ok(_) => {}
+        }
+        let root = Dir::open_target(dir).map_err(|e| Error::io(format!("target {}", dir.display()), e))?;
+        Ok(Some(Target { root, mode, delete, parent: None }))
+    }
+
+    /// The directory `rel` in the target, if it is one there (no link followed).
+    fn dir(&mut self, rel: &[u8]) -> Option<&Dir> {
+        if self.parent.as_ref().is_none_or(|(r, _)| r != rel) {
+            let d = match rel {
+                [] => self.root.try_clone().ok(),
+                r => self.root.open_dir_beneath(r).ok(),
+            };
+            self.parent = Some((rel.to_vec(), d));
+        }
+        self.parent.as_ref().and_then(|(_, d)| d.as_ref())
+    }
+
+    /// The blobs of the file at `path` that need not travel (see `overwrite::in_target`).
+    fn in_target(&mut self, path: &[u8], node: &Node, blobs: &[BlobLoc]) -> Vec<u32> {
+        let (parent, name) = match path.iter().rposition(|b| *b == b'/') {
+            Some(i) => (&path[..i], &path[i + 1..]),
+            None => (&[][..], path),
+        };
+        let mode = self.mode;
+        match self.dir(parent) {
+            Some(d) => overwrite::in_target(d, name, node, blobs, mode),
+            None => Vec::new(),
+        }
+    }
+
+    /// `--delete`: what the target directory `rel` holds that the snapshot's directory
+    /// (`names`) does not, and the selection covers (restic asks the filter about each
+    /// such name as it would about a file). Partial files of a restore are left to
+    /// `unpack --resume`.
+    fn unexpected(&mut self, rel: &[u8], names: &HashSet<Vec<u8>>, select: &Selection) -> Vec<DeleteRecord> {
+        let Some(d) = self.dir(rel) else { return Vec::new() };
+        let mut found = d.names().unwrap_or_default();
+        found.sort();
+        let mut out = Vec::new();
+        for (name, _) in found {
+            if names.contains(&name) || name.ends_with(PART.as_bytes()) {
+                continue;
+            }
+            let mut path = rel.to_vec();
+            if !path.is_empty() {
+                path.push(b'/');
+            }
+            path.extend_from_slice(&name);
+            if select.check(&format!("/{}", String::from_utf8_lossy(&path)), false).0 {
+                let (path, path_raw) = text_and_raw(&path);
+                out.push(DeleteRecord { path, path_raw });
+            }
+        }
+        out
     }
 }

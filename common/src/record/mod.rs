@@ -129,6 +129,10 @@ records! {
     BlobFailed = "blob_failed" => BlobFailedRecord,
     /// What a backup relies on being in the repository, from `pack`.
     Requires = "requires" => RequiresRecord,
+    /// Something in the restore target that is not in the snapshot, from `walk --delete`.
+    Delete = "delete" => DeleteRecord,
+    /// What `unpack` did or, with `--dry-run`, would do to one path.
+    Action = "action" => ActionRecord,
     /// `check-repo`'s verdict on one repository object.
     Checked = "checked" => Checked,
     /// How much the stream holds, for progress: from `walk` before its nodes, from `chunk`
@@ -224,6 +228,12 @@ pub struct NodeRecord {
     /// Base64 of the hard link's raw path bytes, when they are not valid UTF-8.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hardlink_raw: Option<String>,
+    /// Restore only, from `walk --target`: the indexes (into `blobs`, ascending) of the blobs
+    /// that need not travel. The target's file at `path` holds them at their offsets, or the
+    /// restore mode keeps that file as it is. `fetch-pack` sends no blob record for them;
+    /// `unpack` takes them from the target's file and hashes them again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub in_target: Vec<u32>,
     /// Backup only: "new", "changed" or "unmodified" against the parent snapshot (files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
@@ -265,6 +275,27 @@ impl NodeRecord {
             )));
         }
         Ok(())
+    }
+
+    /// Checks `in_target` against `blobs`: ascending indexes, each naming one of them. A
+    /// stream that fails this is malformed: `fetch-pack` and `unpack` would not agree on
+    /// which blob records follow.
+    pub fn check_in_target(&self) -> Result<()> {
+        let ok = self.in_target.windows(2).all(|w| w[0] < w[1])
+            && self.in_target.last().is_none_or(|&i| (i as usize) < self.blobs.len());
+        match ok {
+            true => Ok(()),
+            false => Err(Error::stream(format!(
+                "{}: in_target must list ascending indexes below {}",
+                self.path,
+                self.blobs.len()
+            ))),
+        }
+    }
+
+    /// Whether blob `i` of `blobs` travels in the stream (is not in `in_target`).
+    pub fn travels(&self, i: usize) -> bool {
+        self.in_target.binary_search(&(i as u32)).is_err()
     }
 
     /// The raw bytes of `hardlink`, if any.
@@ -423,6 +454,37 @@ pub struct RequiresRecord {
     pub packs: Vec<Id>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub indexes: Vec<Id>,
+}
+
+/// A name in the restore target that the snapshot selection does not have, found by
+/// `walk --target DIR --delete` when it leaves a directory: `unpack --delete` removes it
+/// (a directory with everything below it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeleteRecord {
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_raw: Option<String>,
+}
+
+impl DeleteRecord {
+    /// The raw bytes of `path`.
+    pub fn path_bytes(&self) -> Result<Vec<u8>> {
+        raw_or_text(&self.path, self.path_raw.as_deref())
+    }
+}
+
+/// What `unpack` did to a path or, with `--dry-run`, would do: restic's verbose actions
+/// "restored" (nothing was there), "updated" (something was, and is replaced),
+/// "unchanged" (kept as it is), "deleted".
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ActionRecord {
+    pub action: String,
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_raw: Option<String>,
+    /// A file's size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
 }
 
 /// `verify`'s verdict on one restored file.

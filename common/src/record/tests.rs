@@ -32,6 +32,7 @@ fn wire_format_is_pinned() {
         blobs: vec![loc()],
         hardlink: None,
         hardlink_raw: None,
+        in_target: vec![0],
         status: Some("new".into()),
         parent_tree: None,
     };
@@ -98,6 +99,9 @@ fn wire_format_is_pinned() {
     .unwrap();
     w.write(&BlobFailedRecord { loc: loc(), error: "gone".into() }).unwrap();
     w.write(&RequiresRecord { packs: vec![id('b')], indexes: vec![] }).unwrap();
+    w.write(&DeleteRecord { path: "d/old".into(), path_raw: None }).unwrap();
+    w.write(&ActionRecord { action: "updated".into(), path: "d/f".into(), path_raw: None, size: Some(9) })
+        .unwrap();
     w.write(&Checked {
         object: "pack".into(),
         id: id('b'),
@@ -109,8 +113,9 @@ fn wire_format_is_pinned() {
     w.write(&ProgressRecord { files: 1, bytes: 5, added: 4 }).unwrap();
     let text = String::from_utf8(w.finish().unwrap()).unwrap();
     let l = format!(r#""id":"{a}","pack":"{b}","offset":7,"length":40,"uncompressed_length":9"#);
-    let node =
-        format!(r#""path":"d/f","node":{{"name":"f","type":"file"}},"blobs":[{{{l}}}],"status":"new""#);
+    let node = format!(
+        r#""path":"d/f","node":{{"name":"f","type":"file"}},"blobs":[{{{l}}}],"in_target":[0],"status":"new""#
+    );
     let want = [
         format!(
             r#"{{"type":"header","format":"sluice-ndjson","version":1,"producer":"t","snapshot":"{a}"}}"#
@@ -136,10 +141,12 @@ fn wire_format_is_pinned() {
         ),
         format!(r#"{{"type":"blob_failed",{l},"error":"gone"}}"#),
         format!(r#"{{"type":"requires","packs":["{b}"]}}"#),
+        r#"{"type":"delete","path":"d/old"}"#.to_string(),
+        r#"{"type":"action","action":"updated","path":"d/f","size":9}"#.to_string(),
         format!(r#"{{"type":"checked","object":"pack","id":"{b}","error":"does not exist"}}"#),
         r#"{"type":"totals","nodes":3,"files":2,"bytes":10}"#.to_string(),
         r#"{"type":"progress","files":1,"bytes":5,"added":4}"#.to_string(),
-        r#"{"type":"end","records":18}"#.to_string(),
+        r#"{"type":"end","records":20}"#.to_string(),
     ];
     let got: Vec<&str> = text.lines().collect();
     assert_eq!(got, want);
@@ -261,4 +268,23 @@ fn node_keeps_raw_json() {
     r.read_header().unwrap();
     let n: NodeRecord = r.next_line().unwrap().unwrap().parse().unwrap();
     assert_eq!(n.node.get(), r#"{"name":"a","type":"file","content":[]}"#);
+    // A stream from before `in_target` existed: every blob travels.
+    assert!(n.in_target.is_empty() && n.check_in_target().is_ok());
+}
+
+#[test]
+fn in_target_must_name_blobs_in_order() {
+    let mut rec: NodeRecord = serde_json::from_str(&format!(
+        r#"{{"path":"f","node":{{}},"blobs":[{},{}]}}"#,
+        serde_json::to_string(&loc()).unwrap(),
+        serde_json::to_string(&loc()).unwrap()
+    ))
+    .unwrap();
+    rec.in_target = vec![1];
+    assert!(rec.check_in_target().is_ok());
+    assert!(rec.travels(0) && !rec.travels(1));
+    for bad in [vec![2], vec![1, 0], vec![0, 0]] {
+        rec.in_target = bad;
+        assert!(rec.check_in_target().is_err(), "{:?}", rec.in_target);
+    }
 }

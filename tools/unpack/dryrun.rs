@@ -1,0 +1,94 @@
+//! `unpack --dry-run`: what a restore would do, written as `action` records; nothing in the
+//! target is created, changed or removed. The decisions are the restore's own
+//! (`common::overwrite`), made against the target as it is now.
+
+use std::io;
+
+use common::cli::warn;
+use common::error::{Error, Result};
+use common::node::Node;
+use common::overwrite::{self, Action};
+use common::record::{ActionRecord, NodeRecord, Reader, Tag, Writer};
+use common::target::{self, Dir};
+
+use crate::Args;
+
+pub fn run(args: &Args) -> Result<()> {
+    let target = args.target.clone().expect("clap requires --target");
+    let mut input = Reader::stdin();
+    let header = input.read_header()?;
+    // A target that does not exist yet gets everything restored.
+    let root = match std::fs::metadata(&target) {
+        Ok(m) if m.is_dir() => Some(Dir::open_target(&target).map_err(|e| Error::io("target", e))?),
+        Ok(_) => return Err(Error::format(format!("target {} is not a directory", target.display()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io(format!("target {}", target.display()), e)),
+    };
+    let mut out = Writer::stdout();
+    out.header("unpack", header.snapshot)?;
+    let mut failed = 0u64;
+    let mut buf = Vec::new();
+    while let Some(line) = input.next_line()? {
+        match line.tag() {
+            Tag::Node => {
+                let rec: NodeRecord = line.parse()?;
+                rec.check_in_target().map_err(|e| line.err(e.to_string()))?;
+                let node = Node::parse(rec.node.get().as_bytes()).map_err(|e| line.err(e.to_string()))?;
+                let rel = rec.path_bytes()?;
+                let action = match &root {
+                    None => Action::Restored,
+                    Some(r) => overwrite::action(r, &rel, &node, &rec.blobs, plan(args), &mut buf),
+                };
+                let word = match action {
+                    Action::Conflict(why) => {
+                        warn(
+                            "unpack",
+                            format!("{}: {why}; would not be restored", target::display(&target, &rel)),
+                        );
+                        failed += 1;
+                        continue;
+                    }
+                    a => a.word(),
+                };
+                let size = (node.node_type == common::node::NodeType::File).then_some(node.size);
+                out.write(&ActionRecord {
+                    action: word.into(),
+                    path: rec.path,
+                    path_raw: rec.path_raw,
+                    size,
+                })?;
+            }
+            Tag::Delete => {
+                let rec: common::record::DeleteRecord = line.parse()?;
+                if !args.delete {
+                    return Err(Error::Usage(format!(
+                        "the stream asks to delete {} (walk --delete): give unpack --delete too",
+                        rec.path
+                    )));
+                }
+                out.write(&ActionRecord {
+                    action: "deleted".into(),
+                    path: rec.path,
+                    path_raw: rec.path_raw,
+                    size: None,
+                })?;
+            }
+            // Blob data is not needed to decide: it is read past, not decrypted; nothing is
+            // restored, so there is no progress to measure against the totals.
+            Tag::Blob | Tag::BlobFailed | Tag::Totals => {}
+            other => {
+                return Err(line.err(format!("a {} record does not belong in unpack's input", other.name())))
+            }
+        }
+    }
+    out.finish()?;
+    if failed > 0 {
+        return Err(Error::SomeFailed(format!("{failed} items would not be restored")));
+    }
+    Ok(())
+}
+
+/// The restore's options that decide what happens to what is there.
+fn plan(args: &Args) -> overwrite::Plan {
+    overwrite::Plan { mode: args.overwrite, delete: args.delete }
+}
