@@ -149,44 +149,9 @@ pub fn run(args: &Args) -> Result<()> {
 fn exclude_patterns(args: &Args) -> Result<Vec<String>> {
     let mut out = args.exclude.clone();
     for f in &args.exclude_file {
-        let text = fs::read_to_string(f).ctx_path(f)?;
-        for line in text.lines() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            out.push(expand_env(line));
-        }
+        out.extend(common::filter::read_pattern_file(f)?);
     }
     Ok(out)
-}
-
-/// `$VAR` and `${VAR}`, as restic expands them in exclude files.
-fn expand_env(s: &str) -> String {
-    let mut out = String::new();
-    let mut rest = s;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        let (name, tail) = if let Some(b) = after.strip_prefix('{') {
-            match b.find('}') {
-                Some(j) => (&b[..j], &b[j + 1..]),
-                None => ("", after),
-            }
-        } else {
-            let j = after.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(after.len());
-            (&after[..j], &after[j..])
-        };
-        if name.is_empty() {
-            out.push('$');
-            rest = after;
-        } else {
-            out.push_str(&std::env::var(name).unwrap_or_default());
-            rest = tail;
-        }
-    }
-    out.push_str(rest);
-    out
 }
 
 fn absolute(p: &Path, cwd: &Path) -> PathBuf {
@@ -607,16 +572,5 @@ fn open_noatime(p: &Path) -> io::Result<File> {
     match open(libc::O_NOFOLLOW | libc::O_NOATIME) {
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(libc::O_NOFOLLOW),
         r => r,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn env_in_exclude_files() {
-        std::env::set_var("SLUICE_T", "v");
-        assert_eq!(expand_env("a/$SLUICE_T/${SLUICE_T}x/$"), "a/v/vx/$");
     }
 }
