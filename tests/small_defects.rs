@@ -467,3 +467,55 @@ fn absolute_excludes_match_under_a_relative_target() {
         .collect();
     assert_eq!(paths, ["keep", "keep/f"]);
 }
+
+/// `chunk --exclude-file` reads a file as restic does (comments, blank lines, white space
+/// around patterns, `$VAR` and `${VAR}`), and leaves out what `restic backup` leaves out.
+#[test]
+fn exclude_files_leave_out_what_restic_leaves_out() {
+    let td = tempdir();
+    let src = td.path().join("src");
+    for d in ["keep", "cache/deep", "logs"] {
+        fs::create_dir_all(src.join(d)).unwrap();
+    }
+    for f in ["keep/a.txt", "keep/b.log", "cache/deep/c.txt", "logs/d.txt", "e.tmp", "f.txt"] {
+        fs::write(src.join(f), f).unwrap();
+    }
+    let list = td.path().join("excludes");
+    fs::write(&list, "# build output\n\n  *.log  \n$SLUICE_T_DIR\n${SLUICE_T_EXT}\n").unwrap();
+    let env = [("SLUICE_T_DIR", "cache"), ("SLUICE_T_EXT", "*.tmp")];
+    let r = Restic::new(&td.path().join("r"));
+    init_repo(&r, 2);
+    let mut c = r.command();
+    c.args(["backup", "-q", "--exclude-file"]).arg(&list).arg(".").current_dir(&src);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    assert!(out.status.success(), "restic backup: {}", String::from_utf8_lossy(&out.stderr));
+    let stages = Backup::of(&["."]).chunk_args(&["--exclude-file", list.to_str().unwrap()]).stages(&r);
+    let mut p = Pipeline::new().current_dir(&src);
+    for s in stages {
+        p = p.stage(s);
+    }
+    for (k, v) in env {
+        p = p.env(k, v);
+    }
+    p.run().assert_ok();
+    let files = |snap: &str| {
+        let out = r.run(&["ls", "--json", snap]);
+        let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|n| n["struct_type"] == "node")
+            .map(|n| n["path"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    let snaps = r.snapshots_json();
+    assert_eq!(snaps.len(), 2);
+    let (theirs, ours) = (files(snaps[0]["id"].as_str().unwrap()), files(snaps[1]["id"].as_str().unwrap()));
+    assert_eq!(ours, theirs);
+    assert!(ours.iter().any(|p| p.ends_with("/keep/a.txt")), "{ours:?}");
+    assert!(!ours.iter().any(|p| p.ends_with(".log") || p.contains("/cache") || p.ends_with(".tmp")), "{ours:?}");
+}
