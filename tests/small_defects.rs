@@ -517,5 +517,8 @@ fn exclude_files_leave_out_what_restic_leaves_out() {
     let (theirs, ours) = (files(snaps[0]["id"].as_str().unwrap()), files(snaps[1]["id"].as_str().unwrap()));
     assert_eq!(ours, theirs);
     assert!(ours.iter().any(|p| p.ends_with("/keep/a.txt")), "{ours:?}");
-    assert!(!ours.iter().any(|p| p.ends_with(".log") || p.contains("/cache") || p.ends_with(".tmp")), "{ours:?}");
+    assert!(
+        !ours.iter().any(|p| p.ends_with(".log") || p.contains("/cache") || p.ends_with(".tmp")),
+        "{ours:?}"
+    );
 }
