@@ -403,7 +403,11 @@ fn pattern_files_and_case_insensitive_patterns_select_as_restic_014_does() {
     let fx = fixture();
     let list = fx.path("list");
     fs::write(&list, "# what to restore\n\n  /b/small-*  \n$SLUICE_TEST_TOP\n").unwrap();
-    let cases: [(&[&str], &[&str], Vec<String>); 4] = [
+    // Upper case where the tree has lower case, and the reverse: only the `i` forms match.
+    let ilist = fx.path("ilist");
+    fs::write(&ilist, "# ignoring case\n  /B/SMALL-[13]  \n*.pdf\n${SLUICE_TEST_UPPER}\n").unwrap();
+    let il = ilist.to_str().unwrap().to_string();
+    let cases: [(&[&str], &[&str], Vec<String>); 6] = [
         (&["--iinclude", "*.pdf"], &["--iinclude", "*.pdf"], vec![]),
         (&["--iexclude", "C", "--iexclude", "*.PDF"], &["--iexclude", "C", "--iexclude", "*.PDF"], vec![]),
         (
@@ -415,6 +419,16 @@ fn pattern_files_and_case_insensitive_patterns_select_as_restic_014_does() {
             &["--exclude-file"],
             &["--exclude", "/b/small-*", "--exclude", "/top.txt"],
             vec![list.to_str().unwrap().into()],
+        ),
+        (
+            &["--iinclude-file"],
+            &["--iinclude", "/B/SMALL-[13]", "--iinclude", "*.pdf", "--iinclude", "/TOP.TXT"],
+            vec![il.clone()],
+        ),
+        (
+            &["--iexclude-file"],
+            &["--iexclude", "/B/SMALL-[13]", "--iexclude", "*.pdf", "--iexclude", "/TOP.TXT"],
+            vec![il.clone()],
         ),
     ];
     for (i, (ours, theirs, file)) in cases.iter().enumerate() {
@@ -429,9 +443,16 @@ fn pattern_files_and_case_insensitive_patterns_select_as_restic_014_does() {
             .stage(tool(&fx.r, "fetch-pack", &[]))
             .stage(tool(&fx.r, "unpack", &["--target", b.to_str().unwrap()]))
             .env("SLUICE_TEST_TOP", "/top.txt")
+            .env("SLUICE_TEST_UPPER", "/TOP.TXT")
             .run();
         res.assert_ok();
         compare_trees(&a, &b, &CompareOpts { skip_root: true, ..CompareOpts::restic_014() })
             .unwrap_or_else(|e| panic!("{ours:?}: {e}"));
+        if ours == &["--iinclude-file"] {
+            // Not an empty selection on both sides: the case-insensitive lines matched.
+            for (p, there) in [("b/small-1", true), ("b/Report.PDF", true), ("top.txt", true), ("b/small-2", false)] {
+                assert_eq!(b.join(p).exists(), there, "{p}");
+            }
+        }
     }
 }

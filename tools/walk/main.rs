@@ -56,6 +56,14 @@ pub struct Args {
     #[arg(long = "exclude-file", value_name = "FILE")]
     pub exclude_file: Vec<PathBuf>,
 
+    /// Read --iinclude patterns from FILE, one per line; repeatable
+    #[arg(long = "iinclude-file", value_name = "FILE")]
+    pub iinclude_file: Vec<PathBuf>,
+
+    /// Read --iexclude patterns from FILE, one per line; repeatable
+    #[arg(long = "iexclude-file", value_name = "FILE")]
+    pub iexclude_file: Vec<PathBuf>,
+
     /// The directory the stream will be restored into: mark the blobs its files already
     /// hold, so they are not fetched
     #[arg(short = 't', long, value_name = "DIR")]

@@ -1,7 +1,7 @@
 //! The depth-first walk over a snapshot's trees.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use common::error::{Error, Result, ResultExt};
 use common::filter::{read_pattern_file, Selection};
@@ -34,15 +34,19 @@ struct Walker<'a, W: std::io::Write> {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let mut include = args.include.clone();
-    for f in &args.include_file {
-        include.extend(read_pattern_file(f)?);
-    }
-    let mut exclude = args.exclude.clone();
-    for f in &args.exclude_file {
-        exclude.extend(read_pattern_file(f)?);
-    }
-    let select = Selection::new(&include, &args.iinclude, &exclude, &args.iexclude)?;
+    let with_files = |given: &[String], files: &[PathBuf]| -> Result<Vec<String>> {
+        let mut all = given.to_vec();
+        for f in files {
+            all.extend(read_pattern_file(f)?);
+        }
+        Ok(all)
+    };
+    let select = Selection::new(
+        &with_files(&args.include, &args.include_file)?,
+        &with_files(&args.iinclude, &args.iinclude_file)?,
+        &with_files(&args.exclude, &args.exclude_file)?,
+        &with_files(&args.iexclude, &args.iexclude_file)?,
+    )?;
     let target = match &args.target {
         Some(dir) => Target::open(dir, args.overwrite, args.delete, &select)?,
         None => None,
