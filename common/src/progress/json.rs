@@ -14,13 +14,46 @@ fn zero(n: &u64) -> bool {
     *n == 0
 }
 
+/// A float as Go's encoding/json writes it: the shortest digits that read back the same, in
+/// plain decimal (`0`, `1`, `0.25`, no `.0`) unless it is below 1e-6 or from 1e21 on, where
+/// it takes an exponent (`1e-7`, `1e+21`). Wrappers that compare `percent_done` to the text
+/// `1`, or parse it into an integer type at 0 and 1, see what restic gives them.
+fn go_float<S: serde::Serializer>(f: &f64, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::Error;
+    let raw = serde_json::value::RawValue::from_string(go_float_text(*f)).map_err(S::Error::custom)?;
+    raw.serialize(s)
+}
+
+fn go_option<S: serde::Serializer>(f: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+    match f {
+        Some(f) => go_float(f, s),
+        None => s.serialize_none(),
+    }
+}
+
+fn go_float_text(f: f64) -> String {
+    if !f.is_finite() {
+        return "0".into(); // Go refuses these; none of ours can be one
+    }
+    let abs = f.abs();
+    if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
+        // Rust's `{:e}` has Go's shortest digits; Go signs a positive exponent.
+        let t = format!("{f:e}");
+        return match t.split_once('e') {
+            Some((m, e)) if !e.starts_with('-') => format!("{m}e+{e}"),
+            _ => t,
+        };
+    }
+    format!("{f}")
+}
+
 /// `restic restore --json`'s `status` and `summary` (the summary has no `percent_done`).
 #[derive(Debug, Serialize)]
 pub struct RestoreStatus {
     message_type: &'static str,
     #[serde(skip_serializing_if = "zero")]
     seconds_elapsed: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "go_option")]
     percent_done: Option<f64>,
     #[serde(skip_serializing_if = "zero")]
     total_files: u64,
@@ -73,6 +106,7 @@ pub struct BackupStatus {
     seconds_elapsed: u64,
     #[serde(skip_serializing_if = "zero")]
     seconds_remaining: u64,
+    #[serde(serialize_with = "go_float")]
     percent_done: f64,
     #[serde(skip_serializing_if = "zero")]
     total_files: u64,
@@ -116,6 +150,7 @@ pub struct BackupSummary {
     message_type: &'static str,
     #[serde(flatten)]
     counts: crate::snapshot::Counts,
+    #[serde(serialize_with = "go_float")]
     total_duration: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     backup_start: Option<String>,
@@ -181,10 +216,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn floats_as_go_writes_them() {
+        // strconv.FormatFloat(f, 'f' or 'e', -1, 64) as encoding/json picks it.
+        let cases = [
+            (0.0, "0"),
+            (1.0, "1"),
+            (0.5, "0.5"),
+            (0.1, "0.1"),
+            (1.0 / 3.0, "0.3333333333333333"),
+            (2.5e-5, "0.000025"),
+            (1e-6, "0.000001"),
+            (9.5e-7, "9.5e-7"),
+            (1e-10, "1e-10"),
+            (123456.789, "123456.789"),
+            (1e20, "100000000000000000000"),
+            (1e21, "1e+21"),
+            (1.5e300, "1.5e+300"),
+        ];
+        for (f, want) in cases {
+            assert_eq!(go_float_text(f), want, "{f:e}");
+        }
+    }
+
+    #[test]
     fn message_type_comes_first() {
         let s = BackupSummary::from(&SummaryRecord::default());
         let line = serde_json::to_string(&s).unwrap();
         assert!(line.starts_with(r#"{"message_type":"summary","files_new":0,"#), "{line}");
+        assert!(line.contains(r#","total_duration":0,"#), "{line}");
         let e = serde_json::to_string(&ErrorMessage::new("denied", "restore", "a/b")).unwrap();
         assert_eq!(
             e,
