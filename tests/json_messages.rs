@@ -67,6 +67,159 @@ fn check_status(lines: &[Value], report: &str) {
     assert_eq!(status.last(), Some(&1.0), "percent_done ends at {status:?}");
 }
 
+/// The members of a flat JSON object in the order they were written, each value as its raw
+/// text (the status and summary messages nest nothing; a nested value stays whole).
+fn members(line: &str) -> Vec<(String, String)> {
+    let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert!(v.is_object(), "{line}");
+    let inner = &line.trim()[1..line.trim().len() - 1];
+    let (mut parts, mut cur, mut in_str, mut esc, mut depth) = (Vec::new(), String::new(), false, false, 0);
+    for c in inner.chars() {
+        match c {
+            _ if esc => esc = false,
+            '\\' if in_str => esc = true,
+            '"' => in_str = !in_str,
+            '{' | '[' if !in_str => depth += 1,
+            '}' | ']' if !in_str => depth -= 1,
+            ',' if !in_str && depth == 0 => {
+                parts.push(std::mem::take(&mut cur));
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    parts.push(cur);
+    parts
+        .into_iter()
+        .map(|m| {
+            let (k, raw) = m.split_once("\":").unwrap_or_else(|| panic!("{m}: {line}"));
+            (k.trim_start_matches('"').to_string(), raw.to_string())
+        })
+        .collect()
+}
+
+/// The members of restic 0.17–0.19's messages in the order its structs declare them
+/// (internal/ui/restore/json.go, internal/ui/backup/json.go), then sluice's own additions
+/// (backup summary: files_read, bytes_read). Which of them are floats (Go's float64).
+fn restic_shape(kind: &str, message_type: &str) -> (&'static [&'static str], &'static [&'static str]) {
+    match (kind, message_type) {
+        ("restore", "status") => (
+            &[
+                "message_type",
+                "seconds_elapsed",
+                "percent_done",
+                "total_files",
+                "files_restored",
+                "files_skipped",
+                "files_deleted",
+                "total_bytes",
+                "bytes_restored",
+                "bytes_skipped",
+            ],
+            &["percent_done"],
+        ),
+        ("restore", "summary") => (
+            &[
+                "message_type",
+                "seconds_elapsed",
+                "total_files",
+                "files_restored",
+                "files_skipped",
+                "files_deleted",
+                "total_bytes",
+                "bytes_restored",
+                "bytes_skipped",
+            ],
+            &[],
+        ),
+        ("backup", "status") => (
+            &[
+                "message_type",
+                "seconds_elapsed",
+                "seconds_remaining",
+                "percent_done",
+                "total_files",
+                "files_done",
+                "total_bytes",
+                "bytes_done",
+                "error_count",
+                "current_files",
+            ],
+            &["percent_done"],
+        ),
+        ("backup", "summary") => (
+            &[
+                "message_type",
+                "files_new",
+                "files_changed",
+                "files_unmodified",
+                "dirs_new",
+                "dirs_changed",
+                "dirs_unmodified",
+                "data_blobs",
+                "tree_blobs",
+                "data_added",
+                "data_added_packed",
+                "total_files_processed",
+                "total_bytes_processed",
+                "total_duration",
+                "backup_start",
+                "backup_end",
+                "snapshot_id",
+                "dry_run",
+                "files_read",
+                "bytes_read",
+            ],
+            &["total_duration"],
+        ),
+        other => panic!("no restic message {other:?}"),
+    }
+}
+
+/// Checks each line of `text` against restic's shape: members restic has, in its order,
+/// `percent_done` always present in a status; integers written as integers and floats as Go
+/// writes them (`0` and `1`, never `0.0` or `1.0`; an exponent only below 1e-6).
+fn check_shape(kind: &str, text: &str) {
+    for line in text.lines() {
+        let members = members(line);
+        let message_type = members[0].1.trim_matches('"').to_string();
+        assert_eq!(members[0].0, "message_type", "{line}");
+        if !["status", "summary"].contains(&message_type.as_str()) {
+            continue;
+        }
+        let (order, floats) = restic_shape(kind, &message_type);
+        let pos: Vec<usize> = members
+            .iter()
+            .map(|(k, _)| {
+                order.iter().position(|o| o == k).unwrap_or_else(|| panic!("{k} is not restic's: {line}"))
+            })
+            .collect();
+        assert!(pos.windows(2).all(|w| w[0] < w[1]), "not in restic's order: {line}");
+        if message_type == "status" {
+            assert!(members.iter().any(|(k, _)| k == "percent_done"), "{line}");
+        }
+        for (k, raw) in &members {
+            if !raw.starts_with(|c: char| c.is_ascii_digit() || c == '-') {
+                continue;
+            }
+            if floats.contains(&k.as_str()) {
+                let f: f64 = raw.parse().unwrap();
+                assert!(
+                    !raw.ends_with(".0") && !raw.contains(".0e"),
+                    "{k} as {raw}, Go writes no .0: {line}"
+                );
+                assert_eq!(raw.contains('e'), f != 0.0 && f.abs() < 1e-6, "{k} as {raw}: {line}");
+                if f.fract() == 0.0 && f < 1e21 {
+                    assert!(raw.bytes().all(|b| b.is_ascii_digit()), "{k} as {raw}: {line}");
+                }
+            } else {
+                assert!(raw.bytes().all(|b| b.is_ascii_digit()), "{k} is not an integer: {raw}: {line}");
+            }
+        }
+    }
+}
+
 #[test]
 fn restore_json_ends_with_the_snapshots_counts() {
     let fx = Fixture::new(fill, &[]);
@@ -91,6 +244,14 @@ fn restore_json_ends_with_the_snapshots_counts() {
     check_status(&lines, &res.report());
     assert_eq!(lines.last().unwrap()["message_type"], "summary");
     assert_eq!(res.stderr_str(2), "", "{}", res.report());
+    check_shape("restore", res.stdout_str());
+    // The last status, as Go writes a finished restore's: `1`, not `1.0`.
+    let last_status = res.stdout_str().lines().rev().find(|l| l.contains(r#""status""#)).unwrap();
+    assert!(last_status.contains(r#","percent_done":1,"#), "{last_status}");
+    // Every stage of the pipeline is silent on stderr: only JSON comes out of it.
+    for i in 0..3 {
+        assert_eq!(res.stderr_str(i), "", "stage {i}:\n{}", res.report());
+    }
 }
 
 #[test]
@@ -195,8 +356,45 @@ fn backup_json_ends_with_the_snapshots_counts() {
     let status = lines.iter().rev().find(|v| v["message_type"] == "status").unwrap();
     assert_eq!((counter(status, "total_files"), counter(status, "files_done")), (files, files), "{status}");
     assert_eq!((counter(status, "total_bytes"), counter(status, "bytes_done")), (bytes, bytes), "{status}");
-    // The summary for the person stays on stderr (push -q leaves it out), nothing else.
+    check_shape("backup", res.stdout_str());
+    let last_status = res.stdout_str().lines().rev().find(|l| l.contains(r#""status""#)).unwrap();
+    assert!(last_status.contains(r#","percent_done":1,"#), "{last_status}");
+    // JSON only: no stage prints its text (push's summary is the summary message).
+    for i in 0..3 {
+        assert_eq!(res.stderr_str(i), "", "stage {i}:\n{}", res.report());
+    }
+    // Without --json the summary for the person is on stderr; the same with --json-file.
+    let json_file = b.td.path().join("messages.json");
+    for args in [vec![], vec!["--json-file", json_file.to_str().unwrap()]] {
+        let res = b.run(&args);
+        res.assert_ok();
+        let err = res.stderr_str(2);
+        assert!(err.trim_end().contains(" saved"), "{args:?}: {}", res.report());
+        assert!(!err.contains("message_type"), "{}", res.report());
+    }
+    check_shape("backup", &fs::read_to_string(&json_file).unwrap());
+}
+
+#[test]
+fn push_json_failure_is_one_exit_error_line() {
+    let b = BackupSource::new(fill);
+    // A repository push was not given the stream for: refused before anything is stored.
+    let other = b.td.path().join("other");
+    let o = Restic::new(&other);
+    support::backup::init_repo(&o, 2);
+    let mut stages = b.stages(&[]);
+    stages[2] = support::backup::tool("push", &o, &[OsStr::new("--json")]);
+    let (k, v) = support::backup::TEST_SCRYPT;
+    let mut p = Pipeline::new().env(k, v);
+    for st in stages {
+        p = p.stage(st);
+    }
+    let res = p.run();
+    assert_eq!(res.codes()[2], 2, "{}", res.report());
     let err = res.stderr_str(2);
-    assert!(err.trim_end().ends_with(&format!("snapshot {} saved", &id[..8])), "{}", res.report());
-    assert!(!err.contains("message_type"), "{}", res.report());
+    assert_eq!(err.lines().count(), 1, "{}", res.report());
+    let x: Value = serde_json::from_str(err.trim_end()).unwrap_or_else(|e| panic!("{e}: {err}"));
+    assert_eq!((x["message_type"].as_str(), x["code"].as_i64()), (Some("exit_error"), Some(2)), "{x}");
+    assert!(x["message"].as_str().unwrap().starts_with("push: "), "{x}");
+    assert_eq!(res.stdout, b"", "{}", res.report());
 }

@@ -450,7 +450,9 @@ fn pattern_files_and_case_insensitive_patterns_select_as_restic_014_does() {
             .unwrap_or_else(|e| panic!("{ours:?}: {e}"));
         if ours == &["--iinclude-file"] {
             // Not an empty selection on both sides: the case-insensitive lines matched.
-            for (p, there) in [("b/small-1", true), ("b/Report.PDF", true), ("top.txt", true), ("b/small-2", false)] {
+            for (p, there) in
+                [("b/small-1", true), ("b/Report.PDF", true), ("top.txt", true), ("b/small-2", false)]
+            {
                 assert_eq!(b.join(p).exists(), there, "{p}");
             }
         }

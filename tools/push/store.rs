@@ -96,7 +96,9 @@ pub fn run(args: &Args) -> Result<()> {
     let mut summary = result?;
     summary.total_duration = summary.total_duration.max(started.elapsed().as_secs_f64());
     progress.finish_backup(&summary)?;
-    if !args.quiet {
+    // With --json the summary message replaces the text (a wrapper reads stdout and stderr
+    // as JSON only, as restic's output with --json).
+    if !args.quiet && !args.json.json {
         report(&summary, p.stored);
     }
     Ok(())
