@@ -13,8 +13,9 @@ use serde_json::Value;
 use support::measured::{measured, sha256_file};
 use support::*;
 
-/// The large file's size: big enough that a stage holding it would show (every stage must
-/// stay under 64 MiB), small enough for CI. `bench/dump.sh` measures 1 GiB.
+/// The large file's size for the damage, tar and repeated-blob cases: big enough that a
+/// stage holding it would show (every stage must stay under 64 MiB), small enough to run
+/// them all quickly. `stdout_of_a_gibibyte_file_in_bounded_memory` streams 1 GiB.
 const BIG: usize = 128 << 20;
 const RSS_LIMIT_KIB: u64 = 64 << 10;
 
@@ -162,6 +163,52 @@ fn stdout_writes_one_file_exactly_in_bounded_memory() {
         assert!(line.contains(short), "{mode}: {line} does not name blob {short}");
         assert!(fs::metadata(&out).unwrap().len() < BIG as u64, "{mode}: the whole file came out");
     }
+}
+
+/// Issue 9's "done means": `--stdout` of a 1 GiB file (random, so every blob is distinct
+/// and nothing compresses) is byte-identical to the source and to `restic dump`, no stage's
+/// peak RSS reaches 64 MiB, and `| head -c 1000` ends every stage quietly. restic backs it
+/// up uncompressed to keep the test quick; each large file is removed once hashed (disk).
+#[test]
+fn stdout_of_a_gibibyte_file_in_bounded_memory() {
+    const GIB: u64 = 1 << 30;
+    let fx = Fixture::new(
+        |src| {
+            let f = fs::File::create(src.join("huge.bin")).unwrap();
+            let st = std::process::Command::new("head")
+                .args(["-c", &GIB.to_string(), "/dev/urandom"])
+                .stdout(f)
+                .status()
+                .unwrap();
+            assert!(st.success(), "head -c 1G /dev/urandom: {st}");
+        },
+        &["--compression", "off", "--pack-size", "64"],
+    );
+    let src = fx.src.join("huge.bin");
+    let want = sha256_file(&src);
+    fs::remove_file(&src).unwrap();
+
+    let out = fx.path("huge.out");
+    let m = measured(&dump_stages(&fx.r, "latest:/huge.bin", &["--stdout"]), &out);
+    m.assert_ok();
+    assert_bounded(&m, "--stdout of 1 GiB");
+    assert_eq!(fs::metadata(&out).unwrap().len(), GIB);
+    assert_eq!(sha256_file(&out), want, "--stdout differs from the source");
+    fs::remove_file(&out).unwrap();
+
+    let theirs = fx.path("huge.restic");
+    restic_dump(&fx.r, "/huge.bin", &theirs);
+    assert_eq!(sha256_file(&theirs), want, "restic dump differs from the source");
+    fs::remove_file(&theirs).unwrap();
+
+    let mut stages = dump_stages(&fx.r, "latest:/huge.bin", &["--stdout"]);
+    stages.push(argv(["head", "-c", "1000"]));
+    let res = pipeline(&stages, &[]);
+    assert_eq!(res.stdout.len(), 1000, "{}", res.report());
+    let codes = res.codes();
+    assert_eq!(codes[2], 141, "{}", res.report());
+    assert!(codes[..2].iter().all(|c| [0, 141].contains(c)), "{}", res.report());
+    assert!(res.stderrs.iter().all(|e| e.is_empty()), "a stage said something:\n{}", res.report());
 }
 
 /// The edge-case tree under `tree/`, plus two files of equal content (the second's blobs come
