@@ -197,6 +197,62 @@ pub fn action(
     }
 }
 
+/// What became of a file with several names, for the names after the first (`hardlink`
+/// records): a restore links them to it only if it was restored or kept in this run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum First {
+    /// Not restored (refused, or left alone by the mode): its other names fail.
+    Missing,
+    /// Written anew: every other name is linked to the new file.
+    New,
+    /// Kept as it is, with this (device, inode): a name that already is it stays.
+    Kept(u64, u64),
+}
+
+/// What is at `rel` below `root`, not following links; `None` when nothing (or it cannot
+/// be looked at).
+pub fn stat_beneath(root: &Dir, rel: &[u8]) -> Option<Stat> {
+    let (parent, name) = parent_of(root, rel);
+    parent.ok()?.stat(name).ok().flatten()
+}
+
+/// (device, inode) of the regular file at `rel` below `root`, not following links.
+pub fn identity(root: &Dir, rel: &[u8]) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let (parent, name) = parent_of(root, rel);
+    let md = parent.ok()?.open_file(name).ok()?.metadata().ok()?;
+    md.is_file().then(|| (md.dev(), md.ino()))
+}
+
+/// What a restore does with a further name (`rel`) of a file whose first name became
+/// `first`: it links the name to that file under a temporary name and renames it over
+/// whatever is there, so a file or link is replaced, a directory never (`--delete` or not),
+/// and a name that already is the kept file stays. `if-newer` and `never` decide first.
+pub fn hardlink_action(root: &Dir, rel: &[u8], node: &Node, mode: Mode, first: First) -> Action {
+    let (parent, name) = parent_of(root, rel);
+    let st = match parent.map(|p| p.stat(name)) {
+        Ok(Ok(st)) => st,
+        Err(e) | Ok(Err(e)) if e.raw_os_error() == Some(libc::ENOENT) => None,
+        Err(e) | Ok(Err(e)) => return Action::Conflict(format!("cannot look at it: {e}")),
+    };
+    if matches!(mode, Mode::IfNewer | Mode::Never) && !allows(mode, node, st.as_ref()) {
+        return Action::Unchanged;
+    }
+    let kept = match first {
+        First::Missing => {
+            return Action::Conflict("the file it is a hard link to would not be restored".into())
+        }
+        First::New => None,
+        First::Kept(dev, ino) => Some((dev, ino)),
+    };
+    match st {
+        None => Action::Restored,
+        Some(st) if st.is_dir() => Action::Conflict("a directory is in the way".into()),
+        Some(_) if kept.is_some() && identity(root, rel) == kept => Action::Unchanged,
+        Some(_) => Action::Updated,
+    }
+}
+
 /// Whether what is at a name (`st`) is of the kind a node makes there.
 pub fn same_kind(st: &Stat, node: &Node) -> bool {
     let kind = match node.node_type {

@@ -2,12 +2,13 @@
 //! target is created, changed or removed. The decisions are the restore's own
 //! (`common::overwrite`), made against the target as it is now.
 
+use std::collections::HashMap;
 use std::io;
 
 use common::cli::warn;
 use common::error::{Error, Result};
-use common::node::Node;
-use common::overwrite::{self, Action};
+use common::node::{Node, NodeType};
+use common::overwrite::{self, Action, First, Mode};
 use common::record::{ActionRecord, NodeRecord, Reader, Tag, Writer};
 use common::target::{self, Dir};
 
@@ -28,6 +29,10 @@ pub fn run(args: &Args) -> Result<()> {
     out.header("unpack", header.snapshot)?;
     let mut failed = 0u64;
     let mut buf = Vec::new();
+    // As the restore: below a directory it cannot make, nodes are skipped without a word.
+    let mut blocked: Option<Vec<u8>> = None;
+    // Files with several names: what became of their first name.
+    let mut firsts: HashMap<Vec<u8>, First> = HashMap::new();
     while let Some(line) = input.next_line()? {
         match line.tag() {
             Tag::Node => {
@@ -35,10 +40,27 @@ pub fn run(args: &Args) -> Result<()> {
                 rec.check_in_target().map_err(|e| line.err(e.to_string()))?;
                 let node = Node::parse(rec.node.get().as_bytes()).map_err(|e| line.err(e.to_string()))?;
                 let rel = rec.path_bytes()?;
-                let action = match &root {
-                    None => Action::Restored,
-                    Some(r) => overwrite::action(r, &rel, &node, &rec.blobs, plan(args), &mut buf),
+                if blocked.as_ref().is_some_and(|b| inside(&rel, b)) {
+                    continue;
+                }
+                blocked = None;
+                let first = rec.hardlink_bytes()?.map(|f| firsts.get(&f).copied().unwrap_or(First::Missing));
+                let action = match (&root, first) {
+                    (None, Some(First::Missing)) => overwrite::Action::Conflict(
+                        "the file it is a hard link to would not be restored".into(),
+                    ),
+                    (None, _) => Action::Restored,
+                    (Some(r), Some(first)) => {
+                        overwrite::hardlink_action(r, &rel, &node, args.overwrite, first)
+                    }
+                    (Some(r), None) => overwrite::action(r, &rel, &node, &rec.blobs, plan(args), &mut buf),
                 };
+                if node.node_type == NodeType::File && node.links > 1 && first.is_none() {
+                    firsts.insert(
+                        rel.clone(),
+                        first_outcome(root.as_ref(), &rel, &node, &action, args.overwrite),
+                    );
+                }
                 let word = match action {
                     Action::Conflict(why) => {
                         warn(
@@ -46,11 +68,14 @@ pub fn run(args: &Args) -> Result<()> {
                             format!("{}: {why}; would not be restored", target::display(&target, &rel)),
                         );
                         failed += 1;
+                        if node.node_type == NodeType::Dir {
+                            blocked = Some(rel);
+                        }
                         continue;
                     }
                     a => a.word(),
                 };
-                let size = (node.node_type == common::node::NodeType::File).then_some(node.size);
+                let size = (node.node_type == NodeType::File).then_some(node.size);
                 out.write(&ActionRecord {
                     action: word.into(),
                     path: rec.path,
@@ -86,6 +111,35 @@ pub fn run(args: &Args) -> Result<()> {
         return Err(Error::SomeFailed(format!("{failed} items would not be restored")));
     }
     Ok(())
+}
+
+/// What a restore makes of the first name of a file with several: its other names are
+/// linked to it only if it is restored, replaced or kept for its content in this run (one
+/// that `if-newer` or `never` leaves alone is not linkable, as in the restore).
+fn first_outcome(
+    root: Option<&common::target::Dir>,
+    rel: &[u8],
+    node: &Node,
+    action: &Action,
+    mode: Mode,
+) -> First {
+    match (action, root) {
+        (Action::Conflict(_), _) => First::Missing,
+        (Action::Restored | Action::Updated, _) | (_, None) => First::New,
+        (Action::Unchanged, Some(r)) => {
+            let left_alone = matches!(mode, Mode::IfNewer | Mode::Never)
+                && !overwrite::allows(mode, node, overwrite::stat_beneath(r, rel).as_ref());
+            match (left_alone, overwrite::identity(r, rel)) {
+                (false, Some((dev, ino))) => First::Kept(dev, ino),
+                _ => First::Missing,
+            }
+        }
+    }
+}
+
+/// `a` is below `b`.
+fn inside(a: &[u8], b: &[u8]) -> bool {
+    a.len() > b.len() && a.starts_with(b) && a[b.len()] == b'/'
 }
 
 /// The restore's options that decide what happens to what is there.
