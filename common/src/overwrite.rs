@@ -439,6 +439,27 @@ mod tests {
     }
 
     #[test]
+    fn further_hard_link_names() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), b"abc").unwrap();
+        std::fs::hard_link(dir.path().join("a"), dir.path().join("b")).unwrap();
+        std::fs::write(dir.path().join("copy"), b"abc").unwrap();
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        let root = Dir::open_target(dir.path()).unwrap();
+        let (dev, ino) = identity(&root, b"a").unwrap();
+        let kept = First::Kept(dev, ino);
+        let n = node(0, 3);
+        let act = |rel: &[u8], mode, first| hardlink_action(&root, rel, &n, mode, first);
+        assert_eq!(act(b"b", Mode::Always, kept), Action::Unchanged);
+        assert_eq!(act(b"copy", Mode::Always, kept), Action::Updated, "linked again");
+        assert_eq!(act(b"b", Mode::Always, First::New), Action::Updated);
+        assert_eq!(act(b"none", Mode::Always, First::New), Action::Restored);
+        assert!(matches!(act(b"d", Mode::Always, kept), Action::Conflict(_)), "a directory stays");
+        assert!(matches!(act(b"none", Mode::Always, First::Missing), Action::Conflict(_)));
+        assert_eq!(act(b"copy", Mode::Never, First::Missing), Action::Unchanged, "the mode decides first");
+    }
+
+    #[test]
     fn remove_all_follows_no_link() {
         let dir = tempfile::tempdir().unwrap();
         let keep = tempfile::tempdir().unwrap();
