@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # What the tests run besides our binaries, installed on a Debian machine where missing:
 # restic (the interop oracle), mandoc (man page lint), strace (syscall counts and fault
-# injection), rclone and openssl (a REST server, over TLS), moto_server (an S3 server) in a
-# virtualenv of its own under target/venv (or $SLUICE_MOTO), and npm's s3rver (a second S3
-# server, for HTTPS) under target/npm (or $SLUICE_S3RVER), with Debian's nodejs and npm.
+# injection), rclone and openssl (a REST server, over TLS), unzip (checks unpack --zip),
+# moto_server (an S3 server) in a virtualenv of its own under target/venv (or
+# $SLUICE_MOTO), and npm's s3rver (a second S3 server, for HTTPS) under target/npm (or
+# $SLUICE_S3RVER), with Debian's nodejs and npm.
 # Called by `make deps`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +12,7 @@ cd "$(dirname "$0")/.."
 sudo=""
 [ "$(id -u)" = 0 ] || sudo=sudo
 need=()
-for c in restic mandoc strace rclone openssl; do
+for c in restic mandoc strace rclone openssl unzip; do
   command -v "$c" >/dev/null || need+=("$c")
 done
 want_moto=

@@ -276,6 +276,107 @@ fn tar_equals_the_source_a_restore_and_restic_dump() {
     compare_trees(&theirs, &ours, &loose).unwrap_or_else(|e| panic!("vs restic dump: {e}"));
 }
 
+/// Prints each entry of the zip (argv 1) whose DOS time is not the mtime of the same path
+/// below `tree/` in argv 2, in UTC, rounded down to even seconds (1980 to 2107 only).
+const DOS_TIMES: &str = "import datetime, os, sys, zipfile
+for i in zipfile.ZipFile(sys.argv[1]).infolist():
+    t = os.lstat(os.path.join(sys.argv[2], i.filename.removeprefix('tree/'))).st_mtime_ns // 10**9
+    d = datetime.datetime.fromtimestamp(t, datetime.timezone.utc)
+    if 1980 <= d.year <= 2107 and i.date_time != (d.year, d.month, d.day, d.hour, d.minute, d.second // 2 * 2):
+        print(i.filename, i.date_time, d)";
+
+/// `--zip` of the edge-case tree through a pipe (no seeking): `unzip -t` and Python's
+/// zipfile accept it, and `unzip` gives back the source: contents (every name of a hard-linked
+/// file a full copy), modes, modification times to the second, symbolic links. What a zip
+/// cannot hold (the fifo, names that are not UTF-8) is named on stderr and makes status 3.
+#[test]
+fn zip_streams_the_tree_in_bounded_memory() {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+    let (fx, _) = tree_fixture();
+    let archive = fx.path("ours.zip");
+    let mut stages = dump_stages(&fx.r, "latest:/tree", &["--zip"]);
+    stages.push(argv(["cat"]));
+    let m = measured(&stages, &archive);
+    assert_bounded(&m, "--zip");
+    assert_eq!((m.code(0), m.code(1), m.code(2), m.code(3)), (0, 0, 3, 0), "{m:#?}");
+    let left_out: Vec<&str> = m.stderrs[2].lines().collect();
+    assert!(left_out.iter().any(|l| l.starts_with("unpack: special/fifo: a zip holds no fifo")), "{m:#?}");
+    assert!(left_out.iter().any(|l| l.contains("not UTF-8")), "{m:#?}");
+    assert!(left_out.last().unwrap().contains("nodes left out of the zip"), "{m:#?}");
+
+    let ok = std::process::Command::new("unzip").arg("-tqq").arg(&archive).output().unwrap();
+    assert!(ok.status.success(), "unzip -t: {}", String::from_utf8_lossy(&ok.stdout));
+    let py =
+        std::process::Command::new("python3").args(["-m", "zipfile", "-t"]).arg(&archive).output().unwrap();
+    assert!(py.status.success(), "python3 -m zipfile -t: {}", String::from_utf8_lossy(&py.stderr));
+
+    let x = fx.path("unzipped");
+    fs::create_dir(&x).unwrap();
+    let out = std::process::Command::new("unzip")
+        .args(["-qq", "-^"])
+        .arg(&archive)
+        .arg("-d")
+        .arg(&x)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "unzip: {}", String::from_utf8_lossy(&out.stderr));
+    let src = fx.src.join("tree");
+    let mut checked = [0u32; 3];
+    for e in walkdir::WalkDir::new(&src).min_depth(1).into_iter().map(|e| e.unwrap()) {
+        let rel = e.path().strip_prefix(&src).unwrap();
+        let ours = x.join("tree").join(rel);
+        let want = e.path().symlink_metadata().unwrap();
+        // (A name below a directory whose name is not UTF-8 is not UTF-8 either.)
+        if rel.to_str().is_none() || want.file_type().is_fifo() {
+            assert!(ours.symlink_metadata().is_err(), "{rel:?} should be left out");
+            continue;
+        }
+        let got = ours.symlink_metadata().unwrap_or_else(|e| panic!("{rel:?}: {e}"));
+        let ft = want.file_type();
+        if ft.is_symlink() {
+            // restic 0.14 stores a link target that is not UTF-8 as Go's lossy text.
+            let target = |p: &Path| fs::read_link(p).unwrap().into_os_string().into_encoded_bytes();
+            assert_eq!(target(&ours), go_lossy_utf8(&target(e.path())), "{rel:?}");
+            checked[2] += 1;
+            continue;
+        }
+        assert_eq!(got.permissions().mode() & 0o777, want.permissions().mode() & 0o777, "{rel:?} mode");
+        if ft.is_file() {
+            assert_eq!(fs::read(&ours).unwrap(), fs::read(e.path()).unwrap(), "{rel:?} content");
+            // Past 2038 only the DOS time is there, which unzip reads as local time (and
+            // gets wrong after February 2100); the DOS times are checked below.
+            if want.mtime() < i64::from(i32::MAX) {
+                assert_eq!(got.mtime(), want.mtime(), "{rel:?} mtime");
+            }
+            checked[0] += 1;
+        } else {
+            checked[1] += 1;
+        }
+    }
+    assert!(checked.iter().all(|n| *n > 3), "files, dirs, links checked: {checked:?}");
+    // Every entry's DOS time is the source's mtime in UTC (even seconds), as Python reads it.
+    let dos = std::process::Command::new("python3")
+        .args(["-c", DOS_TIMES])
+        .arg(&archive)
+        .arg(fx.src.join("tree"))
+        .output()
+        .unwrap();
+    assert!(
+        dos.status.success() && dos.stdout.is_empty(),
+        "{}{}",
+        String::from_utf8_lossy(&dos.stdout),
+        String::from_utf8_lossy(&dos.stderr)
+    );
+
+    // `| head -c 1000`: unpack stops quietly with 141.
+    let mut stages = dump_stages(&fx.r, "latest:/tree/data", &["--zip"]);
+    stages.push(argv(["head", "-c", "1000"]));
+    let res = pipeline(&stages, &[]);
+    assert_eq!(res.stdout.len(), 1000, "{}", res.report());
+    assert_eq!(res.codes()[2], 141, "{}", res.report());
+    assert!(res.stderrs[2].is_empty(), "unpack said something:\n{}", res.report());
+}
+
 #[test]
 fn stdout_refuses_what_is_not_one_file_and_tar_fails_loudly() {
     let (fx, _) = tree_fixture();

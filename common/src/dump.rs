@@ -1,11 +1,13 @@
 //! Streaming a selection of a snapshot out in order, as restic's `dump` does: the bytes of one
-//! file, or the nodes as a tar archive. Both take a file's plaintext one blob at a time from
+//! file, or the nodes as a tar archive (or a zip archive, in [`zip`]). Both take a file's plaintext one blob at a time from
 //! a [`Blobs`] source, so memory stays at a blob however large the file.
 
 use std::ffi::OsStr;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+
+pub mod zip;
 
 use crate::error::{Error, Result};
 use crate::go::GoTime;
@@ -19,6 +21,12 @@ pub trait Blobs {
     fn advance(&mut self, want: &BlobLoc) -> Result<()>;
     /// The plaintext of the current blob, checked against its id.
     fn current(&self) -> &[u8];
+    /// Makes `want` current by reading it again from the repository: a further name of a
+    /// hard-linked file, whose blobs the stream does not carry, where an archive must hold a
+    /// copy (zip has no hard links).
+    fn read_again(&mut self, want: &BlobLoc) -> Result<()> {
+        Err(Error::internal(format!("blob {} cannot be read again here", want.id.short())))
+    }
 }
 
 /// The file's content, blob after blob, checked against the lengths its record gives.

@@ -1,4 +1,4 @@
-//! `--stdout` and `--tar`: the stream streamed out in order, as restic's `dump` does, one
+//! `--stdout`, `--tar` and `--zip`: the stream streamed out in order, as restic's `dump` does, one
 //! blob at a time. The decoder thread (`decode`) checks every blob exactly as for a restore;
 //! what to write is `common::dump`'s.
 
@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::io::{BufWriter, Write};
 
 use common::backend::FileType;
+use common::dump::zip::{Written as ZipWritten, Zip};
 use common::dump::{self, Blobs, Tar};
 use common::error::{Error, Result, ResultExt};
 use common::node::{Node, NodeType};
@@ -68,7 +69,7 @@ impl Source<'_> {
     }
 
     /// Reads a blob again from the repository and checks it as the decoder would.
-    fn read_again(&mut self, loc: &BlobLoc) -> Result<()> {
+    fn fetch_again(&mut self, loc: &BlobLoc) -> Result<()> {
         check_loc(loc).map_err(Error::format)?;
         self.repo.backend.read_range(
             FileType::Pack,
@@ -112,10 +113,16 @@ impl Blobs for Source<'_> {
         }
         match data {
             Ok(Some(p)) => self.cur = Some(p),
-            Ok(None) => self.read_again(want).context(format!("{what} (sent earlier, read again)"))?,
+            Ok(None) => self.fetch_again(want).context(format!("{what} (sent earlier, read again)"))?,
             Err(msg) => return Err(Error::integrity(format!("{what}: {msg}"))),
         }
         Ok(())
+    }
+
+    fn read_again(&mut self, want: &BlobLoc) -> Result<()> {
+        self.release();
+        let what = format!("blob {} in pack {} (read again)", want.id.short(), want.pack.short());
+        self.fetch_again(want).context(what)
     }
 
     fn current(&self) -> &[u8] {
@@ -163,6 +170,8 @@ pub fn run(args: &Args) -> Result<()> {
     let mut out = BufWriter::with_capacity(1 << 20, &*stdout);
     let result = if args.stdout {
         one_file(&mut src, &mut out, header.root.as_deref())
+    } else if args.zip {
+        zip_archive(&mut src, &mut out, header.root.as_deref())
     } else {
         archive(&mut src, &mut out, header.root.as_deref())
     };
@@ -235,4 +244,24 @@ fn archive(src: &mut Source, out: &mut impl Write, root: Option<&str>) -> Result
     }
     tar.finish()?;
     Ok(())
+}
+
+/// `--zip`: every node of the stream as a zip entry, in stream order. What a zip cannot hold
+/// is left out with one line each, and the status says so (3).
+fn zip_archive(src: &mut Source, out: &mut impl Write, root: Option<&str>) -> Result<()> {
+    let mut zip = Zip::new(out, root);
+    let mut left_out = 0u64;
+    while let Some((no, rec)) = next_node(src)? {
+        let node = parse(&rec).map_err(|e| e.at_line(no))?;
+        if let ZipWritten::LeftOut(why) = zip.node(&rec, &node, src).context(&rec.path)? {
+            common::cli::warn("unpack", format!("{}: {why}; left out of the zip", rec.path));
+            left_out += 1;
+        }
+        src.release();
+    }
+    zip.finish()?;
+    match left_out {
+        0 => Ok(()),
+        n => Err(Error::SomeFailed(format!("{n} nodes left out of the zip"))),
+    }
 }

@@ -13,6 +13,7 @@
 //!     fetch-pack --pack 3f9a1c | unpack --list
 //!     walk latest:/etc/hosts | fetch-pack | unpack --stdout > hosts
 //!     walk latest:/etc | fetch-pack | unpack --tar | tar -t
+//!     walk latest:/etc | fetch-pack | unpack --zip > etc.zip
 
 mod decode;
 mod dryrun;
@@ -31,7 +32,7 @@ use common::overwrite::Mode;
 #[command(name = "unpack", version)]
 pub struct Args {
     /// Directory to restore into (created if missing)
-    #[arg(short = 't', long, value_name = "DIR", required_unless_present_any = ["list", "stdout", "tar"])]
+    #[arg(short = 't', long, value_name = "DIR", required_unless_present_any = ["list", "stdout", "tar", "zip"])]
     pub target: Option<PathBuf>,
 
     /// Do not restore: list every blob of the stream with its verdict
@@ -39,12 +40,17 @@ pub struct Args {
     pub list: bool,
 
     /// Do not restore: write the content of the stream's one file to stdout, in order
-    #[arg(long, conflicts_with_all = ["target", "sparse", "resume", "list", "tar", "json", "json_file", "progress", "overwrite", "delete", "dry_run"])]
+    #[arg(long, conflicts_with_all = ["target", "sparse", "resume", "list", "tar", "zip", "json", "json_file", "progress", "overwrite", "delete", "dry_run"])]
     pub stdout: bool,
 
     /// Do not restore: write the stream's nodes to stdout as a tar archive, in order
-    #[arg(long, conflicts_with_all = ["target", "sparse", "resume", "list", "json", "json_file", "progress", "overwrite", "delete", "dry_run"])]
+    #[arg(long, conflicts_with_all = ["target", "sparse", "resume", "list", "zip", "json", "json_file", "progress", "overwrite", "delete", "dry_run"])]
     pub tar: bool,
+
+    /// Do not restore: write the stream's nodes to stdout as a zip archive (stored, streamed
+    /// with data descriptors), in order
+    #[arg(long, conflicts_with_all = ["target", "sparse", "resume", "list", "json", "json_file", "progress", "overwrite", "delete", "dry_run"])]
+    pub zip: bool,
 
     /// Leave holes for all-zero blobs instead of writing zeros
     #[arg(long)]
@@ -86,7 +92,7 @@ fn main() {
     cli::run("unpack", || {
         if args.list {
             list::run(&args)
-        } else if args.stdout || args.tar {
+        } else if args.stdout || args.tar || args.zip {
             dump::run(&args)
         } else if args.dry_run {
             dryrun::run(&args)
