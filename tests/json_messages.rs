@@ -102,8 +102,13 @@ fn members(line: &str) -> Vec<(String, String)> {
 /// The members of restic 0.17–0.19's messages in the order its structs declare them
 /// (internal/ui/restore/json.go, internal/ui/backup/json.go), then sluice's own additions
 /// (backup summary: files_read, bytes_read). Which of them are floats (Go's float64).
-fn restic_shape(kind: &str, message_type: &str) -> (&'static [&'static str], &'static [&'static str]) {
-    match (kind, message_type) {
+fn restic_shape(kind: &str, message_type: &str) -> (Vec<&'static str>, &'static [&'static str]) {
+    if (kind, message_type) == ("restore", "summary") {
+        // The status without percent_done.
+        let status = restic_shape(kind, "status").0;
+        return (status.into_iter().filter(|m| *m != "percent_done").collect(), &[]);
+    }
+    let (order, floats): (&[&str], &[&str]) = match (kind, message_type) {
         ("restore", "status") => (
             &[
                 "message_type",
@@ -118,20 +123,6 @@ fn restic_shape(kind: &str, message_type: &str) -> (&'static [&'static str], &'s
                 "bytes_skipped",
             ],
             &["percent_done"],
-        ),
-        ("restore", "summary") => (
-            &[
-                "message_type",
-                "seconds_elapsed",
-                "total_files",
-                "files_restored",
-                "files_skipped",
-                "files_deleted",
-                "total_bytes",
-                "bytes_restored",
-                "bytes_skipped",
-            ],
-            &[],
         ),
         ("backup", "status") => (
             &[
@@ -174,7 +165,8 @@ fn restic_shape(kind: &str, message_type: &str) -> (&'static [&'static str], &'s
             &["total_duration"],
         ),
         other => panic!("no restic message {other:?}"),
-    }
+    };
+    (order.to_vec(), floats)
 }
 
 /// Checks each line of `text` against restic's shape: members restic has, in its order,
