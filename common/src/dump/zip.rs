@@ -7,7 +7,8 @@
 //!
 //! A zip holds no hard links: a further name of a file is written as a full copy, its
 //! blobs read again from the repository (the stream carries them once). Memory is one blob
-//! plus, for the central directory, a few hundred bytes per entry, whatever the file sizes.
+//! plus, for the central directory, each entry's name and a fixed record: it grows with the
+//! number of entries, never with the size of the files.
 
 use std::io::{self, Write};
 
