@@ -290,6 +290,41 @@ fn a_failed_item_is_an_error_message_and_exit_3() {
     assert_eq!(counter(s, "bytes_restored"), bytes - (6 << 20), "{s}");
 }
 
+/// `--dry-run --json` is JSON only too: restic's messages counting what would be restored
+/// (and what would stay, as skipped), a refusal as an `error` message, no action records,
+/// no plain lines.
+#[test]
+fn dry_run_json_counts_what_would_be_restored() {
+    let fx = Fixture::new(fill, &[]);
+    let target = fx.path("out");
+    let res = restore(&fx, &target, &[], None);
+    res.assert_ok();
+    fs::write(target.join("d/e/f3"), "changed\n").unwrap();
+    fs::remove_file(target.join("big1")).unwrap();
+    fs::create_dir_all(target.join("big1/inside")).unwrap();
+    let res = restore(&fx, &target, &["--dry-run", "--json"], None);
+    assert_eq!(res.codes(), vec![0, 0, 3], "{}", res.report());
+    let out = res.stdout_str();
+    let lines = json_lines(&res.stdout);
+    assert_eq!(lines.len(), out.lines().count(), "a line that is not JSON:\n{}", res.report());
+    assert!(lines.iter().all(|v| v.get("type").is_none()), "a record on stdout:\n{}", res.report());
+    check_shape("restore", out);
+    let s = lines.last().unwrap();
+    assert_eq!(s["message_type"], "summary", "{s}");
+    let (nodes, _, bytes) = snapshot_counts(&fx.r);
+    // f3 would be written again; big1 is refused; everything else stays.
+    let f3 = "small 3\n".repeat(3).len() as u64;
+    assert_eq!((counter(s, "files_restored"), counter(s, "bytes_restored")), (1, f3), "{s}");
+    assert_eq!(counter(s, "files_skipped"), nodes - 2, "{s}");
+    assert_eq!(counter(s, "bytes_skipped"), bytes - f3 - (6 << 20), "{s}");
+    let err = json_lines(&res.stderrs[2]);
+    assert_eq!(err.len(), res.stderr_str(2).lines().count(), "a plain line on stderr:\n{}", res.report());
+    assert!(err
+        .iter()
+        .any(|e| e["message_type"] == "error" && e["item"].as_str().unwrap().ends_with("big1")));
+    assert_eq!(err.last().unwrap()["message_type"], "exit_error", "{}", res.report());
+}
+
 #[test]
 fn fatal_errors_end_with_exit_error() {
     let fx = Fixture::new(fill, &[]);

@@ -1,23 +1,26 @@
 //! `unpack --dry-run`: what a restore would do, written as `action` records; nothing in the
 //! target is created, changed or removed. The decisions are the restore's own
-//! (`common::overwrite`), made against the target as it is now.
+//! (`common::overwrite`), made against the target as it is now. Progress and `--json` count
+//! as restic's dry run does: what would be written as restored, what would stay as skipped.
 
 use std::collections::HashMap;
 use std::io;
 
-use common::cli::warn;
 use common::error::{Error, Result};
 use common::node::{Node, NodeType};
 use common::overwrite::{self, Action, First, Mode};
-use common::record::{ActionRecord, NodeRecord, Reader, Tag, Writer};
+use common::progress::{Kind, Progress};
+use common::record::{ActionRecord, NodeRecord, Reader, Tag, TotalsRecord, Writer};
 use common::target::{self, Dir};
 
 use crate::Args;
 
 pub fn run(args: &Args) -> Result<()> {
     let target = args.target.clone().expect("clap requires --target");
+    let progress = Progress::new(Kind::Restore, &args.progress, &args.json, false)?;
     let mut input = Reader::stdin();
     let header = input.read_header()?;
+    progress.start();
     // A target that does not exist yet gets everything restored.
     let root = match std::fs::metadata(&target) {
         Ok(m) if m.is_dir() => Some(Dir::open_target(&target).map_err(|e| Error::io("target", e))?),
@@ -25,7 +28,8 @@ pub fn run(args: &Args) -> Result<()> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => return Err(Error::io(format!("target {}", target.display()), e)),
     };
-    let mut out = Writer::stdout();
+    // With --json, stdout is the messages', as for a restore.
+    let mut out = Writer::stdout_unless(progress.json_on_stdout());
     out.header("unpack", header.snapshot)?;
     let mut failed = 0u64;
     let mut buf = Vec::new();
@@ -63,10 +67,8 @@ pub fn run(args: &Args) -> Result<()> {
                 }
                 let word = match action {
                     Action::Conflict(why) => {
-                        warn(
-                            "unpack",
-                            format!("{}: {why}; would not be restored", target::display(&target, &rel)),
-                        );
+                        let item = target::display(&target, &rel);
+                        progress.error("unpack", &item, &format!("{why}; would not be restored"));
                         failed += 1;
                         if node.node_type == NodeType::Dir {
                             blocked = Some(rel);
@@ -75,6 +77,7 @@ pub fn run(args: &Args) -> Result<()> {
                     }
                     a => a.word(),
                 };
+                progress.restored(&rec, word == "unchanged");
                 let size = (node.node_type == NodeType::File).then_some(node.size);
                 out.write(&ActionRecord {
                     action: word.into(),
@@ -98,15 +101,16 @@ pub fn run(args: &Args) -> Result<()> {
                     size: None,
                 })?;
             }
-            // Blob data is not needed to decide: it is read past, not decrypted; nothing is
-            // restored, so there is no progress to measure against the totals.
-            Tag::Blob | Tag::BlobFailed | Tag::Totals => {}
+            Tag::Totals => progress.totals(&line.parse::<TotalsRecord>()?),
+            // Blob data is not needed to decide: it is read past, not decrypted.
+            Tag::Blob | Tag::BlobFailed => {}
             other => {
                 return Err(line.err(format!("a {} record does not belong in unpack's input", other.name())))
             }
         }
     }
     out.finish()?;
+    progress.finish()?;
     if failed > 0 {
         return Err(Error::SomeFailed(format!("{failed} items would not be restored")));
     }
