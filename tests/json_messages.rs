@@ -323,6 +323,11 @@ fn dry_run_json_counts_what_would_be_restored() {
         .iter()
         .any(|e| e["message_type"] == "error" && e["item"].as_str().unwrap().ends_with("big1")));
     assert_eq!(err.last().unwrap()["message_type"], "exit_error", "{}", res.report());
+
+    // --list has no restic messages: --json with it is refused, not ignored.
+    let res = Pipeline::new().stage(tool(&fx.r, "unpack", &["--list", "--json"])).stdin(Vec::new()).run();
+    assert_eq!(res.codes(), vec![2], "{}", res.report());
+    assert!(res.stderr_str(0).contains("--json"), "{}", res.report());
 }
 
 #[test]

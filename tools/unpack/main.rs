@@ -36,7 +36,7 @@ pub struct Args {
     pub target: Option<PathBuf>,
 
     /// Do not restore: list every blob of the stream with its verdict
-    #[arg(long, conflicts_with_all = ["target", "sparse", "resume", "overwrite", "delete", "dry_run"])]
+    #[arg(long, conflicts_with_all = ["target", "sparse", "resume", "overwrite", "delete", "dry_run", "json", "json_file"])]
     pub list: bool,
 
     /// Do not restore: write the content of the stream's one file to stdout, in order
