@@ -216,6 +216,9 @@ pub fn stat_beneath(root: &Dir, rel: &[u8]) -> Option<Stat> {
     parent.ok()?.stat(name).ok().flatten()
 }
 
+/// Why a further name of a file cannot be made: the restore links it to the first only.
+pub const FIRST_MISSING: &str = "the file it is a hard link to would not be restored";
+
 /// (device, inode) of the regular file at `rel` below `root`, not following links.
 pub fn identity(root: &Dir, rel: &[u8]) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
@@ -239,9 +242,7 @@ pub fn hardlink_action(root: &Dir, rel: &[u8], node: &Node, mode: Mode, first: F
         return Action::Unchanged;
     }
     let kept = match first {
-        First::Missing => {
-            return Action::Conflict("the file it is a hard link to would not be restored".into())
-        }
+        First::Missing => return Action::Conflict(FIRST_MISSING.into()),
         First::New => None,
         First::Kept(dev, ino) => Some((dev, ino)),
     };

@@ -50,9 +50,7 @@ pub fn run(args: &Args) -> Result<()> {
                 blocked = None;
                 let first = rec.hardlink_bytes()?.map(|f| firsts.get(&f).copied().unwrap_or(First::Missing));
                 let action = match (&root, first) {
-                    (None, Some(First::Missing)) => overwrite::Action::Conflict(
-                        "the file it is a hard link to would not be restored".into(),
-                    ),
+                    (None, Some(First::Missing)) => Action::Conflict(overwrite::FIRST_MISSING.into()),
                     (None, _) => Action::Restored,
                     (Some(r), Some(first)) => {
                         overwrite::hardlink_action(r, &rel, &node, args.overwrite, first)
@@ -120,13 +118,7 @@ pub fn run(args: &Args) -> Result<()> {
 /// What a restore makes of the first name of a file with several: its other names are
 /// linked to it only if it is restored, replaced or kept for its content in this run (one
 /// that `if-newer` or `never` leaves alone is not linkable, as in the restore).
-fn first_outcome(
-    root: Option<&common::target::Dir>,
-    rel: &[u8],
-    node: &Node,
-    action: &Action,
-    mode: Mode,
-) -> First {
+fn first_outcome(root: Option<&Dir>, rel: &[u8], node: &Node, action: &Action, mode: Mode) -> First {
     match (action, root) {
         (Action::Conflict(_), _) => First::Missing,
         (Action::Restored | Action::Updated, _) | (_, None) => First::New,
