@@ -3,7 +3,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 BINDIR = $(DESTDIR)$(PREFIX)/bin
 MANDIR = $(DESTDIR)$(PREFIX)/share/man
-TOOLS = snapshots walk fetch-pack unpack verify init-repo chunk pack push
+TOOLS = snapshots walk fetch-pack unpack verify init-repo check-repo chunk pack push
 CARGO ?= cargo
 
 .PHONY: all build deps test lint man-lint check bench bench-restore bench-backup bench-small bench-remote bench-dump bench-versions demo install uninstall clean

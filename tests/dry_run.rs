@@ -327,12 +327,10 @@ fn dry_run_says_what_the_real_run_does() {
 }
 
 /// A hard-link pair the target already holds as the snapshot has it: the dry run says the
-/// second name stays, and the restore must leave it so. Ignored until unpack stops leaving its
-/// temporary link behind: it links the second name under a temporary name and renames that
-/// over the name, and rename(2) between two names of one inode does nothing, so the
-/// temporary name (`hl1/.b.*.sluice-part`) stays in the target.
+/// second name stays, and the restore must leave it so. unpack links the second name under a
+/// temporary name and renames that over the name; rename(2) between two names of one inode
+/// does nothing, and the temporary name (`hl1/.b.*.sluice-part`) once stayed in the target.
 #[test]
-#[ignore = "unpack leaves a temporary hard link behind (tools/unpack/restore.rs, hardlink)"]
 fn an_existing_hard_link_pair_stays_as_it_is() {
     let fx = fixture();
     let base = fx.path("base");

@@ -675,9 +675,11 @@ impl<W: io::Write> Unpacker<W> {
         // same name is replaced as a restored file replaces it; a directory stays.
         let made = src_dir.and_then(|src| parent.with_temp_name(name, |tmp| src.link(src_name, parent, tmp)));
         let r = made.and_then(|((), tmp)| {
-            parent.rename(&tmp, name).inspect_err(|_| {
-                let _ = parent.unlink(&tmp);
-            })
+            let r = parent.rename(&tmp, name);
+            // rename(2) between two names of one file does nothing and succeeds, leaving the
+            // temporary name (a restore over an earlier one's hard links); unlink it always.
+            let _ = parent.unlink(&tmp);
+            r
         });
         match r {
             Ok(()) => self.restored(rec, false),
