@@ -95,23 +95,28 @@ url16=rest:http://127.0.0.1:$p16/
 url128=rest:http://127.0.0.1:$p128/
 
 . "$here/pairs.sh"
+# Every run restores into a fresh directory of its own, all removed only at the end: on ext4
+# without a journal, inodes freed in the last seconds to minutes are skipped when new files
+# are made, so a restore right after deleting the previous run's files measures that
+# deletion as much as the restore (RESULTS.md, "Many small files").
+fresh() { mkdir -p "$out"; mktemp -d "$out/$1-XXXXXX"; }
 restic_run() { # URL TAG
-  rm -rf "$out"; sync
+  local dest; dest=$(fresh restic); sync
   local c t0; c=$(mktemp -d "$BENCH_DIR/cache-remote-XXXX"); t0=$(now)
-  timed "$cpu/$2restic" restic -r "$1" --cache-dir "$c" restore -q latest --target "$out" >&2
+  timed "$cpu/$2restic" restic -r "$1" --cache-dir "$c" restore -q latest --target "$dest" >&2
   awk "BEGIN { print $(now) - $t0 }"
   rm -rf "$c"
 }
 sluice_run() { # URL TAG [fetch-pack flags]
   local url=$1 tag=$2; shift 2
-  rm -rf "$out"; sync
+  local dest; dest=$(fresh sluice); sync
   local t0 t; t0=$(now)
   export RESTIC_REPOSITORY=$url
   timed "$cpu/${tag}walk" "$bin/walk" latest | timed "$cpu/${tag}fetch-pack" "$bin/fetch-pack" "$@" |
-    timed "$cpu/${tag}unpack" "$bin/unpack" --target "$out" >/dev/null
+    timed "$cpu/${tag}unpack" "$bin/unpack" --target "$dest" >/dev/null
   unset RESTIC_REPOSITORY
   t=$(awk "BEGIN { print $(now) - $t0 }")
-  diff -r --no-dereference "$data" "$out" >&2 || { echo "sluice restore differs from the data" >&2; exit 1; }
+  diff -r --no-dereference "$data" "$dest" >&2 || { echo "sluice restore differs from the data" >&2; exit 1; }
   echo "$t"
 }
 

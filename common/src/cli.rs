@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::backend::{self, Backend};
+use crate::backend::{self, Backend, FileType};
 use crate::error::{Error, IoContext, Result};
 use crate::repo::Repo;
 
@@ -138,7 +138,13 @@ impl RepoArgs {
 
     /// Opens the repository with the password.
     pub fn open(&self) -> Result<Repo> {
-        Repo::open(self.backend()?, self.key_hint.as_deref(), || self.password())
+        self.open_early(&[])
+    }
+
+    /// Opens the repository, reading the files of the kinds in `early` while the key is
+    /// derived (see [`Repo::open_early`]).
+    pub fn open_early(&self, early: &[FileType]) -> Result<Repo> {
+        Repo::open_early(self.backend()?, self.key_hint.as_deref(), || self.password(), early)
     }
 }
 

@@ -1,7 +1,11 @@
 //! An open repository: its backend, master key and config, and the loading of the small
 //! encrypted files (snapshots, index) and of single blobs (trees).
 
-use crate::backend::{Backend, FileType};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::backend::{Backend, Entry, FileType};
 use crate::config::Config;
 use crate::crypto::Key;
 use crate::error::{Error, Result, ResultExt};
@@ -18,6 +22,9 @@ const LOADERS: usize = 8;
 /// Bytes of those files held at once, at most (or one file, if larger).
 const LOAD_AHEAD: u64 = 16 << 20;
 
+/// Bytes of files read while the key is derived, at most (see [`Repo::open_early`]).
+const EARLY_BYTES: u64 = 16 << 20;
+
 /// restic tries this many key files before giving up.
 pub const MAX_KEYS: usize = 20;
 
@@ -26,6 +33,15 @@ pub struct Repo {
     pub backend: Box<dyn Backend>,
     pub key: Key,
     pub config: Config,
+    early: Mutex<Early>,
+}
+
+/// What was listed and read while the key was derived, each kept until its first use: a
+/// second listing or read asks the backend again.
+#[derive(Default)]
+struct Early {
+    lists: HashMap<FileType, Vec<Entry>>,
+    files: HashMap<(FileType, String), Vec<u8>>,
 }
 
 impl Repo {
@@ -35,6 +51,22 @@ impl Repo {
         backend: Box<dyn Backend>,
         key_hint: Option<&str>,
         password: impl FnOnce() -> Result<Vec<u8>>,
+    ) -> Result<Repo> {
+        Repo::open_early(backend, key_hint, password, &[])
+    }
+
+    /// Opens the repository as [`Repo::open`] does, and while the key is derived (scrypt:
+    /// half a second of one core with restic's usual parameters) reads the config and lists
+    /// and reads the files of the kinds in `early` (up to [`EARLY_BYTES`] of them), which
+    /// [`Repo::snapshots`], [`Repo::load_index`] and [`Repo::load_json`] then take instead of
+    /// asking the backend: against a remote repository each is a round trip saved from the
+    /// time before the first result. Nothing read early is trusted more than a later read:
+    /// every file is checked against its name and decrypted when it is used.
+    pub fn open_early(
+        backend: Box<dyn Backend>,
+        key_hint: Option<&str>,
+        password: impl FnOnce() -> Result<Vec<u8>>,
+        early: &[FileType],
     ) -> Result<Repo> {
         require(backend.as_ref())?;
         let password = password()?;
@@ -46,22 +78,35 @@ impl Repo {
                 keys.insert(0, k);
             }
         }
-        let mut master = None;
-        for name in keys.iter().take(MAX_KEYS) {
-            let bytes = backend.read(FileType::Key, name)?;
-            if Id::hash(&bytes).to_hex() != *name {
-                return Err(Error::integrity(format!("key {name}: content does not match its name")));
-            }
-            let kf = KeyFile::parse(&bytes).context(format!("key {}", &name[..8]))?;
-            if let Some(k) = kf.open(&password).context(format!("key {}", &name[..8]))? {
-                master = Some(k);
-                break;
-            }
+        let b = backend.as_ref();
+        let stop = AtomicBool::new(false);
+        let (key, raw, early) = std::thread::scope(|s| {
+            let ahead = s.spawn(|| (b.read(FileType::Config, ""), read_early(b, early, &stop)));
+            let key = find_key(b, &keys, &password);
+            // A wrong password leaves nothing worth reading on.
+            stop.store(key.is_err(), Ordering::SeqCst);
+            let (raw, early) = ahead.join().unwrap_or_else(|_| {
+                (Err(Error::internal("internal error: a reading thread panicked")), Early::default())
+            });
+            (key, raw, early)
+        });
+        let key = key?;
+        let config = Config::decode(&key, &raw?).context("config")?;
+        Ok(Repo { backend, key, config, early: Mutex::new(early) })
+    }
+
+    /// The listing of a kind of file: the one made while the key was derived, if any and not
+    /// used yet.
+    pub fn list(&self, t: FileType) -> Result<Vec<Entry>> {
+        match self.early().lists.remove(&t) {
+            Some(list) => Ok(list),
+            None => self.backend.list(t),
         }
-        let key = master.ok_or(Error::WrongPassword)?;
-        let raw = backend.read(FileType::Config, "")?;
-        let config = Config::decode(&key, &raw).context("config")?;
-        Ok(Repo { backend, key, config })
+    }
+
+    fn early(&self) -> MutexGuard<'_, Early> {
+        // Only a panicking loader thread poisons it, and that panic is reported itself.
+        self.early.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The repository format version (1 or 2).
@@ -72,7 +117,11 @@ impl Repo {
     /// Loads an encrypted JSON file (snapshot, index, lock), checking that its content matches
     /// its name, and returns the JSON.
     pub fn load_json(&self, t: FileType, name: &str) -> Result<Vec<u8>> {
-        let raw = self.backend.read(t, name)?;
+        let early = self.early().files.remove(&(t, name.to_string()));
+        let raw = match early {
+            Some(raw) => raw,
+            None => self.backend.read(t, name)?,
+        };
         let what = format!("{} {}", t.dir(), name);
         if Id::hash(&raw).to_hex() != name {
             return Err(Error::integrity(format!("{what}: content does not match its name")));
@@ -84,7 +133,7 @@ impl Repo {
     pub fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
         let mut out = Vec::new();
         Ordered::new(LOADERS).ahead(2 * LOADERS).budget(LOAD_AHEAD).run(
-            self.backend.list(FileType::Snapshot)?,
+            self.list(FileType::Snapshot)?,
             |e| e.size,
             |e| {
                 let json = self.load_json(FileType::Snapshot, &e.name)?;
@@ -110,7 +159,7 @@ impl Repo {
         let mut idx = Index::new();
         let v2 = self.version() >= 2;
         Ordered::new(LOADERS).ahead(2 * LOADERS).budget(LOAD_AHEAD).run(
-            self.backend.list(FileType::Index)?,
+            self.list(FileType::Index)?,
             |e| e.size,
             |e| Ok((self.load_json(FileType::Index, &e.name)?, e.name)),
             |(json, name)| {
@@ -158,6 +207,58 @@ impl Repo {
     pub fn resolve_pack(&self, spec: &str) -> Result<(String, u64)> {
         resolve_pack(self.backend.as_ref(), spec)
     }
+}
+
+/// The master key from the first of `keys` (at most [`MAX_KEYS`]) the password opens.
+fn find_key(backend: &dyn Backend, keys: &[String], password: &[u8]) -> Result<Key> {
+    for name in keys.iter().take(MAX_KEYS) {
+        let bytes = backend.read(FileType::Key, name)?;
+        if Id::hash(&bytes).to_hex() != *name {
+            return Err(Error::integrity(format!("key {name}: content does not match its name")));
+        }
+        let kf = KeyFile::parse(&bytes).context(format!("key {}", &name[..8]))?;
+        if let Some(k) = kf.open(password).context(format!("key {}", &name[..8]))? {
+            return Ok(k);
+        }
+    }
+    Err(Error::WrongPassword)
+}
+
+/// Lists the kinds of file in `types` and reads them in listing order, [`LOADERS`] at once,
+/// while their total stays within [`EARLY_BYTES`]. A failure only ends the reading early: the
+/// same listing or read is made again when the file is needed, and fails there in its place.
+fn read_early(backend: &dyn Backend, types: &[FileType], stop: &AtomicBool) -> Early {
+    let mut early = Early::default();
+    let mut left = EARLY_BYTES;
+    for &t in types {
+        let Ok(list) = backend.list(t) else { break };
+        let wanted: Vec<Entry> = list
+            .iter()
+            .take_while(|e| {
+                let fits = e.size <= left;
+                left -= if fits { e.size } else { 0 };
+                fits
+            })
+            .cloned()
+            .collect();
+        let files = &mut early.files;
+        let _ = Ordered::new(LOADERS).ahead(2 * LOADERS).run(
+            wanted,
+            |e| e.size,
+            |e| {
+                if stop.load(Ordering::SeqCst) {
+                    return Err(Error::internal("not needed"));
+                }
+                Ok((e.name.clone(), backend.read(t, &e.name)?))
+            },
+            |(name, raw)| {
+                files.insert((t, name), raw);
+                Ok(())
+            },
+        );
+        early.lists.insert(t, list);
+    }
+    early
 }
 
 /// Fails unless the backend holds a repository (a `config` file), with restic's "does not

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::io::{self, IsTerminal, Write};
 
+use common::backend::FileType;
 use common::error::{Error, Result};
 use common::record::{SnapshotRecord, Writer};
 use common::snapshot::Snapshot;
@@ -11,7 +12,7 @@ use common::Id;
 use crate::Args;
 
 pub fn run(args: &Args) -> Result<()> {
-    let repo = args.repo.open()?;
+    let repo = args.repo.open_early(&[FileType::Snapshot])?;
     let all = repo.snapshots()?;
     let total = all.len();
     let all: Vec<(Id, Snapshot)> = all.into_iter().filter(|(_, s)| args.filter.keep(s)).collect();

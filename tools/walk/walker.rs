@@ -3,6 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
+use common::backend::FileType;
 use common::error::{Error, Result, ResultExt};
 use common::filter::{read_pattern_file, Selection};
 use common::index::Index;
@@ -55,8 +56,9 @@ pub fn run(args: &Args) -> Result<()> {
         Some((s, p)) => (s, p),
         None => (args.snapshot.as_str(), ""),
     };
-    let repo = args.repo.open()?;
-    // Snapshots before the index: a snapshot written meanwhile must find its blobs indexed.
+    // Snapshots before the index (listed in this order while the key is derived, too): a
+    // snapshot written meanwhile must find its blobs indexed.
+    let repo = args.repo.open_early(&[FileType::Snapshot, FileType::Index])?;
     let all = repo.snapshots()?;
     let total = all.len();
     let snaps: Vec<_> = all.into_iter().filter(|(_, s)| args.filter.keep(s)).collect();
