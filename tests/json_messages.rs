@@ -246,6 +246,25 @@ fn restore_json_ends_with_the_snapshots_counts() {
     }
 }
 
+/// A large file's bytes are counted as its blobs are written, as restic counts them: a
+/// status line comes while the one file is still being restored.
+#[test]
+fn restore_bytes_move_while_a_large_file_is_written() {
+    let fx = Fixture::new(|src| fs::write(src.join("large"), random_bytes(7, 64 << 20)).unwrap(), &[]);
+    let res = restore(&fx, &fx.path("out"), &["--json"], None);
+    res.assert_ok();
+    let lines = json_lines(&res.stdout);
+    let total = 64u64 << 20;
+    let during: Vec<&Value> = lines
+        .iter()
+        .filter(|v| v["message_type"] == "status" && counter(v, "files_restored") == 0)
+        .filter(|v| (1..total).contains(&counter(v, "bytes_restored")))
+        .collect();
+    assert!(!during.is_empty(), "no status line while the file was written:\n{}", res.report());
+    let s = lines.last().unwrap();
+    assert_eq!((counter(s, "files_restored"), counter(s, "bytes_restored")), (1, total), "{s}");
+}
+
 #[test]
 fn json_file_keeps_the_records_for_verify() {
     let fx = Fixture::new(fill, &[]);

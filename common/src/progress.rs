@@ -206,6 +206,23 @@ impl Progress {
         self.s.c.skipped_bytes.fetch_add(bytes, Relaxed);
     }
 
+    /// Restore: bytes of a file written, as they are written (restic counts them so, and a
+    /// large file's bar moves while it is being restored).
+    pub fn wrote(&self, bytes: u64) {
+        self.s.c.bytes.fetch_add(bytes, Relaxed);
+    }
+
+    /// Restore: a file failed after [`Progress::wrote`] counted `bytes` of it: they are not
+    /// restored after all.
+    pub fn unwrote(&self, bytes: u64) {
+        self.s.c.bytes.fetch_sub(bytes, Relaxed);
+    }
+
+    /// Restore: a file whose bytes [`Progress::wrote`] counted is restored.
+    pub fn file_written(&self) {
+        self.s.c.items.fetch_add(1, Relaxed);
+    }
+
     /// Restore: a node is restored (`kept`: it was already there, `--resume`). A file's
     /// bytes are its blobs' plaintext; another name of a file counts none, as in restic.
     pub fn restored(&self, rec: &crate::record::NodeRecord, kept: bool) {

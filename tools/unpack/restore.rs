@@ -56,6 +56,8 @@ struct Current {
     discard: bool,
     /// Why the file failed (reported once at its end); `Some("")` skips it silently.
     failure: Option<String>,
+    /// Bytes written and counted as restored so far (taken back if the file fails).
+    counted: u64,
 }
 
 /// What the target holds at a file's name, as far as the restore cares.
@@ -117,9 +119,13 @@ impl FlushClock {
         self.excess += took - fastest;
     }
 
+    /// A sync was asked for: the creates from here on count toward the next one.
+    fn asked(&mut self) {
+        self.excess = Duration::ZERO;
+    }
+
     fn synced(&mut self, took: Duration) {
         self.last_sync = Some(took);
-        self.excess = Duration::ZERO;
     }
 
     fn due(&self) -> bool {
@@ -127,6 +133,31 @@ impl FlushClock {
         // and against its time the jitter of ordinary creates alone (a create that lost its
         // core for a moment) made a flush due every few files in fresh space.
         self.excess >= self.last_sync.unwrap_or_default().max(MIN_EXCESS)
+    }
+}
+
+/// The `syncfs` of a batch, on a thread of its own: the writer goes on making the next
+/// batch's files while the disk takes this one's, and only the batch's renames wait for it.
+struct Syncer {
+    ask: std::sync::mpsc::SyncSender<()>,
+    done: std::sync::mpsc::Receiver<(io::Result<()>, Duration)>,
+}
+
+impl Syncer {
+    /// The thread ends once `ask` is dropped.
+    fn new(dir: Dir) -> Syncer {
+        let (ask, asked) = std::sync::mpsc::sync_channel::<()>(1);
+        let (tell, done) = std::sync::mpsc::sync_channel(1);
+        std::thread::spawn(move || {
+            for () in asked {
+                let started = Instant::now();
+                let r = dir.sync_fs();
+                if tell.send((r, started.elapsed())).is_err() {
+                    return;
+                }
+            }
+        });
+        Syncer { ask, done }
     }
 }
 
@@ -169,6 +200,10 @@ struct Unpacker<W: io::Write> {
     /// first entered; removed once the file they were for is whole again.
     stale: Option<HashMap<Vec<u8>, Vec<Vec<u8>>>>,
     pending: Vec<Pending>,
+    /// The batch before `pending`, waiting for its sync (asked for when true) to be renamed.
+    syncing: Vec<Pending>,
+    sync_asked: bool,
+    syncer: Option<Syncer>,
     pending_bytes: u64,
     pending_files: usize,
     pending_dirs: usize,
@@ -212,6 +247,9 @@ pub fn run(args: &Args) -> Result<()> {
         failed: 0,
         stale: args.resume.then(HashMap::new),
         pending: Vec::new(),
+        syncing: Vec::new(),
+        sync_asked: false,
+        syncer: None,
         pending_bytes: 0,
         pending_files: 0,
         pending_dirs: 0,
@@ -361,6 +399,12 @@ impl<W: io::Write> Unpacker<W> {
         self.out.write(&Restored(rec))
     }
 
+    /// Says that a file written blob by blob is restored: its bytes are counted already.
+    fn restored_written(&mut self, rec: &NodeRecord) -> Result<()> {
+        self.progress.file_written();
+        self.out.write(&Restored(rec))
+    }
+
     /// The directory a node goes into, made (mode 0700) where the stream did not make it.
     fn parent_dir(&mut self, parent: &[u8]) -> std::result::Result<Rc<Dir>, String> {
         if parent.is_empty() {
@@ -435,6 +479,7 @@ impl<W: io::Write> Unpacker<W> {
                 local: None,
                 discard: false,
                 failure: Some(String::new()),
+                counted: 0,
             })
         };
         if self.blocked.as_ref().is_some_and(|b| inside(&rel, b)) {
@@ -602,6 +647,7 @@ impl<W: io::Write> Unpacker<W> {
             local: None,
             discard: there.untouched,
             failure: None,
+            counted: 0,
         };
         let checked = cur
             .rec
@@ -711,7 +757,7 @@ impl<W: io::Write> Unpacker<W> {
         self.pending.push(Pending::Dir(Box::new(d)));
         self.pending_dirs += 1;
         if self.pending_dirs >= PENDING_DIRS {
-            self.flush()?;
+            self.flush_start()?;
         }
         Ok(())
     }
@@ -824,6 +870,10 @@ impl<W: io::Write> Unpacker<W> {
             file.set_len(cur.offset + len)
         };
         written.map_err(|e| format!("cannot write: {e}"))?;
+        if !cur.discard {
+            self.progress.wrote(len);
+            cur.counted += len;
+        }
         self.seen.entry(rec.id).or_insert((cur.idx, cur.offset));
         Ok(())
     }
@@ -834,6 +884,7 @@ impl<W: io::Write> Unpacker<W> {
             return Ok(());
         };
         if let Some(why) = &cur.failure {
+            self.progress.unwrote(cur.counted);
             return self.drop_file(cur.idx, &cur.parent, &cur.tmp, cur.kept, &cur.rel, why.clone());
         }
         if cur.discard {
@@ -856,6 +907,7 @@ impl<W: io::Write> Unpacker<W> {
         }
         if cur.offset != node.size {
             let why = format!("{} bytes written, the node's size is {}", cur.offset, node.size);
+            self.progress.unwrote(cur.counted);
             return self.drop_file(cur.idx, &cur.parent, &cur.tmp, false, &cur.rel, why);
         }
         // No ftruncate here: every blob either was written or (sparse) extended the file
@@ -877,22 +929,53 @@ impl<W: io::Write> Unpacker<W> {
         self.pending_files += 1;
         let full = self.pending_files >= PENDING_FILES || self.pending_bytes >= PENDING_BYTES;
         if full || self.flush_due.due() {
-            self.flush()?;
+            self.flush_start()?;
         }
         Ok(())
     }
 
-    /// Makes the finished files final. Their data must be on disk before a rename gives
+    /// Makes every finished file final. Their data must be on disk before a rename gives
     /// them their names, or a crash could leave a short file under a final name: one
-    /// `syncfs` for the batch costs far less than an fsync per file.
+    /// `syncfs` for a batch costs far less than an fsync per file.
     fn flush(&mut self) -> Result<()> {
+        self.flush_start()?;
+        self.flush_finish()
+    }
+
+    /// Makes the batch before final, then asks for the pending batch's sync and goes on:
+    /// [`Unpacker::flush_finish`] renames it once the sync is done.
+    fn flush_start(&mut self) -> Result<()> {
+        self.flush_finish()?;
         if self.pending.is_empty() {
             return Ok(());
         }
-        let started = Instant::now();
-        let synced = self.root_dir.sync_fs();
-        self.flush_due.synced(started.elapsed());
-        for p in std::mem::take(&mut self.pending) {
+        if self.syncer.is_none() {
+            let dir = self.root_dir.try_clone().map_err(|e| Error::io("target", e))?;
+            self.syncer = Some(Syncer::new(dir));
+        }
+        let syncer = self.syncer.as_ref().expect("made above");
+        if syncer.ask.send(()).is_err() {
+            return Err(Error::internal("internal error: the syncing thread ended"));
+        }
+        self.flush_due.asked();
+        self.syncing = std::mem::take(&mut self.pending);
+        self.sync_asked = true;
+        self.pending_bytes = 0;
+        self.pending_files = 0;
+        self.pending_dirs = 0;
+        Ok(())
+    }
+
+    /// Waits for the sync asked for, then renames its batch into place.
+    fn flush_finish(&mut self) -> Result<()> {
+        if !std::mem::take(&mut self.sync_asked) {
+            return Ok(());
+        }
+        let done = self.syncer.as_ref().and_then(|s| s.done.recv().ok());
+        let (synced, took) =
+            done.unwrap_or_else(|| (Err(io::Error::other("the syncing thread ended")), Duration::ZERO));
+        self.flush_due.synced(took);
+        for p in std::mem::take(&mut self.syncing) {
             let p = match p {
                 Pending::File(f) => *f,
                 Pending::Dir(d) => {
@@ -924,6 +1007,8 @@ impl<W: io::Write> Unpacker<W> {
                 })
             });
             if let Err(why) = renamed {
+                // Every blob of a pending file was written and counted.
+                self.progress.unwrote(p.rec.blobs.iter().map(|b| b.plain_len()).sum());
                 self.drop_file(p.idx, &p.parent, &p.tmp, false, &p.rel, why)?;
                 continue;
             }
@@ -933,11 +1018,8 @@ impl<W: io::Write> Unpacker<W> {
             if !p.meta_failed.is_empty() {
                 self.fail(&p.rel, format!("cannot restore metadata: {}", p.meta_failed.join("; ")));
             }
-            self.restored(&p.rec, false)?;
+            self.restored_written(&p.rec)?;
         }
-        self.pending_bytes = 0;
-        self.pending_files = 0;
-        self.pending_dirs = 0;
         Ok(())
     }
 
@@ -975,6 +1057,8 @@ impl<W: io::Write> Unpacker<W> {
                     .and_then(|p| file.write_all_at(p, cur.offset).map_err(|e| format!("cannot write: {e}")));
                 match r {
                     Ok(()) => {
+                        self.progress.wrote(b.plain_len());
+                        cur.counted += b.plain_len();
                         self.seen.entry(b.id).or_insert((cur.idx, cur.offset));
                     }
                     Err(msg) => cur.failure = Some(msg),
@@ -1068,6 +1152,7 @@ mod tests {
     fn flush_clock() {
         let us = Duration::from_micros;
         let mut c = FlushClock::default();
+        c.asked();
         c.synced(us(800));
         for _ in 0..10_000 {
             c.created(us(20));
@@ -1081,6 +1166,7 @@ mod tests {
         // 1 + 2 + … + n µs of extra time reaches the 2 ms floor (above the 800 µs sync) at
         // n = 63.
         assert_eq!(n, 63);
+        c.asked();
         c.synced(us(5000));
         assert!(!c.due());
     }
