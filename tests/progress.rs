@@ -51,6 +51,19 @@ fn restore_on_a_terminal_draws_the_bar_to_its_end() {
     assert_eq!(fs::read(target.join("big")).unwrap(), random_bytes(1, 3 << 20));
 }
 
+/// `--quiet` draws nothing even on a terminal, and even when `--progress` asks.
+#[test]
+fn restore_quiet_on_a_terminal_draws_nothing() {
+    let fx = Fixture::new(fill, &[]);
+    let target = fx.path("out");
+    let cmd = sh_line(&restore_stages(&fx, &target, &["--progress", "--quiet"]), "> /dev/null");
+    let res = under_terminal(&cmd, &[]);
+    res.assert_ok();
+    let out = String::from_utf8_lossy(&res.stdout);
+    assert!(out.trim().is_empty(), "something drawn under --quiet: {out:?}");
+    assert_eq!(fs::read(target.join("big")).unwrap(), random_bytes(1, 3 << 20));
+}
+
 #[test]
 fn backup_on_a_terminal_draws_the_bar_to_its_end() {
     let b = BackupSource::new(fill);

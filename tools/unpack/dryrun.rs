@@ -17,7 +17,7 @@ use crate::Args;
 
 pub fn run(args: &Args) -> Result<()> {
     let target = args.target.clone().expect("clap requires --target");
-    let progress = Progress::new(Kind::Restore, &args.progress, &args.json, false)?;
+    let progress = Progress::new(Kind::Restore, &args.progress, &args.json, args.quiet)?;
     let mut input = Reader::stdin();
     let header = input.read_header()?;
     progress.start();

@@ -77,6 +77,10 @@ pub struct Args {
     #[arg(long, conflicts_with_all = ["sparse", "resume"])]
     pub dry_run: bool,
 
+    /// Draw no progress (restic's --quiet; nothing else is printed when all goes well)
+    #[arg(short = 'q', long, conflicts_with_all = ["list", "stdout", "tar", "zip"])]
+    pub quiet: bool,
+
     #[command(flatten)]
     pub progress: cli::ProgressArgs,
 

@@ -217,7 +217,7 @@ struct Unpacker<W: io::Write> {
 
 pub fn run(args: &Args) -> Result<()> {
     let target = args.target.clone().expect("clap requires --target");
-    let progress = Progress::new(Kind::Restore, &args.progress, &args.json, false)?;
+    let progress = Progress::new(Kind::Restore, &args.progress, &args.json, args.quiet)?;
     let repo = args.repo.open()?;
     let mut input = Reader::stdin();
     let header = input.read_header()?;
