@@ -507,6 +507,40 @@ fn target_that_is_not_a_directory() {
     assert_eq!(msg, "unpack: target /dev/stdout is not a directory");
 }
 
+/// Issue #6 (item 9): a file restored into a fresh target costs the writer seven calls
+/// (create, write, owner, mode, times, close, rename) and no more: in particular no lookup
+/// of what the target holds under its name, which an empty target cannot hold.
+#[test]
+fn a_fresh_target_costs_no_lookup_per_file() {
+    let fx = Fixture::new(
+        |src| {
+            for i in 0..300u64 {
+                fs::write(src.join(format!("small-{i:03}")), random_bytes(i, 100 + i as usize)).unwrap();
+            }
+        },
+        &[],
+    );
+    let fetched =
+        Pipeline::new().stage(tool(&fx.r, "walk", &["latest"])).stage(tool(&fx.r, "fetch-pack", &[])).run();
+    fetched.assert_ok();
+    let target = fx.path("out");
+    let log = fx.path("strace.log");
+    let mut cmd = argv(["strace", "-f", "-e", "trace=%file", "-o", log.to_str().unwrap()]);
+    let mut unpack = tool(&fx.r, "unpack", &["--target", target.to_str().unwrap()]);
+    unpack[0] = bin("unpack").into_os_string();
+    cmd.extend(unpack);
+    let res = Pipeline::new().stage(cmd).stdin(fetched.stdout).run();
+    res.assert_ok();
+    let log = fs::read_to_string(&log).unwrap();
+    let created = log.lines().filter(|l| l.contains("O_CREAT") && l.contains(".sluice-part")).count();
+    assert_eq!(created, 300, "{log}");
+    // Calls naming a restored file other than through its partial (renames name both).
+    let named: Vec<&str> =
+        log.lines().filter(|l| l.contains("small-") && !l.contains(".sluice-part")).collect();
+    assert!(named.is_empty(), "{} calls look the files up:\n{}", named.len(), named.join("\n"));
+    assert_eq!(fs::read(target.join("small-299")).unwrap(), random_bytes(299, 399));
+}
+
 #[test]
 fn data_is_on_disk_before_a_file_gets_its_name() {
     // Seen with strace: no file is renamed to its final name before a sync of its data.

@@ -241,6 +241,11 @@ impl Dir {
         Ok(out)
     }
 
+    /// Whether nothing is here (reads no further than the first name).
+    pub fn is_empty(&self) -> io::Result<bool> {
+        Ok(std::fs::read_dir(self.proc_path(b""))?.next().is_none())
+    }
+
     /// The names of the regular files here whose names end in [`PART`].
     pub fn partials(&self) -> io::Result<Vec<Vec<u8>>> {
         // Through /proc, the directory read is the one held, whatever its path is now.

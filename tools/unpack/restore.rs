@@ -266,9 +266,12 @@ pub fn run(args: &Args) -> Result<()> {
     let (items_tx, items) = std::sync::mpsc::sync_channel::<Result<Vec<Item>>>(AHEAD);
     let (pool, pool_rx) = std::sync::mpsc::channel::<Vec<u8>>();
     let key = repo.key.clone();
-    // Under `never` an existing file is never replaced, so its content need not be read.
+    // Under `never` an existing file is never replaced, so its content need not be read; in
+    // a target empty at the start only this run's files can be found, and looking for each
+    // name cost a failed open per file.
     let keep_root = match args.overwrite {
         Mode::Never => None,
+        _ if u.root_dir.is_empty().unwrap_or(false) => None,
         _ => Some(u.root_dir.try_clone().map_err(|e| Error::io("target", e))?),
     };
     let mode = args.overwrite;
