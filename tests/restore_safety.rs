@@ -507,6 +507,23 @@ fn target_that_is_not_a_directory() {
     assert_eq!(msg, "unpack: target /dev/stdout is not a directory");
 }
 
+/// Restores the snapshot into `target` with unpack under `strace -f -e TRACE`; the log.
+fn restore_under_strace(fx: &Fixture, target: &Path, trace: &str) -> String {
+    if std::process::Command::new("strace").arg("-V").output().is_err() {
+        panic!("strace is needed for this test");
+    }
+    let fetched =
+        Pipeline::new().stage(tool(&fx.r, "walk", &["latest"])).stage(tool(&fx.r, "fetch-pack", &[])).run();
+    fetched.assert_ok();
+    let log = fx.path("strace.log");
+    let mut cmd = argv(["strace", "-f", "-e", trace, "-o", log.to_str().unwrap()]);
+    let mut unpack = tool(&fx.r, "unpack", &["--target", target.to_str().unwrap()]);
+    unpack[0] = bin("unpack").into_os_string();
+    cmd.extend(unpack);
+    Pipeline::new().stage(cmd).stdin(fetched.stdout).run().assert_ok();
+    fs::read_to_string(&log).unwrap()
+}
+
 /// Issue #6 (item 9): a file restored into a fresh target costs the writer seven calls
 /// (create, write, owner, mode, times, close, rename) and no more: in particular no lookup
 /// of what the target holds under its name, which an empty target cannot hold.
@@ -520,18 +537,8 @@ fn a_fresh_target_costs_no_lookup_per_file() {
         },
         &[],
     );
-    let fetched =
-        Pipeline::new().stage(tool(&fx.r, "walk", &["latest"])).stage(tool(&fx.r, "fetch-pack", &[])).run();
-    fetched.assert_ok();
     let target = fx.path("out");
-    let log = fx.path("strace.log");
-    let mut cmd = argv(["strace", "-f", "-e", "trace=%file", "-o", log.to_str().unwrap()]);
-    let mut unpack = tool(&fx.r, "unpack", &["--target", target.to_str().unwrap()]);
-    unpack[0] = bin("unpack").into_os_string();
-    cmd.extend(unpack);
-    let res = Pipeline::new().stage(cmd).stdin(fetched.stdout).run();
-    res.assert_ok();
-    let log = fs::read_to_string(&log).unwrap();
+    let log = restore_under_strace(&fx, &target, "trace=%file");
     let created = log.lines().filter(|l| l.contains("O_CREAT") && l.contains(".sluice-part")).count();
     assert_eq!(created, 300, "{log}");
     // Calls naming a restored file other than through its partial (renames name both).
@@ -544,23 +551,10 @@ fn a_fresh_target_costs_no_lookup_per_file() {
 #[test]
 fn data_is_on_disk_before_a_file_gets_its_name() {
     // Seen with strace: no file is renamed to its final name before a sync of its data.
-    if std::process::Command::new("strace").arg("-V").output().is_err() {
-        panic!("strace is needed for this test");
-    }
     let fx = fixture(10);
-    let fetched =
-        Pipeline::new().stage(tool(&fx.r, "walk", &["latest"])).stage(tool(&fx.r, "fetch-pack", &[])).run();
-    fetched.assert_ok();
     let target = fx.path("out");
-    let log = fx.path("strace.log");
-    let mut cmd = argv(["strace", "-f", "-e", "trace=rename,renameat,renameat2,fsync,fdatasync,syncfs,sync"]);
-    cmd.extend(argv(["-o", log.to_str().unwrap()]));
-    let mut unpack = tool(&fx.r, "unpack", &["--target", target.to_str().unwrap()]);
-    unpack[0] = bin("unpack").into_os_string();
-    cmd.extend(unpack);
-    let res = Pipeline::new().stage(cmd).stdin(fetched.stdout).run();
-    res.assert_ok();
-    let log = fs::read_to_string(&log).unwrap();
+    let log =
+        restore_under_strace(&fx, &target, "trace=rename,renameat,renameat2,fsync,fdatasync,syncfs,sync");
     let mut synced = false;
     let mut renames = 0;
     for l in log.lines() {
