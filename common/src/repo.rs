@@ -68,9 +68,19 @@ impl Repo {
         password: impl FnOnce() -> Result<Vec<u8>>,
         early: &[FileType],
     ) -> Result<Repo> {
-        require(backend.as_ref())?;
-        let password = password()?;
-        let mut keys: Vec<String> = backend.list(FileType::Key)?.into_iter().map(|e| e.name).collect();
+        // The key listing needs no password: it goes out with the existence check, one
+        // round trip instead of two before the key can be read.
+        let b = backend.as_ref();
+        let (listed, password) = std::thread::scope(|s| {
+            let listing = s.spawn(|| b.list(FileType::Key));
+            let checked = require(b).and_then(|()| password());
+            let listed = listing
+                .join()
+                .unwrap_or_else(|_| Err(Error::internal("internal error: a listing thread panicked")));
+            (listed, checked)
+        });
+        let password = password?;
+        let mut keys: Vec<String> = listed?.into_iter().map(|e| e.name).collect();
         keys.sort();
         if let Some(h) = key_hint {
             if let Some(pos) = keys.iter().position(|k| k.starts_with(h)) {
@@ -78,7 +88,6 @@ impl Repo {
                 keys.insert(0, k);
             }
         }
-        let b = backend.as_ref();
         let stop = AtomicBool::new(false);
         let (key, raw, early) = std::thread::scope(|s| {
             let ahead = s.spawn(|| (b.read(FileType::Config, ""), read_early(b, early, &stop)));
