@@ -37,8 +37,10 @@ for p in "$top/target" "$demo" "${RESTIC_REPOSITORY#local:}" "$out"; do
 done
 
 echo "== backup of $src into $RESTIC_REPOSITORY" >&2
-summary=$(cd "$src" && "$bin/chunk" "${excludes[@]}" . | "$bin/pack" | "$bin/push" --json)
-id=$(printf '%s\n' "$summary" | sed -n 's/.*"snapshot_id":"\([0-9a-f]*\)".*/\1/p')
+# push prints its summary for the reader on stderr and restic's JSON summary into a file,
+# where the snapshot id is read from.
+(cd "$src" && "$bin/chunk" "${excludes[@]}" . | "$bin/pack" | "$bin/push" --json-file "$demo/summary.json" >/dev/null)
+id=$(sed -n 's/.*"snapshot_id":"\([0-9a-f]*\)".*/\1/p' "$demo/summary.json")
 [ -n "$id" ] || { echo "demo: push reported no snapshot id" >&2; exit 1; }
 "$bin/snapshots" "$id" | sed -n 2p >&2
 
