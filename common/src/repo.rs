@@ -22,8 +22,10 @@ const LOADERS: usize = 8;
 /// Bytes of those files held at once, at most (or one file, if larger).
 const LOAD_AHEAD: u64 = 16 << 20;
 
-/// Bytes of files read while the key is derived, at most (see [`Repo::open_early`]).
-const EARLY_BYTES: u64 = 16 << 20;
+/// Bytes of files read while the key is derived, at most (see [`Repo::open_early`]). They
+/// are held beside scrypt's table (32 MiB with restic's usual parameters), so that together
+/// they stay well inside a stage's 64 MiB.
+const EARLY_BYTES: u64 = 8 << 20;
 
 /// restic tries this many key files before giving up.
 pub const MAX_KEYS: usize = 20;
