@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::rclone::{free_port, Certs};
+use super::rclone::{free_port, listening, Certs};
 
 /// The environment variable naming the `moto_server` to run.
 pub const MOTO_ENV: &str = "SLUICE_MOTO";
@@ -69,19 +69,12 @@ impl Moto {
             }
             c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
             let mut child = c.spawn().unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
-            let t0 = Instant::now();
-            while t0.elapsed() < Duration::from_secs(30) {
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    let mut m = Moto { child, port, https: opts.tls.is_some(), key: None, session: None };
-                    if opts.auth {
-                        m.make_identities();
-                    }
-                    return m;
+            if listening(&mut child, port, Duration::from_secs(30)) {
+                let mut m = Moto { child, port, https: opts.tls.is_some(), key: None, session: None };
+                if opts.auth {
+                    m.make_identities();
                 }
-                if child.try_wait().unwrap().is_some() {
-                    break; // the port was taken in between: try another
-                }
-                std::thread::sleep(Duration::from_millis(50));
+                return m;
             }
             let _ = child.kill();
             let _ = child.wait();

@@ -113,6 +113,29 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Waits up to `limit` for `child`, told to listen on `port`, to accept connections. False
+/// when it exits first (the port was taken in between) or never listens. A connection only
+/// counts when it is not the probe connected to itself (its source port, taken from the
+/// same range as `port`, can be `port`: TCP then connects a socket to itself) and the
+/// server is still running a moment later (a server that lost the port to another exits).
+pub fn listening(child: &mut Child, port: u16, limit: Duration) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        if let Ok(s) = TcpStream::connect(("127.0.0.1", port)) {
+            if s.local_addr().map_or(true, |a| a.port() != port) {
+                drop(s);
+                std::thread::sleep(Duration::from_millis(200));
+                return child.try_wait().unwrap().is_none();
+            }
+        }
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
 impl Rclone {
     /// Starts a server for `root` and waits until it accepts connections.
     pub fn start(root: &Path, opts: &RcloneOpts) -> Rclone {
@@ -129,15 +152,8 @@ impl Rclone {
             }
             c.arg(root).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
             let mut child = c.spawn().unwrap_or_else(|e| panic!("cannot run rclone (is it installed?): {e}"));
-            let t0 = Instant::now();
-            while t0.elapsed() < Duration::from_secs(20) {
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Rclone { child, port, root: root.to_path_buf(), https: opts.tls.is_some() };
-                }
-                if child.try_wait().unwrap().is_some() {
-                    break; // the port was taken in between: try another
-                }
-                std::thread::sleep(Duration::from_millis(50));
+            if listening(&mut child, port, Duration::from_secs(20)) {
+                return Rclone { child, port, root: root.to_path_buf(), https: opts.tls.is_some() };
             }
             let _ = child.kill();
             let _ = child.wait();

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::rclone::{free_port, Certs};
+use super::rclone::{free_port, listening, Certs};
 
 /// The environment variable naming the `s3rver` to run.
 pub const S3RVER_ENV: &str = "SLUICE_S3RVER";
@@ -49,15 +49,8 @@ impl S3rver {
             c.arg("--no-vhost-buckets").arg("--key").arg(&certs.key).arg("--cert").arg(&certs.cert);
             c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
             let mut child = c.spawn().unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
-            let t0 = Instant::now();
-            while t0.elapsed() < Duration::from_secs(30) {
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return S3rver { child, port };
-                }
-                if child.try_wait().unwrap().is_some() {
-                    break; // the port was taken in between: try another
-                }
-                std::thread::sleep(Duration::from_millis(50));
+            if listening(&mut child, port, Duration::from_secs(30)) {
+                return S3rver { child, port };
             }
             let _ = child.kill();
             let _ = child.wait();
