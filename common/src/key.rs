@@ -133,7 +133,7 @@ fn scrypt_params(p: &ScryptParams) -> Result<scrypt::Params> {
         return Err(bad());
     }
     let log_n = p.n.trailing_zeros() as u8;
-    scrypt::Params::new(log_n, p.r, p.p, 64).map_err(|_| bad())
+    scrypt::Params::new(log_n, p.r, p.p).map_err(|_| bad())
 }
 
 impl KeyFile {
