@@ -34,11 +34,15 @@ pub struct Trees<'a> {
     packs: IdMap<Vec<BlobLoc>>,
     buf: Vec<u8>,
     scratch: Vec<u8>,
+    /// One zstd context for every tree: making one per blob cost more than the blob.
+    opener: pack::Opener<'a>,
+    /// A first pass is under way: trees stay cached for the pass after it.
+    again: bool,
 }
 
 impl<'a> Trees<'a> {
-    pub fn new(repo: &'a Repo, index: &'a Index) -> Trees<'a> {
-        Trees {
+    pub fn new(repo: &'a Repo, index: &'a Index) -> Result<Trees<'a>> {
+        Ok(Trees {
             repo,
             index,
             cache: IdMap::default(),
@@ -47,12 +51,25 @@ impl<'a> Trees<'a> {
             packs: IdMap::default(),
             buf: Vec::new(),
             scratch: Vec::new(),
-        }
+            opener: pack::Opener::new(&repo.key)?,
+            again: false,
+        })
+    }
+
+    /// While on, every tree loaded stays in the cache (as far as it holds them) for a second
+    /// pass over the same trees; a second round trip for the root alone would cost more
+    /// than the copies.
+    pub fn keep_for_again(&mut self, on: bool) {
+        self.again = on;
     }
 
     /// The plaintext of tree `id`.
     pub fn load(&mut self, id: &Id) -> Result<Vec<u8>> {
-        if let Some(t) = self.cache.remove(id) {
+        if self.again {
+            if let Some(t) = self.cache.get(id) {
+                return Ok(t.clone());
+            }
+        } else if let Some(t) = self.cache.remove(id) {
             self.cached -= t.len();
             return Ok(t);
         }
@@ -88,10 +105,13 @@ impl<'a> Trees<'a> {
             }
             let at = (b.offset - start) as usize;
             let sealed = &mut self.buf[at..at + b.length as usize];
-            let plain =
-                pack::open_blob(&self.repo.key, &b.id, sealed, b.uncompressed_length, &mut self.scratch);
+            let plain = self.opener.open(&b.id, sealed, b.uncompressed_length, &mut self.scratch);
             if b.id == *id {
-                wanted = Some(plain.context(what())?.to_vec());
+                let p = plain.context(what())?.to_vec();
+                if self.again {
+                    self.keep(b.id, p.clone());
+                }
+                wanted = Some(p);
             } else if let Ok(p) = plain {
                 let p = p.to_vec();
                 self.keep(b.id, p);

@@ -67,7 +67,7 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let (snap_id, snap) = repo.resolve_snapshot(spec, &snaps)?;
     let index = repo.load_index()?;
-    let mut trees = Trees::new(&repo, &index);
+    let mut trees = Trees::new(&repo, &index)?;
 
     // Down to the selected directory, or to the single node the path ends in.
     let mut tree = snap.tree;
@@ -118,7 +118,9 @@ pub fn run(args: &Args) -> Result<()> {
         // A first pass over the same trees (most come from the tree cache the second time):
         // the stage that draws progress needs the totals before the first node.
         w.counting = Some(TotalsRecord::default());
+        w.trees.keep_for_again(true);
         w.select_all(&tree, single.as_ref())?;
+        w.trees.keep_for_again(false);
         let totals = w.counting.take().unwrap_or_default();
         w.links.clear();
         w.out.write(&totals)?;
