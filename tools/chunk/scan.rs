@@ -494,6 +494,8 @@ impl<W: io::Write> Scanner<'_, W> {
         let exclude_caches = self.args.exclude_caches;
         let walker = walkdir::WalkDir::new(root)
             .follow_links(false)
+            // A PATH that is a symlink is backed up as the link, as restic does.
+            .follow_root_links(false)
             .same_file_system(self.args.one_file_system)
             .sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()))
             .min_depth(usize::from(contents_only))
