@@ -227,6 +227,12 @@ impl<'a, W: Write + Send> Keeper<'a, W> {
     fn watching(&self) -> Result<()> {
         let mut st = self.state();
         loop {
+            // Asked before waiting, not only after: a `stop` that came before this thread
+            // first waited (a short backup) or while it looked at the repository has
+            // notified nobody, and the wait would hold the process for a whole poll.
+            if st.done {
+                return Ok(());
+            }
             let (st2, _) = self.wake.wait_timeout(st, self.poll).unwrap_or_else(|p| p.into_inner());
             st = st2;
             if st.done {
@@ -318,4 +324,40 @@ fn send<W: Write>(repo: &Repo, out: &Mutex<Writer<W>>) -> Result<Id> {
     w.write_with_data(&RepoFileRecord { kind: "lock".into(), id }, &sealed)?;
     w.flush()?;
     Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::local::Local;
+    use crate::config::Config;
+    use crate::crypto::Key;
+
+    /// `stop` before the watching thread first waits (a backup shorter than a thread's
+    /// start) must end the watch at once, not after a poll: pack waits for the watcher
+    /// before it exits, and push for pack.
+    #[test]
+    fn stop_before_watch_ends_it_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = Local::new(dir.path().to_str().unwrap());
+        local.create_layout().unwrap();
+        let repo = Repo::for_tests(Box::new(local), Key::random(), Config::new(2, 0x3DA3358B4DC173));
+        let out = Mutex::new(Writer::new(Vec::new()));
+        let k = Keeper {
+            repo: &repo,
+            out: &out,
+            state: Mutex::new(State {
+                chain: vec![(Id::hash(b"lock"), Instant::now())],
+                stored: true,
+                done: false,
+            }),
+            wake: Condvar::new(),
+            refresh: Duration::from_secs(300),
+            poll: Duration::from_secs(20),
+        };
+        k.stop();
+        let t = Instant::now();
+        k.watch(|e| panic!("lock lost: {e}"));
+        assert!(t.elapsed() < Duration::from_secs(5), "watch ran {:?} after stop", t.elapsed());
+    }
 }
