@@ -177,6 +177,24 @@ fn wrong_password_and_missing_repository_have_restic_codes() {
     assert_eq!(res.codes(), vec![10], "{}", res.report());
 }
 
+/// A lock file that does not decrypt is ignored with a warning, as restic ignores it; the
+/// warning is check-repo's own, not signed by another tool (it said `pack:`).
+#[test]
+fn an_unreadable_lock_is_a_warning_in_check_repos_name() {
+    let f = fixture();
+    let junk = b"not a lock\n";
+    let name = f.r.repo.join("locks").join(hex_sha256(junk));
+    fs::write(&name, junk).unwrap();
+    let res = check(&f, &[]);
+    res.assert_ok();
+    let err = res.stderr_str(0);
+    let short = &hex_sha256(junk)[..8];
+    let line = err.lines().find(|l| l.contains(short)).unwrap_or_else(|| panic!("no warning:\n{err}"));
+    assert!(line.starts_with("check-repo: lock "), "{line}");
+    assert!(line.contains("unreadable, ignored"), "{line}");
+    fs::remove_file(&name).unwrap();
+}
+
 fn hex_sha256(b: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(b))

@@ -64,8 +64,8 @@ impl Lock {
 /// Fails with `Error::Locked` if another process holds an exclusive lock (prune, check, …).
 /// `own` is this run's lock, skipped. Lock files that cannot be read or decrypted are
 /// skipped with a warning, as restic does, so one corrupt file does not stop every backup;
-/// empty ones (left by interrupted uploads) are skipped silently.
-pub fn check_no_exclusive(repo: &Repo, own: Option<&Id>) -> Result<()> {
+/// empty ones (left by interrupted uploads) are skipped silently. `tool` signs the warning.
+pub fn check_no_exclusive(repo: &Repo, own: Option<&Id>, tool: &str) -> Result<()> {
     let own = own.map(Id::to_hex);
     for e in repo.backend.list(FileType::Lock)? {
         if e.size == 0 || own.as_deref() == Some(e.name.as_str()) {
@@ -80,7 +80,7 @@ pub fn check_no_exclusive(repo: &Repo, own: Option<&Id>) -> Result<()> {
         let lock = match lock {
             Ok(l) => l,
             Err(err) => {
-                crate::cli::warn("pack", format!("lock {} is unreadable, ignored: {err}", &e.name[..8]));
+                crate::cli::warn(tool, format!("lock {} is unreadable, ignored: {err}", &e.name[..8]));
                 continue;
             }
         };
@@ -110,8 +110,14 @@ pub struct Held {
 impl Held {
     /// Stores a lock for this process in `repo`, then (restic's order) fails with
     /// `Error::Locked`, having removed it again, if someone else holds an exclusive lock.
-    /// `backend` is a second handle on the repository's backend, for the clean-up.
-    pub fn take(repo: &Repo, backend: Box<dyn crate::backend::Backend>, exclusive: bool) -> Result<Held> {
+    /// `backend` is a second handle on the repository's backend, for the clean-up; `tool`
+    /// signs the warnings.
+    pub fn take(
+        repo: &Repo,
+        backend: Box<dyn crate::backend::Backend>,
+        exclusive: bool,
+        tool: &str,
+    ) -> Result<Held> {
         let bytes = Lock::new(exclusive).encode(repo);
         let id = Id::hash(&bytes);
         let backend: std::sync::Arc<dyn crate::backend::Backend> = backend.into();
@@ -122,7 +128,7 @@ impl Held {
         backend.write(FileType::Lock, &id.to_hex(), &bytes)?;
         let held = Held { backend, name: id.to_hex(), _on_signal: guard };
         std::thread::sleep(SETTLE);
-        check_no_exclusive(repo, Some(&id))?;
+        check_no_exclusive(repo, Some(&id), tool)?;
         Ok(held)
     }
 }
@@ -198,7 +204,7 @@ impl<'a, W: Write + Send> Keeper<'a, W> {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        check_no_exclusive(repo, Some(&first))?;
+        check_no_exclusive(repo, Some(&first), "pack")?;
         Ok(k)
     }
 

@@ -42,7 +42,7 @@ fn run(args: &Args) -> Result<()> {
         (None, false) => None,
     };
     let repo = args.repo.open()?;
-    let _lock = Held::take(&repo, args.repo.backend()?, false)?;
+    let _lock = Held::take(&repo, args.repo.backend()?, false, "check-repo")?;
     let mut out = Writer::stdout();
     out.header("check-repo", None)?;
     let report = check::check(&repo, &Options { read_data }, &mut |v| {
