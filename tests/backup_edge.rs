@@ -52,3 +52,27 @@ fn symlink_given_as_path_is_stored_as_the_link() {
     assert_eq!(a["type"], "symlink", "{a}");
     assert_eq!(a["name"], "link", "{a}");
 }
+
+/// A backup whose every PATH is excluded would hold nothing: restic refuses it ("snapshot
+/// is empty", exit 1), and chunk used to let pack save an empty snapshot and exit 0.
+#[test]
+fn a_backup_of_nothing_saves_no_snapshot() {
+    let td = tempdir();
+    let r = Restic::new(&td.path().join("r"));
+    init_repo(&r, 2);
+    let src = td.path().join("src");
+    fs::create_dir_all(src.join("d")).unwrap();
+    fs::write(src.join("d/f"), b"data").unwrap();
+    let pattern = fs::canonicalize(&src).unwrap();
+    let pattern = pattern.to_str().unwrap();
+
+    let out = r.command().args(["backup", "--exclude", pattern, "src"]).current_dir(td.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "restic: {}", String::from_utf8_lossy(&out.stderr));
+
+    let res = Backup::of(&["src"]).in_dir(td.path()).chunk_args(&["--exclude", pattern]).run_raw(&r);
+    assert_eq!(res.codes()[0], 1, "{}", res.report());
+    assert!(res.codes().iter().all(|&c| c != 0), "{}", res.report());
+    let err = res.stderr_str(0);
+    assert!(err.starts_with("chunk: nothing to back up"), "{err}");
+    assert!(r.snapshots_json().is_empty(), "a snapshot was saved");
+}

@@ -55,6 +55,10 @@ pub enum Error {
     /// found" is never this: it is an `Io` error of kind `NotFound`, as a missing local file is.
     #[error("{0}")]
     Backend(Box<Remote>),
+    /// A request that is well-formed but refused, as restic refuses it: a backup of nothing
+    /// (every PATH excluded or left out) would save an empty snapshot.
+    #[error("{0}")]
+    Refused(String),
     /// The work finished but some items failed; each was reported on its own already.
     #[error("{0}")]
     SomeFailed(String),
@@ -210,6 +214,7 @@ impl Error {
                 Error::Backend(r)
             }
             Error::Usage(m) => Error::Usage(format!("{what}: {m}")),
+            Error::Refused(m) => Error::Refused(format!("{what}: {m}")),
             Error::SomeFailed(m) => Error::SomeFailed(format!("{what}: {m}")),
             Error::Locked(m) => Error::Locked(format!("{what}: {m}")),
             other => other,

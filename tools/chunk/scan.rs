@@ -138,6 +138,14 @@ pub fn run(args: &Args) -> Result<()> {
         s.stdin(start)?;
     } else {
         s.targets(&targets, &cwd)?;
+        // restic refuses to save an empty snapshot; without this, a backup whose every PATH
+        // was excluded (or unreadable, or a socket) would end in one, and exit 0. The
+        // stream stops without its end record, so pack and push save nothing.
+        if s.totals.nodes == 0 {
+            return Err(Error::Refused(
+                "nothing to back up: every PATH was excluded, unreadable or a socket; no snapshot saved".into(),
+            ));
+        }
     }
     let failed = s.failed;
     let totals = s.totals;
