@@ -143,7 +143,9 @@ pub fn run(args: &Args) -> Result<()> {
         // stream stops without its end record, so pack and push save nothing.
         if s.totals.nodes == 0 {
             return Err(Error::Refused(
-                "nothing to back up: every PATH was excluded, unreadable or a socket; no snapshot saved".into(),
+                "nothing to back up: the snapshot would be empty (every PATH excluded, unreadable or a socket, \
+                 or an empty directory given as .), which restic refuses too; no snapshot saved"
+                    .into(),
             ));
         }
     }
