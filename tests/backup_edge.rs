@@ -1,14 +1,15 @@
 //! Backups as a new user tries them, on cases the other suites leave out, each checked
 //! against what the real restic 0.14 does with the same input: a symbolic link given as the
-//! thing to back up, and a repository with a damaged snapshot file.
+//! thing to back up, a backup of nothing, and a pseudo-file whose size is not its length.
 
 mod support;
 
 use std::fs;
 use std::os::unix::fs::symlink;
+use std::path::Path;
 
 use serde_json::Value;
-use support::backup::{init_repo, Backup};
+use support::backup::{init_repo, restore, Backup};
 use support::{tempdir, Restic};
 
 /// The last node `restic ls --json` lists in the snapshot.
@@ -75,4 +76,22 @@ fn a_backup_of_nothing_saves_no_snapshot() {
     let err = res.stderr_str(0);
     assert!(err.starts_with("chunk: nothing to back up"), "{err}");
     assert!(r.snapshots_json().is_empty(), "a snapshot was saved");
+}
+
+/// A file whose size in its metadata is not what reading it gives, without changing (procfs
+/// says 0, sysfs 4096), is backed up with the bytes read and no warning, as restic backs it
+/// up; chunk used to call it "changed while it was read" and exit 3.
+#[test]
+fn a_pseudo_file_is_not_a_file_that_changed() {
+    let file = Path::new("/proc/sys/kernel/ostype");
+    let want = fs::read(file).unwrap();
+    assert_eq!(fs::metadata(file).unwrap().len(), 0, "procfs gives this file no size");
+    let td = tempdir();
+    let r = Restic::new(&td.path().join("r"));
+    init_repo(&r, 2);
+    let res = Backup::of(&[file]).run_raw(&r);
+    assert_eq!(res.codes(), vec![0, 0, 0], "{}", res.report());
+    let target = td.path().join("out");
+    restore(&r, "latest", &target);
+    assert_eq!(fs::read(target.join("proc/sys/kernel/ostype")).unwrap(), want);
 }

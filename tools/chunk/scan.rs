@@ -407,7 +407,10 @@ impl<W: io::Write> Scanner<'_, W> {
         match self.chunk_stream(file) {
             Ok(r) => {
                 if let Ok(after) = fs::symlink_metadata(path) {
-                    if after.len() != r.1
+                    // Against the metadata from before, not the bytes read: a pseudo-file
+                    // (procfs says size 0, sysfs 4096) reads other than its size says
+                    // without changing; a file that did change has a new size or mtime.
+                    if after.len() != before.len()
                         || after.mtime() != before.mtime()
                         || after.mtime_nsec() != before.mtime_nsec()
                     {
