@@ -95,3 +95,77 @@ fn a_pseudo_file_is_not_a_file_that_changed() {
     restore(&r, "latest", &target);
     assert_eq!(fs::read(target.join("proc/sys/kernel/ostype")).unwrap(), want);
 }
+
+/// Without a password in the environment, chunk and pack both ask on the terminal, as the
+/// README's `chunk ~/docs | pack | push` does for a new user. They used to ask at the same
+/// moment and read the one line typed together: each got part of it and refused the right
+/// password. Now they ask one after the other, each prompt named, and the backup is made.
+#[test]
+fn the_password_is_asked_once_per_stage_on_the_terminal() {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    let td = tempdir();
+    let r = Restic::new(&td.path().join("r"));
+    init_repo(&r, 2);
+    let password = fs::read_to_string(&r.password_file).unwrap();
+    let src = td.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("f"), b"typed").unwrap();
+    // No --password-file: the stages must ask.
+    let stages = vec![
+        vec!["chunk".into(), "-r".into(), r.repo.clone().into_os_string(), src.into_os_string()],
+        vec!["pack".into(), "-r".into(), r.repo.clone().into_os_string()],
+        vec!["push".into(), "-q".into(), "-r".into(), r.repo.clone().into_os_string()],
+    ];
+    let line = format!("set -o pipefail; {}", support::progress::sh_line(&stages, ""));
+    let mut script = Command::new("script")
+        .args(["-qfec", &format!("bash -c {}", shell_quote(&line)), "/dev/null"])
+        .env("TERM", "xterm")
+        .env_remove("RESTIC_PASSWORD")
+        .env_remove("RESTIC_PASSWORD_FILE")
+        .env_remove("RESTIC_PASSWORD_COMMAND")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut out = script.stdout.take().unwrap();
+    let reader = {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let prompts = || String::from_utf8_lossy(&seen.lock().unwrap()).matches("enter password").count();
+    let mut stdin = script.stdin.take().unwrap();
+    for n in 1..=2 {
+        let end = Instant::now() + Duration::from_secs(30);
+        while prompts() < n && Instant::now() < end && script.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Time for any other stage to start asking too, as a person takes to type.
+        std::thread::sleep(Duration::from_millis(500));
+        let _ = stdin.write_all(format!("{}\n", password.trim()).as_bytes());
+    }
+    let status = script.wait().unwrap();
+    drop(stdin);
+    reader.join().unwrap();
+    let text = String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
+    assert_eq!(status.code(), Some(0), "{text}");
+    assert!(text.contains("chunk: enter password") && text.contains("pack: enter password"), "{text}");
+    assert_eq!(r.snapshots_json().len(), 1, "{text}");
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}

@@ -124,7 +124,7 @@ impl RepoArgs {
             use std::os::unix::ffi::OsStringExt;
             p.into_vec()
         } else if std::io::stderr().is_terminal() {
-            rpassword::prompt_password("enter password for repository: ").ctx("password prompt")?.into_bytes()
+            prompt_password()?
         } else {
             return Err(Error::Usage(
                 "no password: set RESTIC_PASSWORD_FILE, RESTIC_PASSWORD_COMMAND or RESTIC_PASSWORD".into(),
@@ -231,6 +231,24 @@ impl SnapshotFilter {
             flags.join(" ")
         ))
     }
+}
+
+/// Asks for the password on the terminal. chunk and pack (walk and unpack) both need it and
+/// start together: each holds a lock on the terminal while it asks, so that they ask one
+/// after the other. Asked at once, both read the same typed line; each got part of it and
+/// refused the right password. The prompt names the tool, so the second question is not
+/// taken for a repeat of the first.
+fn prompt_password() -> Result<Vec<u8>> {
+    let tty = std::fs::File::open("/dev/tty").ctx("password prompt: /dev/tty")?;
+    tty.lock().ctx("password prompt: lock /dev/tty")?;
+    let tool = std::env::args_os()
+        .next()
+        .map(|a| PathBuf::from(a).file_name().unwrap_or_default().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let pw = rpassword::prompt_password(format!("{tool}: enter password for repository: ")).ctx("password prompt");
+    // The lock goes with the file.
+    drop(tty);
+    Ok(pw?.into_bytes())
 }
 
 /// restic trims surrounding white space from password files and commands.
