@@ -9,7 +9,7 @@ use std::os::unix::fs::symlink;
 use std::path::Path;
 
 use serde_json::Value;
-use support::backup::{init_repo, restore, Backup};
+use support::backup::{init_repo, restore, Backup, TEST_SCRYPT};
 use support::{tempdir, Restic};
 
 /// The last node `restic ls --json` lists in the snapshot.
@@ -96,37 +96,22 @@ fn a_pseudo_file_is_not_a_file_that_changed() {
     assert_eq!(fs::read(target.join("proc/sys/kernel/ostype")).unwrap(), want);
 }
 
-/// Without a password in the environment, chunk and pack both ask on the terminal, as the
-/// README's `chunk ~/docs | pack | push` does for a new user. They used to ask at the same
-/// moment and read the one line typed together: each got part of it and refused the right
-/// password. Now they ask one after the other, each prompt named, and the backup is made.
-#[test]
-fn the_password_is_asked_once_per_stage_on_the_terminal() {
+/// Runs `line` with bash on a fresh pseudo-terminal (util-linux `script`), without a password
+/// in the environment, and types each answer once the next password prompt is there.
+/// Returns the exit status and everything the terminal showed.
+fn on_terminal(line: &str, answers: &[&str]) -> (Option<i32>, String) {
     use std::io::{Read, Write};
     use std::process::{Command, Stdio};
     use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
 
-    let td = tempdir();
-    let r = Restic::new(&td.path().join("r"));
-    init_repo(&r, 2);
-    let password = fs::read_to_string(&r.password_file).unwrap();
-    let src = td.path().join("src");
-    fs::create_dir(&src).unwrap();
-    fs::write(src.join("f"), b"typed").unwrap();
-    // No --password-file: the stages must ask.
-    let stages = vec![
-        vec!["chunk".into(), "-r".into(), r.repo.clone().into_os_string(), src.into_os_string()],
-        vec!["pack".into(), "-r".into(), r.repo.clone().into_os_string()],
-        vec!["push".into(), "-q".into(), "-r".into(), r.repo.clone().into_os_string()],
-    ];
-    let line = format!("set -o pipefail; {}", support::progress::sh_line(&stages, ""));
     let mut script = Command::new("script")
-        .args(["-qfec", &format!("bash -c {}", shell_quote(&line)), "/dev/null"])
+        .args(["-qfec", &format!("bash -c {}", shell_quote(line)), "/dev/null"])
         .env("TERM", "xterm")
         .env_remove("RESTIC_PASSWORD")
         .env_remove("RESTIC_PASSWORD_FILE")
         .env_remove("RESTIC_PASSWORD_COMMAND")
+        .env(TEST_SCRYPT.0, TEST_SCRYPT.1)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -148,24 +133,73 @@ fn the_password_is_asked_once_per_stage_on_the_terminal() {
     };
     let prompts = || String::from_utf8_lossy(&seen.lock().unwrap()).matches("enter password").count();
     let mut stdin = script.stdin.take().unwrap();
-    for n in 1..=2 {
+    for (n, answer) in answers.iter().enumerate() {
         let end = Instant::now() + Duration::from_secs(30);
-        while prompts() < n && Instant::now() < end && script.try_wait().unwrap().is_none() {
+        while prompts() <= n && Instant::now() < end && script.try_wait().unwrap().is_none() {
             std::thread::sleep(Duration::from_millis(20));
         }
         // Time for any other stage to start asking too, as a person takes to type.
         std::thread::sleep(Duration::from_millis(500));
-        let _ = stdin.write_all(format!("{}\n", password.trim()).as_bytes());
+        let _ = stdin.write_all(format!("{answer}\n").as_bytes());
     }
     let status = script.wait().unwrap();
     drop(stdin);
     reader.join().unwrap();
     let text = String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
-    assert_eq!(status.code(), Some(0), "{text}");
-    assert!(text.contains("chunk: enter password") && text.contains("pack: enter password"), "{text}");
-    assert_eq!(r.snapshots_json().len(), 1, "{text}");
+    (status.code(), text)
 }
 
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Without a password in the environment, chunk and pack both ask on the terminal, as the
+/// README's `chunk ~/docs | pack | push` does for a new user. They used to ask at the same
+/// moment and read the one line typed together: each got part of it and refused the right
+/// password. Now they ask one after the other, each prompt named, and the backup is made.
+#[test]
+fn the_password_is_asked_once_per_stage_on_the_terminal() {
+    let td = tempdir();
+    let r = Restic::new(&td.path().join("r"));
+    init_repo(&r, 2);
+    let password = fs::read_to_string(&r.password_file).unwrap();
+    let src = td.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("f"), b"typed").unwrap();
+    // No --password-file: the stages must ask.
+    let stages = vec![
+        vec!["chunk".into(), "-r".into(), r.repo.clone().into_os_string(), src.into_os_string()],
+        vec!["pack".into(), "-r".into(), r.repo.clone().into_os_string()],
+        vec!["push".into(), "-q".into(), "-r".into(), r.repo.clone().into_os_string()],
+    ];
+    let line = format!("set -o pipefail; {}", support::progress::sh_line(&stages, ""));
+    let (code, text) = on_terminal(&line, &[password.trim(), password.trim()]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("chunk: enter password") && text.contains("pack: enter password"), "{text}");
+    assert_eq!(r.snapshots_json().len(), 1, "{text}");
+}
+
+/// init-repo asks for a typed password twice, as `restic init` does, and creates nothing
+/// when the two differ: it used to ask once, so a typing error made a repository that the
+/// intended password does not open.
+#[test]
+fn init_repo_asks_twice_for_a_typed_password() {
+    let td = tempdir();
+    let repo = td.path().join("repo");
+    let line = support::progress::sh_line(&[vec!["init-repo".into(), "-r".into(), repo.clone().into_os_string()]], "");
+    let (code, text) = on_terminal(&line, &["correct horse", "correct hose"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("init-repo: passwords do not match"), "{text}");
+    assert!(!repo.exists(), "{text}");
+
+    let (code, text) = on_terminal(&line, &["correct horse", "correct horse"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("init-repo: enter password for new repository: "), "{text}");
+    assert!(text.contains("init-repo: enter password again: "), "{text}");
+    let out = std::process::Command::new(support::restic_bin())
+        .args(["-r".as_ref(), repo.as_os_str(), "--no-cache".as_ref(), "cat".as_ref(), "config".as_ref()])
+        .env("RESTIC_PASSWORD", "correct horse")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "restic: {}", String::from_utf8_lossy(&out.stderr));
 }

@@ -107,6 +107,17 @@ impl RepoArgs {
     /// The password, from (in restic's order) the password command, the password file,
     /// `RESTIC_PASSWORD`, or a prompt on the terminal.
     pub fn password(&self) -> Result<Vec<u8>> {
+        self.password_for(false)
+    }
+
+    /// The password for a new repository, as [`RepoArgs::password`] finds it; typed on the
+    /// terminal it is asked twice, as `restic init` asks, so that a typing error does not
+    /// make a repository that no password opens.
+    pub fn new_password(&self) -> Result<Vec<u8>> {
+        self.password_for(true)
+    }
+
+    fn password_for(&self, new: bool) -> Result<Vec<u8>> {
         let pw = if let Some(cmd) = &self.password_command {
             let out = Command::new("sh")
                 .arg("-c")
@@ -123,8 +134,14 @@ impl RepoArgs {
         } else if let Some(p) = std::env::var_os("RESTIC_PASSWORD") {
             use std::os::unix::ffi::OsStringExt;
             p.into_vec()
+        } else if std::io::stderr().is_terminal() && new {
+            let pw = prompt_password("enter password for new repository")?;
+            if prompt_password("enter password again")? != pw {
+                return Err(Error::Refused("passwords do not match; nothing created".into()));
+            }
+            pw
         } else if std::io::stderr().is_terminal() {
-            prompt_password()?
+            prompt_password("enter password for repository")?
         } else {
             return Err(Error::Usage(
                 "no password: set RESTIC_PASSWORD_FILE, RESTIC_PASSWORD_COMMAND or RESTIC_PASSWORD".into(),
@@ -238,14 +255,14 @@ impl SnapshotFilter {
 /// after the other. Asked at once, both read the same typed line; each got part of it and
 /// refused the right password. The prompt names the tool, so the second question is not
 /// taken for a repeat of the first.
-fn prompt_password() -> Result<Vec<u8>> {
+fn prompt_password(question: &str) -> Result<Vec<u8>> {
     let tty = std::fs::File::open("/dev/tty").ctx("password prompt: /dev/tty")?;
     tty.lock().ctx("password prompt: lock /dev/tty")?;
     let tool = std::env::args_os()
         .next()
         .map(|a| PathBuf::from(a).file_name().unwrap_or_default().to_string_lossy().into_owned())
         .unwrap_or_default();
-    let pw = rpassword::prompt_password(format!("{tool}: enter password for repository: ")).ctx("password prompt");
+    let pw = rpassword::prompt_password(format!("{tool}: {question}: ")).ctx("password prompt");
     // The lock goes with the file.
     drop(tty);
     Ok(pw?.into_bytes())

@@ -34,7 +34,7 @@ pub fn run(args: &Args) -> Result<()> {
     let backend = args.repo.backend()?;
     // Ask for the password and derive the key before creating anything, so that a refusal
     // or a failure there leaves nothing behind.
-    let password = args.repo.password()?;
+    let password = args.repo.new_password()?;
     let master = Key::random();
     let config = Config::new(version, pol.0);
     let sealed = config.encode(&master);
