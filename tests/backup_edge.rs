@@ -1,6 +1,7 @@
 //! Backups as a new user tries them, on cases the other suites leave out, each checked
 //! against what the real restic 0.14 does with the same input: a symbolic link given as the
-//! thing to back up, a backup of nothing, and a pseudo-file whose size is not its length.
+//! thing to back up, a backup of nothing, a pseudo-file whose size is not its length, a
+//! path too long for the system, and passwords typed on the terminal.
 
 mod support;
 
@@ -202,4 +203,34 @@ fn init_repo_asks_twice_for_a_typed_password() {
         .output()
         .unwrap();
     assert!(out.status.success(), "restic: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// An entry whose path is longer than the system allows (PATH_MAX) is reported once, as
+/// restic reports it, and counted once: chunk used to name it twice in one message, then
+/// again when the walk tried to descend into it, and count two items.
+#[test]
+fn a_path_too_long_is_reported_once() {
+    let td = tempdir();
+    let r = Restic::new(&td.path().join("r"));
+    init_repo(&r, 2);
+    let name = "d".repeat(200);
+    let src = td.path().join("src");
+    fs::create_dir(&src).unwrap();
+    // One level at a time, each relative to the one above: the whole path is too long for
+    // the system calls themselves.
+    let made = std::process::Command::new("bash")
+        .args(["-c", &format!("for i in $(seq 25); do mkdir {name} && cd {name} || exit 1; done; echo deep > f")])
+        .current_dir(&src)
+        .status()
+        .unwrap();
+    assert!(made.success());
+
+    let res = Backup::of(&["src"]).in_dir(td.path()).run_raw(&r);
+    assert_eq!(res.codes(), vec![3, 0, 0], "{}", res.report());
+    let err = res.stderr_str(0);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "one line for the entry, one summary:\n{err}");
+    assert_eq!(lines[0].matches("src/").count(), 1, "the path once:\n{err}");
+    assert!(lines[0].ends_with("File name too long (os error 36)"), "{err}");
+    assert_eq!(lines[1], "chunk: 1 item could not be read and is not in the backup");
 }

@@ -338,15 +338,17 @@ impl<W: io::Write> Scanner<'_, W> {
         self.out.write(&rec)
     }
 
-    /// Handles one entry whose containing directory is `self.stack[depth]`.
-    fn entry(&mut self, depth: usize, fs_path: &Path, name: &[u8], md: &Metadata) -> Result<()> {
+    /// Handles one entry whose containing directory is `self.stack[depth]`. True when it is
+    /// a directory whose contents come next (the walk must not descend otherwise: they
+    /// would have no level to go to).
+    fn entry(&mut self, depth: usize, fs_path: &Path, name: &[u8], md: &Metadata) -> Result<bool> {
         self.stack.truncate(depth + 1);
         let mut rel = self.stack[depth].rel.clone();
         if !rel.is_empty() {
             rel.push(b'/');
         }
         rel.extend_from_slice(name);
-        let Some(mut node) = self.node(fs_path, name, md) else { return Ok(()) };
+        let Some(mut node) = self.node(fs_path, name, md) else { return Ok(false) };
         let prev = self.stack[depth].prev.as_deref().and_then(|p| find(p, name)).cloned();
         match node.node_type {
             NodeType::Dir => {
@@ -358,6 +360,7 @@ impl<W: io::Write> Scanner<'_, W> {
                     _ => None,
                 };
                 self.stack.push(Level { rel, prev: prev_nodes });
+                return Ok(true);
             }
             NodeType::File => {
                 let status = match &prev {
@@ -373,14 +376,14 @@ impl<W: io::Write> Scanner<'_, W> {
                             node.content = Some(content);
                             node.size = size;
                         }
-                        None => return Ok(()),
+                        None => return Ok(false),
                     }
                 }
                 self.emit(&rel, &node, Some(status), None)?;
             }
             _ => self.emit(&rel, &node, None, None)?,
         }
-        Ok(())
+        Ok(false)
     }
 
     /// restic's test: same type, mtime, ctime, inode and size, and every blob still indexed.
@@ -535,7 +538,8 @@ impl<W: io::Write> Scanner<'_, W> {
                 }
                 true
             });
-        for item in walker {
+        let mut walker = walker;
+        while let Some(item) = walker.next() {
             let e = match item {
                 Ok(e) => e,
                 Err(err) => {
@@ -550,7 +554,13 @@ impl<W: io::Write> Scanner<'_, W> {
             let md = match e.metadata() {
                 Ok(m) => m,
                 Err(err) => {
-                    self.fail(Failure::Skipped, format!("{}: {err}", e.path().display()));
+                    // walkdir's own message names the path again.
+                    let why = err.io_error().map_or_else(|| err.to_string(), ToString::to_string);
+                    self.fail(Failure::Skipped, format!("{}: {why}", e.path().display()));
+                    // What is below an entry left out is neither read nor reported again.
+                    if e.file_type().is_dir() {
+                        walker.skip_current_dir();
+                    }
                     continue;
                 }
             };
@@ -566,7 +576,9 @@ impl<W: io::Write> Scanner<'_, W> {
             } else {
                 e.file_name().as_bytes().to_vec()
             };
-            self.entry(depth, e.path(), &name, &md)?;
+            if !self.entry(depth, e.path(), &name, &md)? && e.file_type().is_dir() {
+                walker.skip_current_dir();
+            }
         }
         self.excludes = excludes;
         Ok(())
