@@ -234,3 +234,43 @@ fn a_path_too_long_is_reported_once() {
     assert!(lines[0].ends_with("File name too long (os error 36)"), "{err}");
     assert_eq!(lines[1], "chunk: 1 item could not be read and is not in the backup");
 }
+
+/// One damaged snapshot file: restic's `snapshots` names it and lists the others, which is
+/// how a user finds the one to forget. `snapshots` used to list none; now it lists the
+/// others too, names the damaged one, and still exits 1.
+#[test]
+fn snapshots_lists_the_others_beside_a_damaged_one() {
+    let td = tempdir();
+    let r = Restic::new(&td.path().join("r"));
+    init_repo(&r, 2);
+    let src = td.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("f"), b"one").unwrap();
+    Backup::of(&[&src]).run(&r);
+    fs::write(src.join("f"), b"two").unwrap();
+    Backup::of(&[&src]).run(&r);
+    let mut ids: Vec<String> = r.snapshots_json().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect();
+    ids.sort();
+    let (bad, good) = (&ids[0], &ids[1]);
+    fs::write(r.repo.join("snapshots").join(bad), b"damaged").unwrap();
+    let theirs = r.cmd(&["--no-cache", "snapshots", "--json"]);
+    let theirs: Value = serde_json::from_slice(&theirs.stdout).unwrap();
+    assert_eq!(theirs.as_array().unwrap().len(), 1, "restic lists the other one");
+
+    for json in [false, true] {
+        let mut args = vec!["snapshots".into(), "-r".into(), r.repo.clone().into_os_string()];
+        args.extend(["--password-file".into(), r.password_file.clone().into_os_string()]);
+        if json {
+            args.push("--json".into());
+        }
+        let res = support::Pipeline::new().stage(args).run();
+        assert_eq!(res.codes(), vec![1], "{}", res.report());
+        let out = String::from_utf8_lossy(&res.stdout).into_owned();
+        assert!(out.contains(good.as_str()) && !out.contains(bad.as_str()), "{out}");
+        let err = res.stderr_str(0);
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 2, "{err}");
+        assert!(lines[0].starts_with("snapshots: ") && lines[0].contains(bad.as_str()), "{err}");
+        assert!(lines[1].contains("1 snapshot file could not be read"), "{err}");
+    }
+}

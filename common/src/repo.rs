@@ -148,17 +148,38 @@ impl Repo {
 
     /// Every snapshot, sorted by time (oldest first), then id. Loaded several at once.
     pub fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
+        let (good, damaged) = self.snapshots_readable()?;
+        match damaged.into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(good),
+        }
+    }
+
+    /// Every snapshot that can be read, sorted as [`Repo::snapshots`] sorts them, and the
+    /// error of each snapshot file that is damaged (does not match its name, decrypt or
+    /// parse), in listing order, for a caller that can go on without them. A failure to
+    /// list or read is still an error.
+    pub fn snapshots_readable(&self) -> Result<(Vec<(Id, Snapshot)>, Vec<Error>)> {
         let mut out = Vec::new();
+        let mut damaged = Vec::new();
         Ordered::new(LOADERS).ahead(2 * LOADERS).budget(LOAD_AHEAD).run(
             self.list(FileType::Snapshot)?,
             |e| e.size,
             |e| {
-                let json = self.load_json(FileType::Snapshot, &e.name)?;
-                let snap = Snapshot::parse(&json).context(format!("snapshot {}", &e.name[..8]))?;
-                Ok((Id::parse(&e.name)?, snap))
+                let loaded = self.load_json(FileType::Snapshot, &e.name).and_then(|json| {
+                    Snapshot::parse(&json).context(format!("snapshot {}", &e.name[..8]))
+                });
+                match loaded {
+                    Ok(snap) => Ok(Ok((Id::parse(&e.name)?, snap))),
+                    Err(err @ (Error::Integrity(_) | Error::Format(_))) => Ok(Err(err)),
+                    Err(err) => Err(err),
+                }
             },
             |s| {
-                out.push(s);
+                match s {
+                    Ok(s) => out.push(s),
+                    Err(e) => damaged.push(e),
+                }
                 Ok(())
             },
         )?;
@@ -167,7 +188,7 @@ impl Repo {
             let kb = (b.1.time.secs, b.1.time.nanos);
             ka.cmp(&kb).then(a.0.cmp(&b.0))
         });
-        Ok(out)
+        Ok((out, damaged))
     }
 
     /// Loads and merges every index file: several read and decrypted at once, merged in

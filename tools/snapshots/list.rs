@@ -13,7 +13,19 @@ use crate::Args;
 
 pub fn run(args: &Args) -> Result<()> {
     let repo = args.repo.open_early(&[FileType::Snapshot])?;
-    let all = repo.snapshots()?;
+    // As restic lists the others: one damaged snapshot file must not hide them all (the
+    // way to find out which to forget); the status still says something is wrong.
+    let (all, damaged) = repo.snapshots_readable()?;
+    for e in &damaged {
+        common::cli::warn("snapshots", e);
+    }
+    let damaged = match damaged.len() {
+        0 => Ok(()),
+        n => Err(Error::Integrity(format!(
+            "{n} snapshot file{} could not be read (named above); the others were listed",
+            if n == 1 { "" } else { "s" }
+        ))),
+    };
     let total = all.len();
     let all: Vec<(Id, Snapshot)> = all.into_iter().filter(|(_, s)| args.filter.keep(s)).collect();
     let mut chosen: Vec<&(Id, Snapshot)> = if args.ids.is_empty() {
@@ -44,10 +56,10 @@ pub fn run(args: &Args) -> Result<()> {
         chosen = keep;
     }
     if args.json {
-        return restic_json(&chosen);
+        return restic_json(&chosen).and(damaged);
     }
     if std::io::stdout().is_terminal() {
-        return table(&chosen);
+        return table(&chosen).and(damaged);
     }
     let mut out = Writer::stdout();
     out.header("snapshots", None)?;
@@ -66,7 +78,7 @@ pub fn run(args: &Args) -> Result<()> {
         out.write(&rec)?;
     }
     out.finish()?;
-    Ok(())
+    damaged
 }
 
 fn stdout_err(e: io::Error) -> Error {
