@@ -30,6 +30,10 @@ const EARLY_BYTES: u64 = 8 << 20;
 /// restic tries this many key files before giving up.
 pub const MAX_KEYS: usize = 20;
 
+/// The snapshots that could be read, and the errors of those that could not (see
+/// [`Repo::snapshots_readable`]).
+pub type Readable = (Vec<(Id, Snapshot)>, Vec<Error>);
+
 /// An opened repository.
 pub struct Repo {
     pub backend: Box<dyn Backend>,
@@ -159,7 +163,7 @@ impl Repo {
     /// error of each snapshot file that is damaged (does not match its name, decrypt or
     /// parse), in listing order, for a caller that can go on without them. A failure to
     /// list or read is still an error.
-    pub fn snapshots_readable(&self) -> Result<(Vec<(Id, Snapshot)>, Vec<Error>)> {
+    pub fn snapshots_readable(&self) -> Result<Readable> {
         let mut out = Vec::new();
         let mut damaged = Vec::new();
         load_each(
