@@ -68,7 +68,8 @@ fn a_backup_of_nothing_saves_no_snapshot() {
     let pattern = fs::canonicalize(&src).unwrap();
     let pattern = pattern.to_str().unwrap();
 
-    let out = r.command().args(["backup", "--exclude", pattern, "src"]).current_dir(td.path()).output().unwrap();
+    let out =
+        r.command().args(["backup", "--exclude", pattern, "src"]).current_dir(td.path()).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "restic: {}", String::from_utf8_lossy(&out.stderr));
 
     let res = Backup::of(&["src"]).in_dir(td.path()).chunk_args(&["--exclude", pattern]).run_raw(&r);
@@ -187,7 +188,10 @@ fn the_password_is_asked_once_per_stage_on_the_terminal() {
 fn init_repo_asks_twice_for_a_typed_password() {
     let td = tempdir();
     let repo = td.path().join("repo");
-    let line = support::progress::sh_line(&[vec!["init-repo".into(), "-r".into(), repo.clone().into_os_string()]], "");
+    let line = support::progress::sh_line(
+        &[vec!["init-repo".into(), "-r".into(), repo.clone().into_os_string()]],
+        "",
+    );
     let (code, text) = on_terminal(&line, &["correct horse", "correct hose"]);
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("init-repo: passwords do not match"), "{text}");
@@ -219,7 +223,10 @@ fn a_path_too_long_is_reported_once() {
     // One level at a time, each relative to the one above: the whole path is too long for
     // the system calls themselves.
     let made = std::process::Command::new("bash")
-        .args(["-c", &format!("for i in $(seq 25); do mkdir {name} && cd {name} || exit 1; done; echo deep > f")])
+        .args([
+            "-c",
+            &format!("for i in $(seq 25); do mkdir {name} && cd {name} || exit 1; done; echo deep > f"),
+        ])
         .current_dir(&src)
         .status()
         .unwrap();
@@ -249,7 +256,8 @@ fn snapshots_lists_the_others_beside_a_damaged_one() {
     Backup::of(&[&src]).run(&r);
     fs::write(src.join("f"), b"two").unwrap();
     Backup::of(&[&src]).run(&r);
-    let mut ids: Vec<String> = r.snapshots_json().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect();
+    let mut ids: Vec<String> =
+        r.snapshots_json().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect();
     ids.sort();
     let (bad, good) = (&ids[0], &ids[1]);
     fs::write(r.repo.join("snapshots").join(bad), b"damaged").unwrap();

@@ -169,9 +169,9 @@ impl Repo {
         load_each(
             self.list(FileType::Snapshot)?,
             |e| {
-                let loaded = self.load_json(FileType::Snapshot, &e.name).and_then(|json| {
-                    Snapshot::parse(&json).context(format!("snapshot {}", &e.name[..8]))
-                });
+                let loaded = self
+                    .load_json(FileType::Snapshot, &e.name)
+                    .and_then(|json| Snapshot::parse(&json).context(format!("snapshot {}", &e.name[..8])));
                 match loaded {
                     Ok(snap) => Ok(Ok((Id::parse(&e.name)?, snap))),
                     Err(err @ (Error::Integrity(_) | Error::Format(_))) => Ok(Err(err)),
