@@ -16,7 +16,7 @@ pub struct RepoArgs {
     pub location: RepoLocation,
 
     /// Read the password from FILE (surrounding white space is trimmed)
-    #[arg(short = 'p', long, env = "RESTIC_PASSWORD_FILE", value_name = "FILE")]
+    #[arg(short = 'p', long, env = "RESTIC_PASSWORD_FILE", value_name = "FILE", value_parser = empty_or_path())]
     pub password_file: Option<PathBuf>,
 
     /// Run COMMAND (with sh -c) and use its output as the password
@@ -38,7 +38,7 @@ pub struct RepoLocation {
     pub repo: Option<String>,
 
     /// Trust the CA certificates in FILE (PEM) instead of the built-in roots; repeatable
-    #[arg(long, env = "RESTIC_CACERT", value_name = "FILE", value_delimiter = ',')]
+    #[arg(long, env = "RESTIC_CACERT", value_name = "FILE", value_delimiter = ',', value_parser = empty_or_path())]
     pub cacert: Vec<PathBuf>,
 
     /// Do not verify the server's TLS certificate (only for testing)
@@ -94,8 +94,22 @@ impl RepoLocation {
                 _ => return Err(Error::Usage(format!("-o {o}: expected KEY=VALUE"))),
             }
         }
-        Ok(backend::Options { cacert: self.cacert.clone(), insecure_tls: self.insecure_tls, extended })
+        let cacert = self.cacert.iter().filter(|p| !p.as_os_str().is_empty()).cloned().collect();
+        Ok(backend::Options { cacert, insecure_tls: self.insecure_tls, extended })
     }
+}
+
+/// A path that may be empty. restic takes an empty `RESTIC_PASSWORD_FILE` or `RESTIC_CACERT`
+/// (scripts and unit files export them so) for one that is not set; clap's own path parser
+/// would refuse it as a missing value.
+fn empty_or_path() -> impl clap::builder::TypedValueParser<Value = PathBuf> {
+    use clap::builder::TypedValueParser;
+    clap::builder::OsStringValueParser::new().map(PathBuf::from)
+}
+
+/// `Some` only for a value that is not empty: an empty option or variable is an unset one.
+fn given<T: AsRef<std::ffi::OsStr>>(v: &Option<T>) -> Option<&T> {
+    v.as_ref().filter(|v| !v.as_ref().is_empty())
 }
 
 impl RepoArgs {
@@ -107,7 +121,7 @@ impl RepoArgs {
     /// The password, from (in restic's order) the password command, the password file,
     /// `RESTIC_PASSWORD`, or a prompt on the terminal.
     pub fn password(&self) -> Result<Vec<u8>> {
-        let pw = if let Some(cmd) = &self.password_command {
+        let pw = if let Some(cmd) = given(&self.password_command) {
             let out = Command::new("sh")
                 .arg("-c")
                 .arg(cmd)
@@ -118,9 +132,9 @@ impl RepoArgs {
                 return Err(Error::Usage(format!("password command failed: {}", out.status)));
             }
             trim(out.stdout)
-        } else if let Some(f) = &self.password_file {
+        } else if let Some(f) = given(&self.password_file) {
             trim(std::fs::read(f).ctx(format!("password file {}", f.display()))?)
-        } else if let Some(p) = std::env::var_os("RESTIC_PASSWORD") {
+        } else if let Some(p) = std::env::var_os("RESTIC_PASSWORD").filter(|p| !p.is_empty()) {
             use std::os::unix::ffi::OsStringExt;
             p.into_vec()
         } else if std::io::stderr().is_terminal() {
@@ -144,7 +158,12 @@ impl RepoArgs {
     /// Opens the repository, reading the files of the kinds in `early` while the key is
     /// derived (see [`Repo::open_early`]).
     pub fn open_early(&self, early: &[FileType]) -> Result<Repo> {
-        Repo::open_early(self.backend()?, self.key_hint.as_deref(), || self.password(), early)
+        Repo::open_early(
+            self.backend()?,
+            given(&self.key_hint).map(String::as_str),
+            || self.password(),
+            early,
+        )
     }
 }
 

@@ -1,0 +1,66 @@
+//! Defects of the restore side found by using it as a restic user would, each pinned by a
+//! test against the real restic where restic is the reference.
+
+mod support;
+
+use std::ffi::OsString;
+use std::fs;
+use std::path::Path;
+
+use support::{bin, Fixture, Pipeline};
+
+/// `walk | fetch-pack | unpack -t TARGET | verify -t TARGET` with the repository and password
+/// left to the environment, as a restic user's shell has them.
+fn env_restore(f: &Fixture, target: &Path, env: &[(&str, &OsString)]) -> support::PipelineResult {
+    let t = target.as_os_str().to_os_string();
+    let mut p = Pipeline::new()
+        .stage(vec!["walk".into(), "latest".into()])
+        .stage(vec!["fetch-pack".into()])
+        .stage(vec!["unpack".into(), "-t".into(), t.clone()])
+        .stage(vec!["verify".into(), "-q".into(), "-t".into(), t]);
+    for (k, v) in env {
+        p = p.env(k, v);
+    }
+    p.run()
+}
+
+/// restic takes an empty `RESTIC_PASSWORD_FILE`, `RESTIC_PASSWORD_COMMAND`, `RESTIC_CACERT`
+/// or `RESTIC_KEY_HINT` for one that is not set (scripts and unit files export them empty):
+/// the password then comes from the next source in restic's order. sluice refused the empty
+/// file name as a missing option value and ran the empty command for an empty password.
+#[test]
+fn empty_restic_variables_count_as_unset() {
+    let f = Fixture::new(|d| fs::write(d.join("a.txt"), b"hello\n").unwrap(), &[]);
+    let empty = OsString::new();
+    let repo = f.r.repo.clone().into_os_string();
+    let password = OsString::from(support::PASSWORD);
+    let file = f.r.password_file.clone().into_os_string();
+    let empties = ["RESTIC_PASSWORD_FILE", "RESTIC_PASSWORD_COMMAND", "RESTIC_CACERT", "RESTIC_KEY_HINT"];
+
+    // The reference: restic falls through to RESTIC_PASSWORD.
+    let mut c = f.r.command();
+    c.env_remove("RESTIC_PASSWORD_FILE").env("RESTIC_PASSWORD", &password);
+    for k in empties {
+        c.env(k, &empty);
+    }
+    let out = c.args(["snapshots", "--json"]).output().unwrap();
+    assert!(out.status.success(), "restic: {}", String::from_utf8_lossy(&out.stderr));
+
+    let mut env: Vec<(&str, &OsString)> = vec![("RESTIC_REPOSITORY", &repo), ("RESTIC_PASSWORD", &password)];
+    env.extend(empties.iter().map(|k| (*k, &empty)));
+    let target = f.path("t1");
+    env_restore(&f, &target, &env).assert_ok();
+    assert_eq!(fs::read(target.join("a.txt")).unwrap(), b"hello\n");
+
+    // An empty command before a password file: the file is used, as restic uses it.
+    let env =
+        [("RESTIC_REPOSITORY", &repo), ("RESTIC_PASSWORD_COMMAND", &empty), ("RESTIC_PASSWORD_FILE", &file)];
+    env_restore(&f, &f.path("t2"), &env).assert_ok();
+    let res = Pipeline::new()
+        .stage(vec![bin("snapshots").into()])
+        .env("RESTIC_REPOSITORY", &repo)
+        .env("RESTIC_PASSWORD_FILE", &empty)
+        .env("RESTIC_PASSWORD", &password)
+        .run();
+    res.assert_ok();
+}
