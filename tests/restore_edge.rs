@@ -64,3 +64,56 @@ fn empty_restic_variables_count_as_unset() {
         .run();
     res.assert_ok();
 }
+
+/// A stream walked in one repository and fetched or unpacked with another (a wrong `-r` on
+/// one stage, a second `RESTIC_REPOSITORY` in one shell) failed file by file, blaming the
+/// data: "No such file" for each pack, or "ciphertext verification failed" for each blob.
+/// Now both stages refuse it before doing anything, with one line; a copy of the
+/// repository (the same config) still serves the stream.
+#[test]
+fn a_stream_from_another_repository_is_refused_at_once() {
+    let f = Fixture::new(|d| fs::write(d.join("a.txt"), b"hello\n").unwrap(), &[]);
+    let other = support::Restic::new(&f.path("other"));
+    other.init(2, &[]);
+    let copy = f.path("copy");
+    let cp = std::process::Command::new("cp").arg("-a").arg(&f.r.repo).arg(&copy).status().unwrap();
+    assert!(cp.success());
+    let walk = || support::tool(&f.r, "walk", &["latest"]);
+    let with = |name: &str, repo: &Path, extra: &[&str]| -> Vec<OsString> {
+        let mut v: Vec<OsString> = vec![name.into()];
+        v.extend(extra.iter().map(OsString::from));
+        v.extend(["-r".into(), repo.as_os_str().to_os_string()]);
+        if name != "fetch-pack" {
+            v.extend(["-p".into(), f.r.password_file.clone().into_os_string()]);
+        }
+        v
+    };
+
+    let res = Pipeline::new().stage(walk()).stage(with("fetch-pack", &other.repo, &[])).run();
+    assert_eq!(res.codes(), vec![0, 2], "{}", res.report());
+    let line = support::one_line(&res.stderrs[1], "fetch-pack");
+    assert!(line.contains("another repository"), "{line}");
+    assert!(!res.stdout_str().contains("\"blob"), "{}", res.report());
+
+    let target = f.path("t");
+    for mode in [&["-t", target.to_str().unwrap()][..], &["--tar"][..]] {
+        let res = Pipeline::new()
+            .stage(walk())
+            .stage(support::tool(&f.r, "fetch-pack", &[]))
+            .stage(with("unpack", &other.repo, mode))
+            .run();
+        assert_eq!(res.codes()[2], 2, "{}", res.report());
+        let line = support::one_line(&res.stderrs[2], "unpack");
+        assert!(line.contains("another repository"), "{line}");
+        assert!(res.stdout.is_empty(), "{}", res.report());
+        assert!(!target.join("a.txt").exists());
+    }
+
+    let res = Pipeline::new()
+        .stage(walk())
+        .stage(with("fetch-pack", &copy, &[]))
+        .stage(with("unpack", &copy, &["-t", target.to_str().unwrap()]))
+        .run();
+    res.assert_ok();
+    assert_eq!(fs::read(target.join("a.txt")).unwrap(), b"hello\n");
+}

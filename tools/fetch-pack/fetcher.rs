@@ -37,7 +37,8 @@ pub fn run(args: &Args) -> Result<()> {
     if let Some(p) = &args.pack {
         return stream_pack(args, p);
     }
-    let backend = args.repo.existing()?;
+    let backend = args.repo.backend()?;
+    let binding = common::repo::binding(backend.as_ref())?;
     common::sys::return_large_buffers();
     let connections = match args.connections {
         Some(n) if n > 0 => n,
@@ -46,8 +47,9 @@ pub fn run(args: &Args) -> Result<()> {
     };
     let mut input = Reader::stdin();
     let header = input.read_header()?;
+    header.check_repository(binding, backend.location())?;
     let mut out = Writer::stdout();
-    out.header_with_root("fetch-pack", header.snapshot, header.root)?;
+    out.header_with_root("fetch-pack", header.snapshot, header.root, header.repository)?;
     let limits = Limits { max_gap: args.max_gap, max_read: args.max_read, max_lines: MAX_LINES };
     let reader = Fetcher { backend: backend.as_ref(), gone: Mutex::default(), buffers: Mutex::default() };
     let mut writer = Output { out: &mut out, gone: IdMap::default(), failed: 0, buffers: &reader.buffers };
