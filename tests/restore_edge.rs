@@ -117,3 +117,36 @@ fn a_stream_from_another_repository_is_refused_at_once() {
     res.assert_ok();
     assert_eq!(fs::read(target.join("a.txt")).unwrap(), b"hello\n");
 }
+
+/// `--include ''` (a script's unset variable) selected the whole snapshot: the empty
+/// pattern was dropped and walk went on as if no include had been given, while restic
+/// 0.14 restores nothing for it. Restoring everything where the user asked for a part can
+/// fill a disk or, with `--target --delete`, remove what the selection was meant to spare;
+/// restoring nothing and exiting 0 helps nobody either. walk refuses it.
+#[test]
+fn an_empty_include_pattern_is_refused() {
+    let f = Fixture::new(|d| fs::write(d.join("a.txt"), b"hello\n").unwrap(), &[]);
+    // The reference: restic selects nothing.
+    let t = f.path("restic");
+    f.r.run(&[
+        OsString::from("restore"),
+        "latest".into(),
+        "--include".into(),
+        "".into(),
+        "-t".into(),
+        t.clone().into(),
+    ]);
+    assert!(!t.join("a.txt").exists());
+
+    for flag in ["--include", "--iinclude"] {
+        let res = Pipeline::new().stage(support::tool(&f.r, "walk", &["latest", flag, ""])).run();
+        assert_eq!(res.codes(), vec![2], "{}", res.report());
+        let line = support::one_line(&res.stderrs[0], "walk");
+        assert!(line.contains("empty"), "{line}");
+        assert!(res.stdout.is_empty());
+    }
+    // An empty exclude excludes nothing, in restic and here.
+    let res = Pipeline::new().stage(support::tool(&f.r, "walk", &["latest", "--exclude", ""])).run();
+    res.assert_ok();
+    assert!(res.stdout_str().contains("a.txt"));
+}
