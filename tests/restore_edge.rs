@@ -11,7 +11,7 @@ use support::{bin, Fixture, Pipeline};
 
 /// `walk | fetch-pack | unpack -t TARGET | verify -t TARGET` with the repository and password
 /// left to the environment, as a restic user's shell has them.
-fn env_restore(f: &Fixture, target: &Path, env: &[(&str, &OsString)]) -> support::PipelineResult {
+fn env_restore(target: &Path, env: &[(&str, &OsString)]) -> support::PipelineResult {
     let t = target.as_os_str().to_os_string();
     let mut p = Pipeline::new()
         .stage(vec!["walk".into(), "latest".into()])
@@ -49,13 +49,13 @@ fn empty_restic_variables_count_as_unset() {
     let mut env: Vec<(&str, &OsString)> = vec![("RESTIC_REPOSITORY", &repo), ("RESTIC_PASSWORD", &password)];
     env.extend(empties.iter().map(|k| (*k, &empty)));
     let target = f.path("t1");
-    env_restore(&f, &target, &env).assert_ok();
+    env_restore(&target, &env).assert_ok();
     assert_eq!(fs::read(target.join("a.txt")).unwrap(), b"hello\n");
 
     // An empty command before a password file: the file is used, as restic uses it.
     let env =
         [("RESTIC_REPOSITORY", &repo), ("RESTIC_PASSWORD_COMMAND", &empty), ("RESTIC_PASSWORD_FILE", &file)];
-    env_restore(&f, &f.path("t2"), &env).assert_ok();
+    env_restore(&f.path("t2"), &env).assert_ok();
     let res = Pipeline::new()
         .stage(vec![bin("snapshots").into()])
         .env("RESTIC_REPOSITORY", &repo)
@@ -149,4 +149,54 @@ fn an_empty_include_pattern_is_refused() {
     let res = Pipeline::new().stage(support::tool(&f.r, "walk", &["latest", "--exclude", ""])).run();
     res.assert_ok();
     assert!(res.stdout_str().contains("a.txt"));
+}
+
+/// A pack cut short (an interrupted copy of the repository, a full disk) lost every file
+/// with a blob in it: fetch-pack reads neighbouring blobs of a pack as one range, and a
+/// range that came up short failed all of its blobs, even those that lie before the cut.
+/// restic 0.14 restores those files. Now fetch-pack passes on what the pack still holds;
+/// only the files that need bytes beyond the cut fail, each with its line.
+#[test]
+fn a_cut_pack_loses_only_the_blobs_beyond_the_cut() {
+    let f = Fixture::new(
+        |d| {
+            for i in 0..6u64 {
+                fs::write(d.join(format!("f{i}")), support::random_bytes(i, 200_000)).unwrap();
+            }
+        },
+        &[],
+    );
+    let records = f.records();
+    let mut files: Vec<(u64, u64, String, String)> = records
+        .iter()
+        .filter(|r| r["node"]["type"] == "file")
+        .map(|r| {
+            let b = &r["blobs"][0];
+            let (off, len) = (b["offset"].as_u64().unwrap(), b["length"].as_u64().unwrap());
+            (off, off + len, b["pack"].as_str().unwrap().to_string(), r["path"].as_str().unwrap().to_string())
+        })
+        .collect();
+    files.sort();
+    assert!(files.iter().all(|x| x.2 == files[0].2), "the files are in one pack: {files:?}");
+    // Cut inside the fourth file's blob.
+    let cut = (files[3].0 + files[3].1) / 2;
+    let pack = f.pack_path(&files[0].2);
+    fs::OpenOptions::new().write(true).open(&pack).unwrap().set_len(cut).unwrap();
+
+    let target = f.path("t");
+    let res = support::restore_pipeline(&f.r, "latest", &target, &[], &[]);
+    assert_eq!(res.codes(), vec![0, 3, 3, 0], "{}", res.report());
+    let unpack_err = res.stderr_str(2);
+    for (start, end, _, path) in &files {
+        let restored = target.join(path);
+        if *end <= cut {
+            let i: u64 = path[1..].parse().unwrap();
+            assert_eq!(fs::read(&restored).unwrap(), support::random_bytes(i, 200_000), "{path}");
+            assert!(!unpack_err.contains(&format!("/{path}:")), "{path}: {unpack_err}");
+        } else {
+            assert!(!restored.exists(), "{path} ({start}..{end}, cut at {cut}) exists");
+            assert!(unpack_err.contains(&format!("/{path}:")), "{path}: {unpack_err}");
+        }
+    }
+    assert!(res.stderr_str(1).contains(&format!("ends at byte {cut}")), "{}", res.report());
 }
