@@ -200,3 +200,39 @@ fn a_cut_pack_loses_only_the_blobs_beyond_the_cut() {
     }
     assert!(res.stderr_str(1).contains(&format!("ends at byte {cut}")), "{}", res.report());
 }
+
+/// restic users keep the repository in a file (`RESTIC_REPOSITORY_FILE`,
+/// `--repository-file`, as they keep the password); sluice knew neither and said no
+/// repository was given.
+#[test]
+fn the_repository_can_come_from_a_file() {
+    let f = Fixture::new(|d| fs::write(d.join("a.txt"), b"hello\n").unwrap(), &[]);
+    let file = f.path("repository");
+    fs::write(&file, format!("{}\n", f.r.repo.display())).unwrap();
+    let file_os = file.clone().into_os_string();
+    let password = f.r.password_file.clone().into_os_string();
+
+    // The reference: restic reads it.
+    let mut c = std::process::Command::new(support::restic_bin());
+    c.env("RESTIC_PASSWORD_FILE", &password).env("RESTIC_CACHE_DIR", &f.r.cache_dir);
+    let out = c.env("RESTIC_REPOSITORY_FILE", &file).args(["snapshots", "--json"]).output().unwrap();
+    assert!(out.status.success(), "restic: {}", String::from_utf8_lossy(&out.stderr));
+
+    let target = f.path("t");
+    let env = [("RESTIC_REPOSITORY_FILE", &file_os), ("RESTIC_PASSWORD_FILE", &password)];
+    env_restore(&target, &env).assert_ok();
+    assert_eq!(fs::read(target.join("a.txt")).unwrap(), b"hello\n");
+
+    let snapshots = |args: &[&std::ffi::OsStr]| {
+        let mut argv: Vec<OsString> = vec!["snapshots".into(), "-p".into(), password.clone()];
+        argv.extend(args.iter().map(OsString::from));
+        Pipeline::new().stage(argv).run()
+    };
+    let res = snapshots(&["--repository-file".as_ref(), file.as_os_str()]);
+    res.assert_ok();
+    assert!(res.stdout_str().contains("\"snapshot\""));
+    let res =
+        snapshots(&["--repository-file".as_ref(), file.as_os_str(), "-r".as_ref(), f.r.repo.as_os_str()]);
+    assert_eq!(res.codes(), vec![2], "{}", res.report());
+    support::one_line(&res.stderrs[0], "snapshots");
+}

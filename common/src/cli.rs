@@ -37,6 +37,10 @@ pub struct RepoLocation {
     #[arg(short = 'r', long = "repo", env = "RESTIC_REPOSITORY", value_name = "REPOSITORY")]
     pub repo: Option<String>,
 
+    /// Read the repository from FILE (surrounding white space is trimmed)
+    #[arg(long, env = "RESTIC_REPOSITORY_FILE", value_name = "FILE", value_parser = empty_or_path())]
+    pub repository_file: Option<PathBuf>,
+
     /// Trust the CA certificates in FILE (PEM) instead of the built-in roots; repeatable
     #[arg(long, env = "RESTIC_CACERT", value_name = "FILE", value_delimiter = ',', value_parser = empty_or_path())]
     pub cacert: Vec<PathBuf>,
@@ -56,6 +60,7 @@ impl std::fmt::Debug for RepoLocation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RepoLocation")
             .field("repo", &self.repo.as_deref().map(backend::http::redact))
+            .field("repository_file", &self.repository_file)
             .field("cacert", &self.cacert)
             .field("insecure_tls", &self.insecure_tls)
             .field("option", &self.option)
@@ -64,17 +69,34 @@ impl std::fmt::Debug for RepoLocation {
 }
 
 impl RepoLocation {
-    /// The repository string, or a usage error naming how to give one.
-    pub fn location(&self) -> Result<&str> {
-        match self.repo.as_deref() {
-            Some(r) if !r.is_empty() => Ok(r),
-            _ => Err(Error::Usage("no repository given: use -r/--repo or set RESTIC_REPOSITORY".into())),
+    /// The repository string, or a usage error naming how to give one. As in restic, it
+    /// comes from `-r` or from a file (`--repository-file`, `RESTIC_REPOSITORY_FILE`: its
+    /// content with surrounding white space trimmed), never from both.
+    pub fn location(&self) -> Result<std::borrow::Cow<'_, str>> {
+        match (self.repo.as_deref().filter(|r| !r.is_empty()), given(&self.repository_file)) {
+            (Some(_), Some(_)) => Err(Error::Usage(
+                "-r/--repo (RESTIC_REPOSITORY) and --repository-file (RESTIC_REPOSITORY_FILE) cannot be combined"
+                    .into(),
+            )),
+            (Some(r), None) => Ok(r.into()),
+            (None, Some(f)) => {
+                let raw = std::fs::read(f).ctx(format!("repository file {}", f.display()))?;
+                match String::from_utf8(trim(raw)) {
+                    Ok(r) if !r.is_empty() => Ok(r.into()),
+                    Ok(_) => Err(Error::Usage(format!("repository file {} is empty", f.display()))),
+                    Err(_) => Err(Error::Usage(format!("repository file {} is not UTF-8", f.display()))),
+                }
+            }
+            (None, None) => Err(Error::Usage(
+                "no repository given: use -r/--repo or --repository-file, or set RESTIC_REPOSITORY or RESTIC_REPOSITORY_FILE"
+                    .into(),
+            )),
         }
     }
 
     /// The backend, without opening the repository.
     pub fn backend(&self) -> Result<Box<dyn Backend>> {
-        backend::open(self.location()?, &self.options()?)
+        backend::open(&self.location()?, &self.options()?)
     }
 
     /// The backend of an existing repository (see [`crate::repo::require`]), for tools that

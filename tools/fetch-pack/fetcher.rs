@@ -43,7 +43,7 @@ pub fn run(args: &Args) -> Result<()> {
     let connections = match args.connections {
         Some(n) if n > 0 => n,
         Some(_) => return Err(Error::Usage("--connections must be at least 1".into())),
-        None => backend::connections(args.repo.location()?, &args.repo.options()?)?,
+        None => backend::connections(&args.repo.location()?, &args.repo.options()?)?,
     };
     let mut input = Reader::stdin();
     let header = input.read_header()?;
