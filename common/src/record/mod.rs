@@ -217,6 +217,18 @@ impl Header {
             _ => Ok(()),
         }
     }
+
+    /// Refuses a stream straight from `walk` where blob data is needed: it carries none, so
+    /// a restore stopped at its first file with a message about missing blobs, and
+    /// `unpack --list` checked nothing and passed.
+    pub fn check_fetched(&self) -> Result<()> {
+        if self.producer == "walk" {
+            return Err(Error::Usage(
+                "the stream comes straight from walk and carries no blob data: put fetch-pack between them (walk … | fetch-pack | unpack …)".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Closes every stream; `records` counts the records between header and end.
