@@ -2,6 +2,22 @@
 # run. The caller fills the arrays r (restic's wall times), s (sluice's) and q (the ratio of
 # each pair), and `timed` files under $cpu.
 now() { date +%s.%N; }
+# discard DIR...: removes what a benchmark made. Under `make bench` (BENCH_TRASH set) it is
+# only moved aside, and removed once every benchmark is done: on ext4 without a journal a
+# mass deletion makes file creation slower for minutes after (RESULTS.md, "Many small
+# files"), and the next benchmark would measure it.
+discard() {
+  local d
+  for d in "$@"; do
+    [ -e "$d" ] || continue
+    if [ -n "${BENCH_TRASH:-}" ]; then
+      mkdir -p "$BENCH_TRASH"
+      mv "$d" "$(mktemp -d "$BENCH_TRASH/XXXXXX")/"
+    else
+      rm -rf "$d"
+    fi
+  done
+}
 # timed FILE CMD...: runs CMD, appending "user system maxrss_kb" to FILE (with GNU time).
 timed() {
   local f=$1; shift

@@ -65,11 +65,13 @@ repo128=$(repo 128)
 
 # Servers: rclone for each repository, one latency proxy in front of each. The proxies run
 # until their input (a pipe this script holds open) closes.
+. "$here/pairs.sh"
 pids=()
 cleanup() {
   exec 3>&- 4>&- 2>/dev/null || true
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  rm -rf "$out" "$BENCH_DIR"/cache-remote-*
+  rm -rf "$BENCH_DIR"/cache-remote-*
+  discard "$out"
 }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -94,7 +96,6 @@ serve "$repo128" 4; p128=$port
 url16=rest:http://127.0.0.1:$p16/
 url128=rest:http://127.0.0.1:$p128/
 
-. "$here/pairs.sh"
 # Every run restores into a fresh directory of its own, all removed only at the end: on ext4
 # without a journal, inodes freed in the last seconds to minutes are skipped when new files
 # are made, so a restore right after deleting the previous run's files measures that

@@ -48,7 +48,7 @@ fi
 
 . "$here/pairs.sh"
 cpu=$BENCH_DIR/cpu-small
-rm -rf "$cpu" "$out"; mkdir -p "$cpu" "$out"
+rm -rf "$cpu"; discard "$out"; mkdir -p "$cpu" "$out"
 # Every run restores into a directory of its own, and all of them are removed only at the end:
 # on ext4 without a journal (this VM's disk), inodes freed in the last seconds to minutes are
 # skipped when new files are made, so a restore timed right after deleting the previous
@@ -83,4 +83,4 @@ for _ in $(seq "$RUNS"); do
 done
 pair_table "$NFILES files of 1-16 KiB"
 stage_table
-rm -rf "$out"
+discard "$out"

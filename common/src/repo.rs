@@ -147,9 +147,8 @@ impl Repo {
     /// Every snapshot, sorted by time (oldest first), then id. Loaded several at once.
     pub fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
         let mut out = Vec::new();
-        Ordered::new(LOADERS).ahead(2 * LOADERS).budget(LOAD_AHEAD).run(
+        load_each(
             self.list(FileType::Snapshot)?,
-            |e| e.size,
             |e| {
                 let json = self.load_json(FileType::Snapshot, &e.name)?;
                 let snap = Snapshot::parse(&json).context(format!("snapshot {}", &e.name[..8]))?;
@@ -173,9 +172,8 @@ impl Repo {
     pub fn load_index(&self) -> Result<Index> {
         let mut idx = Index::new();
         let v2 = self.version() >= 2;
-        Ordered::new(LOADERS).ahead(2 * LOADERS).budget(LOAD_AHEAD).run(
+        load_each(
             self.list(FileType::Index)?,
-            |e| e.size,
             |e| Ok((self.load_json(FileType::Index, &e.name)?, e.name)),
             |(json, name)| {
                 idx.add_file(Id::parse(&name)?, &json, v2).context(format!("index {}", &name[..8]))
@@ -225,6 +223,16 @@ impl Repo {
 }
 
 /// The master key from the first of `keys` (at most [`MAX_KEYS`]) the password opens.
+/// Loads the files of a listing [`LOADERS`] at once, at most [`LOAD_AHEAD`] bytes of them
+/// held, and hands each result to `sink` in listing order.
+fn load_each<T: Send>(
+    list: Vec<Entry>,
+    load: impl Fn(Entry) -> Result<T> + Sync,
+    sink: impl FnMut(T) -> Result<()>,
+) -> Result<()> {
+    Ordered::new(LOADERS).ahead(2 * LOADERS).budget(LOAD_AHEAD).run(list, |e| e.size, load, sink)
+}
+
 fn find_key(backend: &dyn Backend, keys: &[String], password: &[u8]) -> Result<Key> {
     for name in keys.iter().take(MAX_KEYS) {
         let bytes = backend.read(FileType::Key, name)?;
@@ -257,9 +265,8 @@ fn read_early(backend: &dyn Backend, types: &[FileType], stop: &AtomicBool) -> E
             .cloned()
             .collect();
         let files = &mut early.files;
-        let _ = Ordered::new(LOADERS).ahead(2 * LOADERS).run(
+        let _ = load_each(
             wanted,
-            |e| e.size,
             |e| {
                 if stop.load(Ordering::SeqCst) {
                     return Err(Error::internal("not needed"));
