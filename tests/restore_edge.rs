@@ -265,3 +265,16 @@ fn a_stream_straight_from_walk_is_refused_where_blobs_are_needed() {
     res.assert_ok();
     assert!(res.stdout_str().contains("\"restored\""), "{}", res.report());
 }
+
+/// `fetch-pack | fetch-pack` (a stage doubled by hand, or a saved stream fetched again)
+/// passed the blob records through beside the ones it fetched again, and unpack stopped at
+/// the first file's second copy of a blob, as if the stream were damaged.
+#[test]
+fn a_fetched_stream_is_not_fetched_again() {
+    let f = Fixture::new(|d| fs::write(d.join("a.txt"), b"hello\n").unwrap(), &[]);
+    let res = Pipeline::new().stage(support::tool(&f.r, "fetch-pack", &[])).stdin(f.fetch_stream()).run();
+    assert_eq!(res.codes(), vec![2], "{}", res.report());
+    let line = support::one_line(&res.stderrs[0], "fetch-pack");
+    assert!(line.contains("already"), "{line}");
+    assert!(res.stdout.is_empty(), "{}", res.report());
+}
