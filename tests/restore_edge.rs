@@ -278,3 +278,18 @@ fn a_fetched_stream_is_not_fetched_again() {
     assert!(line.contains("already"), "{line}");
     assert!(res.stdout.is_empty(), "{}", res.report());
 }
+
+/// `snapshots --latest 0` listed nothing; restic takes 0 (its default) for no limit and
+/// lists every snapshot, as scripts passing a default of 0 expect.
+#[test]
+fn snapshots_latest_zero_is_no_limit() {
+    let f = Fixture::new(|d| fs::write(d.join("a.txt"), b"hello\n").unwrap(), &[]);
+    f.r.backup_dir_contents(&f.src, &[]);
+    let restic = f.r.run(&["snapshots", "--json", "--latest", "0"]);
+    let restic: serde_json::Value = serde_json::from_slice(&restic.stdout).unwrap();
+    assert_eq!(restic.as_array().unwrap().len(), 2);
+    let res = Pipeline::new().stage(support::tool(&f.r, "snapshots", &["--json", "--latest", "0"])).run();
+    res.assert_ok();
+    let ours: serde_json::Value = serde_json::from_slice(&res.stdout).unwrap();
+    assert_eq!(ours.as_array().unwrap().len(), 2, "{}", res.report());
+}
