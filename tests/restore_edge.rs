@@ -293,3 +293,32 @@ fn snapshots_latest_zero_is_no_limit() {
     let ours: serde_json::Value = serde_json::from_slice(&res.stdout).unwrap();
     assert_eq!(ours.as_array().unwrap().len(), 2, "{}", res.report());
 }
+
+/// A fifo where the snapshot has a file (the user's, or one made since a restore) hung a
+/// restore into that target for good: unpack opened the name to see whether its content
+/// already matched, and a blocking open of a fifo waits for a writer. The fifo is now
+/// replaced like any other entry of the wrong kind, with or without `walk --target`.
+#[test]
+fn a_fifo_in_a_files_place_does_not_hang_the_restore() {
+    let f = Fixture::new(|d| fs::write(d.join("a.txt"), b"hello\n").unwrap(), &[]);
+    let target = f.path("t");
+    support::restore_pipeline(&f.r, "latest", &target, &[], &[]).assert_ok();
+    let t = target.to_str().unwrap();
+    for walk_args in [&[][..], &["--target", t][..]] {
+        fs::remove_file(target.join("a.txt")).unwrap();
+        let made = std::process::Command::new("mkfifo").arg(target.join("a.txt")).status().unwrap();
+        assert!(made.success());
+        let mut walk = support::tool(&f.r, "walk", &["latest"]);
+        walk.extend(walk_args.iter().map(OsString::from));
+        let res = Pipeline::new()
+            .stage(walk)
+            .stage(support::tool(&f.r, "fetch-pack", &[]))
+            .stage(support::tool(&f.r, "unpack", &["-t", t]))
+            .stage(vec!["verify".into(), "-t".into(), t.into()])
+            .timeout(std::time::Duration::from_secs(60))
+            .run();
+        assert!(!res.timed_out, "{walk_args:?}: the restore hung: {}", res.report());
+        res.assert_ok();
+        assert_eq!(fs::read(target.join("a.txt")).unwrap(), b"hello\n");
+    }
+}
