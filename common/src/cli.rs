@@ -16,7 +16,7 @@ pub struct RepoArgs {
     pub location: RepoLocation,
 
     /// Read the password from FILE (surrounding white space is trimmed)
-    #[arg(short = 'p', long, env = "RESTIC_PASSWORD_FILE", value_name = "FILE")]
+    #[arg(short = 'p', long, env = "RESTIC_PASSWORD_FILE", value_name = "FILE", value_parser = empty_or_path())]
     pub password_file: Option<PathBuf>,
 
     /// Run COMMAND (with sh -c) and use its output as the password
@@ -37,8 +37,12 @@ pub struct RepoLocation {
     #[arg(short = 'r', long = "repo", env = "RESTIC_REPOSITORY", value_name = "REPOSITORY")]
     pub repo: Option<String>,
 
+    /// Read the repository from FILE (surrounding white space is trimmed)
+    #[arg(long, env = "RESTIC_REPOSITORY_FILE", value_name = "FILE", value_parser = empty_or_path())]
+    pub repository_file: Option<PathBuf>,
+
     /// Trust the CA certificates in FILE (PEM) instead of the built-in roots; repeatable
-    #[arg(long, env = "RESTIC_CACERT", value_name = "FILE", value_delimiter = ',')]
+    #[arg(long, env = "RESTIC_CACERT", value_name = "FILE", value_delimiter = ',', value_parser = empty_or_path())]
     pub cacert: Vec<PathBuf>,
 
     /// Do not verify the server's TLS certificate (only for testing)
@@ -56,6 +60,7 @@ impl std::fmt::Debug for RepoLocation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RepoLocation")
             .field("repo", &self.repo.as_deref().map(backend::http::redact))
+            .field("repository_file", &self.repository_file)
             .field("cacert", &self.cacert)
             .field("insecure_tls", &self.insecure_tls)
             .field("option", &self.option)
@@ -64,17 +69,34 @@ impl std::fmt::Debug for RepoLocation {
 }
 
 impl RepoLocation {
-    /// The repository string, or a usage error naming how to give one.
-    pub fn location(&self) -> Result<&str> {
-        match self.repo.as_deref() {
-            Some(r) if !r.is_empty() => Ok(r),
-            _ => Err(Error::Usage("no repository given: use -r/--repo or set RESTIC_REPOSITORY".into())),
+    /// The repository string, or a usage error naming how to give one. As in restic, it
+    /// comes from `-r` or from a file (`--repository-file`, `RESTIC_REPOSITORY_FILE`: its
+    /// content with surrounding white space trimmed), never from both.
+    pub fn location(&self) -> Result<std::borrow::Cow<'_, str>> {
+        match (self.repo.as_deref().filter(|r| !r.is_empty()), given(&self.repository_file)) {
+            (Some(_), Some(_)) => Err(Error::Usage(
+                "-r/--repo (RESTIC_REPOSITORY) and --repository-file (RESTIC_REPOSITORY_FILE) cannot be combined"
+                    .into(),
+            )),
+            (Some(r), None) => Ok(r.into()),
+            (None, Some(f)) => {
+                let raw = std::fs::read(f).ctx(format!("repository file {}", f.display()))?;
+                match String::from_utf8(trim(raw)) {
+                    Ok(r) if !r.is_empty() => Ok(r.into()),
+                    Ok(_) => Err(Error::Usage(format!("repository file {} is empty", f.display()))),
+                    Err(_) => Err(Error::Usage(format!("repository file {} is not UTF-8", f.display()))),
+                }
+            }
+            (None, None) => Err(Error::Usage(
+                "no repository given: use -r/--repo or --repository-file, or set RESTIC_REPOSITORY or RESTIC_REPOSITORY_FILE"
+                    .into(),
+            )),
         }
     }
 
     /// The backend, without opening the repository.
     pub fn backend(&self) -> Result<Box<dyn Backend>> {
-        backend::open(self.location()?, &self.options()?)
+        backend::open(&self.location()?, &self.options()?)
     }
 
     /// The backend of an existing repository (see [`crate::repo::require`]), for tools that
@@ -94,8 +116,22 @@ impl RepoLocation {
                 _ => return Err(Error::Usage(format!("-o {o}: expected KEY=VALUE"))),
             }
         }
-        Ok(backend::Options { cacert: self.cacert.clone(), insecure_tls: self.insecure_tls, extended })
+        let cacert = self.cacert.iter().filter(|p| !p.as_os_str().is_empty()).cloned().collect();
+        Ok(backend::Options { cacert, insecure_tls: self.insecure_tls, extended })
     }
+}
+
+/// A path that may be empty. restic takes an empty `RESTIC_PASSWORD_FILE` or `RESTIC_CACERT`
+/// (scripts and unit files export them so) for one that is not set; clap's own path parser
+/// would refuse it as a missing value.
+fn empty_or_path() -> impl clap::builder::TypedValueParser<Value = PathBuf> {
+    use clap::builder::TypedValueParser;
+    clap::builder::OsStringValueParser::new().map(PathBuf::from)
+}
+
+/// `Some` only for a value that is not empty: an empty option or variable is an unset one.
+fn given<T: AsRef<std::ffi::OsStr>>(v: &Option<T>) -> Option<&T> {
+    v.as_ref().filter(|v| !v.as_ref().is_empty())
 }
 
 impl RepoArgs {
@@ -118,7 +154,7 @@ impl RepoArgs {
     }
 
     fn password_for(&self, new: bool) -> Result<Vec<u8>> {
-        let pw = if let Some(cmd) = &self.password_command {
+        let pw = if let Some(cmd) = given(&self.password_command) {
             let out = Command::new("sh")
                 .arg("-c")
                 .arg(cmd)
@@ -129,9 +165,9 @@ impl RepoArgs {
                 return Err(Error::Usage(format!("password command failed: {}", out.status)));
             }
             trim(out.stdout)
-        } else if let Some(f) = &self.password_file {
+        } else if let Some(f) = given(&self.password_file) {
             trim(std::fs::read(f).ctx(format!("password file {}", f.display()))?)
-        } else if let Some(p) = std::env::var_os("RESTIC_PASSWORD") {
+        } else if let Some(p) = std::env::var_os("RESTIC_PASSWORD").filter(|p| !p.is_empty()) {
             use std::os::unix::ffi::OsStringExt;
             p.into_vec()
         } else if std::io::stderr().is_terminal() && new {
@@ -161,7 +197,12 @@ impl RepoArgs {
     /// Opens the repository, reading the files of the kinds in `early` while the key is
     /// derived (see [`Repo::open_early`]).
     pub fn open_early(&self, early: &[FileType]) -> Result<Repo> {
-        Repo::open_early(self.backend()?, self.key_hint.as_deref(), || self.password(), early)
+        Repo::open_early(
+            self.backend()?,
+            given(&self.key_hint).map(String::as_str),
+            || self.password(),
+            early,
+        )
     }
 }
 

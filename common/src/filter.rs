@@ -172,6 +172,14 @@ impl Selection {
         exclude: &[String],
         iexclude: &[String],
     ) -> Result<Selection> {
+        // An empty include was dropped as an empty exclude is, which selected everything;
+        // restic 0.14 selects nothing for it. Either is a surprise (an unset variable in a
+        // script, most likely), so it is refused.
+        if include.iter().chain(iinclude).any(String::is_empty) {
+            return Err(Error::Usage(
+                "an empty include pattern selects nothing; leave the option out to select everything".into(),
+            ));
+        }
         let lower = |v: &[String]| v.iter().map(|p| p.to_lowercase()).collect::<Vec<_>>();
         let s = Selection {
             include: List::parse(include)?,

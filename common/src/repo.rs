@@ -39,6 +39,9 @@ pub struct Repo {
     pub backend: Box<dyn Backend>,
     pub key: Key,
     pub config: Config,
+    /// The SHA-256 of the stored config (see [`binding`]): what the streams made from this
+    /// repository name it by.
+    pub binding: Id,
     early: Mutex<Early>,
 }
 
@@ -112,8 +115,9 @@ impl Repo {
             (key, raw, early)
         });
         let key = key?;
-        let config = Config::decode(&key, &raw?).context("config")?;
-        Ok(Repo { backend, key, config, early: Mutex::new(early) })
+        let raw = raw?;
+        let config = Config::decode(&key, &raw).context("config")?;
+        Ok(Repo { backend, key, config, binding: Id::hash(&raw), early: Mutex::new(early) })
     }
 
     /// The listing of a kind of file: the one made while the key was derived, if any and not
@@ -323,8 +327,11 @@ pub fn require(backend: &dyn Backend) -> Result<()> {
 /// What binds a stream to its repository: the SHA-256 of the `config` file as stored. It
 /// changes with the repository id inside and needs no key, so `push` can check it too.
 pub fn binding(backend: &dyn Backend) -> Result<Id> {
-    require(backend)?;
-    Ok(Id::hash(&backend.read(FileType::Config, "")?))
+    match backend.read(FileType::Config, "") {
+        Ok(raw) => Ok(Id::hash(&raw)),
+        // Asked only now: a repository that exists costs one request, not two.
+        Err(e) => require(backend).and(Err(e)),
+    }
 }
 
 /// Resolves a pack id or unique id prefix to the name and size of a stored pack.

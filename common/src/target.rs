@@ -135,17 +135,13 @@ impl Dir {
 
     /// Opens the regular file at `rel` below this one for reading, following no link.
     pub fn open_file_beneath(&self, rel: &[u8]) -> io::Result<File> {
-        let fd = self.open_beneath(rel, OFlags::RDONLY)?;
-        let f = File::from(fd);
-        if !f.metadata()?.is_file() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
-        }
-        Ok(f)
+        regular(File::from(self.open_beneath(rel, OFlags::RDONLY | OFlags::NONBLOCK)?))
     }
 
     /// Opens the regular file `name` in this directory for reading, following no link.
     pub fn open_file(&self, name: &[u8]) -> io::Result<File> {
-        Ok(File::from(rustix::fs::openat(&self.fd, name, OFlags::RDONLY | NOFOLLOW, Mode::empty())?))
+        let flags = OFlags::RDONLY | OFlags::NONBLOCK | NOFOLLOW;
+        regular(File::from(rustix::fs::openat(&self.fd, name, flags, Mode::empty())?))
     }
 
     /// Creates the directory `name` (`EEXIST` if anything is there).
@@ -392,6 +388,16 @@ pub fn is_root() -> bool {
 /// A path for messages: `dir/rel`.
 pub fn display(dir: &Path, rel: &[u8]) -> String {
     dir.join(OsStr::from_bytes(rel)).display().to_string()
+}
+
+/// `f` if it is a regular file. Files are opened with `O_NONBLOCK` and checked after: a fifo
+/// that took a file's name in the target (the user's, or made since walk looked) would make
+/// a blocking open wait for a writer forever, and a restore hang.
+fn regular(f: File) -> io::Result<File> {
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    Ok(f)
 }
 
 #[cfg(test)]

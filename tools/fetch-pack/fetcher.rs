@@ -37,17 +37,24 @@ pub fn run(args: &Args) -> Result<()> {
     if let Some(p) = &args.pack {
         return stream_pack(args, p);
     }
-    let backend = args.repo.existing()?;
+    let backend = args.repo.backend()?;
+    let binding = common::repo::binding(backend.as_ref())?;
     common::sys::return_large_buffers();
     let connections = match args.connections {
         Some(n) if n > 0 => n,
         Some(_) => return Err(Error::Usage("--connections must be at least 1".into())),
-        None => backend::connections(args.repo.location()?, &args.repo.options()?)?,
+        None => backend::connections(&args.repo.location()?, &args.repo.options()?)?,
     };
     let mut input = Reader::stdin();
     let header = input.read_header()?;
+    header.check_repository(binding, backend.location())?;
+    // Its blob records would pass through beside the ones fetched again: every file would
+    // get each blob twice, and unpack would stop at the second.
+    if header.producer == "fetch-pack" {
+        return Err(Error::Usage("the stream has been through fetch-pack already: give it to unpack".into()));
+    }
     let mut out = Writer::stdout();
-    out.header_with_root("fetch-pack", header.snapshot, header.root)?;
+    out.header_with_root("fetch-pack", header.snapshot, header.root, header.repository)?;
     let limits = Limits { max_gap: args.max_gap, max_read: args.max_read, max_lines: MAX_LINES };
     let reader = Fetcher { backend: backend.as_ref(), gone: Mutex::default(), buffers: Mutex::default() };
     let mut writer = Output { out: &mut out, gone: IdMap::default(), failed: 0, buffers: &reader.buffers };
@@ -146,6 +153,10 @@ enum Got {
     Missing(String),
     /// The read failed (after the backend's retries) or came up short.
     Failed(String),
+    /// The pack is shorter than the range (cut short by a copy or a full disk): the bytes
+    /// it still holds from the range's start, and why the rest failed. The blobs lying
+    /// wholly inside them are sound as far as a read can tell; unpack checks each.
+    Cut(Vec<u8>, String),
 }
 
 /// The workers' side: one ranged read per unit.
@@ -168,11 +179,11 @@ impl Fetcher<'_> {
         let name = r.pack.to_hex();
         let got = match self.backend.read_range(FileType::Pack, &name, r.start, r.len(), &mut buf) {
             Ok(()) if buf.len() as u64 == r.len() => Got::Bytes(buf),
-            Ok(()) => Got::Failed(format!("short read: {} of {} bytes", buf.len(), r.len())),
+            Ok(()) => self.salvage(&r, format!("short read: {} of {} bytes", buf.len(), r.len()), buf),
             Err(e) => {
                 let msg = e.to_string();
                 if matches!(self.backend.exists(FileType::Pack, &name), Ok(true)) {
-                    Got::Failed(msg)
+                    self.salvage(&r, msg, buf)
                 } else {
                     lock(&self.gone).insert(r.pack, msg.clone());
                     Got::Missing(msg)
@@ -180,6 +191,25 @@ impl Fetcher<'_> {
             }
         };
         Ok((u, got))
+    }
+
+    /// After a failed read: if the pack ends inside the range, what it holds of the range,
+    /// so that the blobs before the cut still travel (restic restores them too). One
+    /// request for the size and one for the bytes; a failure of either leaves the read
+    /// failed as it was.
+    fn salvage(&self, r: &Range, msg: String, mut buf: Vec<u8>) -> Got {
+        let name = r.pack.to_hex();
+        match self.backend.size(FileType::Pack, &name) {
+            Ok(size) if size > r.start && size < r.end => {
+                match self.backend.read_range(FileType::Pack, &name, r.start, size - r.start, &mut buf) {
+                    Ok(()) if buf.len() as u64 == size - r.start => {
+                        Got::Cut(buf, format!("{msg} (the pack ends at byte {size})"))
+                    }
+                    _ => Got::Failed(msg),
+                }
+            }
+            _ => Got::Failed(msg),
+        }
     }
 }
 
@@ -209,7 +239,7 @@ impl<W: std::io::Write> Output<'_, W> {
                     msg.clone()
                 }
             }),
-            (Got::Failed(msg), Some(r)) => {
+            (Got::Failed(msg) | Got::Cut(_, msg), Some(r)) => {
                 self.failed += 1;
                 warn("fetch-pack", format!("pack {} bytes {}..{}: {msg}", r.pack, r.start, r.end));
                 Some(msg.clone())
@@ -226,7 +256,10 @@ impl<W: std::io::Write> Output<'_, W> {
                     self.out.write(&BlobFailedRecord { loc: b.clone(), error: msg.clone() })?
                 }
                 Item::Data(b) => match (&got, &failure, u.read) {
-                    (Got::Bytes(buf), _, Some(Range { start, .. })) => {
+                    // A cut pack's range holds the blobs before the cut; a whole one, all.
+                    (Got::Bytes(buf) | Got::Cut(buf, _), _, Some(Range { start, .. }))
+                        if b.offset + u64::from(b.length) <= start + buf.len() as u64 =>
+                    {
                         let at = (b.offset - start) as usize;
                         self.out.write_with_data(
                             &BlobRecord { loc: b.clone() },
@@ -240,7 +273,7 @@ impl<W: std::io::Write> Output<'_, W> {
                 },
             }
         }
-        if let Got::Bytes(buf) = got {
+        if let Got::Bytes(buf) | Got::Cut(buf, _) = got {
             let mut pool = lock(self.buffers);
             if pool.iter().map(Vec::capacity).sum::<usize>() + buf.capacity() <= KEEP_BUFFERS {
                 pool.push(buf);

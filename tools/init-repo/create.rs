@@ -81,7 +81,7 @@ fn local_root(args: &Args) -> Result<Option<PathBuf>> {
         return Ok(Some(PathBuf::from(path)));
     }
     let scheme = loc.find(':').is_some_and(|i| !loc[..i].contains('/'));
-    Ok((!scheme).then(|| PathBuf::from(loc)))
+    Ok((!scheme).then(|| PathBuf::from(loc.as_ref())))
 }
 
 /// Every directory at or below `root` that exists now.

@@ -71,7 +71,7 @@ pub fn run(args: &Args) -> Result<()> {
         }
     }
     progress.start();
-    let connections = common::backend::connections(args.repo.location()?, &args.repo.options()?)?;
+    let connections = common::backend::connections(&args.repo.location()?, &args.repo.options()?)?;
     let mut p = Pusher {
         backend: backend.clone(),
         packs: HashMap::new(),

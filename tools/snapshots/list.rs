@@ -40,7 +40,8 @@ pub fn run(args: &Args) -> Result<()> {
         }
         v
     };
-    if let Some(n) = args.latest {
+    // restic's default is 0, which means no limit: `--latest 0` lists them all.
+    if let Some(n) = args.latest.filter(|n| *n > 0) {
         let mut per_group: HashMap<(String, Vec<String>), usize> = HashMap::new();
         let mut keep = Vec::new();
         for s in chosen.iter().rev() {

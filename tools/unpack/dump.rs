@@ -138,6 +138,8 @@ pub fn run(args: &Args) -> Result<()> {
     let repo = args.repo.open()?;
     let mut input = Reader::stdin();
     let header = input.read_header()?;
+    header.check_repository(repo.binding, repo.backend.location())?;
+    header.check_fetched()?;
     common::sys::return_large_buffers();
 
     let (items_tx, items) = std::sync::mpsc::sync_channel::<Result<Vec<Item>>>(AHEAD);

@@ -40,7 +40,9 @@ struct PackState {
 pub fn run(args: &Args) -> Result<()> {
     let repo = args.repo.open()?;
     let mut input = Reader::stdin();
-    input.read_header()?;
+    let header = input.read_header()?;
+    header.check_repository(repo.binding, repo.backend.location())?;
+    header.check_fetched()?;
     let mut l = Lister { key: repo.key.clone(), out: Writer::stdout(), bad: 0, total: 0, plain: Vec::new() };
     l.out.header("unpack", None)?;
     let mut pack: Option<PackState> = None;

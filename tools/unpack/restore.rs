@@ -221,6 +221,8 @@ pub fn run(args: &Args) -> Result<()> {
     let repo = args.repo.open()?;
     let mut input = Reader::stdin();
     let header = input.read_header()?;
+    header.check_repository(repo.binding, repo.backend.location())?;
+    header.check_fetched()?;
     progress.start();
     let root_dir = Dir::open_target(&target).map_err(|e| match e.kind() {
         io::ErrorKind::NotADirectory => {

@@ -113,7 +113,7 @@ pub fn run(args: &Args) -> Result<()> {
     };
     // A path to a non-directory selects that one node: the header names no directory then.
     let root = if single.is_some() { None } else { root };
-    w.out.header_with_root("walk", Some(*snap_id), root)?;
+    w.out.header_with_root("walk", Some(*snap_id), root, Some(repo.binding))?;
     if !args.no_totals {
         // A first pass over the same trees (most come from the tree cache the second time):
         // the stage that draws progress needs the totals before the first node.

@@ -191,7 +191,8 @@ pub struct Header {
     pub snapshot: Option<Id>,
     /// The repository the stream was made for: the SHA-256 of its `config` file as stored
     /// (it holds the repository id; hashing the stored bytes needs no key). `pack` sets it
-    /// and `push` refuses a stream made for another repository.
+    /// and `push` refuses a stream made for another repository; `walk` sets it, and
+    /// `fetch-pack` and `unpack` refuse a stream walked in another repository.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repository: Option<Id>,
     /// The name of the directory the stream's paths are relative to, when `walk` selected
@@ -199,6 +200,35 @@ pub struct Header {
     /// its entry names with it, as `restic dump` does. `fetch-pack` copies it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<String>,
+}
+
+impl Header {
+    /// Refuses a stream that names another repository than the one whose [`binding`] is
+    /// given, before anything is read or written for it: its packs are not there, or hold
+    /// other blobs under another key, and every file would fail on its own with a message
+    /// that blames the data. A stream that names none (made by hand) passes.
+    ///
+    /// [`binding`]: crate::repo::binding
+    pub fn check_repository(&self, binding: Id, location: &str) -> Result<()> {
+        match self.repository {
+            Some(r) if r != binding => Err(Error::Usage(format!(
+                "the stream was walked in another repository, not {location} (its config differs): give every stage the same repository"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses a stream straight from `walk` where blob data is needed: it carries none, so
+    /// a restore stopped at its first file with a message about missing blobs, and
+    /// `unpack --list` checked nothing and passed.
+    pub fn check_fetched(&self) -> Result<()> {
+        if self.producer == "walk" {
+            return Err(Error::Usage(
+                "the stream comes straight from walk and carries no blob data: put fetch-pack between them (walk … | fetch-pack | unpack …)".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Closes every stream; `records` counts the records between header and end.

@@ -74,23 +74,25 @@ impl<W: Write> Writer<W> {
 
     /// Writes the header. Call once, first.
     pub fn header(&mut self, producer: &str, snapshot: Option<Id>) -> Result<()> {
-        self.header_with_root(producer, snapshot, None)
+        self.header_with_root(producer, snapshot, None, None)
     }
 
     /// Writes the header of a stream of nodes relative to a selected directory (see
-    /// `Header::root`). Call once, first.
+    /// `Header::root`), read from the repository `repository` names (see
+    /// `Header::repository`). Call once, first.
     pub fn header_with_root(
         &mut self,
         producer: &str,
         snapshot: Option<Id>,
         root: Option<String>,
+        repository: Option<Id>,
     ) -> Result<()> {
         self.header_record(Header {
             format: FORMAT.into(),
             version: VERSION,
             producer: producer.into(),
             snapshot,
-            repository: None,
+            repository,
             root,
         })
     }
