@@ -57,7 +57,8 @@ impl Repo {
     /// A repository from its parts, for unit tests that need one without a key file.
     #[cfg(test)]
     pub(crate) fn for_tests(backend: Box<dyn Backend>, key: Key, config: Config) -> Repo {
-        Repo { backend, key, config, early: Mutex::new(Early::default()) }
+        let binding = Id::hash(&config.encode(&key));
+        Repo { backend, key, config, binding, early: Mutex::new(Early::default()) }
     }
 
     /// Opens the repository: checks it exists, then finds the key file the password opens.
