@@ -257,3 +257,59 @@ fn push_reads_on_while_packs_upload() {
     assert!(whole >= 4, "push read only {whole} whole packs while none could be stored");
     assert!(whole < ends.len(), "push read all {whole} packs: reading is not bounded");
 }
+
+/// A pack cut short on the server (an interrupted upload or copy) answers a ranged read with
+/// fewer bytes than asked, in a complete answer. That was taken for a body cut on the way and
+/// retried for the whole retry limit (120 s by default) before fetch-pack fell back to what the
+/// pack still holds; a short object is now a permanent answer, and the restore goes on at once.
+#[test]
+fn a_pack_cut_short_on_the_server_is_not_retried() {
+    let td = tempdir();
+    let src = td.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..4u64 {
+        std::fs::write(src.join(format!("f{i}")), random_bytes(i, 300_000)).unwrap();
+    }
+    let server = Rclone::start(&td.path().join("srv"), &RcloneOpts::default());
+    let r = remote(&td.path().join("r"), server.url(None, "repo/"));
+    r.init(2, &[]);
+    r.backup_dir_contents(&src, &[]);
+    // The largest pack holds the data: cut it in the middle.
+    let mut packs: Vec<(u64, std::path::PathBuf)> = walkdir::WalkDir::new(server.root.join("repo/data"))
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| (e.metadata().unwrap().len(), e.into_path()))
+        .collect();
+    packs.sort();
+    let (size, pack) = packs.pop().expect("a data pack");
+    std::fs::OpenOptions::new().write(true).open(&pack).unwrap().set_len(size / 2).unwrap();
+    // A new server: rclone's directory cache would still promise the old size.
+    drop(server);
+    let server = Rclone::start(&td.path().join("srv"), &RcloneOpts::default());
+    let r = remote(&td.path().join("r2"), server.url(None, "repo/"));
+
+    let out = td.path().join("out");
+    let t0 = Instant::now();
+    let res = Pipeline::new()
+        .stage(tool(&r, "walk", &["latest"]))
+        .stage(tool(&r, "fetch-pack", &[]))
+        .stage(tool(&r, "unpack", &["--target", out.to_str().unwrap()]))
+        .env("SLUICE_RETRY_TIMEOUT", "30")
+        .run();
+    let took = t0.elapsed();
+    assert_eq!(res.codes(), [0, 3, 3], "{}", res.report());
+    assert!(
+        took < Duration::from_secs(20),
+        "the restore took {took:?}: the short pack was retried\n{}",
+        res.report()
+    );
+    let restored = (0..4u64).filter(|i| out.join(format!("f{i}")).exists()).count();
+    assert!((1..4).contains(&restored), "{restored} of 4 files restored:\n{}", res.report());
+    for i in 0..4u64 {
+        let p = out.join(format!("f{i}"));
+        if p.exists() {
+            assert_eq!(std::fs::read(&p).unwrap(), random_bytes(i, 300_000), "f{i}");
+        }
+    }
+}

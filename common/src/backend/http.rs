@@ -226,7 +226,8 @@ fn io_reason(e: &std::io::Error) -> String {
 /// Appends the `len` bytes at `offset` from the answer to a ranged GET to `buf`. A server
 /// that ignores the range sends the whole object: the bytes before `offset` are skipped. A
 /// body that stops early leaves what arrived appended and is a transient error, so the retry
-/// wrapper asks for the rest.
+/// wrapper asks for the rest; but a body that ends where its framing (`Content-Length` or
+/// chunks) says it ends came whole from a shorter object, which no retry lengthens.
 pub fn read_range_body(
     resp: ureq::http::Response<ureq::Body>,
     what: &str,
@@ -236,6 +237,14 @@ pub fn read_range_body(
 ) -> Result<()> {
     use std::io::Read;
     let partial = resp.status().as_u16() == 206;
+    // ureq reports a connection closed before the framed end as an error; an unframed body
+    // (closed by the server) cannot tell a cut from the end.
+    let headers = resp.headers();
+    let framed = headers.contains_key("content-length")
+        || headers
+            .get("transfer-encoding")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
     let mut body = resp.into_body().into_reader();
     if !partial && offset > 0 {
         let skipped = std::io::copy(&mut (&mut body).take(offset), &mut std::io::sink())
@@ -249,6 +258,11 @@ pub fn read_range_body(
     let start = buf.len();
     body.take(len).read_to_end(buf).map_err(|e| body_error(e, what))?;
     let got = (buf.len() - start) as u64;
+    if got < len && framed {
+        return Err(Error::format(format!(
+            "{what}: shorter than {len} bytes at offset {offset}, only {got} there (truncated?)"
+        )));
+    }
     if got < len {
         return Err(Error::remote(
             Class::Transient,
