@@ -274,7 +274,9 @@ fn snapshots_lists_the_others_beside_a_damaged_one() {
         let res = support::Pipeline::new().stage(args).run();
         assert_eq!(res.codes(), vec![1], "{}", res.report());
         let out = String::from_utf8_lossy(&res.stdout).into_owned();
-        assert!(out.contains(good.as_str()) && !out.contains(bad.as_str()), "{out}");
+        // By id: the good snapshot names the damaged one as its parent.
+        let listed = |id: &str| out.contains(&format!("\"id\":\"{id}\""));
+        assert!(listed(good) && !listed(bad), "{out}");
         let err = res.stderr_str(0);
         let lines: Vec<&str> = err.lines().collect();
         assert_eq!(lines.len(), 2, "{err}");
