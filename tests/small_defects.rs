@@ -522,3 +522,29 @@ fn exclude_files_leave_out_what_restic_leaves_out() {
         "{ours:?}"
     );
 }
+
+/// The stages of a pipeline share one stderr. A message written in pieces (`writeln!` makes
+/// a `write` per piece) could be cut by another stage's: Ctrl-C of a backup once printed
+/// `pushpack: interrupted by SIGINT` and then `: interrupted by SIGINT; removed its lock`.
+/// Every line, a warning or the last error, is one `write`.
+#[test]
+fn each_message_is_one_write() {
+    if Command::new("strace").arg("-V").output().is_err() {
+        panic!("strace is needed for this test");
+    }
+    let td = tempdir();
+    let log = td.path().join("strace.log");
+    let out = Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=write", "-e", "signal=none", "-s", "512", "-o"])
+        .arg(&log)
+        .arg(bin("snapshots"))
+        .arg("--repo")
+        .arg(td.path().join("no-such-repository"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(10), "{}", String::from_utf8_lossy(&out.stderr));
+    let log = fs::read_to_string(&log).unwrap();
+    let writes: Vec<&str> = log.lines().filter(|l| l.contains("write(2,")).collect();
+    assert_eq!(writes.len(), 1, "the message took {} writes:\n{log}", writes.len());
+    assert!(writes[0].contains("snapshots: ") && writes[0].contains("\\n\","), "{}", writes[0]);
+}

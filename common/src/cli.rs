@@ -321,7 +321,17 @@ fn trim(mut v: Vec<u8>) -> Vec<u8> {
 
 /// Writes one line to stderr, ignoring failure (there is nowhere left to report it).
 pub fn warn(tool: &str, msg: impl std::fmt::Display) {
-    let _ = writeln!(std::io::stderr(), "{tool}: {}", one_line(&msg.to_string()));
+    stderr_line(&format!("{tool}: {}", one_line(&msg.to_string())));
+}
+
+/// Writes `text` and a newline to stderr in one `write`: the stages of a pipeline share one
+/// stderr, and a line written in pieces (as `writeln!` writes) could be cut by another
+/// stage's line, as Ctrl-C's "interrupted" lines of three stages were.
+pub fn stderr_line(text: &str) {
+    let mut line = String::with_capacity(text.len() + 1);
+    line.push_str(text);
+    line.push('\n');
+    let _ = std::io::stderr().write_all(line.as_bytes());
 }
 
 /// Escapes control characters (a newline in a file name, say) so that every message stays

@@ -399,7 +399,7 @@ impl Shared {
             ));
         }
         line.push_str(&format!(", {}", self.counts_text()));
-        let _ = writeln!(std::io::stderr(), "{line}");
+        crate::cli::stderr_line(&line);
     }
 }
 

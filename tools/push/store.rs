@@ -338,5 +338,5 @@ fn report(s: &SummaryRecord, stored: [u64; 3]) {
         s.snapshot_id.short(),
     );
     // A report of several lines, like restic's, not a message: written as it is.
-    let _ = writeln!(std::io::stderr(), "{}", msg.trim_start());
+    common::cli::stderr_line(msg.trim_start());
 }
