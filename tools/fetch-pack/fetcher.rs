@@ -48,11 +48,7 @@ pub fn run(args: &Args) -> Result<()> {
     let mut input = Reader::stdin();
     let header = input.read_header()?;
     header.check_repository(binding, backend.location())?;
-    // Its blob records would pass through beside the ones fetched again: every file would
-    // get each blob twice, and unpack would stop at the second.
-    if header.producer == "fetch-pack" {
-        return Err(Error::Usage("the stream has been through fetch-pack already: give it to unpack".into()));
-    }
+    header.check_not_fetched()?;
     let mut out = Writer::stdout();
     out.header_with_root("fetch-pack", header.snapshot, header.root, header.repository)?;
     let limits = Limits { max_gap: args.max_gap, max_read: args.max_read, max_lines: MAX_LINES };

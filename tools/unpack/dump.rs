@@ -11,7 +11,7 @@ use common::dump::{self, Blobs, Tar};
 use common::error::{Error, Result, ResultExt};
 use common::node::{Node, NodeType};
 use common::pack::Opener;
-use common::record::{BlobLoc, NodeRecord, Reader};
+use common::record::{BlobLoc, NodeRecord};
 use common::repo::Repo;
 
 use crate::decode::{check_loc, decode, Item, Plain, AHEAD};
@@ -135,11 +135,7 @@ impl Blobs for Source<'_> {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let repo = args.repo.open()?;
-    let mut input = Reader::stdin();
-    let header = input.read_header()?;
-    header.check_repository(repo.binding, repo.backend.location())?;
-    header.check_fetched()?;
+    let (repo, mut input, header) = crate::open_fetched(args)?;
     common::sys::return_large_buffers();
 
     let (items_tx, items) = std::sync::mpsc::sync_channel::<Result<Vec<Item>>>(AHEAD);

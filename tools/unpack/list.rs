@@ -9,8 +9,7 @@ use common::crypto::Key;
 use common::error::{Error, Result};
 use common::pack::{decode_header, open_blob, Entry};
 use common::record::{
-    decode_b64, BlobCheck, BlobFailedRecord, BlobRecord, PackDataRecord, PackHeaderRecord, Reader, Tag,
-    Writer,
+    decode_b64, BlobCheck, BlobFailedRecord, BlobRecord, PackDataRecord, PackHeaderRecord, Tag, Writer,
 };
 use common::Id;
 use sha2::{Digest, Sha256};
@@ -38,11 +37,7 @@ struct PackState {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let repo = args.repo.open()?;
-    let mut input = Reader::stdin();
-    let header = input.read_header()?;
-    header.check_repository(repo.binding, repo.backend.location())?;
-    header.check_fetched()?;
+    let (repo, mut input, _) = crate::open_fetched(args)?;
     let mut l = Lister { key: repo.key.clone(), out: Writer::stdout(), bad: 0, total: 0, plain: Vec::new() };
     l.out.header("unpack", None)?;
     let mut pack: Option<PackState> = None;

@@ -21,11 +21,14 @@ mod dump;
 mod list;
 mod restore;
 
+use std::io::{BufReader, Stdin};
 use std::path::PathBuf;
 
 use clap::Parser;
 use common::cli::{self, RepoArgs};
 use common::overwrite::Mode;
+use common::record::{Header, Reader};
+use common::repo::Repo;
 
 /// Decrypt fetched blobs and restore files, or list and check the blobs of one pack.
 #[derive(Parser, Debug)]
@@ -89,6 +92,17 @@ pub struct Args {
 
     #[command(flatten)]
     pub repo: RepoArgs,
+}
+
+/// The repository and the input, its header read and checked: a stream walked in this
+/// repository and passed through fetch-pack, as every mode but `--dry-run` needs.
+fn open_fetched(args: &Args) -> common::error::Result<(Repo, Reader<BufReader<Stdin>>, Header)> {
+    let repo = args.repo.open()?;
+    let mut input = Reader::stdin();
+    let header = input.read_header()?;
+    header.check_repository(repo.binding, repo.backend.location())?;
+    header.check_fetched()?;
+    Ok((repo, input, header))
 }
 
 fn main() {

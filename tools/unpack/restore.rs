@@ -23,7 +23,7 @@ use common::meta::{self, On};
 use common::node::{Node, NodeType};
 use common::overwrite::{self, Mode};
 use common::progress::{Kind, Progress};
-use common::record::{ActionRecord, BlobLoc, DeleteRecord, NodeRecord, Reader, Restored, Writer};
+use common::record::{ActionRecord, BlobLoc, DeleteRecord, NodeRecord, Restored, Writer};
 use common::target::{self, components, file_meta, Dir};
 use common::Id;
 
@@ -218,11 +218,7 @@ struct Unpacker<W: io::Write> {
 pub fn run(args: &Args) -> Result<()> {
     let target = args.target.clone().expect("clap requires --target");
     let progress = Progress::new(Kind::Restore, &args.progress, &args.json, args.quiet)?;
-    let repo = args.repo.open()?;
-    let mut input = Reader::stdin();
-    let header = input.read_header()?;
-    header.check_repository(repo.binding, repo.backend.location())?;
-    header.check_fetched()?;
+    let (repo, mut input, header) = crate::open_fetched(args)?;
     progress.start();
     let root_dir = Dir::open_target(&target).map_err(|e| match e.kind() {
         io::ErrorKind::NotADirectory => {

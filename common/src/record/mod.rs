@@ -229,6 +229,18 @@ impl Header {
         }
         Ok(())
     }
+
+    /// Refuses a stream that has been through `fetch-pack` where `fetch-pack` reads: its
+    /// blob records would pass through beside the ones fetched again, every file would get
+    /// each blob twice, and unpack would stop at the second.
+    pub fn check_not_fetched(&self) -> Result<()> {
+        if self.producer == "fetch-pack" {
+            return Err(Error::Usage(
+                "the stream has been through fetch-pack already: give it to unpack".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Closes every stream; `records` counts the records between header and end.
