@@ -285,3 +285,53 @@ fn paths_outside_the_target_fail() {
     assert!(error_of(&bad, "dir/mode.txt").contains("is a symlink, not a directory"), "{bad:?}");
     assert!(error_of(&bad, "dir/sub/leaf.txt").contains("is a symlink, not a directory"), "{bad:?}");
 }
+
+/// A restored file that verify may not read (mode 000, verify not root) has not been shown to
+/// differ: verify says it cannot read it, in one line naming the file and the cause, checks
+/// the rest, and exits 1 (could not check), not 3 (differs). Root reads anything, so as root
+/// verify runs as nobody, from a copy of the binary nobody can reach.
+#[test]
+fn a_file_verify_cannot_read_is_not_a_difference() {
+    let fx = Fixture::new(
+        |src| {
+            fs::write(src.join("open.txt"), b"anyone\n").unwrap();
+            fs::write(src.join("locked.txt"), b"no one\n").unwrap();
+            fs::set_permissions(src.join("locked.txt"), fs::Permissions::from_mode(0o000)).unwrap();
+        },
+        &[],
+    );
+    let (target, restored) = fx.restore("out");
+    assert_eq!(fs::metadata(target.join("locked.txt")).unwrap().permissions().mode() & 0o777, 0);
+    let mut cmd: Vec<OsString> = Vec::new();
+    if is_root() {
+        let public = fx.path("public");
+        fs::create_dir(&public).unwrap();
+        let copy = public.join("verify");
+        fs::copy(bin("verify"), &copy).unwrap();
+        fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).unwrap();
+        let mode = fs::metadata(fx.td.path()).unwrap().permissions().mode();
+        fs::set_permissions(fx.td.path(), fs::Permissions::from_mode(mode | 0o005)).unwrap();
+        fs::set_permissions(&target, fs::Permissions::from_mode(0o755)).unwrap();
+        cmd.extend(argv(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]));
+        cmd.push(copy.into_os_string());
+    } else {
+        cmd.push("verify".into());
+    }
+    cmd.extend([OsString::from("--target"), target.into_os_string()]);
+    let res = Pipeline::new().stage(cmd).stdin(restored).run();
+    assert_eq!(res.codes(), vec![1], "{}", res.report());
+    let err = String::from_utf8_lossy(&res.stderrs[0]).into_owned();
+    assert!(!err.contains("differ"), "a file that was not read is said to differ: {err}");
+    let line = err.lines().find(|l| l.contains("locked.txt")).unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        line.starts_with("verify: ") && line.contains("cannot read") && line.contains("Permission denied"),
+        "{line}"
+    );
+    let verdicts = framed_records(&res);
+    let of =
+        |p: &str| verdicts.iter().find(|v| v["path"] == p).unwrap_or_else(|| panic!("{verdicts:?}")).clone();
+    assert_eq!(of("open.txt")["ok"], true, "{verdicts:?}");
+    let locked = of("locked.txt");
+    assert_eq!(locked["ok"], false);
+    assert!(locked["error"].as_str().unwrap().starts_with("cannot read"), "{locked}");
+}

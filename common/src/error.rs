@@ -62,6 +62,11 @@ pub enum Error {
     /// The work finished but some items failed; each was reported on its own already.
     #[error("{0}")]
     SomeFailed(String),
+    /// The work finished but some items could not be looked at (a file `verify` may not
+    /// read): unlike [`Error::SomeFailed`] nothing is known to be wrong with them, and
+    /// nothing is known to be right. Each was reported on its own already; exit 1.
+    #[error("{0}")]
+    Unchecked(String),
     /// stdout was closed by the reader (`| head`).
     #[error("broken pipe")]
     BrokenPipe,

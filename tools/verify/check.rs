@@ -29,6 +29,8 @@ struct Tally {
     bad_others: u64,
     /// The first difference goes into the summary, so stderr alone says where to look.
     first_bad: Option<String>,
+    /// Entries that could not be read, so neither passed nor failed; each named on stderr.
+    unreadable: u64,
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -68,7 +70,24 @@ pub fn run(args: &Args) -> Result<()> {
             // Sockets and irregular entries are never restored (by restic either).
             _ => continue,
         };
-        let error = checker.entry(&rec, &node).err();
+        let error = match checker.entry(&rec, &node) {
+            Ok(()) => None,
+            Err(Problem::Differs(e)) => Some(e),
+            Err(Problem::Unreadable(e)) => {
+                t.unreadable += 1;
+                common::cli::warn("verify", format!("{:?}: {e}", rec.path));
+                // The verdict is not ok (nothing was shown to be right), and says why.
+                let v = Verdict {
+                    path: rec.path.clone(),
+                    path_raw: rec.path_raw.clone(),
+                    ok: false,
+                    size: node.size,
+                    error: Some(e),
+                };
+                out.write(&v)?;
+                continue;
+            }
+        };
         if is_file {
             t.files += 1;
             // Another name of a file checked already is not counted again, as in the totals.
@@ -99,6 +118,21 @@ pub fn run(args: &Args) -> Result<()> {
     }
     out.finish()?;
     progress.finish()?;
+    if t.unreadable > 0 {
+        let differ = t.bad_files + t.bad_others;
+        let (s, were) = if t.unreadable == 1 { ("y", "was") } else { ("ies", "were") };
+        let rest = match differ {
+            0 => "the rest match the snapshot".to_string(),
+            n => format!(
+                "of the rest, {n} differ from the snapshot, first {}",
+                t.first_bad.unwrap_or_default()
+            ),
+        };
+        return Err(Error::Unchecked(format!(
+            "{} entr{s} could not be read and {were} not checked; {rest}",
+            t.unreadable
+        )));
+    }
     if t.bad_files + t.bad_others > 0 {
         let first = t.first_bad.unwrap_or_default();
         let what = if t.bad_others == 0 {
@@ -125,7 +159,30 @@ struct Checker<'a> {
     parent_ok: Option<Vec<u8>>,
 }
 
-type Check = std::result::Result<(), String>;
+/// Why an entry did not pass.
+enum Problem {
+    /// It is not what the snapshot says.
+    Differs(String),
+    /// It could not be looked at (permissions, an I/O error): whether it differs is unknown.
+    Unreadable(String),
+}
+
+impl From<String> for Problem {
+    fn from(s: String) -> Problem {
+        Problem::Differs(s)
+    }
+}
+
+/// A failure to read something under the target, with `what` naming it when it is not the
+/// entry itself.
+fn unreadable(what: Option<&str>, e: &io::Error) -> Problem {
+    match what {
+        Some(w) => Problem::Unreadable(format!("cannot read {w:?}: {e}")),
+        None => Problem::Unreadable(format!("cannot read: {e}")),
+    }
+}
+
+type Check = std::result::Result<(), Problem>;
 
 impl Checker<'_> {
     /// Checks one entry; the error says what differs.
@@ -135,18 +192,18 @@ impl Checker<'_> {
         if node.node_type == NodeType::File {
             rec.check_content(node).map_err(|e| e.to_string())?;
         } else if !rec.blobs.is_empty() {
-            return Err(format!("the record lists {} blobs for a {}", rec.blobs.len(), node.node_type));
+            return Err(format!("the record lists {} blobs for a {}", rec.blobs.len(), node.node_type).into());
         }
         self.check_parents(&rel)?;
         let path = self.target.join(OsStr::from_bytes(&rel));
         let md = match std::fs::symlink_metadata(&path) {
             Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err("missing".into()),
-            Err(e) => return Err(e.to_string()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Problem::Differs("missing".into())),
+            Err(e) => return Err(unreadable(None, &e)),
         };
         let have = kind(&md);
         if have != node.node_type.as_str() {
-            return Err(format!("a {have}, but the snapshot has a {}", node.node_type));
+            return Err(format!("a {have}, but the snapshot has a {}", node.node_type).into());
         }
         // A symlink's own mode is always 0777 on Linux and is never restored.
         if node.node_type != NodeType::Symlink && md.mode() & 0o7777 != node.unix_mode() {
@@ -154,25 +211,29 @@ impl Checker<'_> {
                 "mode {:04o} but the snapshot says {:04o}",
                 md.mode() & 0o7777,
                 node.unix_mode()
-            ));
+            )
+            .into());
         }
         match node.node_type {
             NodeType::Symlink => {
-                let t = std::fs::read_link(&path).map_err(|e| e.to_string())?;
+                let t = std::fs::read_link(&path).map_err(|e| unreadable(None, &e))?;
                 let t = t.as_os_str().as_bytes();
                 if t != node.linktarget {
                     return Err(format!(
                         "link target {:?} but the snapshot says {:?}",
                         String::from_utf8_lossy(t),
                         String::from_utf8_lossy(&node.linktarget)
-                    ));
+                    )
+                    .into());
                 }
             }
             NodeType::Dev | NodeType::Chardev if md.rdev() != node.device => {
-                return Err(format!("device number {} but the snapshot says {}", md.rdev(), node.device));
+                return Err(
+                    format!("device number {} but the snapshot says {}", md.rdev(), node.device).into()
+                );
             }
             NodeType::File if md.len() != node.size => {
-                return Err(restored::Mismatch::Size { have: md.len(), want: node.size }.to_string());
+                return Err(restored::Mismatch::Size { have: md.len(), want: node.size }.to_string().into());
             }
             _ => {}
         }
@@ -183,7 +244,8 @@ impl Checker<'_> {
                 return Err(format!(
                     "not a hard link of {:?} as the snapshot says",
                     String::from_utf8_lossy(&first)
-                ));
+                )
+                .into());
             }
         }
         if self.metadata {
@@ -207,7 +269,8 @@ impl Checker<'_> {
                 md.mtime_nsec(),
                 node.mtime.secs,
                 node.mtime.nanos
-            ));
+            )
+            .into());
         }
         if self.owners && (md.uid() != node.uid || md.gid() != node.gid) {
             return Err(format!(
@@ -216,7 +279,8 @@ impl Checker<'_> {
                 md.gid(),
                 node.uid,
                 node.gid
-            ));
+            )
+            .into());
         }
         Ok(())
     }
@@ -237,11 +301,11 @@ impl Checker<'_> {
             let what = String::from_utf8_lossy(prefix);
             match std::fs::symlink_metadata(&p) {
                 Ok(m) if m.is_dir() => {}
-                Ok(m) => return Err(format!("missing: {what:?} is a {}, not a directory", kind(&m))),
+                Ok(m) => return Err(format!("missing: {what:?} is a {}, not a directory", kind(&m)).into()),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    return Err(format!("missing (so is the directory {what:?})"))
+                    return Err(format!("missing (so is the directory {what:?})").into())
                 }
-                Err(e) => return Err(format!("{what}: {e}")),
+                Err(e) => return Err(unreadable(Some(&what), &e)),
             }
             at = next + 1;
         }
@@ -251,14 +315,24 @@ impl Checker<'_> {
 
     /// Reads the file blob by blob and compares each range with its blob id.
     fn check_content(&mut self, rec: &NodeRecord, path: &Path) -> Check {
-        let file = File::open(path).map_err(|e| e.to_string())?;
-        restored::check_content(&file, &rec.blobs, &mut self.buf).map_err(|e| e.to_string())
+        let file = File::open(path).map_err(|e| unreadable(None, &e))?;
+        match restored::check_content(&file, &rec.blobs, &mut self.buf) {
+            Ok(()) => Ok(()),
+            // A file cut short since it was looked at differs; any other read error says
+            // nothing about the content.
+            Err(restored::Mismatch::Read { offset, source })
+                if source.kind() != io::ErrorKind::UnexpectedEof =>
+            {
+                Err(Problem::Unreadable(format!("cannot read at offset {offset}: {source}")))
+            }
+            Err(e) => Err(e.to_string().into()),
+        }
     }
 }
 
 /// A record's path must be relative, without `.`, `..` or empty components, and (when a name
 /// is given) end in the node's own name.
-fn check_path(rel: &[u8], name: &[u8]) -> Check {
+fn check_path(rel: &[u8], name: &[u8]) -> std::result::Result<(), String> {
     let bad = rel.is_empty()
         || rel.split(|b| *b == b'/').any(|c| c.is_empty() || c == b"." || c == b"..")
         || rel.contains(&0);
