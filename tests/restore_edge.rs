@@ -322,3 +322,40 @@ fn a_fifo_in_a_files_place_does_not_hang_the_restore() {
         assert_eq!(fs::read(target.join("a.txt")).unwrap(), b"hello\n");
     }
 }
+
+/// A selection that keeps nothing (`walk --exclude '*'`): restic 0.14 restores nothing,
+/// creates no target and exits 0. unpack created the target (and its missing parents) and
+/// said nothing, so the user could not tell an empty selection from a restore that worked.
+#[test]
+fn an_empty_selection_creates_no_target_and_says_so() {
+    let f = Fixture::new(|d| fs::write(d.join("a.txt"), b"hello\n").unwrap(), &[]);
+
+    // The reference.
+    let theirs = f.path("restic-target");
+    let t = theirs.to_str().unwrap();
+    f.r.run(&["restore", "latest", "--exclude", "*", "--target", t]);
+    assert!(!theirs.exists(), "restic made its target");
+
+    let target = f.path("missing/parent/t");
+    let res = Pipeline::new()
+        .stage(support::tool(&f.r, "walk", &["latest", "--exclude", "*"]))
+        .stage(support::tool(&f.r, "fetch-pack", &[]))
+        .stage(support::tool(&f.r, "unpack", &["--target", target.to_str().unwrap()]))
+        .run();
+    res.assert_ok();
+    assert!(!f.path("missing").exists(), "unpack made a target for nothing:\n{}", res.report());
+    let msg = support::one_line(&res.stderrs[2], "unpack");
+    assert!(msg.contains("nothing to restore"), "{msg}");
+
+    // A target that exists stays as it was, and the same line says so.
+    let existing = f.path("existing");
+    fs::create_dir(&existing).unwrap();
+    let res = Pipeline::new()
+        .stage(support::tool(&f.r, "walk", &["latest", "--exclude", "*"]))
+        .stage(support::tool(&f.r, "fetch-pack", &[]))
+        .stage(support::tool(&f.r, "unpack", &["--target", existing.to_str().unwrap()]))
+        .run();
+    res.assert_ok();
+    assert!(existing.is_dir());
+    assert!(support::one_line(&res.stderrs[2], "unpack").contains("nothing to restore"), "{}", res.report());
+}

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -220,6 +220,9 @@ pub fn run(args: &Args) -> Result<()> {
     let progress = Progress::new(Kind::Restore, &args.progress, &args.json, args.quiet)?;
     let (repo, mut input, header) = crate::open_fetched(args)?;
     progress.start();
+    // restic makes no target for a selection that keeps nothing; neither do we, though the
+    // target is opened (made) before the first record is read.
+    let made = first_missing(&target);
     let root_dir = Dir::open_target(&target).map_err(|e| match e.kind() {
         io::ErrorKind::NotADirectory => {
             Error::format(format!("target {} is not a directory", target.display()))
@@ -285,6 +288,7 @@ pub fn run(args: &Args) -> Result<()> {
             let _ = items_tx.send(Err(e));
         }
     });
+    let mut entries = 0u64;
     let result = (|| -> Result<()> {
         for batch in items.iter() {
             let batch = match batch {
@@ -298,8 +302,14 @@ pub fn run(args: &Args) -> Result<()> {
             };
             for item in batch {
                 match item {
-                    Item::Node(no, rec, keep) => u.node(rec, keep).context(format!("line {no}"))?,
-                    Item::Delete(no, rec) => u.remove(rec).context(format!("line {no}"))?,
+                    Item::Node(no, rec, keep) => {
+                        entries += 1;
+                        u.node(rec, keep).context(format!("line {no}"))?
+                    }
+                    Item::Delete(no, rec) => {
+                        entries += 1;
+                        u.remove(rec).context(format!("line {no}"))?
+                    }
                     Item::Totals(t) => {
                         u.progress.totals(&t);
                         u.out.write(&t)?;
@@ -356,7 +366,50 @@ pub fn run(args: &Args) -> Result<()> {
     if failed > 0 {
         return Err(Error::SomeFailed(format!("{failed} items were not restored completely")));
     }
+    if entries == 0 {
+        let left = match made {
+            Some(top) if remove_made(&u.target, &top) => "not created",
+            Some(_) => "created, and left empty",
+            None => "left as it was",
+        };
+        if !args.quiet && !args.json.json {
+            common::cli::warn(
+                "unpack",
+                format!(
+                    "nothing to restore: the stream names no file or directory (did walk's filters select nothing?); target {} {left}",
+                    u.target.display()
+                ),
+            );
+        }
+    }
     Ok(())
+}
+
+/// The outermost directory of `target` (itself included) that does not exist yet: what
+/// opening the target will make.
+fn first_missing(target: &Path) -> Option<PathBuf> {
+    let mut top = None;
+    for a in target.ancestors().filter(|a| !a.as_os_str().is_empty()) {
+        if a.symlink_metadata().is_ok() {
+            break;
+        }
+        top = Some(a.to_path_buf());
+    }
+    top
+}
+
+/// Removes the empty directories opening the target made, from `target` up to `top`;
+/// whether all of them went.
+fn remove_made(target: &Path, top: &Path) -> bool {
+    for a in target.ancestors() {
+        if std::fs::remove_dir(a).is_err() {
+            return false;
+        }
+        if a == top {
+            return true;
+        }
+    }
+    false
 }
 
 /// The parent part and the last component of a clean relative path.
