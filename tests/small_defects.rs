@@ -2,8 +2,8 @@
 //! real restic where restic is the reference: the `--stdin` snapshot path, the message for a
 //! file that grew while read, walk's message when a filter leaves no snapshot, restic's JSON
 //! from `snapshots --json`, extended attributes that cannot be read, size overflow, init-repo
-//! cleaning up after a failed write, chunk's first records arriving at once, and absolute
-//! excludes under a relative target.
+//! cleaning up after a failed write, chunk's first records arriving at once, absolute
+//! excludes under a relative target, and every tool's output into a closed stdout.
 
 mod support;
 
@@ -547,4 +547,65 @@ fn each_message_is_one_write() {
     let writes: Vec<&str> = log.lines().filter(|l| l.contains("write(2,")).collect();
     assert_eq!(writes.len(), 1, "the message took {} writes:\n{log}", writes.len());
     assert!(writes[0].contains("snapshots: ") && writes[0].contains("\\n\","), "{}", writes[0]);
+}
+
+/// Every tool, as Cargo.toml builds them.
+const TOOLS: [&str; 10] = [
+    "init-repo",
+    "chunk",
+    "pack",
+    "push",
+    "snapshots",
+    "walk",
+    "fetch-pack",
+    "unpack",
+    "verify",
+    "check-repo",
+];
+
+/// A pipe whose reading end is already closed: the first write into it fails with EPIPE.
+fn pipe_without_reader() -> Stdio {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0; 2];
+    // SAFETY: pipe writes two new descriptors into the array it is given.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: both descriptors were just made and are owned here alone.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(r);
+    Stdio::from(w)
+}
+
+/// `tool --help >&-`, `tool --version | (reader gone)` and `snapshots >&-`: clap printed help
+/// into the void and exited 0, and a closed stdout took records as /dev/null would (Rust
+/// opens /dev/null on a closed standard descriptor before main). Output that reached no one
+/// is not success: a closed stdout is one line and status 1, as coreutils say it; a pipe
+/// whose reader left is a quiet 141, as everywhere else.
+#[test]
+fn output_into_a_closed_stdout_is_not_success() {
+    for t in TOOLS {
+        for flag in ["--help", "--version"] {
+            let out = Command::new("sh")
+                .args(["-c", &format!("exec \"$0\" {flag} >&-")])
+                .arg(bin(t))
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(1), "{t} {flag} >&-: {out:?}");
+            let msg = one_line(&out.stderr, t);
+            assert!(msg.starts_with(&format!("{t}: stdout: ")), "{msg}");
+
+            let out = Command::new(bin(t)).arg(flag).stdout(pipe_without_reader()).output().unwrap();
+            use std::os::unix::process::ExitStatusExt;
+            assert_eq!(out.status.code(), Some(141), "{t} {flag} into a pipe without reader: {out:?}");
+            assert!(out.stderr.is_empty(), "{t} {flag}: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(out.status.signal().is_none());
+        }
+    }
+    let td = tempdir();
+    let r = Restic::new(&td.path().join("r"));
+    init_repo(&r, 2);
+    let mut argv = vec![bin("snapshots").into_os_string()];
+    argv.extend(tool("snapshots", &r, &[]).into_iter().skip(1));
+    let out = Command::new("sh").arg("-c").arg("exec \"$@\" >&-").arg("sh").args(&argv).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "snapshots >&-: {out:?}");
+    assert!(one_line(&out.stderr, "snapshots").starts_with("snapshots: stdout: "), "{out:?}");
 }

@@ -348,20 +348,37 @@ fn one_line(msg: &str) -> std::borrow::Cow<'_, str> {
 
 /// Parses the command line. A usage error is one line, `tool: what is wrong (see tool
 /// --help)`, and exit 2, like every other error; clap's own layout spreads it over several
-/// lines. `--help` and `--version` print as clap prints them.
+/// lines. `--help` and `--version` print as clap prints them, but a failed write is not
+/// success.
 pub fn parse<T: clap::Parser>(tool: &str) -> T {
     use clap::error::ErrorKind;
     let e = match T::try_parse() {
         Ok(args) => return args,
         Err(e) => e,
     };
-    if matches!(
-        e.kind(),
-        ErrorKind::DisplayHelp
-            | ErrorKind::DisplayVersion
-            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-    ) {
+    if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        // Help in place of a usage error: on stderr, status 2, as clap has it.
         e.exit();
+    }
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        // clap's own printing ignores a failed write and exits 0: help that reached no one
+        // must not pass for success (a closed stdout is 1, a reader gone a quiet 141).
+        let text = if std::io::stdout().is_terminal() {
+            e.render().ansi().to_string()
+        } else {
+            e.render().to_string()
+        };
+        let code = match crate::sys::stdout_file().write_all(text.as_bytes()) {
+            Ok(()) => crate::error::exit::OK,
+            Err(e) => match Error::io("stdout", e) {
+                Error::BrokenPipe => crate::error::exit::BROKEN_PIPE,
+                e => {
+                    warn(tool, &e);
+                    e.exit_code()
+                }
+            },
+        };
+        std::process::exit(code);
     }
     let text = e.render().to_string();
     let what: Vec<&str> = text

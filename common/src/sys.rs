@@ -113,6 +113,31 @@ pub fn stdout_file() -> std::mem::ManuallyDrop<std::fs::File> {
     std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(1) })
 }
 
+/// Keeps a closed stdout (`tool >&-`) failing. Before `main`, Rust's runtime opens /dev/null
+/// on a closed standard descriptor, so every write to it would succeed and a tool would exit
+/// 0 for output that reached no one (coreutils say "Bad file descriptor" and fail). This runs
+/// earlier, from `.init_array`: on a closed fd 1 it opens /dev/null *read-only* there, which
+/// the runtime leaves alone and on which every write fails with `EBADF`, as on a closed fd.
+extern "C" fn keep_closed_stdout_failing() {
+    // SAFETY: fcntl F_GETFD only asks whether the descriptor is open.
+    if unsafe { libc::fcntl(1, libc::F_GETFD) } != -1 {
+        return;
+    }
+    // SAFETY: a NUL-terminated path; the descriptors are this process's own and fd 1 is
+    // free (fd 0 may be free too: then the new one is moved to 1).
+    unsafe {
+        let fd = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
+        if fd >= 0 && fd != 1 {
+            libc::dup2(fd, 1);
+            libc::close(fd);
+        }
+    }
+}
+
+#[used]
+#[link_section = ".init_array"]
+static KEEP_CLOSED_STDOUT_FAILING: extern "C" fn() = keep_closed_stdout_failing;
+
 /// Whether stdout is a pipe (this stage feeds another one).
 pub fn stdout_is_pipe() -> bool {
     use std::os::unix::fs::FileTypeExt;
