@@ -359,3 +359,35 @@ fn an_empty_selection_creates_no_target_and_says_so() {
     assert!(existing.is_dir());
     assert!(support::one_line(&res.stderrs[2], "unpack").contains("nothing to restore"), "{}", res.report());
 }
+
+/// `--repository-file <(pass show backup-repo)`: a repository file that can be read only
+/// once, as a pipe. fetch-pack, push and init-repo read it a second time (for the number of
+/// connections, for the directory to clean up) and found it empty.
+#[test]
+fn the_repository_file_is_read_once() {
+    let f = Fixture::new(|d| fs::write(d.join("a.txt"), b"hello\n").unwrap(), &[]);
+    let script = r#"set -eu -o pipefail
+        repo=$1 pw=$2 t=$3 src=$4 new=$5
+        rf() { printf '%s\n' "$repo"; }
+        walk --repository-file <(rf) -p "$pw" latest | fetch-pack --repository-file <(rf) \
+            | unpack --repository-file <(rf) -p "$pw" --target "$t" >/dev/null
+        chunk --repository-file <(rf) -p "$pw" "$src" | pack --repository-file <(rf) -p "$pw" \
+            | push --repository-file <(rf) 2>/dev/null
+        init-repo --repository-file <(printf '%s\n' "$new") -p "$pw" 2>/dev/null
+    "#;
+    let path = format!("{}:{}", support::bin_dir().display(), std::env::var("PATH").unwrap_or_default());
+    let target = f.path("t");
+    let out = std::process::Command::new("bash")
+        .args(["-c", script, "bash"])
+        .args([f.r.repo.as_os_str(), f.r.password_file.as_os_str(), target.as_os_str(), f.src.as_os_str()])
+        .arg(f.path("new-repo"))
+        .env("PATH", path)
+        .env("SLUICE_TEST_SCRYPT", "1024,8,1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(fs::read(target.join("a.txt")).unwrap(), b"hello\n");
+    assert_eq!(f.r.snapshots_json().len(), 2);
+    assert!(f.path("new-repo/config").is_file());
+}

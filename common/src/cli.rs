@@ -52,6 +52,11 @@ pub struct RepoLocation {
     /// Set a backend option (rest.connections=N, s3.region=R, s3.bucket-lookup=path|dns); repeatable
     #[arg(short = 'o', long = "option", value_name = "KEY=VALUE")]
     pub option: Vec<String>,
+
+    /// The repository string read from `repository_file`, once: the file may be a pipe
+    /// (`--repository-file <(pass show repo)`) that has nothing left the second time.
+    #[arg(skip)]
+    from_file: std::sync::OnceLock<String>,
 }
 
 /// The repository string may hold a password (`rest:https://user:pw@host/`): `Debug` shows it
@@ -73,6 +78,9 @@ impl RepoLocation {
     /// comes from `-r` or from a file (`--repository-file`, `RESTIC_REPOSITORY_FILE`: its
     /// content with surrounding white space trimmed), never from both.
     pub fn location(&self) -> Result<std::borrow::Cow<'_, str>> {
+        if let Some(r) = self.from_file.get() {
+            return Ok(r.as_str().into());
+        }
         match (self.repo.as_deref().filter(|r| !r.is_empty()), given(&self.repository_file)) {
             (Some(_), Some(_)) => Err(Error::Usage(
                 "-r/--repo (RESTIC_REPOSITORY) and --repository-file (RESTIC_REPOSITORY_FILE) cannot be combined"
@@ -82,7 +90,7 @@ impl RepoLocation {
             (None, Some(f)) => {
                 let raw = std::fs::read(f).ctx(format!("repository file {}", f.display()))?;
                 match String::from_utf8(trim(raw)) {
-                    Ok(r) if !r.is_empty() => Ok(r.into()),
+                    Ok(r) if !r.is_empty() => Ok(self.from_file.get_or_init(|| r).as_str().into()),
                     Ok(_) => Err(Error::Usage(format!("repository file {} is empty", f.display()))),
                     Err(_) => Err(Error::Usage(format!("repository file {} is not UTF-8", f.display()))),
                 }
@@ -91,6 +99,19 @@ impl RepoLocation {
                 "no repository given: use -r/--repo or --repository-file, or set RESTIC_REPOSITORY or RESTIC_REPOSITORY_FILE"
                     .into(),
             )),
+        }
+    }
+
+    /// Another repository (`init-repo --from-repo`) reached with the same TLS flags and
+    /// options: `repo` in place of this one's `-r` and repository file.
+    pub fn elsewhere(&self, repo: Option<String>) -> RepoLocation {
+        RepoLocation {
+            repo,
+            repository_file: None,
+            cacert: self.cacert.clone(),
+            insecure_tls: self.insecure_tls,
+            option: self.option.clone(),
+            from_file: Default::default(),
         }
     }
 

@@ -18,10 +18,7 @@ pub fn run(args: &Args) -> Result<()> {
     let version = args.repository_version;
     let pol = if args.copy_chunker_params {
         let from = RepoArgs {
-            location: common::cli::RepoLocation {
-                repo: args.from_repo.clone(),
-                ..args.repo.location.clone()
-            },
+            location: args.repo.location.elsewhere(args.from_repo.clone()),
             password_file: args.from_password_file.clone(),
             password_command: args.from_password_command.clone(),
             key_hint: None,
