@@ -3,7 +3,8 @@
 //! file that grew while read, walk's message when a filter leaves no snapshot, restic's JSON
 //! from `snapshots --json`, extended attributes that cannot be read, size overflow, init-repo
 //! cleaning up after a failed write, chunk's first records arriving at once, absolute
-//! excludes under a relative target, and every tool's output into a closed stdout.
+//! excludes under a relative target, every tool's output into a closed stdout, and the
+//! stages that read records started with a terminal on stdin.
 
 mod support;
 
@@ -608,4 +609,32 @@ fn output_into_a_closed_stdout_is_not_success() {
     let out = Command::new("sh").arg("-c").arg("exec \"$@\" >&-").arg("sh").args(&argv).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "snapshots >&-: {out:?}");
     assert!(one_line(&out.stderr, "snapshots").starts_with("snapshots: stdout: "), "{out:?}");
+}
+
+/// A new user runs `pack` or `unpack -t DIR` alone, stdin a terminal: it waited for records
+/// nobody would type, with no word, until Ctrl-C. Now it says what it reads, status 2.
+#[test]
+fn a_record_reader_on_a_terminal_says_what_it_expects() {
+    let td = tempdir();
+    let r = Restic::new(&td.path().join("r"));
+    init_repo(&r, 2);
+    let target = td.path().join("t");
+    let t = target.as_os_str();
+    let stages: Vec<Vec<OsString>> = vec![
+        tool("pack", &r, &[]),
+        tool("push", &r, &[]),
+        tool("fetch-pack", &r, &[]),
+        tool("unpack", &r, &[OsStr::new("-t"), t]),
+        tool("unpack", &r, &[OsStr::new("--list")]),
+        argv([OsStr::new("verify"), OsStr::new("-t"), t]),
+    ];
+    for s in stages {
+        let mut line = support::progress::sh_line(&[s.clone()], "> /dev/null; echo \"status $?\"");
+        line.insert_str(0, "timeout 20 ");
+        let res = support::progress::under_terminal(&line, &[(TEST_SCRYPT.0, TEST_SCRYPT.1)]);
+        let out = res.stdout_str();
+        assert!(out.contains("status 2"), "{s:?}: {out}");
+        assert!(out.contains("stdin is a terminal: this stage reads the records"), "{s:?}: {out}");
+    }
+    assert!(!target.exists(), "unpack made its target for a stream it never read");
 }

@@ -31,13 +31,19 @@ pub struct Reader<R> {
     ended: bool,
     source: String,
     header: Option<Header>,
+    /// The input is a terminal: nobody piped records in, and waiting for them would look
+    /// like a hang.
+    terminal: bool,
 }
 
 impl Reader<io::BufReader<io::Stdin>> {
     /// A reader over stdin with a large buffer.
     pub fn stdin() -> Self {
+        use std::io::IsTerminal;
         super::enlarge_pipe(0);
-        Reader::new(io::BufReader::with_capacity(1 << 20, io::stdin()), "stdin")
+        let mut r = Reader::new(io::BufReader::with_capacity(1 << 20, io::stdin()), "stdin");
+        r.terminal = io::stdin().is_terminal();
+        r
     }
 }
 
@@ -139,6 +145,7 @@ impl<R: BufRead> Reader<R> {
             ended: false,
             source: source.to_string(),
             header: None,
+            terminal: false,
         }
     }
 
@@ -188,8 +195,19 @@ impl<R: BufRead> Reader<R> {
 
     /// Reads and checks the header record. Call once, first.
     pub fn read_header(&mut self) -> Result<Header> {
+        if self.terminal {
+            return Err(Error::Usage(format!(
+                "{} is a terminal: this stage reads the records of the stage before it, as in \
+                 chunk PATH | pack | push, or walk latest | fetch-pack | unpack -t DIR",
+                self.source
+            )));
+        }
         if !self.read_line()? {
-            return Err(self.err("empty stream: no header record (did the previous stage fail?)"));
+            // No line was read: a line number would only confuse.
+            return Err(Error::stream(format!(
+                "{}: empty stream: no header record (did the previous stage fail?)",
+                self.source
+            )));
         }
         let (text, tag) = self.tagged()?;
         if tag != Tag::Header {
