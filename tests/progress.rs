@@ -150,3 +150,33 @@ fn a_stream_without_totals_still_restores() {
     assert!(err.lines().last().unwrap_or_default().contains(&format!("files {NODES}")), "{err}");
     assert_eq!(fs::read(target.join("big")).unwrap(), random_bytes(1, 3 << 20));
 }
+
+/// The bar's last frame is left on the screen, and what comes after it starts a line of its
+/// own: the shell's prompt after a restore, push's summary after a backup, a stage's error.
+/// The cursor stayed at the end of the bar, so each was glued to it ("files 6/6verify: …").
+#[test]
+fn what_follows_the_bar_starts_a_line() {
+    let starts_a_line = |out: &str, what: &str| {
+        let at = out.rfind(what).unwrap_or_else(|| panic!("no {what:?} in {out:?}"));
+        assert!(out[..at].ends_with('\n'), "{what:?} does not start a line: {:?}", &out[at.saturating_sub(80)..]);
+    };
+    let fx = Fixture::new(fill, &[]);
+    let target = fx.path("out");
+    let res = under_terminal(&sh_line(&restore_stages(&fx, &target, &[]), "> /dev/null; echo AFTER"), &[]);
+    res.assert_ok();
+    starts_a_line(&String::from_utf8_lossy(&res.stdout), "AFTER");
+
+    // verify, last on the terminal, finds a difference: its message after its bar.
+    fs::write(target.join("big"), b"changed").unwrap();
+    let mut verify: Vec<OsString> = vec!["verify".into(), "-q".into(), "-t".into(), target.clone().into()];
+    verify.push("--progress".into());
+    let res = under_terminal(&sh_line(&[tool(&fx.r, "walk", &["latest"]), verify], "> /dev/null"), &[]);
+    let out = String::from_utf8_lossy(&res.stdout);
+    assert!(out.contains("verifying"), "no bar drawn: {out:?}");
+    starts_a_line(&out, "verify: 1 of");
+
+    let b = BackupSource::new(fill);
+    let res = under_terminal(&sh_line(&b.stages(&[]), ""), &[TEST_SCRYPT]);
+    res.assert_ok();
+    starts_a_line(&String::from_utf8_lossy(&res.stdout), "Files:");
+}

@@ -280,6 +280,7 @@ impl Progress {
             self.s.update_bar();
             if let Some(b) = &self.s.bar {
                 b.finish();
+                end_line(b);
             }
             if self.s.plain {
                 self.s.plain_line();
@@ -318,8 +319,17 @@ impl Drop for Shared {
         if let Some(b) = &self.bar {
             if !b.is_finished() {
                 b.abandon();
+                end_line(b);
             }
         }
+    }
+}
+
+/// Ends the line of a bar left on the screen: indicatif leaves the cursor after its last
+/// frame, where the shell's prompt, a summary or an error message would be glued to it.
+fn end_line(b: &ProgressBar) {
+    if !b.is_hidden() {
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), b"\n");
     }
 }
 
