@@ -35,7 +35,11 @@ pub enum Written {
 
 /// A zip archive being streamed to `W`.
 pub struct Zip<W: Write> {
-    z: ZipWriter<StreamWriter<W>>,
+    /// Never dropped: a `ZipWriter` dropped unfinished writes the central directory, so an
+    /// archive cut off by a damaged blob would open as a whole one (and into a closed pipe
+    /// it printed its own message). Only [`Zip::finish`] finishes it; an archive given up
+    /// keeps its writer's bookkeeping (names, offsets) until the process exits.
+    z: std::mem::ManuallyDrop<ZipWriter<StreamWriter<W>>>,
     /// Put before every name: the selected directory's own name, as for `--tar`.
     prefix: String,
 }
@@ -47,7 +51,7 @@ impl<W: Write> Zip<W> {
             Some(r) if !r.is_empty() => format!("{r}/"),
             _ => String::new(),
         };
-        Zip { z: ZipWriter::new_stream(out), prefix }
+        Zip { z: std::mem::ManuallyDrop::new(ZipWriter::new_stream(out)), prefix }
     }
 
     /// Writes one node; a file's content is read from `blobs` (read again from the repository
@@ -91,7 +95,7 @@ impl<W: Write> Zip<W> {
                     }
                 } else {
                     let mut content = Content { blobs, wants: rec.blobs.iter(), pos: 0, len: 0, err: None };
-                    let r = io::copy(&mut content, &mut self.z);
+                    let r = io::copy(&mut content, &mut *self.z);
                     if let Some(e) = content.err.take() {
                         return Err(e);
                     }
@@ -106,7 +110,8 @@ impl<W: Write> Zip<W> {
 
     /// Writes the central directory and returns the writer.
     pub fn finish(self) -> Result<W> {
-        Ok(self.z.finish().map_err(|e| zip_error("the central directory", e))?.into_inner())
+        let z = std::mem::ManuallyDrop::into_inner(self.z);
+        Ok(z.finish().map_err(|e| zip_error("the central directory", e))?.into_inner())
     }
 }
 
