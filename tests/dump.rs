@@ -415,3 +415,23 @@ fn stdout_refuses_what_is_not_one_file_and_tar_fails_loudly() {
     let listed = std::process::Command::new("tar").arg("-tf").arg(&archive).output().unwrap();
     assert!(!listed.status.success(), "tar accepted a cut-off archive");
 }
+
+/// `walk latest | fetch-pack | unpack --tar` typed without a redirection: the archive went to
+/// the terminal as binary noise. As GNU tar does, unpack refuses, status 2, one line; one
+/// file (`--stdout`) still goes to the terminal, as `restic dump` of a file does.
+#[test]
+fn an_archive_is_not_written_to_a_terminal() {
+    let fx = Fixture::new(|d| fs::write(d.join("a.txt"), b"plain text\n").unwrap(), &[]);
+    for mode in ["--tar", "--zip"] {
+        let line = support::progress::sh_line(&dump_stages(&fx.r, "latest", &[mode]), "; echo \"status $?\"");
+        let res = support::progress::under_terminal(&line, &[]);
+        let out = res.stdout_str();
+        assert!(out.contains("status 2"), "{mode}: {out:?}");
+        assert!(out.contains(&format!("unpack: stdout is a terminal: {mode} writes a binary archive")), "{out:?}");
+        assert!(!out.contains("a.txt"), "{mode}: the archive reached the terminal: {out:?}");
+    }
+    let line = support::progress::sh_line(&dump_stages(&fx.r, "latest:/a.txt", &["--stdout"]), "");
+    let res = support::progress::under_terminal(&line, &[]);
+    res.assert_ok();
+    assert!(res.stdout_str().contains("plain text"), "{}", res.report());
+}
