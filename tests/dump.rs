@@ -427,7 +427,10 @@ fn an_archive_is_not_written_to_a_terminal() {
         let res = support::progress::under_terminal(&line, &[]);
         let out = res.stdout_str();
         assert!(out.contains("status 2"), "{mode}: {out:?}");
-        assert!(out.contains(&format!("unpack: stdout is a terminal: {mode} writes a binary archive")), "{out:?}");
+        assert!(
+            out.contains(&format!("unpack: stdout is a terminal: {mode} writes a binary archive")),
+            "{out:?}"
+        );
         assert!(!out.contains("a.txt"), "{mode}: the archive reached the terminal: {out:?}");
     }
     let line = support::progress::sh_line(&dump_stages(&fx.r, "latest:/a.txt", &["--stdout"]), "");

@@ -158,7 +158,11 @@ fn a_stream_without_totals_still_restores() {
 fn what_follows_the_bar_starts_a_line() {
     let starts_a_line = |out: &str, what: &str| {
         let at = out.rfind(what).unwrap_or_else(|| panic!("no {what:?} in {out:?}"));
-        assert!(out[..at].ends_with('\n'), "{what:?} does not start a line: {:?}", &out[at.saturating_sub(80)..]);
+        assert!(
+            out[..at].ends_with('\n'),
+            "{what:?} does not start a line: {:?}",
+            &out[at.saturating_sub(80)..]
+        );
     };
     let fx = Fixture::new(fill, &[]);
     let target = fx.path("out");

@@ -577,3 +577,54 @@ fn interrupted_restore_resumes_keeping_finished_files() {
     }
     assert_ne!(fs::metadata(&damaged).unwrap().ino(), damaged_ino, "the damaged file was kept");
 }
+
+/// Ctrl-C in the middle of a file: unpack exits 130 and its one line says how to finish (a
+/// plain second run wrote the file anew beside the partial one the first left, which stayed);
+/// the restore it names finishes the job and leaves no partial file.
+#[test]
+fn ctrl_c_says_how_to_finish_the_restore() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let fx = fixture(208);
+    let stream = fx.fetch_stream();
+    let l = lines(&stream);
+    let at = node_line(&l, MULTI);
+    let target = fx.path("out");
+    let t = target.to_str().unwrap();
+    let unpack = tool(&fx.r, "unpack", &["--target", t]);
+    let mut child = Command::new(bin("unpack"))
+        .args(&unpack[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Everything up to inside MULTI, and then the input stays open, as from a slow fetch.
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(&join(&l[..at + 2])).unwrap();
+    input.flush().unwrap();
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let partial = || {
+        walkdir::WalkDir::new(&target)
+            .into_iter()
+            .filter_map(Result::ok)
+            .any(|e| is_multi_part(e.path().strip_prefix(&target).unwrap().as_os_str().as_encoded_bytes()))
+    };
+    while !partial() {
+        assert!(std::time::Instant::now() < end, "no partial file of {MULTI} appeared");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // SAFETY: kill sends a signal to our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().unwrap();
+    drop(input);
+    assert_eq!(out.status.code(), Some(130), "{out:?}");
+    let line = one_line(&out.stderr, "unpack");
+    assert!(line.starts_with("unpack: interrupted by SIGINT") && line.contains("--resume"), "{line}");
+
+    let res = Pipeline::new().stage(tool(&fx.r, "unpack", &["--target", t, "--resume"])).stdin(stream).run();
+    res.assert_ok();
+    assert!(!partial(), "a partial file stayed after the restore with --resume");
+    compare_trees(&fx.src, &target, &CompareOpts { skip_root: true, ..CompareOpts::restic_014() })
+        .unwrap_or_else(|e| panic!("{e}"));
+}

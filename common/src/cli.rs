@@ -424,7 +424,11 @@ pub fn run(tool: &'static str, body: impl FnOnce() -> Result<()>) -> ! {
             // it looked like from here.
             let sig = crate::signal::received().unwrap_or(0);
             crate::signal::run_cleanups();
-            crate::progress::exit_error(tool, 128 + sig, &"interrupted");
+            crate::progress::exit_error(
+                tool,
+                128 + sig,
+                &format!("interrupted{}", crate::signal::interrupt_hint()),
+            );
             128 + sig
         }
         Err(Error::BrokenPipe) => crate::error::exit::BROKEN_PIPE,

@@ -22,6 +22,20 @@ static INSTALL: Once = Once::new();
 static RECEIVED: std::sync::OnceLock<std::sync::Arc<std::sync::atomic::AtomicUsize>> =
     std::sync::OnceLock::new();
 
+/// What the line of an interrupted run adds for the person who runs it again.
+static HINT: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+/// Sets what the line of an interrupted run adds (from `; `): how to finish the work, where
+/// running the same command again is not the whole answer. Set once; later calls do nothing.
+pub fn hint_on_interrupt(hint: &'static str) {
+    let _ = HINT.set(hint);
+}
+
+/// The hint set with [`hint_on_interrupt`], or "".
+pub fn interrupt_hint() -> &'static str {
+    HINT.get().copied().unwrap_or("")
+}
+
 /// Removes its clean-up from the list when dropped, without running it.
 #[must_use = "the clean-up is forgotten as soon as the guard is dropped"]
 pub struct Guard(u64);
@@ -73,7 +87,8 @@ pub fn install(tool: &'static str) {
                     _ => "SIGHUP",
                 };
                 let what = if cleaned > 0 { "; removed its lock and temporary files" } else { "" };
-                crate::progress::exit_error(tool, 128 + sig, &format!("interrupted by {name}{what}"));
+                let hint = interrupt_hint();
+                crate::progress::exit_error(tool, 128 + sig, &format!("interrupted by {name}{what}{hint}"));
                 std::process::exit(128 + sig);
             }
         });

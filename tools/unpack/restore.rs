@@ -230,6 +230,9 @@ pub fn run(args: &Args) -> Result<()> {
         _ => Error::io(format!("target {}", target.display()), e),
     })?;
     root_dir.check_writable().map_err(|e| Error::io(format!("target {}", target.display()), e))?;
+    // A second run without --resume writes every unfinished file anew beside what the
+    // first left of it: say how to finish instead.
+    common::signal::hint_on_interrupt("; finish with the same restore and --resume (it keeps finished files and removes the .*.sluice-part files left)");
     let mut u = Unpacker {
         target,
         root_dir: Rc::new(root_dir),
