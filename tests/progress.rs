@@ -184,3 +184,19 @@ fn what_follows_the_bar_starts_a_line() {
     res.assert_ok();
     starts_a_line(&String::from_utf8_lossy(&res.stdout), "Files:");
 }
+
+/// `walk latest | fetch-pack | unpack -t DIR` typed at a terminal, as most examples end: a
+/// JSON record per file scrolled over the bar (and slowed a restore of many small files to
+/// the terminal's pace). On a terminal unpack writes no records; the bar is the output.
+#[test]
+fn restore_records_do_not_go_to_a_terminal() {
+    let fx = Fixture::new(fill, &[]);
+    let target = fx.path("out");
+    let res = under_terminal(&sh_line(&restore_stages(&fx, &target, &[]), ""), &[]);
+    res.assert_ok();
+    let out = String::from_utf8_lossy(&res.stdout);
+    assert!(!out.contains("\"type\":"), "records on the terminal: {out:?}");
+    let last = last_frame(&out);
+    assert!(last.contains(&format!("files {NODES}/{NODES}")), "final state: {last:?}\nall: {out:?}");
+    assert_eq!(fs::read(target.join("big")).unwrap(), random_bytes(1, 3 << 20));
+}

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io;
+use std::io::{self, IsTerminal};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -238,7 +238,9 @@ pub fn run(args: &Args) -> Result<()> {
         root_dir: Rc::new(root_dir),
         sparse: args.sparse,
         root: target::is_root(),
-        out: Writer::stdout_unless(progress.json_on_stdout()),
+        // The records are for verify and scripts; on a terminal a line of JSON per file is
+        // noise, and it tore through the bar drawn there.
+        out: Writer::stdout_unless(progress.json_on_stdout() || std::io::stdout().is_terminal()),
         dirs: Vec::new(),
         implicit: None,
         blocked: None,
