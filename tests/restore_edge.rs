@@ -336,13 +336,16 @@ fn an_empty_selection_creates_no_target_and_says_so() {
     f.r.run(&["restore", "latest", "--exclude", "*", "--target", t]);
     assert!(!theirs.exists(), "restic made its target");
 
-    let target = f.path("missing/parent/t");
-    let res = Pipeline::new()
-        .stage(support::tool(&f.r, "walk", &["latest", "--exclude", "*"]))
-        .stage(support::tool(&f.r, "fetch-pack", &[]))
-        .stage(support::tool(&f.r, "unpack", &["--target", target.to_str().unwrap()]))
-        .run();
-    res.assert_ok();
+    let nothing_into = |target: &Path| {
+        let res = Pipeline::new()
+            .stage(support::tool(&f.r, "walk", &["latest", "--exclude", "*"]))
+            .stage(support::tool(&f.r, "fetch-pack", &[]))
+            .stage(support::tool(&f.r, "unpack", &["--target", target.to_str().unwrap()]))
+            .run();
+        res.assert_ok();
+        res
+    };
+    let res = nothing_into(&f.path("missing/parent/t"));
     assert!(!f.path("missing").exists(), "unpack made a target for nothing:\n{}", res.report());
     let msg = support::one_line(&res.stderrs[2], "unpack");
     assert!(msg.contains("nothing to restore"), "{msg}");
@@ -350,12 +353,7 @@ fn an_empty_selection_creates_no_target_and_says_so() {
     // A target that exists stays as it was, and the same line says so.
     let existing = f.path("existing");
     fs::create_dir(&existing).unwrap();
-    let res = Pipeline::new()
-        .stage(support::tool(&f.r, "walk", &["latest", "--exclude", "*"]))
-        .stage(support::tool(&f.r, "fetch-pack", &[]))
-        .stage(support::tool(&f.r, "unpack", &["--target", existing.to_str().unwrap()]))
-        .run();
-    res.assert_ok();
+    let res = nothing_into(&existing);
     assert!(existing.is_dir());
     assert!(support::one_line(&res.stderrs[2], "unpack").contains("nothing to restore"), "{}", res.report());
 }

@@ -629,7 +629,8 @@ fn a_record_reader_on_a_terminal_says_what_it_expects() {
         argv([OsStr::new("verify"), OsStr::new("-t"), t]),
     ];
     for s in stages {
-        let mut line = support::progress::sh_line(&[s.clone()], "> /dev/null; echo \"status $?\"");
+        let mut line =
+            support::progress::sh_line(std::slice::from_ref(&s), "> /dev/null; echo \"status $?\"");
         line.insert_str(0, "timeout 20 ");
         let res = support::progress::under_terminal(&line, &[(TEST_SCRYPT.0, TEST_SCRYPT.1)]);
         let out = res.stdout_str();
