@@ -449,3 +449,28 @@ fn push_json_failure_is_one_exit_error_line() {
     assert!(x["message"].as_str().unwrap().starts_with("push: "), "{x}");
     assert_eq!(res.stdout, b"", "{}", res.report());
 }
+
+/// `push -q --json | jq -r .snapshot_id`, as push(1) shows it: restic 0.14's `backup -q
+/// --json` prints its summary alone, but push printed its status lines too, and the example
+/// printed "null" for each. With `--quiet` only the summary is written (unpack alike).
+#[test]
+fn quiet_json_is_the_summary_alone() {
+    let b = BackupSource::new(fill);
+    let out = b.r.run(&["backup", "-q", "--json", b.src.to_str().unwrap()]);
+    let theirs = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(theirs.lines().count(), 1, "restic: {theirs}");
+    assert!(theirs.starts_with(SUMMARY), "restic: {theirs}");
+
+    let res = b.run(&["-q", "--json"]);
+    res.assert_ok();
+    let ours = res.stdout_str();
+    assert_eq!(ours.lines().count(), 1, "{}", res.report());
+    assert!(ours.starts_with(SUMMARY), "{}", res.report());
+
+    let fx = Fixture::new(fill, &[]);
+    let res = restore(&fx, &fx.path("out"), &["-q", "--json"], None);
+    res.assert_ok();
+    let ours = res.stdout_str();
+    assert_eq!(ours.lines().count(), 1, "{}", res.report());
+    assert!(ours.starts_with(SUMMARY), "{}", res.report());
+}

@@ -99,6 +99,8 @@ struct Shared {
     /// `--progress` on a non-terminal: a plain line per update instead of a bar.
     plain: bool,
     json: Option<Arc<Sink>>,
+    /// Whether `status` messages go with the JSON ones (not with `--quiet`, as in restic).
+    json_status: bool,
 }
 
 /// A stage's progress: counters, the bar, the JSON messages. Cheap to share (`Clone`).
@@ -141,6 +143,8 @@ impl Progress {
             bar,
             plain: draw && !terminal,
             json: sink,
+            // restic's --quiet --json: the summary alone, no status lines.
+            json_status: !quiet,
         });
         Ok(Progress { s, ticker: Arc::new(Mutex::new(None)) })
     }
@@ -173,6 +177,7 @@ impl Progress {
             bar: None,
             plain: false,
             json: None,
+            json_status: false,
         };
         Progress { s: Arc::new(s), ticker: Arc::new(Mutex::new(None)) }
     }
@@ -295,7 +300,9 @@ impl Progress {
         if let Some(sink) = &self.s.json {
             if self.s.kind == Kind::Restore {
                 // The last status says where it ended (percent_done 1 when all went well).
-                sink.status(&json::RestoreStatus::status(&self.s))?;
+                if self.s.json_status {
+                    sink.status(&json::RestoreStatus::status(&self.s))?;
+                }
                 sink.status(&json::RestoreStatus::summary(&self.s))?;
             }
         }
@@ -306,7 +313,9 @@ impl Progress {
     pub fn finish_backup(&self, s: &SummaryRecord) -> Result<()> {
         self.stop();
         if let Some(sink) = &self.s.json {
-            sink.status(&json::BackupStatus::new(&self.s))?;
+            if self.s.json_status {
+                sink.status(&json::BackupStatus::new(&self.s))?;
+            }
             sink.status(&BackupSummary::from(s))?;
         }
         Ok(())
@@ -358,7 +367,7 @@ impl Shared {
         if self.plain {
             self.plain_line();
         }
-        if let Some(sink) = &self.json {
+        if let Some(sink) = self.json.as_ref().filter(|_| self.json_status) {
             let _ = match self.kind {
                 Kind::Restore => sink.status(&json::RestoreStatus::status(self)),
                 Kind::Backup => sink.status(&json::BackupStatus::new(self)),
