@@ -639,3 +639,29 @@ fn a_record_reader_on_a_terminal_says_what_it_expects() {
     }
     assert!(!target.exists(), "unpack made its target for a stream it never read");
 }
+
+/// `chunk ~/docs` typed alone: every file's bytes went to the screen as base64 (pack's and
+/// fetch-pack's records are ciphertext). The three refuse a terminal on stdout, status 2,
+/// one line naming the stage the records are for.
+#[test]
+fn data_records_are_not_written_to_a_terminal() {
+    let td = tempdir();
+    let src = td.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("secret.txt"), b"plain text that must not scroll by\n").unwrap();
+    for (stage, next) in [
+        (argv([OsStr::new("chunk"), src.as_os_str()]), "pack"),
+        (argv(["pack"]), "push"),
+        (argv(["fetch-pack"]), "unpack"),
+    ] {
+        let line = support::progress::sh_line(&[stage.clone()], "< /dev/null; echo \"status $?\"");
+        let res = support::progress::under_terminal(&line, &[]);
+        let out = res.stdout_str();
+        assert!(out.contains("status 2"), "{stage:?}: {out}");
+        assert!(
+            out.contains(&format!("stdout is a terminal: these records carry data in base64 for {next}")),
+            "{out}"
+        );
+        assert!(!out.contains("\"type\""), "{stage:?} wrote records: {out}");
+    }
+}

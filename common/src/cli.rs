@@ -441,6 +441,18 @@ pub fn run(tool: &'static str, body: impl FnOnce() -> Result<()>) -> ! {
     std::process::exit(code)
 }
 
+/// Refuses a terminal on stdout, for the stages whose records carry file data or ciphertext
+/// in base64 (chunk, pack, fetch-pack): on a screen they are megabytes of noise nobody reads
+/// (gzip refuses the same). `next` names the stage they are for.
+pub fn refuse_terminal_stdout(next: &str) -> Result<()> {
+    if std::io::stdout().is_terminal() {
+        return Err(Error::Usage(format!(
+            "stdout is a terminal: these records carry data in base64 for {next}; pipe them on (| {next} …) or redirect them to a file"
+        )));
+    }
+    Ok(())
+}
+
 /// restic's compression modes (`--compression`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Compression {

@@ -78,5 +78,8 @@ pub struct Args {
 
 fn main() {
     let args: Args = cli::parse("chunk");
-    cli::run("chunk", || scan::run(&args))
+    cli::run("chunk", || {
+        cli::refuse_terminal_stdout("pack")?;
+        scan::run(&args)
+    })
 }

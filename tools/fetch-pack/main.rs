@@ -41,5 +41,8 @@ pub struct Args {
 
 fn main() {
     let args: Args = cli::parse("fetch-pack");
-    cli::run("fetch-pack", || fetcher::run(&args))
+    cli::run("fetch-pack", || {
+        cli::refuse_terminal_stdout("unpack")?;
+        fetcher::run(&args)
+    })
 }

@@ -42,5 +42,8 @@ pub struct Args {
 
 fn main() {
     let args: Args = cli::parse("pack");
-    cli::run("pack", || packer::run(&args))
+    cli::run("pack", || {
+        cli::refuse_terminal_stdout("push")?;
+        packer::run(&args)
+    })
 }
