@@ -553,6 +553,56 @@ fn a_fresh_target_costs_no_lookup_per_file() {
     assert_eq!(fs::read(target.join("small-299")).unwrap(), random_bytes(299, 399));
 }
 
+/// Files made ahead of the writer are made on the target's file system; one mounted below
+/// the target (a tmpfs on a directory the snapshot also has) takes its files all the same,
+/// each made where it goes.
+#[test]
+fn a_file_system_mounted_below_the_target_takes_its_files() {
+    let fx = Fixture::new(
+        |src| {
+            for d in ["a", "m", "z"] {
+                fs::create_dir(src.join(d)).unwrap();
+                for i in 0..40u64 {
+                    fs::write(src.join(format!("{d}/f{i:02}")), random_bytes(i, 3000 + i as usize)).unwrap();
+                }
+            }
+        },
+        &[],
+    );
+    let target = fx.path("out");
+    fs::create_dir_all(target.join("m")).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
+        .arg(target.join("m"))
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("cannot mount a tmpfs here (not root?): nothing to try");
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(target.join("m"));
+    let res = Pipeline::new()
+        .stage(tool(&fx.r, "walk", &["latest"]))
+        .stage(tool(&fx.r, "fetch-pack", &[]))
+        .stage(tool(&fx.r, "unpack", &["--target", target.to_str().unwrap()]))
+        .run();
+    res.assert_ok();
+    for d in ["a", "m", "z"] {
+        for i in 0..40u64 {
+            let got = fs::read(target.join(format!("{d}/f{i:02}"))).unwrap();
+            assert_eq!(got, random_bytes(i, 3000 + i as usize), "{d}/f{i:02}");
+        }
+    }
+    let tmpfs_names = fs::read_dir(target.join("m")).unwrap().count();
+    assert_eq!(tmpfs_names, 40, "only the restored files are on the tmpfs");
+}
+
 #[test]
 fn data_is_on_disk_before_a_file_gets_its_name() {
     // Seen with strace: no file is renamed to its final name before a sync of its data.

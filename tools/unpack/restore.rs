@@ -727,16 +727,18 @@ impl<W: io::Write> Unpacker<W> {
     fn create(&mut self, parent: &Dir, name: &[u8]) -> io::Result<(File, Vec<u8>)> {
         if let Some((file, took)) = self.spare() {
             self.flush_due.created(took);
-            match parent.link_temp(&file, name) {
-                Ok(tmp) => return Ok((file, tmp)),
-                // A file system mounted below the target: files are made where they go.
-                Err(e) if e.raw_os_error() == Some(libc::EXDEV) => self.spares = Some(None),
-                Err(e) => return Err(e),
+            if let Ok(tmp) = parent.link_temp(&file, name) {
+                return Ok((file, tmp));
             }
         }
         let started = Instant::now();
         let r = parent.create_temp(name, 0o600);
         self.flush_due.created(started.elapsed());
+        if r.is_ok() && matches!(self.spares, Some(Some(_))) {
+            // Here a file could be made but a spare not named (a file system mounted below
+            // the target, no /proc for the link): the rest are made where they go too.
+            self.spares = Some(None);
+        }
         r
     }
 
