@@ -447,25 +447,21 @@ fn secrets_stay_hidden() {
     support::remote::secrets_stay_hidden(td.path(), &server.url("hidden/repo"), &[SECRET, TOKEN]);
 }
 
-#[test]
-fn a_killed_upload_is_aborted_by_the_next_run() {
-    // push is killed outright (SIGKILL) in the middle of a pack's multipart upload: part 1 is
-    // stored, part 2 refused by the proxy again and again. The parts stay in the bucket; the
-    // next backup's push finds the dead run's upload and aborts it. (moto reports every
-    // upload as started in 2010, so it is old enough for the age rule; that rule on its own
-    // is the unit test of `s3::multipart`.)
+/// A `push` held in the middle of a pack's multipart upload: part 1 is stored, part 2
+/// refused by a proxy (with 503) again and again. Returns the running push (its stderr in
+/// `push.err` under `dir`), the proxy, the server and the repository at `bucket/repo`.
+fn push_held_at_part_two(dir: &Path, bucket: &str) -> (std::process::Child, support::faulty::Faulty, Moto, Restic) {
     use std::process::{Command, Stdio};
     use support::backup::Backup;
-    let td = tempdir();
     let server = Moto::start(&MotoOpts::default());
     let refusing = support::faulty::Faulty::with_rule(
         server.port,
         |_, m, t| (m == "PUT" && t.contains("partNumber=2")).then_some(503),
         false,
     );
-    let r = remote(&td.path().join("r"), server.url("killed/repo"));
+    let r = remote(&dir.join("r"), server.url(&format!("{bucket}/repo")));
     support::backup::init_repo(&r, 2);
-    let src = td.path().join("src");
+    let src = dir.join("src");
     fs::create_dir(&src).unwrap();
     fs::write(src.join("bulk.bin"), random_bytes(61, 20 << 20)).unwrap();
 
@@ -473,25 +469,37 @@ fn a_killed_upload_is_aborted_by_the_next_run() {
     let stages = Backup::of(&[&src]).pack_args(&["--pack-size", "32"]).stages(&r);
     let packed = Pipeline::new().stage(stages[0].clone()).stage(stages[1].clone()).run();
     packed.assert_ok();
-    let stream = td.path().join("stream");
+    let stream = dir.join("stream");
     fs::write(&stream, &packed.stdout).unwrap();
 
     let mut push = Command::new(bin("push"))
         .arg("--repo")
-        .arg(format!("s3:http://127.0.0.1:{}/killed/repo", refusing.port))
+        .arg(format!("s3:http://127.0.0.1:{}/{bucket}/repo", refusing.port))
         .stdin(fs::File::open(&stream).unwrap())
         .stdout(Stdio::null())
-        .stderr(fs::File::create(td.path().join("push.err")).unwrap())
+        .stderr(fs::File::create(dir.join("push.err")).unwrap())
         .spawn()
         .unwrap();
     let t0 = Instant::now();
     while refusing.count(|c| &c.errors_503) < 2 {
         assert!(t0.elapsed() < Duration::from_secs(60), "push never reached part 2");
         if push.try_wait().unwrap().is_some() {
-            panic!("push ended before part 2: {}", fs::read_to_string(td.path().join("push.err")).unwrap());
+            panic!("push ended before part 2: {}", fs::read_to_string(dir.join("push.err")).unwrap());
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    (push, refusing, server, r)
+}
+
+#[test]
+fn a_killed_upload_is_aborted_by_the_next_run() {
+    // push is killed outright (SIGKILL) in the middle of a pack's multipart upload. The parts
+    // stay in the bucket; the next backup's push finds the dead run's upload and aborts it.
+    // (moto reports every upload as started in 2010, so it is old enough for the age rule;
+    // that rule on its own is the unit test of `s3::multipart`.)
+    use support::backup::Backup;
+    let td = tempdir();
+    let (mut push, _proxy, server, r) = push_held_at_part_two(td.path(), "killed");
     push.kill().unwrap();
     push.wait().unwrap();
     let left = server.multipart_uploads("killed");
@@ -505,4 +513,24 @@ fn a_killed_upload_is_aborted_by_the_next_run() {
         Vec::<String>::new(),
         "the dead run's parts are still there"
     );
+}
+
+/// Ctrl-C (or SIGTERM) in the middle of a pack's multipart upload aborted nothing: push said
+/// it had removed its temporary files, yet the parts sent stayed stored (and paid for) until
+/// a later backup found the upload a day old. Now the signal aborts the upload, and the lock
+/// goes too.
+#[test]
+fn an_interrupted_upload_is_aborted_at_once() {
+    for (sig, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+        let td = tempdir();
+        let (mut push, _proxy, server, _r) = push_held_at_part_two(td.path(), "interrupted");
+        unsafe { libc::kill(push.id() as i32, sig) };
+        let status = push.wait().unwrap();
+        let err = fs::read_to_string(td.path().join("push.err")).unwrap();
+        assert_eq!(status.code(), Some(code), "signal {sig}: {err}");
+        assert_eq!(err.lines().count(), 1, "signal {sig}: {err}");
+        assert_eq!(server.multipart_uploads("interrupted"), Vec::<String>::new(), "signal {sig}: parts left");
+        let locks = server.objects("interrupted", "repo/locks/");
+        assert!(locks.is_empty(), "signal {sig}: a lock left: {locks:?}");
+    }
 }
