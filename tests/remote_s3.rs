@@ -215,6 +215,21 @@ fn usage_errors() {
     }
 }
 
+/// `s3:host:port/bucket` means HTTPS, as in restic; against a server on plain HTTP (a MinIO
+/// on a test machine) the handshake fails, and the line said to use --cacert for a private
+/// CA, which cannot help. Now it says the server does not speak TLS.
+#[test]
+fn https_to_a_plain_http_server_says_so() {
+    let td = tempdir();
+    let server = Moto::start(&MotoOpts::default());
+    let r = remote(&td.path().join("r"), format!("s3:127.0.0.1:{}/plain/repo", server.port));
+    let res = Pipeline::new().stage(tool(&r, "snapshots", &[])).run();
+    assert_eq!(res.codes(), [1], "{}", res.report());
+    let line = one_line(&res.stderrs[0], "snapshots");
+    assert!(line.contains("does not speak TLS") && line.contains("http://"), "{line}");
+    assert!(!line.contains("--cacert"), "{line}");
+}
+
 #[test]
 fn https_with_a_private_ca() {
     let td = tempdir();

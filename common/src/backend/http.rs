@@ -198,22 +198,27 @@ pub fn transport_error(e: ureq::Error, what: &str) -> Error {
     let (class, why) = match &e {
         // rustls reports a failed handshake (an unknown CA, plain HTTP on the other end) as
         // InvalidData: that fails the same way every time.
-        U::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => (
-            Class::Permanent,
-            format!("TLS: {io} (for a private CA use --cacert FILE; --insecure-tls skips verification)"),
-        ),
+        U::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => (Class::Permanent, tls_why(&io.to_string())),
         U::Io(io) => (Class::Transient, io_reason(io)),
         U::Timeout(t) => (Class::Transient, format!("timed out ({t})")),
         U::ConnectionFailed => (Class::Transient, "connection failed".into()),
         U::Protocol(p) => (Class::Transient, format!("HTTP protocol error: {p}")),
         U::HostNotFound => (Class::Permanent, "host not found".into()),
-        U::Tls(_) | U::Pem(_) | U::Rustls(_) => (
-            Class::Permanent,
-            format!("TLS: {e} (for a private CA use --cacert FILE; --insecure-tls skips verification)"),
-        ),
+        U::Tls(_) | U::Pem(_) | U::Rustls(_) => (Class::Permanent, tls_why(&e.to_string())),
         _ => (Class::Permanent, e.to_string()),
     };
     Error::remote(class, None, format!("{what}: {}", redact(&why)))
+}
+
+/// A failed TLS handshake, with what to do about it: a server that answered in plain HTTP
+/// (rustls sees no TLS record) needs `http://`, not another CA.
+fn tls_why(why: &str) -> String {
+    let hint = if why.contains("InvalidContentType") {
+        "the server does not speak TLS: is it a plain http:// server?"
+    } else {
+        "for a private CA use --cacert FILE; --insecure-tls skips verification"
+    };
+    format!("TLS: {why} ({hint})")
 }
 
 /// The error for a body that failed part-way: always worth another try.
