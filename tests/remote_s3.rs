@@ -230,6 +230,18 @@ fn https_to_a_plain_http_server_says_so() {
     assert!(!line.contains("--cacert"), "{line}");
 }
 
+/// `-o s3.region=` (a script's `-o s3.region=$REGION` with REGION unset) was refused as "no
+/// such option of the s3 backend"; empty, it is now a region not given, as for restic.
+#[test]
+fn an_empty_region_is_no_region() {
+    let td = tempdir();
+    let server = Moto::start(&MotoOpts::default());
+    let r = remote(&td.path().join("r"), server.url("region/repo"));
+    support::backup::init_repo(&r, 2);
+    let res = Pipeline::new().stage(tool(&r, "snapshots", &["-o", "s3.region="])).run();
+    assert_eq!(res.codes(), [0], "{}", res.report());
+}
+
 #[test]
 fn https_with_a_private_ca() {
     let td = tempdir();
