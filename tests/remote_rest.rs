@@ -112,8 +112,10 @@ fn wrong_credentials_are_one_line() {
 fn a_password_with_a_slash_never_shows() {
     const PW: &str = "ab/Zq81w+x";
     let td = tempdir();
-    let server =
-        Rclone::start(&td.path().join("srv"), &RcloneOpts { auth: Some((USER.into(), PW.into())), ..Default::default() });
+    let server = Rclone::start(
+        &td.path().join("srv"),
+        &RcloneOpts { auth: Some((USER.into(), PW.into())), ..Default::default() },
+    );
     let good = remote(&td.path().join("r"), server.url(Some("sluice:ab%2FZq81w+x"), "slash/"));
     good.init(2, &[]);
     let raw = remote(&td.path().join("r"), server.url(Some(&format!("{USER}:{PW}")), "slash/"));

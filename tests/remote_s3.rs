@@ -477,7 +477,10 @@ fn secrets_stay_hidden() {
 /// A `push` held in the middle of a pack's multipart upload: part 1 is stored, part 2
 /// refused by a proxy (with 503) again and again. Returns the running push (its stderr in
 /// `push.err` under `dir`), the proxy, the server and the repository at `bucket/repo`.
-fn push_held_at_part_two(dir: &Path, bucket: &str) -> (std::process::Child, support::faulty::Faulty, Moto, Restic) {
+fn push_held_at_part_two(
+    dir: &Path,
+    bucket: &str,
+) -> (std::process::Child, support::faulty::Faulty, Moto, Restic) {
     use std::process::{Command, Stdio};
     use support::backup::Backup;
     let server = Moto::start(&MotoOpts::default());

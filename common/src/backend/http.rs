@@ -57,7 +57,9 @@ impl Url {
         }
         let port = host.rsplit_once(']').map_or(host, |(_, p)| p).rsplit_once(':').map(|(_, p)| p);
         if port.is_some_and(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit())) {
-            return Err(bad("the port is not a number (in a user name or password, write / @ : % as %2F %40 %3A %25)"));
+            return Err(bad(
+                "the port is not a number (in a user name or password, write / @ : % as %2F %40 %3A %25)",
+            ));
         }
         let path = if path.ends_with('/') { path.to_string() } else { format!("{path}/") };
         let base = format!("{scheme}://{host}{path}");
@@ -198,7 +200,9 @@ pub fn transport_error(e: ureq::Error, what: &str) -> Error {
     let (class, why) = match &e {
         // rustls reports a failed handshake (an unknown CA, plain HTTP on the other end) as
         // InvalidData: that fails the same way every time.
-        U::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => (Class::Permanent, tls_why(&io.to_string())),
+        U::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
+            (Class::Permanent, tls_why(&io.to_string()))
+        }
         U::Io(io) => (Class::Transient, io_reason(io)),
         U::Timeout(t) => (Class::Transient, format!("timed out ({t})")),
         U::ConnectionFailed => (Class::Transient, "connection failed".into()),
