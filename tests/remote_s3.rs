@@ -474,6 +474,41 @@ fn secrets_stay_hidden() {
     support::remote::secrets_stay_hidden(td.path(), &server.url("hidden/repo"), &[SECRET, TOKEN]);
 }
 
+/// The packed stream (`chunk | pack`, 32 MiB packs) of one file of `bytes` random bytes,
+/// for `r`, in `dir/stream`.
+fn packed_stream(dir: &Path, r: &Restic, bytes: usize) -> std::path::PathBuf {
+    let src = dir.join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("bulk.bin"), random_bytes(61, bytes)).unwrap();
+    let stages = support::backup::Backup::of(&[&src]).pack_args(&["--pack-size", "32"]).stages(r);
+    let packed = Pipeline::new().stage(stages[0].clone()).stage(stages[1].clone()).run();
+    packed.assert_ok();
+    let stream = dir.join("stream");
+    fs::write(&stream, &packed.stdout).unwrap();
+    stream
+}
+
+/// `push` of `stream` into `bucket/repo` through 127.0.0.1:`port` (a proxy), its stderr in
+/// `dir/push.err`.
+fn spawn_push(
+    dir: &Path,
+    port: u16,
+    bucket: &str,
+    stream: &Path,
+    env: &[(&str, &str)],
+) -> std::process::Child {
+    use std::process::{Command, Stdio};
+    Command::new(bin("push"))
+        .arg("--repo")
+        .arg(format!("s3:http://127.0.0.1:{port}/{bucket}/repo"))
+        .envs(env.iter().copied())
+        .stdin(fs::File::open(stream).unwrap())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(dir.join("push.err")).unwrap())
+        .spawn()
+        .unwrap()
+}
+
 /// A `push` held in the middle of a pack's multipart upload: part 1 is stored, part 2
 /// refused by a proxy (with 503) again and again. Returns the running push (its stderr in
 /// `push.err` under `dir`), the proxy, the server and the repository at `bucket/repo`.
@@ -481,8 +516,6 @@ fn push_held_at_part_two(
     dir: &Path,
     bucket: &str,
 ) -> (std::process::Child, support::faulty::Faulty, Moto, Restic) {
-    use std::process::{Command, Stdio};
-    use support::backup::Backup;
     let server = Moto::start(&MotoOpts::default());
     let refusing = support::faulty::Faulty::with_rule(
         server.port,
@@ -491,25 +524,9 @@ fn push_held_at_part_two(
     );
     let r = remote(&dir.join("r"), server.url(&format!("{bucket}/repo")));
     support::backup::init_repo(&r, 2);
-    let src = dir.join("src");
-    fs::create_dir(&src).unwrap();
-    fs::write(src.join("bulk.bin"), random_bytes(61, 20 << 20)).unwrap();
-
-    // The packed stream of a 20 MiB file in one pack, above the multipart threshold.
-    let stages = Backup::of(&[&src]).pack_args(&["--pack-size", "32"]).stages(&r);
-    let packed = Pipeline::new().stage(stages[0].clone()).stage(stages[1].clone()).run();
-    packed.assert_ok();
-    let stream = dir.join("stream");
-    fs::write(&stream, &packed.stdout).unwrap();
-
-    let mut push = Command::new(bin("push"))
-        .arg("--repo")
-        .arg(format!("s3:http://127.0.0.1:{}/{bucket}/repo", refusing.port))
-        .stdin(fs::File::open(&stream).unwrap())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(dir.join("push.err")).unwrap())
-        .spawn()
-        .unwrap();
+    // A 20 MiB file in one pack, above the multipart threshold.
+    let stream = packed_stream(dir, &r, 20 << 20);
+    let mut push = spawn_push(dir, refusing.port, bucket, &stream, &[]);
     let t0 = Instant::now();
     while refusing.count(|c| &c.errors_503) < 2 {
         assert!(t0.elapsed() < Duration::from_secs(60), "push never reached part 2");
@@ -519,6 +536,34 @@ fn push_held_at_part_two(
         std::thread::sleep(Duration::from_millis(20));
     }
     (push, refusing, server, r)
+}
+
+/// A server gone in the middle of a backup (here: refusing every pack and the lock's
+/// removal) gave two lines, in the wrong order: first that the lock could not be removed,
+/// then the failure that caused it. Now it is one line, the cause first; no snapshot.
+#[test]
+fn a_server_gone_mid_backup_is_one_line() {
+    let td = tempdir();
+    let server = Moto::start(&MotoOpts::default());
+    let gone = support::faulty::Faulty::with_rule(
+        server.port,
+        |_, m, t| {
+            ((m == "PUT" && t.contains("/data/")) || (m == "DELETE" && t.contains("/locks/"))).then_some(503)
+        },
+        false,
+    );
+    let r = remote(&td.path().join("r"), server.url("gone/repo"));
+    support::backup::init_repo(&r, 2);
+    let stream = packed_stream(td.path(), &r, 1 << 20);
+    let status =
+        spawn_push(td.path(), gone.port, "gone", &stream, &[("SLUICE_RETRY_TIMEOUT", "1")]).wait().unwrap();
+    let err = fs::read_to_string(td.path().join("push.err")).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let (cause, lock) = (err.find("/data/"), err.find("restic unlock"));
+    assert!(cause.is_some() && lock.is_some() && cause < lock, "{err}");
+    assert!(!err.contains(SECRET), "{err}");
+    assert_eq!(server.objects("gone", "repo/snapshots/"), Vec::<String>::new());
 }
 
 #[test]
