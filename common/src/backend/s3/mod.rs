@@ -141,12 +141,9 @@ impl S3 {
         let mut lookup = None;
         for (k, v) in &opts.extended {
             match k.strip_prefix("s3.") {
+                Some("region") if !v.is_empty() => region = Some(v.clone()),
                 // Empty, as `-o s3.region=$REGION` with REGION unset gives: not given.
-                Some("region") => {
-                    if !v.is_empty() {
-                        region = Some(v.clone())
-                    }
-                }
+                Some("region") => {}
                 // Read by the stages that fetch in parallel (`backend::connections`).
                 Some("connections") => {}
                 Some("bucket-lookup") => {
