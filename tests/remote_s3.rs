@@ -566,6 +566,28 @@ fn a_server_gone_mid_backup_is_one_line() {
     assert_eq!(server.objects("gone", "repo/snapshots/"), Vec::<String>::new());
 }
 
+/// check-repo's lock that the server would not let go of was warned about as `lock: could not
+/// remove lock ...`: a line no tool signs, without the way out. Now check-repo signs it and
+/// names `restic unlock`.
+#[test]
+fn check_repo_names_itself_for_a_lock_left() {
+    let td = tempdir();
+    let server = Moto::start(&MotoOpts::default());
+    let r = remote(&td.path().join("r"), server.url("held/repo"));
+    support::backup::init_repo(&r, 2);
+    let keeping = support::faulty::Faulty::with_rule(
+        server.port,
+        |_, m, t| (m == "DELETE" && t.contains("/locks/")).then_some(503),
+        false,
+    );
+    let via = remote(&td.path().join("via"), format!("s3:http://127.0.0.1:{}/held/repo", keeping.port));
+    let res = Pipeline::new().stage(tool(&via, "check-repo", &[])).env("SLUICE_RETRY_TIMEOUT", "1").run();
+    assert_eq!(res.codes(), [0], "{}", res.report());
+    let err = String::from_utf8_lossy(&res.stderrs[0]);
+    let line = err.lines().find(|l| l.contains("could not remove lock")).unwrap_or_else(|| panic!("{err}"));
+    assert!(line.starts_with("check-repo: ") && line.contains("restic unlock"), "{line}");
+}
+
 #[test]
 fn a_killed_upload_is_aborted_by_the_next_run() {
     // push is killed outright (SIGKILL) in the middle of a pack's multipart upload. The parts
