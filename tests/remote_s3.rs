@@ -230,14 +230,20 @@ fn https_to_a_plain_http_server_says_so() {
     assert!(!line.contains("--cacert"), "{line}");
 }
 
+/// A moto server and a repository made by restic at `bucket_and_prefix` on it.
+fn initialised(dir: &Path, bucket_and_prefix: &str) -> (Moto, Restic) {
+    let server = Moto::start(&MotoOpts::default());
+    let r = remote(&dir.join("r"), server.url(bucket_and_prefix));
+    support::backup::init_repo(&r, 2);
+    (server, r)
+}
+
 /// `-o s3.region=` (a script's `-o s3.region=$REGION` with REGION unset) was refused as "no
 /// such option of the s3 backend"; empty, it is now a region not given, as for restic.
 #[test]
 fn an_empty_region_is_no_region() {
     let td = tempdir();
-    let server = Moto::start(&MotoOpts::default());
-    let r = remote(&td.path().join("r"), server.url("region/repo"));
-    support::backup::init_repo(&r, 2);
+    let (_server, r) = initialised(td.path(), "region/repo");
     let res = Pipeline::new().stage(tool(&r, "snapshots", &["-o", "s3.region="])).run();
     assert_eq!(res.codes(), [0], "{}", res.report());
 }
@@ -544,7 +550,7 @@ fn push_held_at_part_two(
 #[test]
 fn a_server_gone_mid_backup_is_one_line() {
     let td = tempdir();
-    let server = Moto::start(&MotoOpts::default());
+    let (server, r) = initialised(td.path(), "gone/repo");
     let gone = support::faulty::Faulty::with_rule(
         server.port,
         |_, m, t| {
@@ -552,8 +558,6 @@ fn a_server_gone_mid_backup_is_one_line() {
         },
         false,
     );
-    let r = remote(&td.path().join("r"), server.url("gone/repo"));
-    support::backup::init_repo(&r, 2);
     let stream = packed_stream(td.path(), &r, 1 << 20);
     let status =
         spawn_push(td.path(), gone.port, "gone", &stream, &[("SLUICE_RETRY_TIMEOUT", "1")]).wait().unwrap();
@@ -572,9 +576,7 @@ fn a_server_gone_mid_backup_is_one_line() {
 #[test]
 fn check_repo_names_itself_for_a_lock_left() {
     let td = tempdir();
-    let server = Moto::start(&MotoOpts::default());
-    let r = remote(&td.path().join("r"), server.url("held/repo"));
-    support::backup::init_repo(&r, 2);
+    let (server, _r) = initialised(td.path(), "held/repo");
     let keeping = support::faulty::Faulty::with_rule(
         server.port,
         |_, m, t| (m == "DELETE" && t.contains("/locks/")).then_some(503),
