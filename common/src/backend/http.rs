@@ -203,6 +203,12 @@ pub fn transport_error(e: ureq::Error, what: &str) -> Error {
         U::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
             (Class::Permanent, tls_why(&io.to_string()))
         }
+        // A name the resolver says does not exist (a typo in the host) stays so: trying
+        // again for two minutes, saying nothing, helps nobody. A resolver that could not
+        // answer ("Temporary failure in name resolution") is worth another try.
+        U::Io(io) if io.to_string().contains("Name or service not known") => {
+            (Class::Permanent, format!("host not found ({io})"))
+        }
         U::Io(io) => (Class::Transient, io_reason(io)),
         U::Timeout(t) => (Class::Transient, format!("timed out ({t})")),
         U::ConnectionFailed => (Class::Transient, "connection failed".into()),
@@ -310,6 +316,23 @@ pub fn content_length(resp: &ureq::http::Response<ureq::Body>, what: &str) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A host name that does not resolve fails at once; a resolver that is down is retried.
+    #[test]
+    fn an_unknown_host_is_not_retried() {
+        let io = |m: &str| ureq::Error::Io(std::io::Error::other(m.to_string()));
+        let e = transport_error(
+            io("failed to lookup address information: Name or service not known"),
+            "rest:http://nosuch.invalid/config",
+        );
+        assert_eq!(e.class(), Some(Class::Permanent));
+        assert!(e.to_string().contains("host not found"), "{e}");
+        let e = transport_error(
+            io("failed to lookup address information: Temporary failure in name resolution"),
+            "rest:http://example.org/config",
+        );
+        assert_eq!(e.class(), Some(Class::Transient));
+    }
 
     #[test]
     fn credentials_stay_out_of_sight() {
