@@ -183,7 +183,13 @@ pub fn status_error(resp: &ureq::http::Response<ureq::Body>, what: &str) -> Erro
         403 => " (not allowed: wrong credentials, or an append-only server?)",
         _ => "",
     };
-    let mut e = Error::remote(class, Some(code), format!("{what}: HTTP {code} {reason}{hint}"));
+    // A missing file ends in "not found (HTTP 404)" of its own: the status once.
+    let msg = if class == Class::NotFound {
+        what.to_string()
+    } else {
+        format!("{what}: HTTP {code} {reason}{hint}")
+    };
+    let mut e = Error::remote(class, Some(code), msg);
     if let Error::Backend(r) = &mut e {
         r.retry_after = resp
             .headers()

@@ -329,7 +329,13 @@ impl S3 {
                 None => String::new(),
             },
         };
-        let mut e = Error::remote(class, Some(code), format!("{what}: HTTP {code} {reason}{hint}"));
+        // A missing object ends in "not found (HTTP 404)" of its own: the status once.
+        let msg = match class {
+            Class::NotFound if hint.is_empty() => what.to_string(),
+            Class::NotFound => format!("{what}{hint}"),
+            _ => format!("{what}: HTTP {code} {reason}{hint}"),
+        };
+        let mut e = Error::remote(class, Some(code), msg);
         if let Error::Backend(r) = &mut e {
             r.retry_after = retry_after;
         }
