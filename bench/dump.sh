@@ -6,9 +6,10 @@
 #
 # Makes a file of DUMP_MIB MiB (default 1024) of reproducible random bytes, backs it up with
 # restic (128 MiB packs), then streams it out with restic and with sluice, as the bare file
-# and as a tar of its directory. Each output is hashed on the fly and must equal the source:
-# a wrong figure is worse than none. Prints a markdown table; results land in
-# $BENCH_DIR/dump-results.md. Environment: BENCH_DIR (default target/bench), DUMP_MIB,
+# and as a tar of its directory, RUNS (5) times in alternating pairs. Each output is hashed
+# on the fly and must equal the source: a wrong figure is worse than none. Prints a markdown
+# table of the medians and the ratio of each pair; results land in
+# $BENCH_DIR/dump-results.md. Environment: BENCH_DIR (default target/bench), DUMP_MIB, RUNS,
 # SLUICE_BIN (default target/release).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -46,20 +47,22 @@ check() { # NAME HASH-FILE
   [ "$got" = "$want" ] || { echo "$1: output differs from the source" >&2; exit 1; }
 }
 
-$m "$results/restic-dump-file.json" restic dump --no-cache latest /dir/big.bin \
-  | sha256sum > "$results/h1"
-check restic-dump-file "$results/h1"
-$m "$results/sluice-stdout.1.json" "$bin/walk" latest:/dir/big.bin \
-  | $m "$results/sluice-stdout.2.json" "$bin/fetch-pack" \
-  | $m "$results/sluice-stdout.3.json" "$bin/unpack" --stdout | sha256sum > "$results/h2"
-check sluice-stdout "$results/h2"
+for n in $(seq "${RUNS:-5}"); do
+  $m "$results/restic-file@$n.json" restic dump --no-cache latest /dir/big.bin \
+    | sha256sum > "$results/h1"
+  check restic-file "$results/h1"
+  $m "$results/sluice-file@$n.1.json" "$bin/walk" latest:/dir/big.bin \
+    | $m "$results/sluice-file@$n.2.json" "$bin/fetch-pack" \
+    | $m "$results/sluice-file@$n.3.json" "$bin/unpack" --stdout | sha256sum > "$results/h2"
+  check sluice-file "$results/h2"
 
-$m "$results/restic-dump-tar.json" restic dump --no-cache latest /dir \
-  | tar -xO dir/big.bin | sha256sum > "$results/h3"
-check restic-dump-tar "$results/h3"
-$m "$results/sluice-tar.1.json" "$bin/walk" latest:/dir \
-  | $m "$results/sluice-tar.2.json" "$bin/fetch-pack" \
-  | $m "$results/sluice-tar.3.json" "$bin/unpack" --tar | tar -xO dir/big.bin | sha256sum > "$results/h4"
-check sluice-tar "$results/h4"
+  $m "$results/restic-tar@$n.json" restic dump --no-cache latest /dir \
+    | tar -xO dir/big.bin | sha256sum > "$results/h3"
+  check restic-tar "$results/h3"
+  $m "$results/sluice-tar@$n.1.json" "$bin/walk" latest:/dir \
+    | $m "$results/sluice-tar@$n.2.json" "$bin/fetch-pack" \
+    | $m "$results/sluice-tar@$n.3.json" "$bin/unpack" --tar | tar -xO dir/big.bin | sha256sum > "$results/h4"
+  check sluice-tar "$results/h4"
+done
 
 python3 "$here/report.py" "$results" | tee "$BENCH_DIR/dump-results.md"

@@ -103,6 +103,35 @@ fn wrong_credentials_are_one_line() {
     }
 }
 
+/// A password with a '/' in it (as `openssl rand -base64` makes them), put in the URL as it
+/// is: the authority then ends at that '/', and every tool printed the password whole in its
+/// message (`rest:http://sluice:ab/Zq...@127.0.0.1:.../`) and tried to reach a host named
+/// after the user. Now the URL is refused at once, with the password hidden and the way to
+/// write it; written `%2F`, it works.
+#[test]
+fn a_password_with_a_slash_never_shows() {
+    const PW: &str = "ab/Zq81w+x";
+    let td = tempdir();
+    let server = Rclone::start(
+        &td.path().join("srv"),
+        &RcloneOpts { auth: Some((USER.into(), PW.into())), ..Default::default() },
+    );
+    let good = remote(&td.path().join("r"), server.url(Some("sluice:ab%2FZq81w+x"), "slash/"));
+    good.init(2, &[]);
+    let raw = remote(&td.path().join("r"), server.url(Some(&format!("{USER}:{PW}")), "slash/"));
+    for (name, args) in [("snapshots", &[][..]), ("walk", &["latest"][..]), ("fetch-pack", &[][..])] {
+        let t0 = Instant::now();
+        let res = Pipeline::new().stage(tool(&raw, name, args)).run();
+        assert_eq!(res.codes(), [2], "{name}:\n{}", res.report());
+        let line = one_line(&res.stderrs[0], name);
+        assert!(!line.contains("Zq81w"), "{name} shows the password: {line}");
+        assert!(line.contains("%2F"), "{name}: {line}");
+        assert!(t0.elapsed() < Duration::from_secs(20), "{name}: retried");
+    }
+    let res = Pipeline::new().stage(tool(&good, "snapshots", &[])).run();
+    assert_eq!(res.codes(), [0], "{}", res.report());
+}
+
 #[test]
 fn missing_repository_exits_10() {
     let td = tempdir();

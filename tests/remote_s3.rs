@@ -215,6 +215,39 @@ fn usage_errors() {
     }
 }
 
+/// `s3:host:port/bucket` means HTTPS, as in restic; against a server on plain HTTP (a MinIO
+/// on a test machine) the handshake fails, and the line said to use --cacert for a private
+/// CA, which cannot help. Now it says the server does not speak TLS.
+#[test]
+fn https_to_a_plain_http_server_says_so() {
+    let td = tempdir();
+    let server = Moto::start(&MotoOpts::default());
+    let r = remote(&td.path().join("r"), format!("s3:127.0.0.1:{}/plain/repo", server.port));
+    let res = Pipeline::new().stage(tool(&r, "snapshots", &[])).run();
+    assert_eq!(res.codes(), [1], "{}", res.report());
+    let line = one_line(&res.stderrs[0], "snapshots");
+    assert!(line.contains("does not speak TLS") && line.contains("http://"), "{line}");
+    assert!(!line.contains("--cacert"), "{line}");
+}
+
+/// A moto server and a repository made by restic at `bucket_and_prefix` on it.
+fn initialised(dir: &Path, bucket_and_prefix: &str) -> (Moto, Restic) {
+    let server = Moto::start(&MotoOpts::default());
+    let r = remote(&dir.join("r"), server.url(bucket_and_prefix));
+    support::backup::init_repo(&r, 2);
+    (server, r)
+}
+
+/// `-o s3.region=` (a script's `-o s3.region=$REGION` with REGION unset) was refused as "no
+/// such option of the s3 backend"; empty, it is now a region not given, as for restic.
+#[test]
+fn an_empty_region_is_no_region() {
+    let td = tempdir();
+    let (_server, r) = initialised(td.path(), "region/repo");
+    let res = Pipeline::new().stage(tool(&r, "snapshots", &["-o", "s3.region="])).run();
+    assert_eq!(res.codes(), [0], "{}", res.report());
+}
+
 #[test]
 fn https_with_a_private_ca() {
     let td = tempdir();
@@ -447,51 +480,125 @@ fn secrets_stay_hidden() {
     support::remote::secrets_stay_hidden(td.path(), &server.url("hidden/repo"), &[SECRET, TOKEN]);
 }
 
-#[test]
-fn a_killed_upload_is_aborted_by_the_next_run() {
-    // push is killed outright (SIGKILL) in the middle of a pack's multipart upload: part 1 is
-    // stored, part 2 refused by the proxy again and again. The parts stay in the bucket; the
-    // next backup's push finds the dead run's upload and aborts it. (moto reports every
-    // upload as started in 2010, so it is old enough for the age rule; that rule on its own
-    // is the unit test of `s3::multipart`.)
+/// The packed stream (`chunk | pack`, 32 MiB packs) of one file of `bytes` random bytes,
+/// for `r`, in `dir/stream`.
+fn packed_stream(dir: &Path, r: &Restic, bytes: usize) -> std::path::PathBuf {
+    let src = dir.join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("bulk.bin"), random_bytes(61, bytes)).unwrap();
+    let stages = support::backup::Backup::of(&[&src]).pack_args(&["--pack-size", "32"]).stages(r);
+    let packed = Pipeline::new().stage(stages[0].clone()).stage(stages[1].clone()).run();
+    packed.assert_ok();
+    let stream = dir.join("stream");
+    fs::write(&stream, &packed.stdout).unwrap();
+    stream
+}
+
+/// `push` of `stream` into `bucket/repo` through 127.0.0.1:`port` (a proxy), its stderr in
+/// `dir/push.err`.
+fn spawn_push(
+    dir: &Path,
+    port: u16,
+    bucket: &str,
+    stream: &Path,
+    env: &[(&str, &str)],
+) -> std::process::Child {
     use std::process::{Command, Stdio};
-    use support::backup::Backup;
-    let td = tempdir();
+    Command::new(bin("push"))
+        .arg("--repo")
+        .arg(format!("s3:http://127.0.0.1:{port}/{bucket}/repo"))
+        .envs(env.iter().copied())
+        .stdin(fs::File::open(stream).unwrap())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(dir.join("push.err")).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// A `push` held in the middle of a pack's multipart upload: part 1 is stored, part 2
+/// refused by a proxy (with 503) again and again. Returns the running push (its stderr in
+/// `push.err` under `dir`), the proxy, the server and the repository at `bucket/repo`.
+fn push_held_at_part_two(
+    dir: &Path,
+    bucket: &str,
+) -> (std::process::Child, support::faulty::Faulty, Moto, Restic) {
     let server = Moto::start(&MotoOpts::default());
     let refusing = support::faulty::Faulty::with_rule(
         server.port,
         |_, m, t| (m == "PUT" && t.contains("partNumber=2")).then_some(503),
         false,
     );
-    let r = remote(&td.path().join("r"), server.url("killed/repo"));
+    let r = remote(&dir.join("r"), server.url(&format!("{bucket}/repo")));
     support::backup::init_repo(&r, 2);
-    let src = td.path().join("src");
-    fs::create_dir(&src).unwrap();
-    fs::write(src.join("bulk.bin"), random_bytes(61, 20 << 20)).unwrap();
-
-    // The packed stream of a 20 MiB file in one pack, above the multipart threshold.
-    let stages = Backup::of(&[&src]).pack_args(&["--pack-size", "32"]).stages(&r);
-    let packed = Pipeline::new().stage(stages[0].clone()).stage(stages[1].clone()).run();
-    packed.assert_ok();
-    let stream = td.path().join("stream");
-    fs::write(&stream, &packed.stdout).unwrap();
-
-    let mut push = Command::new(bin("push"))
-        .arg("--repo")
-        .arg(format!("s3:http://127.0.0.1:{}/killed/repo", refusing.port))
-        .stdin(fs::File::open(&stream).unwrap())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(td.path().join("push.err")).unwrap())
-        .spawn()
-        .unwrap();
+    // A 20 MiB file in one pack, above the multipart threshold.
+    let stream = packed_stream(dir, &r, 20 << 20);
+    let mut push = spawn_push(dir, refusing.port, bucket, &stream, &[]);
     let t0 = Instant::now();
     while refusing.count(|c| &c.errors_503) < 2 {
         assert!(t0.elapsed() < Duration::from_secs(60), "push never reached part 2");
         if push.try_wait().unwrap().is_some() {
-            panic!("push ended before part 2: {}", fs::read_to_string(td.path().join("push.err")).unwrap());
+            panic!("push ended before part 2: {}", fs::read_to_string(dir.join("push.err")).unwrap());
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    (push, refusing, server, r)
+}
+
+/// A server gone in the middle of a backup (here: refusing every pack and the lock's
+/// removal) gave two lines, in the wrong order: first that the lock could not be removed,
+/// then the failure that caused it. Now it is one line, the cause first; no snapshot.
+#[test]
+fn a_server_gone_mid_backup_is_one_line() {
+    let td = tempdir();
+    let (server, r) = initialised(td.path(), "gone/repo");
+    let gone = support::faulty::Faulty::with_rule(
+        server.port,
+        |_, m, t| {
+            ((m == "PUT" && t.contains("/data/")) || (m == "DELETE" && t.contains("/locks/"))).then_some(503)
+        },
+        false,
+    );
+    let stream = packed_stream(td.path(), &r, 1 << 20);
+    let status =
+        spawn_push(td.path(), gone.port, "gone", &stream, &[("SLUICE_RETRY_TIMEOUT", "1")]).wait().unwrap();
+    let err = fs::read_to_string(td.path().join("push.err")).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let (cause, lock) = (err.find("/data/"), err.find("restic unlock"));
+    assert!(cause.is_some() && lock.is_some() && cause < lock, "{err}");
+    assert!(!err.contains(SECRET), "{err}");
+    assert_eq!(server.objects("gone", "repo/snapshots/"), Vec::<String>::new());
+}
+
+/// check-repo's lock that the server would not let go of was warned about as `lock: could not
+/// remove lock ...`: a line no tool signs, without the way out. Now check-repo signs it and
+/// names `restic unlock`.
+#[test]
+fn check_repo_names_itself_for_a_lock_left() {
+    let td = tempdir();
+    let (server, _r) = initialised(td.path(), "held/repo");
+    let keeping = support::faulty::Faulty::with_rule(
+        server.port,
+        |_, m, t| (m == "DELETE" && t.contains("/locks/")).then_some(503),
+        false,
+    );
+    let via = remote(&td.path().join("via"), format!("s3:http://127.0.0.1:{}/held/repo", keeping.port));
+    let res = Pipeline::new().stage(tool(&via, "check-repo", &[])).env("SLUICE_RETRY_TIMEOUT", "1").run();
+    assert_eq!(res.codes(), [0], "{}", res.report());
+    let err = String::from_utf8_lossy(&res.stderrs[0]);
+    let line = err.lines().find(|l| l.contains("could not remove lock")).unwrap_or_else(|| panic!("{err}"));
+    assert!(line.starts_with("check-repo: ") && line.contains("restic unlock"), "{line}");
+}
+
+#[test]
+fn a_killed_upload_is_aborted_by_the_next_run() {
+    // push is killed outright (SIGKILL) in the middle of a pack's multipart upload. The parts
+    // stay in the bucket; the next backup's push finds the dead run's upload and aborts it.
+    // (moto reports every upload as started in 2010, so it is old enough for the age rule;
+    // that rule on its own is the unit test of `s3::multipart`.)
+    use support::backup::Backup;
+    let td = tempdir();
+    let (mut push, _proxy, server, r) = push_held_at_part_two(td.path(), "killed");
     push.kill().unwrap();
     push.wait().unwrap();
     let left = server.multipart_uploads("killed");
@@ -505,4 +612,24 @@ fn a_killed_upload_is_aborted_by_the_next_run() {
         Vec::<String>::new(),
         "the dead run's parts are still there"
     );
+}
+
+/// Ctrl-C (or SIGTERM) in the middle of a pack's multipart upload aborted nothing: push said
+/// it had removed its temporary files, yet the parts sent stayed stored (and paid for) until
+/// a later backup found the upload a day old. Now the signal aborts the upload, and the lock
+/// goes too.
+#[test]
+fn an_interrupted_upload_is_aborted_at_once() {
+    for (sig, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+        let td = tempdir();
+        let (mut push, _proxy, server, _r) = push_held_at_part_two(td.path(), "interrupted");
+        unsafe { libc::kill(push.id() as i32, sig) };
+        let status = push.wait().unwrap();
+        let err = fs::read_to_string(td.path().join("push.err")).unwrap();
+        assert_eq!(status.code(), Some(code), "signal {sig}: {err}");
+        assert_eq!(err.lines().count(), 1, "signal {sig}: {err}");
+        assert_eq!(server.multipart_uploads("interrupted"), Vec::<String>::new(), "signal {sig}: parts left");
+        let locks = server.objects("interrupted", "repo/locks/");
+        assert!(locks.is_empty(), "signal {sig}: a lock left: {locks:?}");
+    }
 }

@@ -525,8 +525,9 @@ fn restore_under_strace(fx: &Fixture, target: &Path, trace: &str) -> String {
 }
 
 /// Issue #6 (item 9): a file restored into a fresh target costs the writer seven calls
-/// (create, write, owner, mode, times, close, rename) and no more: in particular no lookup
-/// of what the target holds under its name, which an empty target cannot hold.
+/// (create — or, as root, naming an unnamed file made ahead on another thread —, write,
+/// owner, mode, times, close, rename) and no more: in particular no lookup of what the
+/// target holds under its name, which an empty target cannot hold.
 #[test]
 fn a_fresh_target_costs_no_lookup_per_file() {
     let fx = Fixture::new(
@@ -539,13 +540,67 @@ fn a_fresh_target_costs_no_lookup_per_file() {
     );
     let target = fx.path("out");
     let log = restore_under_strace(&fx, &target, "trace=%file");
-    let created = log.lines().filter(|l| l.contains("O_CREAT") && l.contains(".sluice-part")).count();
-    assert_eq!(created, 300, "{log}");
+    let made = |l: &&str| l.contains(".sluice-part") && (l.contains("O_CREAT") || l.contains(" linkat("));
+    assert_eq!(log.lines().filter(made).count(), 300, "{log}");
+    if is_root() {
+        let unnamed = log.lines().filter(|l| l.contains("O_TMPFILE") && !l.contains("= -1")).count();
+        assert!(unnamed >= 300, "{unnamed} unnamed files made ahead:\n{log}");
+    }
     // Calls naming a restored file other than through its partial (renames name both).
     let named: Vec<&str> =
         log.lines().filter(|l| l.contains("small-") && !l.contains(".sluice-part")).collect();
     assert!(named.is_empty(), "{} calls look the files up:\n{}", named.len(), named.join("\n"));
     assert_eq!(fs::read(target.join("small-299")).unwrap(), random_bytes(299, 399));
+}
+
+/// Files made ahead of the writer are made on the target's file system; one mounted below
+/// the target (a tmpfs on a directory the snapshot also has) takes its files all the same,
+/// each made where it goes.
+#[test]
+fn a_file_system_mounted_below_the_target_takes_its_files() {
+    let fx = Fixture::new(
+        |src| {
+            for d in ["a", "m", "z"] {
+                fs::create_dir(src.join(d)).unwrap();
+                for i in 0..40u64 {
+                    fs::write(src.join(format!("{d}/f{i:02}")), random_bytes(i, 3000 + i as usize)).unwrap();
+                }
+            }
+        },
+        &[],
+    );
+    let target = fx.path("out");
+    fs::create_dir_all(target.join("m")).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
+        .arg(target.join("m"))
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("cannot mount a tmpfs here (not root?): nothing to try");
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(target.join("m"));
+    let res = Pipeline::new()
+        .stage(tool(&fx.r, "walk", &["latest"]))
+        .stage(tool(&fx.r, "fetch-pack", &[]))
+        .stage(tool(&fx.r, "unpack", &["--target", target.to_str().unwrap()]))
+        .run();
+    res.assert_ok();
+    for d in ["a", "m", "z"] {
+        for i in 0..40u64 {
+            let got = fs::read(target.join(format!("{d}/f{i:02}"))).unwrap();
+            assert_eq!(got, random_bytes(i, 3000 + i as usize), "{d}/f{i:02}");
+        }
+    }
+    let tmpfs_names = fs::read_dir(target.join("m")).unwrap().count();
+    assert_eq!(tmpfs_names, 40, "only the restored files are on the tmpfs");
 }
 
 #[test]

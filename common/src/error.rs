@@ -208,22 +208,41 @@ impl Error {
 
     /// Prefixes the message with more context (`what: message`), keeping the exit code.
     pub fn context(self, what: impl std::fmt::Display) -> Error {
+        self.map_message(|m| format!("{what}: {m}")).unwrap_or_else(|e| e)
+    }
+
+    /// Appends `; note` to the message, keeping the exit code; gives the error back
+    /// unchanged as `Err` when it has no message of its own to add to (a broken pipe prints
+    /// none).
+    pub fn with_note(self, note: impl std::fmt::Display) -> std::result::Result<Error, Error> {
         match self {
-            Error::Io { what: w, source } => Error::Io { what: format!("{what}: {w}"), source },
-            Error::Format(m) => Error::Format(format!("{what}: {m}")),
-            Error::Integrity(m) => Error::Integrity(format!("{what}: {m}")),
-            Error::Record { line, msg } => Error::Record { line, msg: format!("{what}: {msg}") },
-            Error::Internal(m) => Error::Internal(format!("{what}: {m}")),
+            // The message is `what: source`: the note goes after the source.
+            Error::Io { what, source } => {
+                Ok(Error::Io { what, source: io::Error::new(source.kind(), format!("{source}; {note}")) })
+            }
+            other => other.map_message(|m| format!("{m}; {note}")),
+        }
+    }
+
+    /// The same error with `f` of its message (of `what`, for an I/O error), or `Err(self)`
+    /// for one whose message is fixed.
+    fn map_message(self, f: impl FnOnce(String) -> String) -> std::result::Result<Error, Error> {
+        Ok(match self {
+            Error::Io { what, source } => Error::Io { what: f(what), source },
+            Error::Format(m) => Error::Format(f(m)),
+            Error::Integrity(m) => Error::Integrity(f(m)),
+            Error::Record { line, msg } => Error::Record { line, msg: f(msg) },
+            Error::Internal(m) => Error::Internal(f(m)),
             Error::Backend(mut r) => {
-                r.msg = format!("{what}: {}", r.msg);
+                r.msg = f(std::mem::take(&mut r.msg));
                 Error::Backend(r)
             }
-            Error::Usage(m) => Error::Usage(format!("{what}: {m}")),
-            Error::Refused(m) => Error::Refused(format!("{what}: {m}")),
-            Error::SomeFailed(m) => Error::SomeFailed(format!("{what}: {m}")),
-            Error::Locked(m) => Error::Locked(format!("{what}: {m}")),
-            other => other,
-        }
+            Error::Usage(m) => Error::Usage(f(m)),
+            Error::Refused(m) => Error::Refused(f(m)),
+            Error::SomeFailed(m) => Error::SomeFailed(f(m)),
+            Error::Locked(m) => Error::Locked(f(m)),
+            other => return Err(other),
+        })
     }
 }
 
@@ -319,5 +338,9 @@ mod tests {
         let e = Error::integrity("MAC mismatch").context("blob 1234 in pack abcd");
         assert_eq!(e.to_string(), "blob 1234 in pack abcd: MAC mismatch");
         assert_eq!(e.exit_code(), 1);
+        let e = Error::io("data/ab", io::Error::new(io::ErrorKind::NotFound, "gone")).with_note("lock left");
+        let e = e.unwrap();
+        assert_eq!((e.to_string().as_str(), e.is_not_found()), ("data/ab: gone; lock left", true));
+        assert!(Error::BrokenPipe.with_note("x").is_err());
     }
 }

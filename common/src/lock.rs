@@ -104,6 +104,8 @@ pub fn check_no_exclusive(repo: &Repo, own: Option<&Id>, tool: &str) -> Result<(
 pub struct Held {
     backend: std::sync::Arc<dyn crate::backend::Backend>,
     name: String,
+    /// Signs the warning if the lock cannot be removed.
+    tool: String,
     _on_signal: crate::signal::Guard,
 }
 
@@ -126,7 +128,7 @@ impl Held {
             let _ = b.remove(FileType::Lock, &n);
         });
         backend.write(FileType::Lock, &id.to_hex(), &bytes)?;
-        let held = Held { backend, name: id.to_hex(), _on_signal: guard };
+        let held = Held { backend, name: id.to_hex(), tool: tool.to_string(), _on_signal: guard };
         std::thread::sleep(SETTLE);
         check_no_exclusive(repo, Some(&id), tool)?;
         Ok(held)
@@ -136,7 +138,10 @@ impl Held {
 impl Drop for Held {
     fn drop(&mut self) {
         if let Err(e) = self.backend.remove(FileType::Lock, &self.name) {
-            crate::cli::warn("lock", format!("could not remove lock {}: {e}", &self.name[..8]));
+            crate::cli::warn(
+                &self.tool,
+                format!("could not remove lock {}: {e}; `restic unlock` removes it", &self.name[..8]),
+            );
         }
     }
 }

@@ -173,6 +173,34 @@ impl Dir {
         })
     }
 
+    /// A new regular file with no name at all (`O_TMPFILE`) on this directory's file system,
+    /// which [`Dir::link_temp`] names later, here or in another directory of the same file
+    /// system. Closed unnamed, it is gone: nothing to clean up after a crash. File systems
+    /// without it answer `EOPNOTSUPP` (`EISDIR` before Linux 3.11).
+    pub fn create_unnamed(&self, mode: u32) -> io::Result<File> {
+        let flags = OFlags::RDWR | OFlags::TMPFILE | OFlags::CLOEXEC;
+        Ok(File::from(rustix::fs::openat(&self.fd, ".", flags, Mode::from_raw_mode(mode))?))
+    }
+
+    /// Gives `file`, made by [`Dir::create_unnamed`], a fresh temporary name made from `base`
+    /// here, as [`Dir::create_temp`] would have. `EXDEV` when this directory is on another
+    /// file system than the one the file was made on.
+    pub fn link_temp(&self, file: &File, base: &[u8]) -> io::Result<Vec<u8>> {
+        let (_, name) = self.with_temp_name(base, |name| {
+            match rustix::fs::linkat(file, "", &self.fd, name, AtFlags::EMPTY_PATH) {
+                // Before Linux 6.10, linking a descriptor needs CAP_DAC_READ_SEARCH; its
+                // /proc name needs nothing.
+                Err(rustix::io::Errno::NOENT | rustix::io::Errno::PERM) => {
+                    let proc = format!("/proc/self/fd/{}", file.as_raw_fd());
+                    let cwd = rustix::fs::CWD;
+                    Ok(rustix::fs::linkat(cwd, proc.as_str(), &self.fd, name, AtFlags::SYMLINK_FOLLOW)?)
+                }
+                r => Ok(r?),
+            }
+        })?;
+        Ok(name)
+    }
+
     /// Runs `make` on fresh temporary names until one does not exist yet.
     pub fn with_temp_name<T>(
         &self,
@@ -421,6 +449,30 @@ mod tests {
         let n = temp_name(&long);
         assert!(n.len() <= 255);
         assert!(is_temp_name_for(&n, &long));
+    }
+
+    /// An unnamed file made in the root gets a temporary name in a subdirectory, with what was
+    /// written to it; one closed unnamed leaves nothing behind.
+    #[test]
+    fn unnamed_files_get_their_name_later() {
+        use std::io::Write;
+        let td = tempfile::tempdir().unwrap();
+        let root = Dir::open_target(&td.path().join("t")).unwrap();
+        root.mkdir(b"sub", 0o755).unwrap();
+        let sub = root.open_dir(b"sub").unwrap();
+        let mut f = match root.create_unnamed(0o600) {
+            Ok(f) => f,
+            // A file system without O_TMPFILE: the callers fall back to create_temp.
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => return,
+            Err(e) => panic!("{e}"),
+        };
+        f.write_all(b"data").unwrap();
+        drop(root.create_unnamed(0o600).unwrap());
+        let name = sub.link_temp(&f, b"file").unwrap();
+        assert!(is_temp_name_for(&name, b"file"));
+        let path = td.path().join("t/sub").join(std::ffi::OsStr::from_bytes(&name));
+        assert_eq!(std::fs::read(path).unwrap(), b"data");
+        assert_eq!(std::fs::read_dir(td.path().join("t")).unwrap().count(), 1);
     }
 
     #[test]

@@ -151,6 +151,12 @@ impl Moto {
         self.boto3(script, &[bucket]).lines().map(str::to_string).collect()
     }
 
+    /// The names of the objects in `bucket` whose names begin with `prefix` (the first 1000).
+    pub fn objects(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        let script = "for o in c.list_objects_v2(Bucket=sys.argv[1], Prefix=sys.argv[2]).get('Contents', []): print(o['Key'])\n";
+        self.boto3(script, &[bucket, prefix]).lines().map(str::to_string).collect()
+    }
+
     /// The ETag of an object (`"md5-N"` for one stored in N parts).
     pub fn etag(&self, bucket: &str, key: &str) -> String {
         let script = "print(c.head_object(Bucket=sys.argv[1], Key=sys.argv[2])['ETag'])\n";

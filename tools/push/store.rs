@@ -88,9 +88,18 @@ pub fn run(args: &Args) -> Result<()> {
     p.packs.clear();
     p.uploads.abandon();
     p.stored[0] = p.uploads.stored;
+    let mut result = result;
     if let Some(l) = p.lock.take() {
         if let Err(e) = backend.remove(FileType::Lock, &l.name) {
-            warn("push", format!("could not remove lock {}: {e}; `restic unlock` removes it", &l.name[..8]));
+            let left = format!("could not remove lock {}: {e}; `restic unlock` removes it", &l.name[..8]);
+            // After a failure (most often the same server gone), one line: the cause first.
+            result = match result.map_err(|failed| failed.with_note(&left)) {
+                Err(Ok(noted)) => Err(noted),
+                other => {
+                    warn("push", left);
+                    other.map_err(|e| e.unwrap_or_else(|e| e))
+                }
+            };
         }
     }
     let mut summary = result?;

@@ -161,6 +161,35 @@ impl Syncer {
     }
 }
 
+/// Unnamed files (`O_TMPFILE`) made ahead on a thread of their own. Allocating the inode is
+/// most of what creating a small file costs, and after a mass deletion on ext4 without a
+/// journal it is most of the restore (`recently_deleted()`, see [`FlushClock`]): made here,
+/// it runs on the other core while the writer fills and names the files before it.
+struct Spares {
+    made: std::sync::mpsc::Receiver<(io::Result<File>, Duration)>,
+}
+
+/// Unnamed files made ahead of the writer: enough to ride out a slow create or two.
+const SPARES: usize = 32;
+
+impl Spares {
+    /// The thread stops at its first error (the file system has no `O_TMPFILE`, or is full:
+    /// the writer then creates files itself, and reports what it meets) or once the writer
+    /// drops `made`; files made and not taken vanish with it, having no name.
+    fn new(dir: Dir) -> Spares {
+        let (tell, made) = std::sync::mpsc::sync_channel(SPARES);
+        std::thread::spawn(move || loop {
+            let started = Instant::now();
+            let file = dir.create_unnamed(0o600);
+            let failed = file.is_err();
+            if tell.send((file, started.elapsed())).is_err() || failed {
+                return;
+            }
+        });
+        Spares { made }
+    }
+}
+
 struct OpenDir {
     rel: Vec<u8>,
     dir: Rc<Dir>,
@@ -204,6 +233,8 @@ struct Unpacker<W: io::Write> {
     syncing: Vec<Pending>,
     sync_asked: bool,
     syncer: Option<Syncer>,
+    /// Started at the first file; `None` after it once unnamed files cannot be had.
+    spares: Option<Option<Spares>>,
     pending_bytes: u64,
     pending_files: usize,
     pending_dirs: usize,
@@ -256,6 +287,7 @@ pub fn run(args: &Args) -> Result<()> {
         syncing: Vec::new(),
         sync_asked: false,
         syncer: None,
+        spares: None,
         pending_bytes: 0,
         pending_files: 0,
         pending_dirs: 0,
@@ -727,10 +759,7 @@ impl<W: io::Write> Unpacker<W> {
         let opened = if cur.kept {
             cur.parent.open_file(&cur.name).map(|f| (f, cur.name.clone()))
         } else {
-            let started = Instant::now();
-            let r = cur.parent.create_temp(&cur.name, 0o600);
-            self.flush_due.created(started.elapsed());
-            r
+            self.create(&cur.parent, &cur.name)
         };
         match opened {
             Ok((f, tmp)) => {
@@ -749,6 +778,43 @@ impl<W: io::Write> Unpacker<W> {
         }
         cur.node = Some(node);
         self.begin(cur)
+    }
+
+    /// A new file under a temporary name beside `name`: an unnamed one made ahead, named
+    /// here, or else one created now.
+    fn create(&mut self, parent: &Dir, name: &[u8]) -> io::Result<(File, Vec<u8>)> {
+        if let Some((file, took)) = self.spare() {
+            self.flush_due.created(took);
+            if let Ok(tmp) = parent.link_temp(&file, name) {
+                return Ok((file, tmp));
+            }
+        }
+        let started = Instant::now();
+        let r = parent.create_temp(name, 0o600);
+        self.flush_due.created(started.elapsed());
+        if r.is_ok() && matches!(self.spares, Some(Some(_))) {
+            // Here a file could be made but a spare not named (a file system mounted below
+            // the target, no /proc for the link): the rest are made where they go too.
+            self.spares = Some(None);
+        }
+        r
+    }
+
+    /// The next unnamed file made ahead, if they can be had. Only as root: every file's
+    /// owner and group are then set from its node, whereas a user's file would keep the
+    /// group it was made with (the target's, where a set-group-ID parent wants its own).
+    fn spare(&mut self) -> Option<(File, Duration)> {
+        if self.spares.is_none() {
+            let dir = if self.root { self.root_dir.try_clone().ok() } else { None };
+            self.spares = Some(dir.map(Spares::new));
+        }
+        match self.spares.as_ref()?.as_ref()?.made.recv() {
+            Ok((Ok(file), took)) => Some((file, took)),
+            _ => {
+                self.spares = Some(None);
+                None
+            }
+        }
     }
 
     /// A further name of a file restored earlier in this run.

@@ -55,11 +55,19 @@ impl Url {
         if host.is_empty() {
             return Err(bad("no host"));
         }
+        let port = host.rsplit_once(']').map_or(host, |(_, p)| p).rsplit_once(':').map(|(_, p)| p);
+        if port.is_some_and(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit())) {
+            return Err(bad(
+                "the port is not a number (in a user name or password, write / @ : % as %2F %40 %3A %25)",
+            ));
+        }
         let path = if path.ends_with('/') { path.to_string() } else { format!("{path}/") };
         let base = format!("{scheme}://{host}{path}");
         base.parse::<ureq::http::Uri>().map_err(|_| bad("not a valid URL"))?;
         let (auth, redacted) = match userinfo {
-            None => (None, base.clone()),
+            // `http://ann:12/x@host/` is host `ann`, port 12, path `/x@host/` to a URL parser,
+            // but most likely a password with a `/` in it.
+            None => (None, redact(&base)),
             Some(ui) => {
                 let (user, pass) = match ui.split_once(':') {
                     Some((u, p)) => (u, Some(p)),
@@ -84,11 +92,13 @@ impl Url {
     }
 }
 
-/// `s` with the password of any `scheme://user:password@` in it replaced by `***`.
+/// `s` with the password of any `scheme://user:password@` in it replaced by `***`. The
+/// password ends at the last `@`, not at the first `/`: a password with a `/` that was not
+/// written `%2F` (as `openssl rand -base64` makes them) is no URL, but must not show either.
+/// A path with an `@` after `host:port` looks the same and is hidden too.
 pub fn redact(s: &str) -> String {
     let Some(start) = s.find("://").map(|i| i + 3) else { return s.to_string() };
-    let end = s[start..].find('/').map_or(s.len(), |i| start + i);
-    let Some(at) = s[start..end].rfind('@').map(|i| start + i) else { return s.to_string() };
+    let Some(at) = s[start..].rfind('@').map(|i| start + i) else { return s.to_string() };
     match s[start..at].find(':') {
         Some(c) => format!("{}***{}", &s[..start + c + 1], &s[at..]),
         None => s.to_string(),
@@ -173,7 +183,13 @@ pub fn status_error(resp: &ureq::http::Response<ureq::Body>, what: &str) -> Erro
         403 => " (not allowed: wrong credentials, or an append-only server?)",
         _ => "",
     };
-    let mut e = Error::remote(class, Some(code), format!("{what}: HTTP {code} {reason}{hint}"));
+    // A missing file ends in "not found (HTTP 404)" of its own: the status once.
+    let msg = if class == Class::NotFound {
+        what.to_string()
+    } else {
+        format!("{what}: HTTP {code} {reason}{hint}")
+    };
+    let mut e = Error::remote(class, Some(code), msg);
     if let Error::Backend(r) = &mut e {
         r.retry_after = resp
             .headers()
@@ -190,22 +206,35 @@ pub fn transport_error(e: ureq::Error, what: &str) -> Error {
     let (class, why) = match &e {
         // rustls reports a failed handshake (an unknown CA, plain HTTP on the other end) as
         // InvalidData: that fails the same way every time.
-        U::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => (
-            Class::Permanent,
-            format!("TLS: {io} (for a private CA use --cacert FILE; --insecure-tls skips verification)"),
-        ),
+        U::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
+            (Class::Permanent, tls_why(&io.to_string()))
+        }
+        // A name the resolver says does not exist (a typo in the host) stays so: trying
+        // again for two minutes, saying nothing, helps nobody. A resolver that could not
+        // answer ("Temporary failure in name resolution") is worth another try.
+        U::Io(io) if io.to_string().contains("Name or service not known") => {
+            (Class::Permanent, format!("host not found ({io})"))
+        }
         U::Io(io) => (Class::Transient, io_reason(io)),
         U::Timeout(t) => (Class::Transient, format!("timed out ({t})")),
         U::ConnectionFailed => (Class::Transient, "connection failed".into()),
         U::Protocol(p) => (Class::Transient, format!("HTTP protocol error: {p}")),
         U::HostNotFound => (Class::Permanent, "host not found".into()),
-        U::Tls(_) | U::Pem(_) | U::Rustls(_) => (
-            Class::Permanent,
-            format!("TLS: {e} (for a private CA use --cacert FILE; --insecure-tls skips verification)"),
-        ),
+        U::Tls(_) | U::Pem(_) | U::Rustls(_) => (Class::Permanent, tls_why(&e.to_string())),
         _ => (Class::Permanent, e.to_string()),
     };
     Error::remote(class, None, format!("{what}: {}", redact(&why)))
+}
+
+/// A failed TLS handshake, with what to do about it: a server that answered in plain HTTP
+/// (rustls sees no TLS record) needs `http://`, not another CA.
+fn tls_why(why: &str) -> String {
+    let hint = if why.contains("InvalidContentType") {
+        "the server does not speak TLS: is it a plain http:// server?"
+    } else {
+        "for a private CA use --cacert FILE; --insecure-tls skips verification"
+    };
+    format!("TLS: {why} ({hint})")
 }
 
 /// The error for a body that failed part-way: always worth another try.
@@ -294,6 +323,23 @@ pub fn content_length(resp: &ureq::http::Response<ureq::Body>, what: &str) -> Re
 mod tests {
     use super::*;
 
+    /// A host name that does not resolve fails at once; a resolver that is down is retried.
+    #[test]
+    fn an_unknown_host_is_not_retried() {
+        let io = |m: &str| ureq::Error::Io(std::io::Error::other(m.to_string()));
+        let e = transport_error(
+            io("failed to lookup address information: Name or service not known"),
+            "rest:http://nosuch.invalid/config",
+        );
+        assert_eq!(e.class(), Some(Class::Permanent));
+        assert!(e.to_string().contains("host not found"), "{e}");
+        let e = transport_error(
+            io("failed to lookup address information: Temporary failure in name resolution"),
+            "rest:http://example.org/config",
+        );
+        assert_eq!(e.class(), Some(Class::Transient));
+    }
+
     #[test]
     fn credentials_stay_out_of_sight() {
         let u = Url::parse("https://alice:s%40cret@example.org:8000/repo").unwrap();
@@ -306,7 +352,17 @@ mod tests {
             "{dbg}"
         );
         assert_eq!(redact("rest:http://u:pw@h:1/x/y"), "rest:http://u:***@h:1/x/y");
-        assert_eq!(redact("rest:http://h:1/a@b"), "rest:http://h:1/a@b");
+        // A password with a '/' not written %2F: the URL does not parse, and must not show it.
+        assert_eq!(redact("rest:http://u:ab/cd@h:1/x@y/"), "rest:http://u:***@y/");
+        assert_eq!(redact("rest:http://h:1/a@b"), "rest:http://h:***@b");
+        for (url, pw) in [("http://u:ab/cd@h:1/x/", "cd"), ("http://u:1/pw@h:1/x/", "pw")] {
+            let shown = match Url::parse(url) {
+                Ok(u) => u.redacted,
+                Err(e) => e.to_string(),
+            };
+            assert!(!shown.contains(pw), "{url}: {shown}");
+        }
+        assert!(Url::parse("http://[::1]:8000/r/").is_ok());
         assert_eq!(redact("rest:http://u@h/"), "rest:http://u@h/");
         let e = Url::parse("ftp://u:topsecret@h/").unwrap_err().to_string();
         assert!(!e.contains("topsecret"), "{e}");

@@ -35,7 +35,10 @@ const DEFAULT_CONNECTIONS: usize = 5;
 impl Rest {
     /// A backend for `url` (what follows `rest:`).
     pub fn new(url: &str, opts: &Options) -> Result<Rest> {
-        let url = Url::parse(url).map_err(|e| e.context("rest:"))?;
+        let url = Url::parse(url).map_err(|e| match e {
+            Error::Usage(m) => Error::Usage(format!("repository rest:{m}")),
+            other => other,
+        })?;
         let mut connections = DEFAULT_CONNECTIONS;
         for (k, v) in &opts.extended {
             match k.strip_prefix("rest.") {

@@ -414,20 +414,43 @@ impl<R: Remote> Upload for Spool<R> {
         let Spool { out, written, t, inner, policy } = *self;
         let f = out.into_inner().map_err(|e| Error::io("temporary file for an upload", e.into_error()))?;
         match inner.multipart() {
-            Some(m) if written > m.threshold() => in_parts(m, &policy, t, name, &f, written),
+            Some(m) if written > m.threshold() => {
+                // One attempt: the process is on its way out. Without it, the parts sent stay
+                // stored (and paid for) until a later run finds the upload a day old.
+                let abort_on_signal = |upload: &str| {
+                    let (inner, name, upload) = (inner.clone(), name.to_string(), upload.to_string());
+                    crate::signal::on_interrupt(move || {
+                        if let Some(m) = inner.multipart() {
+                            let _ = m.abort(t, &name, &upload);
+                        }
+                    })
+                };
+                in_parts(m, &policy, t, name, &f, written, &abort_on_signal)
+            }
             _ => policy.run(|| inner.put(t, name, Body::File { file: &f, start: 0, len: written })),
         }
     }
 }
 
 /// Sends the first `size` bytes of `f` as a multipart upload, each step retried on its own;
-/// on any failure the upload is aborted so that no part is left behind on the server.
-fn in_parts(m: &dyn Multipart, policy: &Policy, t: FileType, name: &str, f: &File, size: u64) -> Result<()> {
+/// on any failure the upload is aborted so that no part is left behind on the server, and
+/// so it is when SIGINT, SIGTERM or SIGHUP ends the process (`abort_on_signal` registers
+/// that for an upload id; the guard it returns is kept until the upload is over).
+fn in_parts(
+    m: &dyn Multipart,
+    policy: &Policy,
+    t: FileType,
+    name: &str,
+    f: &File,
+    size: u64,
+    abort_on_signal: &dyn Fn(&str) -> crate::signal::Guard,
+) -> Result<()> {
     let mut starts = 0;
     let upload = policy.run(|| {
         starts += 1;
         m.start(t, name)
     })?;
+    let _on_signal = abort_on_signal(&upload);
     let part = m.part_size().max(1);
     let sent = (|| {
         let mut etags = Vec::new();
@@ -464,6 +487,11 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::Mutex;
+
+    /// What `in_parts` registers for a signal, in tests that send none.
+    fn no_signal(_: &str) -> crate::signal::Guard {
+        crate::signal::on_interrupt(|| {})
+    }
 
     #[test]
     fn backoff_doubles_to_a_cap() {
@@ -679,7 +707,7 @@ mod tests {
         let f = tempfile::tempfile().unwrap();
         f.write_all_at(b"0123456789abcdefXYZ", 0).unwrap();
         let m = Parts { part2_fails: Mutex::new((2, None)), ..Parts::default() };
-        in_parts(&m, &quick(), FileType::Pack, "p", &f, 18).unwrap();
+        in_parts(&m, &quick(), FileType::Pack, "p", &f, 18, &no_signal).unwrap();
         let log = m.log.lock().unwrap().clone();
         assert_eq!(
             log,
@@ -697,14 +725,14 @@ mod tests {
         );
 
         let m = Parts { part2_fails: Mutex::new((1, Some(Class::Permanent))), ..Parts::default() };
-        let e = in_parts(&m, &quick(), FileType::Pack, "p", &f, 18).unwrap_err();
+        let e = in_parts(&m, &quick(), FileType::Pack, "p", &f, 18, &no_signal).unwrap_err();
         assert_eq!(e.status(), Some(500));
         let log = m.log.lock().unwrap().clone();
         assert_eq!(log, ["start p", "part U 1 0123", "part U 2 4567", "abort U"]);
 
         // Starts whose answers were lost left uploads behind: they are found and aborted.
         let m = Parts { lost_starts: 2, ..Parts::default() };
-        in_parts(&m, &quick(), FileType::Pack, "p", &f, 11).unwrap();
+        in_parts(&m, &quick(), FileType::Pack, "p", &f, 11, &no_signal).unwrap();
         let log = m.log.lock().unwrap().clone();
         assert_eq!(
             log,

@@ -142,6 +142,8 @@ impl S3 {
         for (k, v) in &opts.extended {
             match k.strip_prefix("s3.") {
                 Some("region") if !v.is_empty() => region = Some(v.clone()),
+                // Empty, as `-o s3.region=$REGION` with REGION unset gives: not given.
+                Some("region") => {}
                 // Read by the stages that fetch in parallel (`backend::connections`).
                 Some("connections") => {}
                 Some("bucket-lookup") => {
@@ -288,8 +290,13 @@ impl S3 {
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| super::retry::parse_retry_after(v, SystemTime::now()));
+        // AWS names the bucket's region in a header (the only hint in the bodiless 301 that
+        // answers a HEAD signed for another region) or in the error.
+        let bucket_region =
+            resp.headers().get("x-amz-bucket-region").and_then(|v| v.to_str().ok()).map(str::to_string);
         let mut xml = String::new();
         let _ = resp.into_body().into_reader().take(64 << 10).read_to_string(&mut xml);
+        let bucket_region = bucket_region.or_else(|| tag(&xml, "Region").map(unescape));
         let s3code = tag(&xml, "Code").map(unescape).unwrap_or_default();
         let class = match s3code.as_str() {
             "NoSuchKey" | "NoSuchBucket" => Class::NotFound,
@@ -305,7 +312,14 @@ impl S3 {
             "AccessDenied" => " (the credentials are not allowed to do this)".into(),
             "RequestTimeTooSkewed" => " (this machine's clock is off: signatures carry the time)".into(),
             "NoSuchBucket" => format!(" (bucket {} does not exist)", self.bucket),
-            "AuthorizationHeaderMalformed" | "PermanentRedirect" => {
+            _ if bucket_region.as_deref().is_some_and(|r| !r.is_empty() && r != self.region) => {
+                let r = bucket_region.unwrap_or_default();
+                format!(
+                    " (the bucket is in region {r}, not {}: set -o s3.region={r} or {REGION_ENV}={r})",
+                    self.region
+                )
+            }
+            "AuthorizationHeaderMalformed" | "PermanentRedirect" | "Moved Permanently" => {
                 format!(" (wrong region {}? set -o s3.region=REGION or {REGION_ENV})", self.region)
             }
             "Forbidden" => format!(" (wrong {ACCESS_KEY_ENV} or {SECRET_KEY_ENV}, or not allowed?)"),
@@ -315,7 +329,13 @@ impl S3 {
                 None => String::new(),
             },
         };
-        let mut e = Error::remote(class, Some(code), format!("{what}: HTTP {code} {reason}{hint}"));
+        // A missing object ends in "not found (HTTP 404)" of its own: the status once.
+        let msg = match class {
+            Class::NotFound if hint.is_empty() => what.to_string(),
+            Class::NotFound => format!("{what}{hint}"),
+            _ => format!("{what}: HTTP {code} {reason}{hint}"),
+        };
+        let mut e = Error::remote(class, Some(code), msg);
         if let Error::Backend(r) = &mut e {
             r.retry_after = retry_after;
         }
@@ -552,6 +572,35 @@ mod tests {
             lookup,
             list_page: None,
         }
+    }
+
+    /// The line for an answer with `status`, `headers` and `body`, from a backend in us-east-1.
+    fn line_for(status: u16, headers: &[(&str, &str)], body: &str) -> String {
+        let mut b = ureq::http::Response::builder().status(status);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let resp = b.body(ureq::Body::builder().data(body.as_bytes().to_vec())).unwrap();
+        backend("s3.amazonaws.com/bkt", "us-east-1", None).status_error(resp, "config").to_string()
+    }
+
+    #[test]
+    fn a_wrong_region_names_the_right_one() {
+        // AWS answers a HEAD signed for the wrong region with a bodiless 301: the line said
+        // only "HTTP 301 Moved Permanently".
+        let head = line_for(301, &[("x-amz-bucket-region", "eu-west-1")], "");
+        assert!(head.contains("region eu-west-1") && head.contains("-o s3.region=eu-west-1"), "{head}");
+        let get = line_for(
+            400,
+            &[],
+            "<Error><Code>AuthorizationHeaderMalformed</Code><Region>eu-central-1</Region></Error>",
+        );
+        assert!(
+            get.contains("AuthorizationHeaderMalformed") && get.contains("s3.region=eu-central-1"),
+            "{get}"
+        );
+        let bare = line_for(301, &[], "");
+        assert!(bare.contains("wrong region us-east-1?"), "{bare}");
     }
 
     #[test]
