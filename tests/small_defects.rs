@@ -654,7 +654,8 @@ fn data_records_are_not_written_to_a_terminal() {
         (argv(["pack"]), "push"),
         (argv(["fetch-pack"]), "unpack"),
     ] {
-        let line = support::progress::sh_line(&[stage.clone()], "< /dev/null; echo \"status $?\"");
+        let line =
+            support::progress::sh_line(std::slice::from_ref(&stage), "< /dev/null; echo \"status $?\"");
         let res = support::progress::under_terminal(&line, &[]);
         let out = res.stdout_str();
         assert!(out.contains("status 2"), "{stage:?}: {out}");
