@@ -169,8 +169,61 @@ struct Spares {
     made: std::sync::mpsc::Receiver<(io::Result<File>, Duration)>,
 }
 
+/// `SLUICE_MAKE_AHEAD`: when [`Spares`] are used (as root).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum MakeAhead {
+    WhenSlow,
+    Always,
+    Never,
+}
+
+impl MakeAhead {
+    fn from_env() -> Result<MakeAhead> {
+        match std::env::var("SLUICE_MAKE_AHEAD").as_deref() {
+            Err(_) | Ok("") => Ok(MakeAhead::WhenSlow),
+            Ok("always") => Ok(MakeAhead::Always),
+            Ok("never") => Ok(MakeAhead::Never),
+            Ok(v) => Err(Error::Usage(format!("SLUICE_MAKE_AHEAD={v}: expected always or never"))),
+        }
+    }
+}
+
 /// Unnamed files made ahead of the writer: enough to ride out a slow create or two.
 const SPARES: usize = 32;
+
+/// Whether creates have grown slow enough for [`Spares`]. In fresh space a create costs a
+/// few microseconds, and making files ahead cost more than it saved (one more thread on two
+/// cores, the link on top of the rename): restores 10–20 % slower. After a mass deletion on
+/// ext4 without a journal creates take ten times as long and more, and made ahead they
+/// halved the restore. So files are made ahead once most creates of a run of them took
+/// over [`SLOW`] times the fastest seen; `SLUICE_MAKE_AHEAD=always` or `never` decides
+/// instead.
+#[derive(Default)]
+struct SlowCreates {
+    fastest: Option<Duration>,
+    seen: u32,
+    slow: u32,
+}
+
+/// Creates judged together, and how many times the fastest a slow one takes.
+const RUN: u32 = 128;
+const SLOW: u32 = 8;
+
+impl SlowCreates {
+    /// Counts a create; true once a run of them was mostly slow.
+    fn created(&mut self, took: Duration) -> bool {
+        let fastest = self.fastest.map_or(took, |f| f.min(took));
+        self.fastest = Some(fastest);
+        self.slow += u32::from(took > fastest * SLOW);
+        self.seen += 1;
+        if self.seen < RUN {
+            return false;
+        }
+        let slow = self.slow > RUN / 2;
+        (self.seen, self.slow) = (0, 0);
+        slow
+    }
+}
 
 impl Spares {
     /// The thread stops at its first error (the file system has no `O_TMPFILE`, or is full:
@@ -233,8 +286,10 @@ struct Unpacker<W: io::Write> {
     syncing: Vec<Pending>,
     sync_asked: bool,
     syncer: Option<Syncer>,
-    /// Started at the first file; `None` after it once unnamed files cannot be had.
+    /// Started once creates grew slow; `Some(None)` once unnamed files cannot be had.
     spares: Option<Option<Spares>>,
+    slow_creates: SlowCreates,
+    make_ahead: MakeAhead,
     pending_bytes: u64,
     pending_files: usize,
     pending_dirs: usize,
@@ -288,6 +343,8 @@ pub fn run(args: &Args) -> Result<()> {
         sync_asked: false,
         syncer: None,
         spares: None,
+        slow_creates: SlowCreates::default(),
+        make_ahead: MakeAhead::from_env()?,
         pending_bytes: 0,
         pending_files: 0,
         pending_dirs: 0,
@@ -791,7 +848,11 @@ impl<W: io::Write> Unpacker<W> {
         }
         let started = Instant::now();
         let r = parent.create_temp(name, 0o600);
-        self.flush_due.created(started.elapsed());
+        let took = started.elapsed();
+        self.flush_due.created(took);
+        if self.slow_creates.created(took) && self.make_ahead == MakeAhead::WhenSlow {
+            self.make_ahead = MakeAhead::Always;
+        }
         if r.is_ok() && matches!(self.spares, Some(Some(_))) {
             // Here a file could be made but a spare not named (a file system mounted below
             // the target, no /proc for the link): the rest are made where they go too.
@@ -805,6 +866,9 @@ impl<W: io::Write> Unpacker<W> {
     /// group it was made with (the target's, where a set-group-ID parent wants its own).
     fn spare(&mut self) -> Option<(File, Duration)> {
         if self.spares.is_none() {
+            if self.make_ahead != MakeAhead::Always {
+                return None;
+            }
             let dir = if self.root { self.root_dir.try_clone().ok() } else { None };
             self.spares = Some(dir.map(Spares::new));
         }
@@ -1270,6 +1334,30 @@ fn existing_ok(r: io::Result<()>, same: impl FnOnce() -> bool) -> io::Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Creates a few times the fastest never make files worth making ahead; a run of
+    /// them mostly ten times slower does, and a run mostly fast again does not.
+    #[test]
+    fn slow_creates() {
+        let us = Duration::from_micros;
+        let mut c = SlowCreates::default();
+        for i in 0..10 * RUN {
+            assert!(!c.created(us(4 + u64::from(i % 20))), "fresh space at create {i}");
+        }
+        let mut said = None;
+        for i in 0..2 * RUN {
+            // Most slow, some fast: the fast ones do not hide the trend.
+            let took = if i % 4 == 0 { us(5) } else { us(90) };
+            if c.created(took) {
+                said.get_or_insert(i);
+            }
+        }
+        assert_eq!(said, Some(RUN - 1), "judged at the end of the first slow run");
+        for _ in 0..RUN - 1 {
+            assert!(!c.created(us(5)));
+        }
+        assert!(!c.created(us(5)));
+    }
 
     /// Creates that stay as fast as the fastest never make a flush due; creates that grow
     /// slower, as after a mass deletion, do once their extra time reaches a syncfs's.
