@@ -196,8 +196,9 @@ const SPARES: usize = 32;
 /// cores, the link on top of the rename): restores 10–20 % slower. After a mass deletion on
 /// ext4 without a journal creates take ten times as long and more, and made ahead they
 /// halved the restore. So files are made ahead once most creates of a run of them took
-/// over [`SLOW`] times the fastest seen; `SLUICE_MAKE_AHEAD=always` or `never` decides
-/// instead.
+/// over [`SLOW`] times the fastest seen, or over [`SLOW_ABOVE`] (right after a deletion
+/// every create is slow, the first ones too, and none is fast to compare with);
+/// `SLUICE_MAKE_AHEAD=always` or `never` decides instead.
 #[derive(Default)]
 struct SlowCreates {
     fastest: Option<Duration>,
@@ -209,12 +210,17 @@ struct SlowCreates {
 const RUN: u32 = 128;
 const SLOW: u32 = 8;
 
+/// A create slower than this is slow whatever the fastest was: several times what one takes
+/// in fresh space (5–20 µs on this project's test machine), a fraction of one right after
+/// a mass deletion (60–200 µs).
+const SLOW_ABOVE: Duration = Duration::from_micros(50);
+
 impl SlowCreates {
     /// Counts a create; true once a run of them was mostly slow.
     fn created(&mut self, took: Duration) -> bool {
         let fastest = self.fastest.map_or(took, |f| f.min(took));
         self.fastest = Some(fastest);
-        self.slow += u32::from(took > fastest * SLOW);
+        self.slow += u32::from(took > (fastest * SLOW).min(SLOW_ABOVE));
         self.seen += 1;
         if self.seen < RUN {
             return false;
@@ -1336,7 +1342,8 @@ mod tests {
     use super::*;
 
     /// Creates a few times the fastest never make files worth making ahead; a run of
-    /// them mostly ten times slower does, and a run mostly fast again does not.
+    /// them mostly ten times slower does, and a run mostly fast again does not; a run slow
+    /// from the start does too.
     #[test]
     fn slow_creates() {
         let us = Duration::from_micros;
@@ -1357,6 +1364,11 @@ mod tests {
             assert!(!c.created(us(5)));
         }
         assert!(!c.created(us(5)));
+        // Slow from the first create on, as right after a deletion.
+        let mut c = SlowCreates::default();
+        let said = (0..RUN).map(|_| c.created(us(120))).collect::<Vec<_>>();
+        assert_eq!(said.iter().filter(|s| **s).count(), 1);
+        assert!(said[RUN as usize - 1]);
     }
 
     /// Creates that stay as fast as the fastest never make a flush due; creates that grow
