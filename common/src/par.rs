@@ -62,29 +62,6 @@ impl Ordered {
         F: Fn(T) -> Result<R> + Sync,
         S: FnMut(R) -> Result<()>,
     {
-        self.run_with(items, weigh, || (), |_: &mut (), item| work(item), sink)
-    }
-
-    /// Like [`Ordered::run`], and each worker keeps state of its own between items, made by
-    /// `init` on the worker's thread before its first item: what is too costly to make per
-    /// item (a decompression context, a scratch buffer).
-    pub fn run_with<T, R, St, I, W, N, F, S>(
-        &self,
-        items: I,
-        weigh: W,
-        init: N,
-        work: F,
-        sink: S,
-    ) -> Result<()>
-    where
-        I: IntoIterator<Item = T>,
-        T: Send,
-        R: Send,
-        W: FnMut(&T) -> u64,
-        N: Fn() -> St + Sync,
-        F: Fn(&mut St, T) -> Result<R> + Sync,
-        S: FnMut(R) -> Result<()>,
-    {
         let stop = AtomicBool::new(false);
         let (job_tx, job_rx) = mpsc::channel::<(u64, T)>();
         let (res_tx, res_rx) = mpsc::channel::<(u64, Result<R>)>();
@@ -92,8 +69,8 @@ impl Ordered {
         std::thread::scope(|s| {
             for _ in 0..self.workers.min(self.ahead) {
                 let res_tx = res_tx.clone();
-                let (job_rx, stop, init, work) = (&job_rx, &stop, &init, &work);
-                s.spawn(move || worker(job_rx, &res_tx, stop, init, work));
+                let (job_rx, stop, work) = (&job_rx, &stop, &work);
+                s.spawn(move || worker(job_rx, &res_tx, stop, work));
             }
             drop(res_tx);
             let r = self.feed(items.into_iter(), weigh, sink, job_tx, res_rx);
@@ -164,107 +141,14 @@ impl Ordered {
     }
 }
 
-/// The same ordered map, pushed rather than pulled, for a caller that finds its items deep
-/// in its own logic and cannot be an iterator: [`Queue::put`] hands an item to the workers,
-/// [`Queue::take`] gives the results back in input order. At most `ahead` items are out
-/// (handed over and not yet taken); `put` on a full queue first takes the oldest.
-pub struct Queue<T, R> {
-    jobs: Option<Sender<(u64, T)>>,
-    results: Receiver<(u64, Result<R>)>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-    stop: std::sync::Arc<AtomicBool>,
-    put: u64,
-    taken: u64,
-    ready: VecDeque<Option<Result<R>>>,
-    ahead: usize,
-}
-
-impl<T: Send + 'static, R: Send + 'static> Queue<T, R> {
-    /// `workers` threads (at least one), each with state made by `init` on its thread.
-    pub fn new<St, N, F>(workers: usize, ahead: usize, init: N, work: F) -> Queue<T, R>
-    where
-        N: Fn() -> St + Send + Sync + 'static,
-        F: Fn(&mut St, T) -> Result<R> + Send + Sync + 'static,
-    {
-        let (job_tx, job_rx) = mpsc::channel::<(u64, T)>();
-        let (res_tx, results) = mpsc::channel::<(u64, Result<R>)>();
-        let job_rx = std::sync::Arc::new(Mutex::new(job_rx));
-        let stop = std::sync::Arc::new(AtomicBool::new(false));
-        let shared = std::sync::Arc::new((init, work));
-        let threads = (0..workers.max(1))
-            .map(|_| {
-                let (job_rx, res_tx, stop, shared) =
-                    (job_rx.clone(), res_tx.clone(), stop.clone(), shared.clone());
-                std::thread::spawn(move || worker(&job_rx, &res_tx, &stop, &shared.0, &shared.1))
-            })
-            .collect();
-        Queue {
-            jobs: Some(job_tx),
-            results,
-            threads,
-            stop,
-            put: 0,
-            taken: 0,
-            ready: VecDeque::new(),
-            ahead: ahead.max(1),
-        }
-    }
-
-    /// Hands `item` over. When `ahead` items are out already, first waits for the oldest
-    /// and returns its result (an error of the oldest is returned as such, and `item` is
-    /// not handed over).
-    pub fn put(&mut self, item: T) -> Result<Option<R>> {
-        let oldest = if self.put - self.taken >= self.ahead as u64 { self.take()? } else { None };
-        let jobs = self.jobs.as_ref().ok_or_else(|| internal("the workers are gone"))?;
-        jobs.send((self.put, item)).map_err(|_| internal("the workers are gone"))?;
-        self.put += 1;
-        Ok(oldest)
-    }
-
-    /// The result of the oldest item out, waiting for it; `None` when none is out.
-    pub fn take(&mut self) -> Result<Option<R>> {
-        if self.taken == self.put {
-            return Ok(None);
-        }
-        loop {
-            if let Some(Some(_)) = self.ready.front() {
-                let r = self.ready.pop_front().flatten().expect("checked above");
-                self.taken += 1;
-                return r.map(Some);
-            }
-            // Workers never die silently (a panic is sent as an error), so this cannot hang.
-            let (seq, r) = self.results.recv().map_err(|_| internal("the workers are gone"))?;
-            let at = (seq - self.taken) as usize;
-            if self.ready.len() <= at {
-                self.ready.resize_with(at + 1, || None);
-            }
-            self.ready[at] = Some(r);
-        }
-    }
-}
-
-impl<T, R> Drop for Queue<T, R> {
-    fn drop(&mut self) {
-        // Items still out are abandoned: workers finish the one they hold and stop.
-        self.stop.store(true, Ordering::SeqCst);
-        self.jobs = None;
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
-}
-
-fn worker<T, R, St, N, F>(
+fn worker<T, R, F>(
     jobs: &Mutex<Receiver<(u64, T)>>,
     results: &Sender<(u64, Result<R>)>,
     stop: &AtomicBool,
-    init: &N,
     work: &F,
 ) where
-    N: Fn() -> St,
-    F: Fn(&mut St, T) -> Result<R>,
+    F: Fn(T) -> Result<R>,
 {
-    let mut state: Option<St> = None;
     loop {
         let job = jobs.lock().unwrap_or_else(|p| p.into_inner()).recv();
         let Ok((seq, item)) = job else { return };
@@ -272,19 +156,15 @@ fn worker<T, R, St, N, F>(
             return;
         }
         // A panic is a bug, but it must reach the consumer as an error in its turn rather
-        // than leave it waiting for a result that never comes. State a panic may have left
-        // half-changed is made anew.
-        let r = catch_unwind(AssertUnwindSafe(|| work(state.get_or_insert_with(init), item))).unwrap_or_else(
-            |p| {
-                state = None;
-                let msg = p
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| p.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "no message".into());
-                Err(internal(&format!("a worker thread panicked: {msg}")))
-            },
-        );
+        // than leave it waiting for a result that never comes.
+        let r = catch_unwind(AssertUnwindSafe(|| work(item))).unwrap_or_else(|p| {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".into());
+            Err(internal(&format!("a worker thread panicked: {msg}")))
+        });
         if results.send((seq, r)).is_err() {
             return;
         }
@@ -486,98 +366,6 @@ mod tests {
         let e = r.unwrap_err().to_string();
         assert!(e.contains("panicked") && e.contains("boom at 17"), "{e}");
         assert_eq!(got, (0..17).collect::<Vec<_>>());
-    }
-
-    /// Each worker's state is made once, on its own thread, and kept from item to item.
-    #[test]
-    fn worker_state_is_made_once_per_worker() {
-        use std::sync::atomic::AtomicUsize;
-        let made = AtomicUsize::new(0);
-        let mut got = Vec::new();
-        Ordered::new(2)
-            .ahead(4)
-            .run_with(
-                0..100u64,
-                |_| 1,
-                || {
-                    made.fetch_add(1, Ordering::SeqCst);
-                    (std::thread::current().id(), 0u64)
-                },
-                |st, i| {
-                    assert_eq!(st.0, std::thread::current().id());
-                    st.1 += 1;
-                    Ok((i, st.1))
-                },
-                |r| {
-                    got.push(r);
-                    Ok(())
-                },
-            )
-            .unwrap();
-        assert!((1..=2).contains(&made.load(Ordering::SeqCst)));
-        assert_eq!(got.iter().map(|r| r.0).collect::<Vec<_>>(), (0..100).collect::<Vec<_>>());
-        // Counts kept per worker add up to every item, so the state outlived each item.
-        assert!(got.iter().map(|r| r.1).max().unwrap() >= 50);
-    }
-
-    /// A queue gives results back in the order items were put, whatever order the workers
-    /// finish in, and never has more than `ahead` out.
-    #[test]
-    fn queue_keeps_order_and_bound() {
-        let mut q = Queue::new(
-            3,
-            4,
-            || 0u64,
-            |n, i: u64| {
-                *n += 1;
-                std::thread::sleep(std::time::Duration::from_micros((i * 7919) % 500));
-                Ok(i)
-            },
-        );
-        let mut got = Vec::new();
-        for i in 0..200u64 {
-            if let Some(r) = q.put(i).unwrap() {
-                got.push(r);
-            }
-            assert!(q.put - q.taken <= 4);
-        }
-        while let Some(r) = q.take().unwrap() {
-            got.push(r);
-        }
-        assert_eq!(got, (0..200).collect::<Vec<_>>());
-        assert_eq!(q.take().unwrap(), None);
-    }
-
-    /// An error comes back in its turn; a panic becomes an error; dropping a queue with
-    /// items out does not hang.
-    #[test]
-    fn queue_errors_in_turn() {
-        let mut q = Queue::new(
-            2,
-            3,
-            || (),
-            |_, i: u64| match i {
-                5 => Err(Error::internal("item 5")),
-                7 => panic!("boom at 7"),
-                _ => Ok(i),
-            },
-        );
-        let mut got = Vec::new();
-        let mut errs = Vec::new();
-        for i in 0..10u64 {
-            match q.put(i) {
-                Ok(Some(r)) => got.push(r),
-                Ok(None) => {}
-                Err(e) => errs.push(e.to_string()),
-            }
-        }
-        assert_eq!(&got[..5], &[0, 1, 2, 3, 4]);
-        assert!(errs[0].contains("item 5"), "{errs:?}");
-        let mut q = Queue::new(2, 8, || (), |_, i: u64| Ok(i));
-        for i in 0..8u64 {
-            q.put(i).unwrap();
-        }
-        drop(q);
     }
 
     /// Every worker panicking still ends the run.

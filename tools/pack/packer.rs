@@ -1,7 +1,7 @@
 //! Storing blobs into packs, and the index and snapshot files that follow them.
 
 use std::io;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{mpsc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use common::error::{Error, Result, ResultExt};
@@ -9,7 +9,6 @@ use common::go::GoTime;
 use common::index::{IdMap, Index};
 use common::lock::Keeper;
 use common::pack::{BlobType, Builder, Entry};
-use common::par::Queue;
 use common::record::{
     ChunkRecord, NodeRecord, PackDataRecord, PackHeaderRecord, ProgressRecord, Reader, RepoFileRecord,
     RequiresRecord, SourceRecord, StdoutFd, SummaryRecord, Tag, TotalsRecord, Writer,
@@ -44,47 +43,48 @@ struct Done {
     plain_len: usize,
 }
 
-/// Threads sealing blobs: hash check, zstd and encryption are most of a backup's CPU, and
-/// on one thread they were the slowest stage of the pipeline.
-const WORKERS: usize = 2;
-/// Blobs handed to the workers and not yet written out: one per worker. With the one being
-/// written and the one being read, memory is a few blobs whatever the pack size.
-const AHEAD: usize = WORKERS;
-
-/// The largest buffer kept for reuse: twice restic's average chunk.
-const KEEP: usize = 2 << 20;
-
-/// A worker's part: hash check, zstd and sealing.
-fn seal(
-    key: &common::crypto::Key,
-    compressor: Option<&mut zstd::bulk::Compressor<'static>>,
-    job: Job,
-) -> Result<Done> {
-    let Job { t, id, plain, mut sealed, verify } = job;
-    if verify && Id::hash(&plain) != id {
-        return Err(Error::integrity(format!("chunk {} does not match its id", id.short())));
+/// The worker thread: hash check, zstd and sealing, the CPU-heavy part of packing, so it
+/// runs beside the main thread's parsing, base64 and writing.
+fn worker(
+    key: common::crypto::Key,
+    mut compressor: Option<zstd::bulk::Compressor<'static>>,
+    jobs: mpsc::Receiver<Job>,
+    done: mpsc::SyncSender<Result<Done>>,
+) {
+    for job in jobs {
+        let Job { t, id, plain, mut sealed, verify } = job;
+        let r = (|| {
+            if verify && Id::hash(&plain) != id {
+                return Err(Error::integrity(format!("chunk {} does not match its id", id.short())));
+            }
+            sealed.clear();
+            // restic never compresses empty blobs (0 means "not compressed" in its index).
+            let uncompressed = match (&mut compressor, plain.is_empty()) {
+                (Some(c), false) => {
+                    // Compressed straight behind room for the IV, then sealed in place: no
+                    // separate buffer for the zstd frame.
+                    sealed.resize(common::crypto::IV_LEN, 0);
+                    sealed.reserve(zstd::zstd_safe::compress_bound(plain.len()) + common::crypto::MAC_LEN);
+                    let mut at = std::io::Cursor::new(&mut sealed);
+                    at.set_position(common::crypto::IV_LEN as u64);
+                    c.compress_to_buffer(&plain[..], &mut at)
+                        .map_err(|e| Error::internal(format!("zstd: {e}")))?;
+                    key.seal_prepared(&mut sealed, 0);
+                    Some(plain.len() as u32)
+                }
+                _ => {
+                    key.seal_into(&plain, &mut sealed);
+                    None
+                }
+            };
+            let plain_len = plain.len();
+            Ok(Done { t, id, plain, sealed, uncompressed, plain_len })
+        })();
+        let failed = r.is_err();
+        if done.send(r).is_err() || failed {
+            return;
+        }
     }
-    sealed.clear();
-    // restic never compresses empty blobs (0 means "not compressed" in its index).
-    let uncompressed = match (compressor, plain.is_empty()) {
-        (Some(c), false) => {
-            // Compressed straight behind room for the IV, then sealed in place: no
-            // separate buffer for the zstd frame.
-            sealed.resize(common::crypto::IV_LEN, 0);
-            sealed.reserve(zstd::zstd_safe::compress_bound(plain.len()) + common::crypto::MAC_LEN);
-            let mut at = std::io::Cursor::new(&mut sealed);
-            at.set_position(common::crypto::IV_LEN as u64);
-            c.compress_to_buffer(&plain[..], &mut at).map_err(|e| Error::internal(format!("zstd: {e}")))?;
-            key.seal_prepared(&mut sealed, 0);
-            Some(plain.len() as u32)
-        }
-        _ => {
-            key.seal_into(&plain, &mut sealed);
-            None
-        }
-    };
-    let plain_len = plain.len();
-    Ok(Done { t, id, plain, sealed, uncompressed, plain_len })
 }
 
 /// One open pack per blob type.
@@ -110,7 +110,9 @@ pub struct Store<'a, W: io::Write> {
     target: u64,
     pending: Vec<(Id, Vec<Entry>)>,
     pending_blobs: usize,
-    sealing: Queue<Job, Done>,
+    jobs: mpsc::SyncSender<Job>,
+    done: mpsc::Receiver<Result<Done>>,
+    in_flight: bool,
     /// Buffers of finished blobs, reused so their pages are touched once.
     spare: Vec<Vec<u8>>,
     pub stats: SummaryRecord,
@@ -158,8 +160,6 @@ fn pack(
     started: Instant,
 ) -> Result<()> {
     let index = repo.load_index()?;
-    // Buffers let go are given back to the system, not kept by the thread that made them.
-    common::sys::return_large_buffers();
     let mut input = Reader::stdin();
     input.read_header()?;
     let mut store = Store::new(repo, &index, out, keeper, args.pack_size << 20, level)?;
@@ -273,26 +273,16 @@ impl<'a, W: io::Write + Send> Store<'a, W> {
         level: Option<i32>,
     ) -> Result<Self> {
         let known = IdMap::default();
-        // A context that cannot be made fails here, not on a worker.
-        let compressor =
-            |l| zstd::bulk::Compressor::new(l).map_err(|e| Error::internal(format!("zstd: {e}")));
-        if let Some(l) = level {
-            compressor(l)?;
-        }
+        let compressor = match level {
+            Some(l) => {
+                Some(zstd::bulk::Compressor::new(l).map_err(|e| Error::internal(format!("zstd: {e}")))?)
+            }
+            None => None,
+        };
+        let (jobs, job_rx) = mpsc::sync_channel::<Job>(1);
+        let (done_tx, done) = mpsc::sync_channel::<Result<Done>>(1);
         let key = repo.key.clone();
-        let sealing = Queue::new(
-            WORKERS,
-            AHEAD,
-            move || level.map(compressor),
-            move |c: &mut Option<Result<zstd::bulk::Compressor<'static>>>, job| {
-                let c = match c.as_mut().map(|c| c.as_mut()) {
-                    Some(Err(_)) => return Err(Error::internal("zstd: cannot make a compression context")),
-                    Some(Ok(c)) => Some(c),
-                    None => None,
-                };
-                seal(&key, c, job)
-            },
-        );
+        std::thread::spawn(move || worker(key, compressor, job_rx, done_tx));
         Ok(Store {
             repo,
             out,
@@ -306,7 +296,9 @@ impl<'a, W: io::Write + Send> Store<'a, W> {
             target,
             pending: Vec::new(),
             pending_blobs: 0,
-            sealing,
+            jobs,
+            done,
+            in_flight: false,
             spare: Vec::new(),
             stats: SummaryRecord::default(),
         })
@@ -391,7 +383,7 @@ impl<'a, W: io::Write + Send> Store<'a, W> {
     /// that the bytes hash to the id `chunk` gave them.
     pub fn put_chunk(&mut self, id: Id, plain: Vec<u8>) -> Result<()> {
         if self.has(&id) {
-            self.recycle(plain);
+            self.spare.push(plain);
             return Ok(());
         }
         let sealed = self.spare.pop().unwrap_or_default();
@@ -403,27 +395,37 @@ impl<'a, W: io::Write + Send> Store<'a, W> {
         self.spare.pop().unwrap_or_default()
     }
 
-    /// Keeps a buffer for reuse, unless an outsized chunk grew it: one such chunk must not
-    /// make every buffer that large for the rest of the backup.
-    fn recycle(&mut self, b: Vec<u8>) {
-        if b.capacity() <= KEEP {
-            self.spare.push(b);
-        }
-    }
-
-    /// Hands a blob to the workers; once [`AHEAD`] are out, writes out the oldest while
-    /// they seal the others.
+    /// Hands a blob to the worker, then writes out the one finished before it while the
+    /// worker seals this one: two blobs at most are in flight.
     fn submit(&mut self, job: Job) -> Result<()> {
         self.known.insert(job.id, ());
-        if let Some(d) = self.sealing.put(job)? {
+        let prev = if self.in_flight { Some(self.receive()?) } else { None };
+        if self.jobs.send(job).is_err() {
+            return Err(self.worker_failed());
+        }
+        self.in_flight = true;
+        if let Some(d) = prev {
             self.emit(d)?;
         }
         Ok(())
     }
 
+    fn receive(&mut self) -> Result<Done> {
+        self.in_flight = false;
+        match self.done.recv() {
+            Ok(r) => r,
+            Err(_) => Err(self.worker_failed()),
+        }
+    }
+
+    fn worker_failed(&self) -> Error {
+        Error::internal("the compression thread stopped")
+    }
+
     /// Writes out every blob still in flight.
     pub fn drain(&mut self) -> Result<()> {
-        while let Some(d) = self.sealing.take()? {
+        if self.in_flight {
+            let d = self.receive()?;
             self.emit(d)?;
         }
         Ok(())
@@ -432,7 +434,7 @@ impl<'a, W: io::Write + Send> Store<'a, W> {
     /// Appends a sealed blob to its type's open pack and writes it out.
     fn emit(&mut self, d: Done) -> Result<()> {
         let Done { t, id, plain, sealed, uncompressed, plain_len } = d;
-        self.recycle(plain);
+        self.spare.push(plain);
         let slot = match t {
             BlobType::Data => 0,
             BlobType::Tree => 1,
@@ -453,7 +455,7 @@ impl<'a, W: io::Write + Send> Store<'a, W> {
         counts.data_added += plain_len as u64;
         counts.data_added_packed += sealed.len() as u64;
         let full = open.builder.size() >= self.target || open.builder.header_full();
-        self.recycle(sealed);
+        self.spare.push(sealed);
         if full {
             self.close(slot)?;
         }
