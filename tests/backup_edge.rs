@@ -284,3 +284,68 @@ fn snapshots_lists_the_others_beside_a_damaged_one() {
         assert!(lines[1].contains("1 snapshot file could not be read"), "{err}");
     }
 }
+
+/// Every path `restic ls --json` lists in the snapshot whose id begins with `id`, sorted.
+fn paths_in(r: &Restic, id: &str) -> Vec<String> {
+    let ls = r.run(&["ls", "--json", id]);
+    let mut paths: Vec<String> = ls
+        .stdout
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice::<Value>(l).unwrap())
+        .filter(|v| v["struct_type"] == "node")
+        .map(|v| v["path"].as_str().unwrap().to_string())
+        .collect();
+    paths.sort();
+    paths
+}
+
+/// restic's negated exclude patterns (`!PATTERN`, the last pattern that matches decides):
+/// chunk took `!keep.txt` for a name to exclude, so `--exclude '*.txt' --exclude '!keep.txt'`
+/// left keep.txt out where restic keeps it. The same patterns in an exclude file too.
+#[test]
+fn negated_excludes_select_what_restic_selects() {
+    let td = tempdir();
+    let r = Restic::new(&td.path().join("r"));
+    init_repo(&r, 2);
+    let src = td.path().join("src");
+    fs::create_dir_all(src.join("keep")).unwrap();
+    fs::create_dir_all(src.join("sub")).unwrap();
+    for f in ["a.txt", "keep.txt", "keep/k.txt", "keep/z.dat", "sub/b.txt", "sub/keep.txt"] {
+        fs::write(src.join(f), f.as_bytes()).unwrap();
+    }
+    let cases: &[&[&str]] = &[
+        &["*.txt", "!keep.txt"],
+        &["!keep.txt", "*.txt"],
+        &["*.txt", "!keep"],
+        &["keep", "!keep/k.txt"],
+        &["*.txt", "!/**/sub/*.txt"],
+    ];
+    for (n, patterns) in cases.iter().enumerate() {
+        let mut args = Vec::new();
+        for p in *patterns {
+            args.extend(["--exclude", p]);
+        }
+        let mut restic_args = vec!["backup", "--json"];
+        restic_args.extend(&args);
+        restic_args.push("src");
+        let out = r.command().args(&restic_args).current_dir(td.path()).output().unwrap();
+        assert!(out.status.success(), "restic backup: {}", String::from_utf8_lossy(&out.stderr));
+        let summary = out.stdout.split(|&b| b == b'\n').rfind(|l| !l.is_empty()).unwrap();
+        let theirs: Value = serde_json::from_slice(summary).unwrap();
+        let theirs = paths_in(&r, theirs["snapshot_id"].as_str().unwrap());
+
+        let ours = Backup::of(&["src"]).in_dir(td.path()).chunk_args(&args).run(&r);
+        let ours = paths_in(&r, ours["snapshot_id"].as_str().unwrap());
+        assert_eq!(ours, theirs, "--exclude {patterns:?}");
+
+        let file = td.path().join(format!("excludes-{n}"));
+        fs::write(&file, patterns.join("\n")).unwrap();
+        let from_file = Backup::of(&["src"])
+            .in_dir(td.path())
+            .chunk_args(&["--exclude-file", file.to_str().unwrap()])
+            .run(&r);
+        let from_file = paths_in(&r, from_file["snapshot_id"].as_str().unwrap());
+        assert_eq!(from_file, theirs, "--exclude-file with {patterns:?}");
+    }
+}

@@ -389,3 +389,62 @@ fn the_repository_file_is_read_once() {
     assert_eq!(f.r.snapshots_json().len(), 2);
     assert!(f.path("new-repo/config").is_file());
 }
+
+/// Every path below `dir`, relative to it, sorted.
+fn tree_of(dir: &Path) -> Vec<String> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        for e in fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            out.push(p.strip_prefix(base).unwrap().to_string_lossy().into_owned());
+            if p.is_dir() {
+                walk(base, &p, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if dir.exists() {
+        walk(dir, dir, &mut out);
+    }
+    out.sort();
+    out
+}
+
+/// restic's negated patterns on restore (`--exclude '*.txt' --exclude '!keep.txt'`, or an
+/// include taken back by `!DIR`): walk took the `!` for part of the name, so it restored
+/// neither keep.txt nor, for the include, left out the directory restic leaves out.
+#[test]
+fn negated_patterns_restore_what_restic_restores() {
+    let f = Fixture::new(
+        |d| {
+            fs::create_dir(d.join("d")).unwrap();
+            for name in ["a.txt", "keep.txt", "d/keep.txt", "d/b.txt", "d/c.dat"] {
+                fs::write(d.join(name), name.as_bytes()).unwrap();
+            }
+        },
+        &[],
+    );
+    let cases: &[&[&str]] = &[
+        &["--exclude", "*.txt", "--exclude", "!keep.txt"],
+        &["--exclude", "!keep.txt", "--exclude", "*.txt"],
+        &["--include", "*.txt", "--include", "!d"],
+        &["--include", "*.txt", "--include", "!keep.txt"],
+        &["--iexclude", "*.TXT", "--iexclude", "!KEEP.txt"],
+    ];
+    for (n, flags) in cases.iter().enumerate() {
+        let theirs = f.path(&format!("restic-{n}"));
+        let mut args = vec!["restore", "latest", "--target", theirs.to_str().unwrap()];
+        args.extend(*flags);
+        f.r.run(&args);
+
+        let ours = f.path(&format!("ours-{n}"));
+        let mut walk_args = vec!["latest"];
+        walk_args.extend(*flags);
+        let res = Pipeline::new()
+            .stage(support::tool(&f.r, "walk", &walk_args))
+            .stage(support::tool(&f.r, "fetch-pack", &[]))
+            .stage(support::tool(&f.r, "unpack", &["--target", ours.to_str().unwrap()]))
+            .run();
+        res.assert_ok();
+        assert_eq!(tree_of(&ours), tree_of(&theirs), "{flags:?}");
+    }
+}

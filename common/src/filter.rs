@@ -1,6 +1,7 @@
 //! restic's include/exclude patterns: '/'-separated glob parts, each matched like Go's
 //! `filepath.Match`, plus `**` for any number of directories. A pattern not starting with '/'
-//! matches at any depth; any pattern also matches everything below what it matches.
+//! matches at any depth; any pattern also matches everything below what it matches. A
+//! pattern starting with '!' is negated: in a list, the last pattern that matches decides.
 
 use globset::{GlobBuilder, GlobMatcher};
 
@@ -26,13 +27,18 @@ impl Part {
 pub struct Pattern {
     parts: Vec<Part>,
     absolute: bool,
+    negated: bool,
     text: String,
 }
 
 impl Pattern {
     /// Parses a pattern the way restic does (after cleaning `.`/`..` and repeated slashes).
     pub fn parse(pattern: &str) -> Result<Pattern> {
-        let cleaned = clean(pattern);
+        let (negated, rest) = match pattern.strip_prefix('!') {
+            Some(rest) => (true, rest),
+            None => (false, pattern),
+        };
+        let cleaned = clean(rest);
         let absolute = cleaned.starts_with('/');
         let mut parts = Vec::new();
         for p in cleaned.split('/').skip(usize::from(absolute)) {
@@ -49,7 +55,7 @@ impl Pattern {
                 parts.push(Part::Literal(p.to_string()));
             }
         }
-        Ok(Pattern { parts, absolute, text: pattern.to_string() })
+        Ok(Pattern { parts, absolute, negated, text: pattern.to_string() })
     }
 
     /// The pattern as given.
@@ -140,16 +146,34 @@ impl List {
         self.0.is_empty()
     }
 
-    /// Any pattern matches `path` ('/'-separated, leading '/').
+    /// Whether the list matches `path` ('/'-separated, leading '/'): some pattern matches
+    /// and no negated pattern after it does.
     pub fn matches(&self, path: &str) -> bool {
-        let comps = components(path);
-        self.0.iter().any(|p| p.matches(&comps))
+        self.check(path, false).0
     }
 
-    /// Any pattern could match something below `path`.
+    /// Whether the list could match something below `path`.
     pub fn child_may_match(&self, path: &str) -> bool {
+        self.check(path, true).1
+    }
+
+    /// (matches, could match below), in restic's order: a negated pattern that matches
+    /// takes back what the patterns before it matched, so `*.txt` then `!keep.txt` leaves
+    /// keep.txt out of the match, and `!keep.txt` then `*.txt` does not.
+    fn check(&self, path: &str, want_child: bool) -> (bool, bool) {
         let comps = components(path);
-        self.0.iter().any(|p| p.child_may_match(&comps))
+        let (mut matched, mut child) = (false, false);
+        for p in &self.0 {
+            let m = p.matches(&comps);
+            if p.negated {
+                matched &= !m;
+                child &= !m;
+            } else {
+                matched |= m;
+                child |= !want_child || p.child_may_match(&comps);
+            }
+        }
+        (matched, child)
     }
 }
 
@@ -296,6 +320,21 @@ mod tests {
         assert!(!l.child_may_match("/srv"));
         assert!(List::parse(&["*.x"]).unwrap().child_may_match("/any"));
         assert!(List::parse(&["/a/**/z"]).unwrap().child_may_match("/a/b/c"));
+    }
+
+    #[test]
+    fn negated_patterns_take_back_earlier_matches() {
+        let l = List::parse(&["*.txt", "!keep.txt"]).unwrap();
+        assert!(l.matches("/d/a.txt"));
+        assert!(!l.matches("/d/keep.txt"));
+        assert!(List::parse(&["!keep.txt", "*.txt"]).unwrap().matches("/d/keep.txt"));
+        assert!(!List::parse(&["!keep.txt"]).unwrap().matches("/d/a.txt"));
+        // A negated directory takes back everything below it.
+        assert!(!List::parse(&["*.txt", "!d"]).unwrap().matches("/d/a.txt"));
+        let inc = List::parse(&["/a", "!/a/b"]).unwrap();
+        assert!(!inc.child_may_match("/a/b"));
+        assert!(inc.child_may_match("/a/c"));
+        assert_eq!(Pattern::parse("!x").unwrap().as_str(), "!x");
     }
 
     #[test]
