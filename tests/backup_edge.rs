@@ -349,3 +349,33 @@ fn negated_excludes_select_what_restic_selects() {
         assert_eq!(from_file, theirs, "--exclude-file with {patterns:?}");
     }
 }
+
+/// `restic backup --iexclude '*.TMP' --iexclude-file FILE`, as a restic script has it: chunk
+/// had neither flag (the script stopped at "unexpected argument"). The same files are left
+/// out as restic leaves out.
+#[test]
+fn iexclude_leaves_out_what_restic_leaves_out() {
+    let td = tempdir();
+    let r = Restic::new(&td.path().join("r"));
+    init_repo(&r, 2);
+    let src = td.path().join("src");
+    fs::create_dir_all(src.join("Cache")).unwrap();
+    for f in ["a.tmp", "B.TMP", "c.Tmp", "keep.txt", "Cache/x", "notes.OLD"] {
+        fs::write(src.join(f), f.as_bytes()).unwrap();
+    }
+    let file = td.path().join("iexcludes");
+    fs::write(&file, "# comment\n*.old\n").unwrap();
+    let file = file.to_str().unwrap();
+    let args = ["--iexclude", "*.TMP", "--iexclude", "cache", "--iexclude-file", file, "--exclude", "keep.*"];
+
+    let out =
+        r.command().args(["backup", "--json"]).args(args).arg("src").current_dir(td.path()).output().unwrap();
+    assert!(out.status.success(), "restic backup: {}", String::from_utf8_lossy(&out.stderr));
+    let summary = out.stdout.split(|&b| b == b'\n').rfind(|l| !l.is_empty()).unwrap();
+    let theirs: Value = serde_json::from_slice(summary).unwrap();
+    let theirs = paths_in(&r, theirs["snapshot_id"].as_str().unwrap());
+    assert_eq!(theirs, ["/src"], "restic left something in");
+
+    let ours = Backup::of(&["src"]).in_dir(td.path()).chunk_args(&args).run(&r);
+    assert_eq!(paths_in(&r, ours["snapshot_id"].as_str().unwrap()), theirs);
+}

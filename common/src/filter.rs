@@ -238,7 +238,8 @@ impl Selection {
             let child = self.include.child_may_match(item) || self.iinclude.child_may_match(&low);
             (m, is_dir && child)
         } else if self.excludes() {
-            let selected = !self.exclude.matches(item) && !self.iexclude.matches(&item.to_lowercase());
+            let selected = !self.exclude.matches(item)
+                && (self.iexclude.is_empty() || !self.iexclude.matches(&item.to_lowercase()));
             (selected, selected && is_dir)
         } else {
             (true, is_dir)

@@ -44,6 +44,14 @@ pub struct Args {
     #[arg(long = "exclude-file", value_name = "FILE")]
     pub exclude_file: Vec<PathBuf>,
 
+    /// As --exclude, ignoring case; repeatable
+    #[arg(long = "iexclude", value_name = "PATTERN")]
+    pub iexclude: Vec<String>,
+
+    /// Read --iexclude patterns from FILE, one per line; repeatable
+    #[arg(long = "iexclude-file", value_name = "FILE")]
+    pub iexclude_file: Vec<PathBuf>,
+
     /// Leave out the contents of directories holding a valid CACHEDIR.TAG
     #[arg(long)]
     pub exclude_caches: bool,

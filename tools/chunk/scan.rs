@@ -52,7 +52,7 @@ struct Scanner<'a, W: io::Write> {
     buf: Vec<u8>,
     json: Vec<u8>,
     failed: Failed,
-    excludes: filter::List,
+    excludes: filter::Selection,
     larger_than: Option<u64>,
     /// What the stream holds, sent once the scan is done (for push's progress).
     totals: TotalsRecord,
@@ -62,8 +62,9 @@ pub fn run(args: &Args) -> Result<()> {
     let repo = args.repo.open()?;
     let tables = Arc::new(Tables::new(Polynomial(repo.config.chunker_polynomial))?);
     let host = args.host.clone().unwrap_or_else(sys::hostname);
-    let patterns = exclude_patterns(args)?;
-    let excludes = filter::List::parse(&patterns)?;
+    let patterns = with_files(&args.exclude, &args.exclude_file)?;
+    let excludes =
+        filter::Selection::new(&[], &[], &patterns, &with_files(&args.iexclude, &args.iexclude_file)?)?;
     let larger_than = args.exclude_larger_than.map(|s| s.0);
     let start = GoTime::now_local();
     let cwd = std::env::current_dir().ctx("current directory")?;
@@ -156,9 +157,10 @@ pub fn run(args: &Args) -> Result<()> {
     failed.result()
 }
 
-fn exclude_patterns(args: &Args) -> Result<Vec<String>> {
-    let mut out = args.exclude.clone();
-    for f in &args.exclude_file {
+/// The patterns given as options, then those read from each of `files`.
+fn with_files(patterns: &[String], files: &[PathBuf]) -> Result<Vec<String>> {
+    let mut out = patterns.to_vec();
+    for f in files {
         out.extend(common::filter::read_pattern_file(f)?);
     }
     Ok(out)
@@ -521,7 +523,9 @@ impl<W: io::Write> Scanner<'_, W> {
                 // restic matches exclude patterns against absolute paths.
                 // Cleaned, as restic's filepath.Abs does: `chunk .` walks `./x`, which must
                 // match `/cwd/x`.
-                if !excludes.is_empty() && excludes.matches(&absolute(e.path(), cwd).to_string_lossy()) {
+                if !excludes.is_empty()
+                    && !excludes.check(&absolute(e.path(), cwd).to_string_lossy(), false).0
+                {
                     return false;
                 }
                 if let Some(limit) = larger {
