@@ -177,6 +177,47 @@ impl List {
     }
 }
 
+/// A file whose presence in a directory leaves out the rest of that directory's contents
+/// (`--exclude-if-present NAME[:HEADER]`, and `--exclude-caches` as restic defines it): with
+/// a header, only when the file begins with it. The directory and the tag file are kept.
+pub struct TagFile {
+    name: String,
+    header: Vec<u8>,
+}
+
+impl TagFile {
+    /// Parses `NAME[:HEADER]`, split at the first ':' as restic splits it.
+    pub fn parse(spec: &str) -> Result<TagFile> {
+        let (name, header) = spec.split_once(':').unwrap_or((spec, ""));
+        if name.is_empty() {
+            return Err(Error::Usage(format!("--exclude-if-present {spec:?}: no file name before the ':'")));
+        }
+        Ok(TagFile { name: name.to_string(), header: header.as_bytes().to_vec() })
+    }
+
+    /// The tag restic's `--exclude-caches` looks for.
+    pub fn cachedir() -> TagFile {
+        TagFile::parse("CACHEDIR.TAG:Signature: 8a477f597d28d172789f06886806bc55").expect("a valid tag")
+    }
+
+    /// The name of the tag file.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether `dir` holds the tag file (beginning with the header, if there is one). A
+    /// file that cannot be read tags nothing, as in restic.
+    pub fn tags(&self, dir: &std::path::Path) -> bool {
+        use std::io::Read;
+        let path = dir.join(&self.name);
+        if self.header.is_empty() {
+            return std::fs::symlink_metadata(path).is_ok();
+        }
+        let mut buf = vec![0u8; self.header.len()];
+        std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut buf)).is_ok() && buf == self.header
+    }
+}
+
 /// What `restic restore` selects with `--include`/`--iinclude` (and their `-file` forms) or
 /// `--exclude`/`--iexclude`: the `i` lists match without regard to case (pattern and path
 /// are both lowercased, as restic does). Includes and excludes cannot be combined.

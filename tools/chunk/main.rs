@@ -56,6 +56,11 @@ pub struct Args {
     #[arg(long)]
     pub exclude_caches: bool,
 
+    /// Leave out the contents of directories holding a file NAME (beginning with HEADER, if
+    /// given); the file itself is kept; repeatable
+    #[arg(long, value_name = "NAME[:HEADER]")]
+    pub exclude_if_present: Vec<String>,
+
     /// Leave out files larger than SIZE (bytes, or with k, m, g, t suffix)
     #[arg(long, value_name = "SIZE", value_parser = size::parse)]
     pub exclude_larger_than: Option<size::Size>,

@@ -1,7 +1,7 @@
 //! Walking the sources and turning them into node and chunk records.
 
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::{self, Read};
@@ -23,8 +23,6 @@ use serde_json::value::RawValue;
 
 use crate::parent::{find, latest_matching, Parent};
 use crate::Args;
-
-const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55";
 
 /// One backup target: where it is on disk and the path components it gets in the tree.
 struct Target {
@@ -53,6 +51,8 @@ struct Scanner<'a, W: io::Write> {
     json: Vec<u8>,
     failed: Failed,
     excludes: filter::Selection,
+    /// `--exclude-if-present` and `--exclude-caches`.
+    tags: Vec<filter::TagFile>,
     larger_than: Option<u64>,
     /// What the stream holds, sent once the scan is done (for push's progress).
     totals: TotalsRecord,
@@ -66,6 +66,11 @@ pub fn run(args: &Args) -> Result<()> {
     let excludes =
         filter::Selection::new(&[], &[], &patterns, &with_files(&args.iexclude, &args.iexclude_file)?)?;
     let larger_than = args.exclude_larger_than.map(|s| s.0);
+    let mut tags =
+        args.exclude_if_present.iter().map(|t| filter::TagFile::parse(t)).collect::<Result<Vec<_>>>()?;
+    if args.exclude_caches {
+        tags.push(filter::TagFile::cachedir());
+    }
     let start = GoTime::now_local();
     let cwd = std::env::current_dir().ctx("current directory")?;
 
@@ -114,6 +119,7 @@ pub fn run(args: &Args) -> Result<()> {
         json: Vec::new(),
         failed: Failed::default(),
         excludes,
+        tags,
         larger_than,
         totals: TotalsRecord::default(),
     };
@@ -505,11 +511,12 @@ impl<W: io::Write> Scanner<'_, W> {
     /// when it has no `root_name` in the tree, for a target such as `.`).
     fn walk(&mut self, root: &Path, base: usize, root_name: Option<&[u8]>, cwd: &Path) -> Result<()> {
         let contents_only = root_name.is_none();
-        let cache_dirs: RefCell<HashSet<PathBuf>> = RefCell::new(HashSet::new());
+        // The directories a tag file was found in, with the names of their tag files.
+        let tagged: RefCell<HashMap<PathBuf, Vec<usize>>> = RefCell::new(HashMap::new());
         // Moved out for the walk: the filter closure borrows it while the loop borrows self.
         let excludes = std::mem::take(&mut self.excludes);
         let larger = self.larger_than;
-        let exclude_caches = self.args.exclude_caches;
+        let tags = std::mem::take(&mut self.tags);
         let walker = walkdir::WalkDir::new(root)
             .follow_links(false)
             // A PATH that is a symlink is backed up as the link, as restic does.
@@ -533,9 +540,11 @@ impl<W: io::Write> Scanner<'_, W> {
                         return false;
                     }
                 }
-                if exclude_caches && e.depth() > 0 && e.file_name() != "CACHEDIR.TAG" {
-                    if let Some(parent) = e.path().parent() {
-                        if cache_dirs.borrow().contains(parent) {
+                // As restic: each tag leaves out everything in its directory but itself, so
+                // of two tags in one directory, each leaves out the other.
+                if e.depth() > 0 && !tags.is_empty() {
+                    if let Some(found) = e.path().parent().and_then(|p| tagged.borrow().get(p).cloned()) {
+                        if found.iter().any(|&i| e.file_name() != OsStr::new(tags[i].name())) {
                             return false;
                         }
                     }
@@ -568,8 +577,11 @@ impl<W: io::Write> Scanner<'_, W> {
                     continue;
                 }
             };
-            if exclude_caches && md.is_dir() && is_cache_dir(e.path()) {
-                cache_dirs.borrow_mut().insert(e.path().to_path_buf());
+            if md.is_dir() && !tags.is_empty() {
+                let found: Vec<usize> = (0..tags.len()).filter(|&i| tags[i].tags(e.path())).collect();
+                if !found.is_empty() {
+                    tagged.borrow_mut().insert(e.path().to_path_buf(), found);
+                }
             }
             let depth = base + e.depth() - usize::from(contents_only);
             let name: Vec<u8> = if e.depth() == 0 {
@@ -585,15 +597,8 @@ impl<W: io::Write> Scanner<'_, W> {
             }
         }
         self.excludes = excludes;
+        self.tags = tags;
         Ok(())
-    }
-}
-
-fn is_cache_dir(dir: &Path) -> bool {
-    let mut buf = [0u8; 43];
-    match File::open(dir.join("CACHEDIR.TAG")) {
-        Ok(mut f) => f.read_exact(&mut buf).is_ok() && buf[..] == *CACHEDIR_SIGNATURE,
-        Err(_) => false,
     }
 }
 
