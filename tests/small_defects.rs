@@ -252,6 +252,51 @@ fn snapshots_json_is_restics_array() {
     assert_eq!(support::framed_records(&res).len(), 3);
 }
 
+/// restic's `--tag ''` selects the snapshots without tags (`restic forget --tag ''` is how
+/// restic's manual has them picked); sluice dropped the empty tag and selected every
+/// snapshot, so `walk --tag '' latest` restored the newest tagged one. The odd cases follow
+/// restic's rule too.
+#[test]
+fn an_empty_tag_selects_untagged_snapshots_as_restic() {
+    let td = tempdir();
+    let r = Restic::new(&td.path().join("r"));
+    init_repo(&r, 2);
+    let src = td.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("f"), b"untagged\n").unwrap();
+    restic_backup(&r, &src, &[]);
+    fs::write(src.join("f"), b"tagged\n").unwrap();
+    restic_backup(&r, &src, &["--tag", "x,y"]);
+    let ids = |json: &[u8]| -> Vec<String> {
+        let v: Vec<Value> = serde_json::from_slice(json).unwrap();
+        v.iter().map(|s| s["short_id"].as_str().unwrap().to_string()).collect()
+    };
+    for filter in [
+        &["--tag", ""][..],
+        &["--tag", ",x"],
+        &["--tag", "x,"],
+        &["--tag", " x"],
+        &["--tag", "y", "--tag", ""],
+    ] {
+        let mut a: Vec<&OsStr> = vec![OsStr::new("--json")];
+        a.extend(filter.iter().map(OsStr::new));
+        let res = Pipeline::new().stage(tool("snapshots", &r, &a)).run();
+        res.assert_ok();
+        let mut theirs = vec!["snapshots", "--json"];
+        theirs.extend(filter);
+        assert_eq!(ids(&res.stdout), ids(&r.run(&theirs).stdout), "{filter:?}");
+    }
+    // `latest` among the untagged ones is the first backup.
+    let target = td.path().join("t");
+    let res = Pipeline::new()
+        .stage(tool("walk", &r, &[OsStr::new("--tag"), OsStr::new(""), OsStr::new("latest")]))
+        .stage(tool("fetch-pack", &r, &[]))
+        .stage(tool("unpack", &r, &[OsStr::new("-t"), target.as_os_str()]))
+        .run();
+    res.assert_ok();
+    assert_eq!(fs::read(support::restic::restored_path(&target, &src).join("f")).unwrap(), b"untagged\n");
+}
+
 /// Runs `cmd` without root's power to bypass file permissions (as root), so a permission
 /// error can be provoked; unchanged when not root.
 fn without_privileges(mut args: Vec<OsString>) -> Vec<OsString> {

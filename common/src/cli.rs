@@ -277,11 +277,7 @@ impl SnapshotFilter {
     /// lists, each list needing all its comma-separated tags; all of the paths.
     pub fn keep(&self, s: &crate::snapshot::Snapshot) -> bool {
         let host_ok = self.host.is_empty() || self.host.contains(&s.hostname);
-        let tag_ok = self.tag.is_empty()
-            || self
-                .tag
-                .iter()
-                .any(|list| list.split(',').filter(|t| !t.is_empty()).all(|t| s.tags.iter().any(|x| x == t)));
+        let tag_ok = self.tag.is_empty() || self.tag.iter().any(|list| has_tags(s, list));
         let path_ok = self.path.iter().all(|p| {
             let p = p.trim_end_matches('/');
             s.paths.iter().any(|x| x.trim_end_matches('/') == p)
@@ -310,6 +306,22 @@ impl SnapshotFilter {
             flags.join(" ")
         ))
     }
+}
+
+/// Whether `s` has every tag of the comma-separated `list` (spaces around each trimmed), by
+/// restic's rule: an empty tag stands for "no tags at all", so `--tag ''` selects the
+/// snapshots without tags. As in restic, the tags are taken in order and an empty one
+/// settles it for an untagged snapshot at once (`,x` selects it, `x,` does not).
+fn has_tags(s: &crate::snapshot::Snapshot, list: &str) -> bool {
+    for tag in list.split(',').map(str::trim) {
+        if tag.is_empty() && s.tags.is_empty() {
+            return true;
+        }
+        if !s.tags.iter().any(|t| t == tag) {
+            return false;
+        }
+    }
+    true
 }
 
 /// Asks for the password on the terminal. chunk and pack (walk and unpack) both need it and
