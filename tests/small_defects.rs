@@ -297,6 +297,49 @@ fn an_empty_tag_selects_untagged_snapshots_as_restic() {
     assert_eq!(fs::read(support::restic::restored_path(&target, &src).join("f")).unwrap(), b"untagged\n");
 }
 
+/// `cd /srv && restic restore latest --path www`: restic 0.14 takes a relative (or unclean)
+/// `--path` from the current directory when it looks for `latest`; walk compared it as
+/// given with the snapshots' absolute paths, found none and exited 2.
+#[test]
+fn a_relative_path_filter_finds_latest_as_restic() {
+    let td = tempdir();
+    let r = Restic::new(&td.path().join("r"));
+    init_repo(&r, 2);
+    for (dir, data) in [("www", "site\n"), ("db", "rows\n")] {
+        let src = td.path().join(dir);
+        fs::create_dir(&src).unwrap();
+        fs::write(src.join("f"), data).unwrap();
+        restic_backup(&r, &src, &[]);
+    }
+    for path in ["www", "./www/", "db/../www"] {
+        let theirs = td.path().join(format!("restic-{}", path.replace('/', "_")));
+        let out = r
+            .command()
+            .args(["restore", "latest", "--path", path, "--target"])
+            .arg(&theirs)
+            .current_dir(td.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "restic restore --path {path}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let ours = td.path().join(format!("ours-{}", path.replace('/', "_")));
+        let res = Pipeline::new()
+            .current_dir(td.path())
+            .stage(tool("walk", &r, &[OsStr::new("latest"), OsStr::new("--path"), OsStr::new(path)]))
+            .stage(tool("fetch-pack", &r, &[]))
+            .stage(tool("unpack", &r, &[OsStr::new("-t"), ours.as_os_str()]))
+            .run();
+        res.assert_ok();
+        let www = td.path().join("www");
+        let got = fs::read(support::restic::restored_path(&ours, &www).join("f")).unwrap();
+        assert_eq!(got, fs::read(support::restic::restored_path(&theirs, &www).join("f")).unwrap(), "{path}");
+        assert_eq!(got, b"site\n", "{path}");
+    }
+}
+
 /// Runs `cmd` without root's power to bypass file permissions (as root), so a permission
 /// error can be provoked; unchanged when not root.
 fn without_privileges(mut args: Vec<OsString>) -> Vec<OsString> {

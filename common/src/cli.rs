@@ -279,7 +279,7 @@ impl SnapshotFilter {
         let host_ok = self.host.is_empty() || self.host.contains(&s.hostname);
         let tag_ok = self.tag.is_empty() || self.tag.iter().any(|list| has_tags(s, list));
         let path_ok = self.path.iter().all(|p| {
-            let p = p.trim_end_matches('/');
+            let p = absolute_path(p);
             s.paths.iter().any(|x| x.trim_end_matches('/') == p)
         });
         host_ok && tag_ok && path_ok
@@ -306,6 +306,17 @@ impl SnapshotFilter {
             flags.join(" ")
         ))
     }
+}
+
+/// A `--path` as snapshots hold paths: absolute (a relative one taken from the current
+/// directory) and cleaned, as restic 0.14 takes it for `latest` (`cd /srv && restic restore
+/// latest --path www` finds the snapshots of /srv/www).
+fn absolute_path(p: &str) -> String {
+    let joined = match std::env::current_dir() {
+        Ok(cwd) if !p.starts_with('/') => format!("{}/{p}", cwd.to_string_lossy()),
+        _ => p.to_string(),
+    };
+    crate::filter::clean(&joined)
 }
 
 /// Whether `s` has every tag of the comma-separated `list` (spaces around each trimmed), by
