@@ -340,6 +340,28 @@ fn a_relative_path_filter_finds_latest_as_restic() {
     }
 }
 
+/// `snapshots --json "$id" latest` when the newest snapshot is `$id` (a script asking about
+/// one it just made): restic lists it once; snapshots listed it twice, so `jq length` said 2.
+#[test]
+fn a_snapshot_named_twice_is_listed_once() {
+    let td = tempdir();
+    let r = Restic::new(&td.path().join("r"));
+    init_repo(&r, 2);
+    let src = td.path().join("src");
+    fs::create_dir(&src).unwrap();
+    restic_backup(&r, &src, &[]);
+    let id = r.snapshots_json()[0]["id"].as_str().unwrap().to_string();
+    let args = ["--json", &id, "latest", &id[..6]];
+    let a: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    let res = Pipeline::new().stage(tool("snapshots", &r, &a)).run();
+    res.assert_ok();
+    let mut theirs = vec!["snapshots"];
+    theirs.extend(args);
+    let theirs = r.run(&theirs).stdout;
+    assert_eq!(res.stdout_str(), String::from_utf8_lossy(&theirs));
+    assert_eq!(serde_json::from_slice::<Vec<Value>>(&res.stdout).unwrap().len(), 1);
+}
+
 /// Runs `cmd` without root's power to bypass file permissions (as root), so a permission
 /// error can be provoked; unchanged when not root.
 fn without_privileges(mut args: Vec<OsString>) -> Vec<OsString> {

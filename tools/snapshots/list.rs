@@ -34,9 +34,13 @@ pub fn run(args: &Args) -> Result<()> {
         if all.is_empty() {
             return Err(args.filter.none_left(total));
         }
-        let mut v = Vec::new();
+        let mut v: Vec<&(Id, Snapshot)> = Vec::new();
         for spec in &args.ids {
-            v.push(repo.resolve_snapshot(spec, &all)?);
+            let s = repo.resolve_snapshot(spec, &all)?;
+            // `snapshots $id latest` when the two are one: listed once, as restic lists it.
+            if !v.iter().any(|x| x.0 == s.0) {
+                v.push(s);
+            }
         }
         v
     };
