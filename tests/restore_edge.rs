@@ -448,3 +448,21 @@ fn negated_patterns_restore_what_restic_restores() {
         assert_eq!(tree_of(&ours), tree_of(&theirs), "{flags:?}");
     }
 }
+
+/// `walk latest:./d/../d/sub/`: the path after the colon is cleaned as restic cleans a
+/// subfolder, so it names what `latest:/d/sub` names; walk looked for an entry named '.'.
+#[test]
+fn a_snapshot_subpath_is_cleaned() {
+    let f = Fixture::new(
+        |d| {
+            fs::create_dir_all(d.join("d/sub")).unwrap();
+            fs::write(d.join("d/sub/f"), b"f\n").unwrap();
+        },
+        &[],
+    );
+    let plain = support::walk_records(&f.r, "latest:/d/sub", &[]);
+    assert_eq!(plain.iter().filter(|r| r["type"] == "node").count(), 1, "{plain:?}");
+    for spec in ["latest:./d/sub", "latest:/d/./sub/", "latest:d/../d/sub", "latest:/../d//sub"] {
+        assert_eq!(support::walk_records(&f.r, spec, &[]), plain, "{spec}");
+    }
+}

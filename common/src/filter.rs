@@ -101,7 +101,7 @@ fn match_at(parts: &[Part], path: &[&str]) -> bool {
 }
 
 /// Go's `filepath.Clean` for '/'-separated patterns and paths.
-pub(crate) fn clean(p: &str) -> String {
+pub fn clean(p: &str) -> String {
     let absolute = p.starts_with('/');
     let mut out: Vec<&str> = Vec::new();
     for c in p.split('/') {

@@ -74,7 +74,9 @@ pub fn run(args: &Args) -> Result<()> {
     let mut walked = String::new();
     let mut root = None;
     let mut single = None;
-    let comps: Vec<&str> = sub.split('/').filter(|c| !c.is_empty()).collect();
+    // Cleaned first, as restic cleans a subfolder: `latest:./home/../srv` is /srv.
+    let cleaned = common::filter::clean(&format!("/{sub}"));
+    let comps: Vec<&str> = cleaned.split('/').filter(|c| !c.is_empty()).collect();
     for (i, comp) in comps.iter().enumerate() {
         walked.push('/');
         walked.push_str(comp);
