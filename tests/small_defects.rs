@@ -362,6 +362,33 @@ fn a_snapshot_named_twice_is_listed_once() {
     assert_eq!(serde_json::from_slice::<Vec<Value>>(&res.stdout).unwrap().len(), 1);
 }
 
+/// The table `snapshots` prints on a terminal shows each time in the local zone (`TZ`), as
+/// `restic snapshots` does; it showed the zone the snapshot was taken in (UTC here), hours
+/// off from restic's table for anyone with TZ set.
+#[test]
+fn the_snapshot_table_shows_local_time_as_restic() {
+    let td = tempdir();
+    let r = Restic::new(&td.path().join("r"));
+    init_repo(&r, 2);
+    let src = td.path().join("src");
+    fs::create_dir(&src).unwrap();
+    r.command().env("TZ", "UTC").args(["backup", "-q"]).arg(&src).output().unwrap();
+    let id = r.snapshots_json()[0]["short_id"].as_str().unwrap().to_string();
+    let row = |out: &str| -> String {
+        let line =
+            out.lines().find(|l| l.starts_with(&id)).unwrap_or_else(|| panic!("no row for {id}:\n{out}"));
+        line.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    };
+    for tz in ["Asia/Kolkata", "America/New_York"] {
+        let out = r.command().env("TZ", tz).arg("snapshots").output().unwrap();
+        let theirs = row(&String::from_utf8_lossy(&out.stdout));
+        let line = support::progress::sh_line(&[tool("snapshots", &r, &[])], "");
+        let res = support::progress::under_terminal(&line, &[("TZ", tz)]);
+        res.assert_ok();
+        assert_eq!(row(res.stdout_str()), theirs, "TZ={tz}");
+    }
+}
+
 /// Runs `cmd` without root's power to bypass file permissions (as root), so a permission
 /// error can be provoked; unchanged when not root.
 fn without_privileges(mut args: Vec<OsString>) -> Vec<OsString> {

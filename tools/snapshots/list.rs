@@ -5,6 +5,7 @@ use std::io::{self, IsTerminal, Write};
 
 use common::backend::FileType;
 use common::error::{Error, Result};
+use common::go::GoTime;
 use common::record::{SnapshotRecord, Writer};
 use common::snapshot::Snapshot;
 use common::Id;
@@ -122,7 +123,8 @@ fn table(chosen: &[&(Id, Snapshot)]) -> Result<()> {
     writeln!(o, "{:<8}  {:<19}  {:<12}  {:<12}  Paths", "ID", "Time", "Host", "Tags").map_err(e)?;
     writeln!(o, "{}", "-".repeat(72)).map_err(e)?;
     for (id, s) in chosen {
-        let t = s.time.to_string();
+        // In the local zone, as restic shows it, whatever zone the snapshot was taken in.
+        let t = GoTime::local(s.time.secs, s.time.nanos).to_string();
         let t = t.get(..19).unwrap_or(&t).replace('T', " ");
         writeln!(
             o,
