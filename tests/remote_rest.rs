@@ -168,6 +168,25 @@ fn dead_server_gives_up_within_the_limit() {
     assert_eq!(res.codes(), [2], "{}", res.report());
 }
 
+/// A server that answers every request with 503 and `Retry-After: 0` was asked again about
+/// 190 times a second until the retry limit: its wait now only ever lengthens our own backoff.
+/// (The fault-injecting proxy answers its 503s with `Retry-After: 0`; here it answers all.)
+#[test]
+fn retry_after_zero_is_not_a_hot_loop() {
+    let td = tempdir();
+    let refusing = support::faulty::Faulty::with_rule(free_port(), |_, _, _| Some(503), false);
+    let r = remote(&td.path().join("r"), format!("rest:http://127.0.0.1:{}/", refusing.port));
+    let t0 = Instant::now();
+    let res = Pipeline::new().stage(tool(&r, "snapshots", &[])).env("SLUICE_RETRY_TIMEOUT", "2").run();
+    let took = t0.elapsed();
+    assert_eq!(res.codes(), [1], "{}", res.report());
+    let line = one_line(&res.stderrs[0], "snapshots");
+    assert!(line.contains("503") && line.contains("gave up after"), "{line}");
+    let n = refusing.count(|c| &c.requests);
+    assert!(n < 20, "{n} requests in {took:?}: {line}");
+    assert!(took < Duration::from_secs(10), "took {took:?} with a 2 s limit");
+}
+
 #[test]
 fn backup_then_restore_both_over_rest() {
     // sluice on both ends, the repository only on the server: init, back up, restore.
