@@ -84,6 +84,32 @@ fn https_with_a_private_ca() {
     insecure.assert_ok();
 }
 
+/// A `--cacert` (or `RESTIC_CACERT`) file that is missing or unreadable exited 1, as a
+/// repository that failed, while one holding no certificate exited 2: both are the user's
+/// argument being wrong, so both are usage errors (2), in one line naming the file.
+#[test]
+fn a_bad_cacert_file_is_a_usage_error() {
+    let td = tempdir();
+    let not_pem = td.path().join("not-pem.crt");
+    std::fs::write(&not_pem, "not a certificate\n").unwrap();
+    let missing = td.path().join("missing.crt");
+    let dir = td.path().join("a-directory.crt");
+    std::fs::create_dir(&dir).unwrap();
+    let r = remote(&td.path().join("r"), format!("rest:https://127.0.0.1:{}/", free_port()));
+    for file in [&not_pem, &missing, &dir] {
+        let f = file.to_str().unwrap();
+        for (name, args) in [("snapshots", &[][..]), ("walk", &["latest"][..]), ("fetch-pack", &[][..])] {
+            let by_flag = Pipeline::new().stage(tool(&r, name, &[&["--cacert", f][..], args].concat())).run();
+            let by_env = Pipeline::new().stage(tool(&r, name, args)).env("RESTIC_CACERT", f).run();
+            for (how, res) in [("--cacert", by_flag), ("RESTIC_CACERT", by_env)] {
+                assert_eq!(res.codes(), [2], "{name} with {how} {f}:\n{}", res.report());
+                let line = one_line(&res.stderrs[0], name);
+                assert!(line.starts_with(&format!("{name}: --cacert {f}: ")), "{line}");
+            }
+        }
+    }
+}
+
 #[test]
 fn wrong_credentials_are_one_line() {
     let td = tempdir();
