@@ -272,7 +272,9 @@ fn interrupted_push_says_what_stays_early_and_late() {
     let silent = format!("{{ sleep 30; }} | {BACKUP_STDIN}");
     let data = format!("{{ cat '{}'; sleep 30; }} | {small}", x.display());
     let removed = "push: interrupted by SIGINT; removed its lock and temporary files; ";
-    let cases: [(&str, &dyn Fn() -> bool, Option<&str>); 3] = [
+    // The pipeline, when to send the signal, and push's line (`None`: with the packs' count).
+    type Case<'a> = (&'a str, &'a dyn Fn() -> bool, Option<&'a str>);
+    let cases: [Case; 3] = [
         ("sleep 30 | push", &|| true, Some("push: interrupted by SIGINT; no pack was stored")),
         (&silent, &|| !lock_names(&r).is_empty(), Some(&format!("{removed}no pack was stored"))),
         (&data, &|| packs() >= 2, None),
