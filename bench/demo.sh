@@ -42,7 +42,16 @@ echo "== backup of $src into $RESTIC_REPOSITORY" >&2
 (cd "$src" && "$bin/chunk" "${excludes[@]}" . | "$bin/pack" | "$bin/push" --json-file "$demo/summary.json" >/dev/null)
 id=$(sed -n 's/.*"snapshot_id":"\([0-9a-f]*\)".*/\1/p' "$demo/summary.json")
 [ -n "$id" ] || { echo "demo: push reported no snapshot id" >&2; exit 1; }
-"$bin/snapshots" "$id" | sed -n 2p >&2
+# How snapshots lists it, in words: its record (stdout is not a terminal, so no table) is
+# for scripts, not for the person watching.
+rec=$("$bin/snapshots" "$id" | sed -n 2p)
+field() { printf '%s\n' "$rec" | sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p"; }
+short=$(field short_id) when=$(field time) host=$(field hostname)
+[ -n "$short" ] || { echo "demo: snapshots did not list snapshot $id" >&2; exit 1; }
+zone=""
+case $when in *Z) zone=" UTC" ;; esac
+when=${when%%.*} when=${when%Z}
+echo "== snapshots lists it: $short taken ${when/T/ }$zone on $host" >&2
 
 rm -rf "$out"
 echo "== restore of snapshot $id into $out, then verify" >&2

@@ -240,12 +240,75 @@ fn interrupted_backup_leaves_nothing_behind() {
         let shell =
             out.status.code().or(std::os::unix::process::ExitStatusExt::signal(&out.status).map(|s| 128 + s));
         assert_eq!(shell, Some(128 + sig), "{err}");
-        assert!(err.contains("push: interrupted"), "{err}");
+        let name = if sig == libc::SIGINT { "SIGINT" } else { "SIGTERM" };
+        let line = push_line(&err);
+        assert!(line.starts_with(&format!("push: interrupted by {name}; removed its lock")), "{err}");
         assert!(!err.contains("panick"), "{err}");
         assert!(lock_names(&r).is_empty(), "signal {sig}: lock left: {:?}", lock_names(&r));
         assert!(temporaries(&r.repo).is_empty(), "signal {sig}: left {:?}", temporaries(&r.repo));
         assert_eq!(files_in(&r.repo, "snapshots"), 0);
         r.run(&["check"]);
+    }
+}
+
+/// push's one line on stderr.
+fn push_line(err: &str) -> &str {
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("push:")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    lines[0]
+}
+
+/// Ctrl-C before push holds anything, once it holds the lock, and once packs are stored: the
+/// same shape of line each time, saying what was removed and what stays. Before push held
+/// anything it said `push: interrupted by SIGINT` and no more, and when the end of its input
+/// (the stages before it died of the same Ctrl-C) came first, `push: interrupted`.
+#[test]
+fn interrupted_push_says_what_stays_early_and_late() {
+    let td = tempdir();
+    let (r, x) = setup(td.path());
+    // Packs under their final names (a temporary upload starts with a dot).
+    let packs = || files_in(&r.repo, "data") - temporaries(&r.repo.join("data")).len();
+    let small = "chunk --stdin --stdin-filename x.bin | pack --pack-size 1 | push";
+    let silent = format!("{{ sleep 30; }} | {BACKUP_STDIN}");
+    let data = format!("{{ cat '{}'; sleep 30; }} | {small}", x.display());
+    let removed = "push: interrupted by SIGINT; removed its lock and temporary files; ";
+    // The pipeline, when to send the signal, and push's line (`None`: with the packs' count).
+    type Case<'a> = (&'a str, &'a dyn Fn() -> bool, Option<&'a str>);
+    let cases: [Case; 3] = [
+        ("sleep 30 | push", &|| true, Some("push: interrupted by SIGINT; no pack was stored")),
+        (&silent, &|| !lock_names(&r).is_empty(), Some(&format!("{removed}no pack was stored"))),
+        (&data, &|| packs() >= 2, None),
+    ];
+    for (script, ready, want) in cases {
+        let mut c = sh(&r, script);
+        c.env("SLUICE_ALLOW_SMALL_PACKS", "1");
+        std::os::unix::process::CommandExt::process_group(&mut c, 0);
+        let child = c.spawn().unwrap();
+        // push is running, its signal handler installed.
+        thread::sleep(Duration::from_millis(500));
+        wait_until(20, script, ready);
+        // Until the packs that are complete are stored.
+        let mut seen = (packs(), Instant::now());
+        while seen.1.elapsed() < Duration::from_millis(700) {
+            thread::sleep(Duration::from_millis(50));
+            if packs() != seen.0 {
+                seen = (packs(), Instant::now());
+            }
+        }
+        unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) };
+        let out = finish(child);
+        let err = text(&out.stderr);
+        let line = push_line(&err);
+        match want {
+            Some(want) => assert_eq!(line, want, "{script}\n{err}"),
+            None => {
+                let n = packs();
+                let want = format!("{removed}the {n} packs it stored stay (restic prune removes them)");
+                assert_eq!(line, want, "{script}\n{err}");
+            }
+        }
+        assert!(lock_names(&r).is_empty(), "{script}: lock left: {:?}", lock_names(&r));
+        assert!(temporaries(&r.repo).is_empty(), "{script}: left {:?}", temporaries(&r.repo));
     }
 }
 

@@ -45,6 +45,16 @@ fn errors(records: &[Value]) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// Flips a byte in the largest pack; returns the pack's name.
+fn flip_a_byte(f: &Fixture) -> String {
+    let packs = f.r.pack_files();
+    let victim = packs.iter().max_by_key(|p| fs::metadata(p).unwrap().len()).unwrap();
+    let mut bytes = fs::read(victim).unwrap();
+    bytes[1000] ^= 0x40;
+    fs::write(victim, bytes).unwrap();
+    victim.file_name().unwrap().to_str().unwrap().to_string()
+}
+
 fn restic_check_fails(f: &Fixture) {
     let out = f.r.cmd(&["check", "--read-data"]);
     assert!(!out.status.success(), "restic check found nothing wrong");
@@ -72,12 +82,7 @@ fn a_sound_repository_passes_with_a_verdict_per_object() {
 #[test]
 fn a_flipped_byte_is_found_only_by_reading_data() {
     let f = fixture();
-    let packs = f.r.pack_files();
-    let victim = packs.iter().max_by_key(|p| fs::metadata(p).unwrap().len()).unwrap();
-    let mut bytes = fs::read(victim).unwrap();
-    bytes[1000] ^= 0x40;
-    fs::write(victim, bytes).unwrap();
-    let name = victim.file_name().unwrap().to_str().unwrap().to_string();
+    let name = flip_a_byte(&f);
     check(&f, &[]).assert_ok();
     let res = check(&f, &["--read-data"]);
     assert_eq!(res.codes(), vec![1], "{}", res.report());
@@ -198,4 +203,29 @@ fn an_unreadable_lock_is_a_warning_in_check_repos_name() {
 fn hex_sha256(b: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(b))
+}
+
+/// `check-repo` typed at a terminal wrote a JSON record per index file, pack and snapshot
+/// there, thousands of lines in which its few lines on stderr (the problems, the verdict) were
+/// lost, and which a full stdout buffer could cut through one of those lines. On a terminal
+/// it writes no records, as unpack writes none: its lines on stderr are the output.
+#[test]
+fn no_records_on_a_terminal() {
+    use support::progress::{sh_line, under_terminal};
+    let f = fixture();
+    let res = under_terminal(&sh_line(&[tool(&f.r, "check-repo", &[])], ""), &[]);
+    res.assert_ok();
+    let out = String::from_utf8_lossy(&res.stdout);
+    assert!(!out.contains("\"type\":"), "records on the terminal: {out:?}");
+    assert_eq!(out.trim_end(), "check-repo: no errors were found", "{out:?}");
+
+    let name = flip_a_byte(&f);
+    let res = under_terminal(&sh_line(&[tool(&f.r, "check-repo", &["--read-data"])], ""), &[]);
+    assert_eq!(res.codes(), [1], "{}", res.report());
+    let out = String::from_utf8_lossy(&res.stdout);
+    assert!(!out.contains("\"type\":"), "records on the terminal: {out:?}");
+    assert!(out.lines().any(|l| l.starts_with(&format!("check-repo: pack {}", &name[..8]))), "{out:?}");
+    // Piped, the records are all there.
+    let res = check(&f, &["--read-data"]);
+    assert!(errors(&framed_records(&res)).iter().any(|(o, id, _)| o == "pack" && *id == name));
 }

@@ -200,3 +200,66 @@ fn restore_records_do_not_go_to_a_terminal() {
     assert!(last.contains(&format!("files {NODES}/{NODES}")), "final state: {last:?}\nall: {out:?}");
     assert_eq!(fs::read(target.join("big")).unwrap(), random_bytes(1, 3 << 20));
 }
+
+/// `walk latest | verify -t DIR` typed at a terminal: verify draws its bar there and writes a
+/// verdict per file to the same terminal. A verdict written while the bar was on the screen
+/// was glued to the bar's line (a buffer's worth of them at a time, cut anywhere). Each record
+/// now starts a line of its own, whole: the bar is cleared before it and drawn again after.
+#[test]
+fn verify_records_do_not_tear_the_bar() {
+    const N: usize = 3000;
+    let fill = |src: &Path| {
+        for i in 0..N {
+            fs::write(src.join(format!("f{i:04}")), format!("file {i}\n")).unwrap();
+        }
+    };
+    let fx = Fixture::new(fill, &[]);
+    // restic backed up the contents of the source: it is what a restore would make.
+    let verify: Vec<OsString> = vec!["verify".into(), "-t".into(), fx.src.clone().into()];
+    let cmd = sh_line(&[tool(&fx.r, "walk", &["latest"]), verify], "");
+    let res = under_terminal(&cmd, &[("RESTIC_PROGRESS_FPS", "60")]);
+    res.assert_ok();
+    let out = String::from_utf8_lossy(&res.stdout);
+    assert!(out.contains("verifying"), "no bar drawn: {out:?}");
+    let mut verdicts = 0;
+    for (at, _) in out.match_indices("{\"type\":") {
+        // What is on the screen before the record on its line: the text after the last line
+        // erase, without control sequences.
+        let line = &out[out[..at].rfind('\n').map_or(0, |i| i + 1)..at];
+        let shown = without_escapes(line.rsplit("\u{1b}[2K").next().unwrap_or_default());
+        assert!(
+            shown.is_empty(),
+            "a record after {shown:?} on its line:\n{}",
+            &out[at.saturating_sub(200)..at]
+        );
+        let end = out[at..].find('\n').map_or(out.len(), |i| at + i);
+        let text = out[at..end].trim_end_matches('\r');
+        let rec: serde_json::Value =
+            serde_json::from_str(text).unwrap_or_else(|e| panic!("a record torn ({e}): {text:?}"));
+        verdicts += usize::from(rec["type"] == "verdict" && rec["ok"] == true);
+    }
+    assert_eq!(verdicts, N, "{out:?}");
+}
+
+/// `s` without carriage returns and terminal control sequences (`ESC [ … final byte`).
+fn without_escapes(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' => {}
+            '\u{1b}' => {
+                if chars.peek() == Some(&'[') {
+                    chars.next();
+                    for c in chars.by_ref() {
+                        if ('\u{40}'..='\u{7e}').contains(&c) {
+                            break;
+                        }
+                    }
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}

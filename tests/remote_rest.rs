@@ -84,6 +84,32 @@ fn https_with_a_private_ca() {
     insecure.assert_ok();
 }
 
+/// A `--cacert` (or `RESTIC_CACERT`) file that is missing or unreadable exited 1, as a
+/// repository that failed, while one holding no certificate exited 2: both are the user's
+/// argument being wrong, so both are usage errors (2), in one line naming the file.
+#[test]
+fn a_bad_cacert_file_is_a_usage_error() {
+    let td = tempdir();
+    let not_pem = td.path().join("not-pem.crt");
+    std::fs::write(&not_pem, "not a certificate\n").unwrap();
+    let missing = td.path().join("missing.crt");
+    let dir = td.path().join("a-directory.crt");
+    std::fs::create_dir(&dir).unwrap();
+    let r = remote(&td.path().join("r"), format!("rest:https://127.0.0.1:{}/", free_port()));
+    for file in [&not_pem, &missing, &dir] {
+        let f = file.to_str().unwrap();
+        for (name, args) in [("snapshots", &[][..]), ("walk", &["latest"][..]), ("fetch-pack", &[][..])] {
+            let by_flag = Pipeline::new().stage(tool(&r, name, &[&["--cacert", f][..], args].concat())).run();
+            let by_env = Pipeline::new().stage(tool(&r, name, args)).env("RESTIC_CACERT", f).run();
+            for (how, res) in [("--cacert", by_flag), ("RESTIC_CACERT", by_env)] {
+                assert_eq!(res.codes(), [2], "{name} with {how} {f}:\n{}", res.report());
+                let line = one_line(&res.stderrs[0], name);
+                assert!(line.starts_with(&format!("{name}: --cacert {f}: ")), "{line}");
+            }
+        }
+    }
+}
+
 #[test]
 fn wrong_credentials_are_one_line() {
     let td = tempdir();
@@ -166,6 +192,25 @@ fn dead_server_gives_up_within_the_limit() {
     // A malformed limit is a usage error, not a silent default.
     let res = Pipeline::new().stage(tool(&r, "snapshots", &[])).env("SLUICE_RETRY_TIMEOUT", "soon").run();
     assert_eq!(res.codes(), [2], "{}", res.report());
+}
+
+/// A server that answers every request with 503 and `Retry-After: 0` was asked again about
+/// 190 times a second until the retry limit: its wait now only ever lengthens our own backoff.
+/// (The fault-injecting proxy answers its 503s with `Retry-After: 0`; here it answers all.)
+#[test]
+fn retry_after_zero_is_not_a_hot_loop() {
+    let td = tempdir();
+    let refusing = support::faulty::Faulty::with_rule(free_port(), |_, _, _| Some(503), false);
+    let r = remote(&td.path().join("r"), format!("rest:http://127.0.0.1:{}/", refusing.port));
+    let t0 = Instant::now();
+    let res = Pipeline::new().stage(tool(&r, "snapshots", &[])).env("SLUICE_RETRY_TIMEOUT", "2").run();
+    let took = t0.elapsed();
+    assert_eq!(res.codes(), [1], "{}", res.report());
+    let line = one_line(&res.stderrs[0], "snapshots");
+    assert!(line.contains("503") && line.contains("gave up after"), "{line}");
+    let n = refusing.count(|c| &c.requests);
+    assert!(n < 20, "{n} requests in {took:?}: {line}");
+    assert!(took < Duration::from_secs(10), "took {took:?} with a 2 s limit");
 }
 
 #[test]

@@ -442,17 +442,10 @@ pub fn run(tool: &'static str, body: impl FnOnce() -> Result<()>) -> ! {
     crate::signal::install(tool);
     let code = match body() {
         Ok(()) => 0,
+        // The same Ctrl-C ended the stage before this one: say what happened, not what it
+        // looked like from here, in the line the signal's thread would have written.
         Err(_) if crate::signal::received().is_some() => {
-            // The same Ctrl-C ended the stage before this one: say what happened, not what
-            // it looked like from here.
-            let sig = crate::signal::received().unwrap_or(0);
-            crate::signal::run_cleanups();
-            crate::progress::exit_error(
-                tool,
-                128 + sig,
-                &format!("interrupted{}", crate::signal::interrupt_hint()),
-            );
-            128 + sig
+            crate::signal::end(tool, crate::signal::received().unwrap_or(0))
         }
         Err(Error::BrokenPipe) => crate::error::exit::BROKEN_PIPE,
         Err(e) => {

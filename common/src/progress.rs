@@ -26,7 +26,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::cli::{JsonArgs, ProgressArgs};
 use crate::error::{Error, IoContext, Result};
-use crate::record::{ProgressRecord, SummaryRecord, TotalsRecord};
+use crate::record::{ProgressRecord, Record, SummaryRecord, TotalsRecord, Writer};
 
 pub use json::{BackupSummary, ErrorMessage, ExitError};
 
@@ -98,6 +98,8 @@ struct Shared {
     bar: Option<ProgressBar>,
     /// `--progress` on a non-terminal: a plain line per update instead of a bar.
     plain: bool,
+    /// The bar is drawn on the terminal stdout is: records written there would tear it.
+    over_stdout: bool,
     json: Option<Arc<Sink>>,
     /// Whether `status` messages go with the JSON ones (not with `--quiet`, as in restic).
     json_status: bool,
@@ -140,6 +142,7 @@ impl Progress {
             kind,
             start: Instant::now(),
             c: Counters::default(),
+            over_stdout: bar.is_some() && std::io::stdout().is_terminal(),
             bar,
             plain: draw && !terminal,
             json: sink,
@@ -176,6 +179,7 @@ impl Progress {
             c: Counters::default(),
             bar: None,
             plain: false,
+            over_stdout: false,
             json: None,
             json_status: false,
         };
@@ -271,8 +275,23 @@ impl Progress {
     }
 
     /// Prints a line on stderr without tearing the bar.
-    pub fn suspend(&self, f: impl FnOnce()) {
+    pub fn suspend<T>(&self, f: impl FnOnce() -> T) -> T {
         self.s.suspend(f)
+    }
+
+    /// Writes `rec` to `out`, stdout, without tearing the bar: where the bar and stdout share
+    /// a terminal, the record is written whole and flushed with the bar cleared (it is drawn
+    /// again after); elsewhere it goes through `out`'s buffer as any record does.
+    pub fn write<R: Record>(&self, out: &mut Writer<impl Write>, rec: &R) -> Result<()> {
+        match self.s.over_stdout {
+            true => self.s.suspend(|| out.write(rec).and_then(|()| out.flush())),
+            false => out.write(rec),
+        }
+    }
+
+    /// Ends `out`'s stream (see [`Writer::end`]) the same way.
+    pub fn end(&self, out: &mut Writer<impl Write>) -> Result<()> {
+        self.s.suspend(|| out.end())
     }
 
     /// Stops the ticker and leaves the bar in its final state.
@@ -343,7 +362,7 @@ fn end_line(b: &ProgressBar) {
 }
 
 impl Shared {
-    fn suspend(&self, f: impl FnOnce()) {
+    fn suspend<T>(&self, f: impl FnOnce() -> T) -> T {
         match &self.bar {
             Some(b) => b.suspend(f),
             None => f(),

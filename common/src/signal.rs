@@ -8,7 +8,7 @@
 //! number (130, 143, 129), as a shell reports a process the signal killed.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, Once};
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -36,6 +36,20 @@ pub fn interrupt_hint() -> &'static str {
     HINT.get().copied().unwrap_or("")
 }
 
+/// What a stage leaves behind, for the line of an interrupted run (from `; `), asked when
+/// the signal comes: the packs push stored so far, say.
+type Left = Box<dyn Fn() -> String + Send>;
+static LEFT: Mutex<Option<Left>> = Mutex::new(None);
+
+/// Sets what the line of an interrupted run says stays behind (from `; `), worked out when
+/// the signal comes. A later call replaces an earlier one.
+pub fn left_on_interrupt(f: impl Fn() -> String + Send + 'static) {
+    *LEFT.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(f));
+}
+
+/// Held by the thread that ends an interrupted run, so that it ends once.
+static ENDING: Mutex<()> = Mutex::new(());
+
 /// Removes its clean-up from the list when dropped, without running it.
 #[must_use = "the clean-up is forgotten as soon as the guard is dropped"]
 pub struct Guard(u64);
@@ -43,10 +57,17 @@ pub struct Guard(u64);
 impl Drop for Guard {
     fn drop(&mut self) {
         if let Ok(mut m) = CLEANUPS.lock() {
-            m.remove(&self.0);
+            // Gone once the signal came: the stage removed it itself on its way out (or gave
+            // it its final name), which the line of the interrupted run counts as removed.
+            if m.remove(&self.0).is_some() && received().is_some() {
+                GONE_AFTER_SIGNAL.fetch_add(1, Ordering::SeqCst);
+            }
         }
     }
 }
+
+/// The things a stage held when the signal came that it let go of itself since.
+static GONE_AFTER_SIGNAL: AtomicUsize = AtomicUsize::new(0);
 
 /// Registers `f` to run if a signal ends the process before the guard is dropped. When a
 /// signal has arrived already, `f` runs at once: the clean-up thread may have run the list
@@ -59,6 +80,7 @@ pub fn on_interrupt(f: impl FnOnce() + Send + 'static) -> Guard {
     if received().is_some() {
         drop(m);
         f();
+        GONE_AFTER_SIGNAL.fetch_add(1, Ordering::SeqCst);
     } else {
         m.insert(n, Box::new(f));
     }
@@ -80,19 +102,35 @@ pub fn install(tool: &'static str) {
         };
         std::thread::spawn(move || {
             if let Some(sig) = signals.forever().next() {
-                let cleaned = run_cleanups();
-                let name = match sig {
-                    SIGINT => "SIGINT",
-                    SIGTERM => "SIGTERM",
-                    _ => "SIGHUP",
-                };
-                let what = if cleaned > 0 { "; removed its lock and temporary files" } else { "" };
-                let hint = interrupt_hint();
-                crate::progress::exit_error(tool, 128 + sig, &format!("interrupted by {name}{what}{hint}"));
-                std::process::exit(128 + sig);
+                end(tool, sig);
             }
         });
     });
+}
+
+/// Ends a run that signal `sig` interrupted: runs every clean-up, says so in one line
+/// (`tool: interrupted by SIGINT; removed …; what stays; hint`) and exits with 128 + `sig`.
+/// Both the signal's thread and a stage whose input the same Ctrl-C cut come here: the first
+/// does it all, the other waits until the process is gone, so there is one line whichever
+/// comes first, and no exit while a clean-up is half done.
+pub fn end(tool: &str, sig: i32) -> ! {
+    let _once = ENDING.lock().unwrap_or_else(|p| p.into_inner());
+    let cleaned = run_cleanups() + GONE_AFTER_SIGNAL.load(Ordering::SeqCst);
+    crate::progress::exit_error(tool, 128 + sig, &interrupted(sig, cleaned));
+    std::process::exit(128 + sig)
+}
+
+/// The line of a run that `sig` interrupted, after `cleaned` clean-ups ran.
+fn interrupted(sig: i32, cleaned: usize) -> String {
+    let name = match sig {
+        SIGINT => "SIGINT",
+        SIGTERM => "SIGTERM",
+        SIGHUP => "SIGHUP",
+        _ => "a signal",
+    };
+    let removed = if cleaned > 0 { "; removed its lock and temporary files" } else { "" };
+    let left = LEFT.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|f| f()).unwrap_or_default();
+    format!("interrupted by {name}{removed}{left}{}", interrupt_hint())
 }
 
 /// The signal that is ending the process, if one arrived. A stage that fails because the
@@ -133,5 +171,16 @@ mod tests {
         run_cleanups();
         assert!(!ran.load(Ordering::SeqCst));
         assert!(kept.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn the_line_says_what_was_removed_and_what_stays() {
+        assert_eq!(interrupted(SIGTERM, 0), "interrupted by SIGTERM");
+        left_on_interrupt(|| "; 2 stay".into());
+        assert_eq!(interrupted(SIGINT, 0), "interrupted by SIGINT; 2 stay");
+        assert_eq!(
+            interrupted(SIGHUP, 3),
+            "interrupted by SIGHUP; removed its lock and temporary files; 2 stay"
+        );
     }
 }

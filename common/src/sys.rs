@@ -105,6 +105,24 @@ pub fn return_large_buffers() {
     }
 }
 
+/// Starts writing a range of a file's dirty pages to disk without waiting for it
+/// (`sync_file_range` with `SYNC_FILE_RANGE_WRITE`): a later `fsync` or `syncfs` then finds
+/// them written or on their way. Not a durability guarantee by itself.
+pub fn start_writeback(file: &std::fs::File, offset: u64, len: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+    };
+    // SAFETY: sync_file_range only reads its integer arguments; the descriptor is open for
+    // the duration of the call (borrowed from `file`).
+    let r = unsafe { libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// Standard output as a `File` that is never closed: fd 1 stays open for the life of the
 /// process, and `ManuallyDrop` keeps a dropped writer from closing it.
 pub fn stdout_file() -> std::mem::ManuallyDrop<std::fs::File> {

@@ -2,10 +2,13 @@
 //!
 //! Reads the repository (needs the password: it decrypts the index, snapshots and trees) and
 //! writes one `checked` record per index file, pack and snapshot, and one per tree that has
-//! something wrong. Every problem is also one line on stderr; the last line says how it went.
+//! something wrong (none on a terminal). Every problem is also one line on stderr; the last
+//! line says how it went.
 //! With `--read-data`, every pack is read in full, a range at a time.
 //!
 //!     check-repo --read-data-subset 1/10 | jq -c 'select(.error)'
+
+use std::io::IsTerminal;
 
 use clap::Parser;
 use common::check::{self, Options, Subset};
@@ -43,7 +46,9 @@ fn run(args: &Args) -> Result<()> {
     };
     let repo = args.repo.open()?;
     let _lock = Held::take(&repo, args.repo.backend()?, false, "check-repo")?;
-    let mut out = Writer::stdout();
+    // The records are for scripts; on a terminal the lines on stderr say it all, and a
+    // record per object buried them (as unpack writes none there either).
+    let mut out = Writer::stdout_unless(std::io::stdout().is_terminal());
     out.header("check-repo", None)?;
     let report = check::check(&repo, &Options { read_data }, &mut |v| {
         let (mut error, mut warning) = (None, None);

@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -46,6 +47,14 @@ struct Pusher {
 
 pub fn run(args: &Args) -> Result<()> {
     let started = Instant::now();
+    // The packs stored stay when a signal ends the run (no snapshot uses them yet): say so.
+    let stored = Arc::new(AtomicU64::new(0));
+    let left = stored.clone();
+    signal::left_on_interrupt(move || match left.load(Ordering::SeqCst) {
+        0 => "; no pack was stored".into(),
+        1 => "; the pack it stored stays (restic prune removes it)".into(),
+        n => format!("; the {n} packs it stored stay (restic prune removes them)"),
+    });
     let progress = Progress::new(Kind::Backup, &args.progress, &args.json, args.quiet)?;
     let backend: Arc<dyn Backend> = Arc::from(args.repo.backend()?);
     let binding = common::repo::binding(backend.as_ref())?;
@@ -75,7 +84,7 @@ pub fn run(args: &Args) -> Result<()> {
     let mut p = Pusher {
         backend: backend.clone(),
         packs: HashMap::new(),
-        uploads: Uploads::new(backend.clone(), connections),
+        uploads: Uploads::new(backend.clone(), connections, stored),
         lock: None,
         requires: None,
         buf: Vec::new(),
@@ -87,7 +96,7 @@ pub fn run(args: &Args) -> Result<()> {
     // error; the lock goes in every case, once no upload runs.
     p.packs.clear();
     p.uploads.abandon();
-    p.stored[0] = p.uploads.stored;
+    p.stored[0] = p.uploads.stored();
     let mut result = result;
     if let Some(l) = p.lock.take() {
         if let Err(e) = backend.remove(FileType::Lock, &l.name) {

@@ -6,7 +6,7 @@
 //! them) or the snapshot. Memory: each waiting pack is a spooled file with its write
 //! buffer, so at most `2 × connections + 1` of those, whatever the pack size.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -29,44 +29,47 @@ pub struct Uploads {
     connections: usize,
     /// The packs handed over since the last barrier, and the thread storing them, which
     /// ends once the channel is closed and all are stored (or one failed).
-    batch: Option<(SyncSender<Ready>, JoinHandle<Result<u64>>)>,
+    batch: Option<(SyncSender<Ready>, JoinHandle<Result<()>>)>,
     /// Set when push stops early: packs still queued are not stored then.
     abandon: Arc<AtomicBool>,
-    /// Packs stored that were not in the repository yet.
-    pub stored: u64,
+    /// Packs stored that were not in the repository yet, counted as each lands (an
+    /// interrupted push says how many stay).
+    stored: Arc<AtomicU64>,
 }
 
 impl Uploads {
     /// Nothing started yet: the first pack starts an upload thread storing `connections`
-    /// packs at once.
-    pub fn new(backend: Arc<dyn Backend>, connections: usize) -> Uploads {
-        Uploads { backend, connections, batch: None, abandon: Arc::new(AtomicBool::new(false)), stored: 0 }
+    /// packs at once, counting in `stored` those that were not in the repository yet.
+    pub fn new(backend: Arc<dyn Backend>, connections: usize, stored: Arc<AtomicU64>) -> Uploads {
+        Uploads { backend, connections, batch: None, abandon: Arc::new(AtomicBool::new(false)), stored }
+    }
+
+    /// The number of packs stored that were not in the repository yet.
+    pub fn stored(&self) -> u64 {
+        self.stored.load(Ordering::SeqCst)
     }
 
     /// Hands a pack over; fails with an earlier pack's error if one failed meanwhile.
     pub fn send(&mut self, r: Ready) -> Result<()> {
         let (tx, _) = self.batch.get_or_insert_with(|| {
             let (tx, rx) = mpsc::sync_channel::<Ready>(self.connections);
-            let (backend, stop) = (self.backend.clone(), self.abandon.clone());
+            let (backend, stop, stored) = (self.backend.clone(), self.abandon.clone(), self.stored.clone());
             let connections = self.connections;
             let thread = std::thread::spawn(move || {
-                let mut new = 0;
                 Ordered::new(connections).run(
                     rx.iter(),
                     |_| 1,
                     |r: Ready| {
                         if stop.load(Ordering::SeqCst) {
-                            Ok(false)
-                        } else {
-                            store(backend.as_ref(), r)
+                            return Ok(false);
                         }
+                        // Counted at once, not in stream order: a signal may ask any time.
+                        let new = store(backend.as_ref(), r)?;
+                        stored.fetch_add(u64::from(new), Ordering::SeqCst);
+                        Ok(new)
                     },
-                    |n| {
-                        new += n as u64;
-                        Ok(())
-                    },
-                )?;
-                Ok(new)
+                    |_| Ok(()),
+                )
             });
             (tx, thread)
         });
@@ -82,9 +85,7 @@ impl Uploads {
     pub fn wait(&mut self) -> Result<()> {
         let Some((tx, thread)) = self.batch.take() else { return Ok(()) };
         drop(tx);
-        let new = thread.join().map_err(|_| Error::internal("the upload thread panicked"))??;
-        self.stored += new;
-        Ok(())
+        thread.join().map_err(|_| Error::internal("the upload thread panicked"))?
     }
 
     /// Stops early: packs not yet started are dropped (their spooled files with them), the

@@ -58,6 +58,8 @@ struct Current {
     failure: Option<String>,
     /// Bytes written and counted as restored so far (taken back if the file fails).
     counted: u64,
+    /// Bytes written since the file's data was last sent on to the disk ([`WriteBack`]).
+    unsent: u64,
 }
 
 /// What the target holds at a file's name, as far as the restore cares.
@@ -158,6 +160,39 @@ impl Syncer {
             }
         });
         Syncer { ask, done }
+    }
+}
+
+/// Large files' data sent on to the disk while the restore goes on, on a thread of its own
+/// (`sync_file_range` starts the writing and does not wait). Left to itself the kernel
+/// starts writing only once a tenth of memory is dirty, and a restore of a few GiB then
+/// waited for nearly all of it in its batches' `syncfs`, the last above all.
+struct WriteBack {
+    ask: std::sync::mpsc::SyncSender<(File, u64, u64)>,
+}
+
+/// A file's data is sent on to the disk in steps of this many bytes.
+const WRITE_BACK: u64 = 8 << 20;
+
+impl WriteBack {
+    fn new() -> WriteBack {
+        let (ask, asked) = std::sync::mpsc::sync_channel::<(File, u64, u64)>(4);
+        std::thread::spawn(move || {
+            for (file, offset, len) in asked {
+                // Only a head start: the batch's syncfs is what makes the data durable, and
+                // it reports any error.
+                let _ = common::sys::start_writeback(&file, offset, len);
+            }
+        });
+        WriteBack { ask }
+    }
+
+    /// Asks for `len` bytes of `file` at `offset` to be sent on; skipped if the thread is
+    /// behind (the batch's syncfs writes them then).
+    fn send(&self, file: &File, offset: u64, len: u64) {
+        if let Ok(f) = file.try_clone() {
+            let _ = self.ask.try_send((f, offset, len));
+        }
     }
 }
 
@@ -292,6 +327,7 @@ struct Unpacker<W: io::Write> {
     syncing: Vec<Pending>,
     sync_asked: bool,
     syncer: Option<Syncer>,
+    write_back: Option<WriteBack>,
     /// Started once creates grew slow; `Some(None)` once unnamed files cannot be had.
     spares: Option<Option<Spares>>,
     slow_creates: SlowCreates,
@@ -348,6 +384,7 @@ pub fn run(args: &Args) -> Result<()> {
         syncing: Vec::new(),
         sync_asked: false,
         syncer: None,
+        write_back: None,
         spares: None,
         slow_creates: SlowCreates::default(),
         make_ahead: MakeAhead::from_env()?,
@@ -634,6 +671,7 @@ impl<W: io::Write> Unpacker<W> {
                 discard: false,
                 failure: Some(String::new()),
                 counted: 0,
+                unsent: 0,
             })
         };
         if self.blocked.as_ref().is_some_and(|b| inside(&rel, b)) {
@@ -802,6 +840,7 @@ impl<W: io::Write> Unpacker<W> {
             discard: there.untouched,
             failure: None,
             counted: 0,
+            unsent: 0,
         };
         let checked = cur
             .rec
@@ -1058,7 +1097,18 @@ impl<W: io::Write> Unpacker<W> {
         }
         let len = plain.len() as u64;
         let written = if !(self.sparse && plain.iter().all(|b| *b == 0)) {
-            file.write_all_at(plain, cur.offset)
+            file.write_all_at(plain, cur.offset).map(|()| {
+                cur.unsent += len;
+                if cur.unsent >= WRITE_BACK {
+                    let end = cur.offset + len;
+                    self.write_back.get_or_insert_with(WriteBack::new).send(
+                        file,
+                        end - cur.unsent,
+                        cur.unsent,
+                    );
+                    cur.unsent = 0;
+                }
+            })
         } else {
             // The hole must exist now: a later use of this blob in the same file copies
             // from here, and a read past the end would come up short.

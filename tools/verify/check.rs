@@ -75,7 +75,7 @@ pub fn run(args: &Args) -> Result<()> {
             Err(Problem::Differs(e)) => Some(e),
             Err(Problem::Unreadable(e)) => {
                 t.unreadable += 1;
-                common::cli::warn("verify", format!("{:?}: {e}", rec.path));
+                progress.suspend(|| common::cli::warn("verify", format!("{:?}: {e}", rec.path)));
                 // The verdict is not ok (nothing was shown to be right), and says why.
                 let v = Verdict {
                     path: rec.path.clone(),
@@ -84,7 +84,7 @@ pub fn run(args: &Args) -> Result<()> {
                     size: node.size,
                     error: Some(e),
                 };
-                out.write(&v)?;
+                progress.write(&mut out, &v)?;
                 continue;
             }
         };
@@ -113,10 +113,10 @@ pub fn run(args: &Args) -> Result<()> {
                 size: node.size,
                 error,
             };
-            out.write(&v)?;
+            progress.write(&mut out, &v)?;
         }
     }
-    out.finish()?;
+    progress.end(&mut out)?;
     progress.finish()?;
     if t.unreadable > 0 {
         let differ = t.bad_files + t.bad_others;

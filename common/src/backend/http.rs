@@ -132,8 +132,9 @@ pub fn agent(opts: &Options) -> Result<ureq::Agent> {
         // As restic does: the given CAs replace the built-in roots.
         let mut certs = Vec::new();
         for path in &opts.cacert {
+            // A file that cannot be read is a wrong argument, as one without a certificate is.
             let pem =
-                std::fs::read(path).map_err(|e| Error::io(format!("--cacert {}", path.display()), e))?;
+                std::fs::read(path).map_err(|e| Error::Usage(format!("--cacert {}: {e}", path.display())))?;
             let before = certs.len();
             for item in ureq::tls::parse_pem(&pem) {
                 if let Ok(ureq::tls::PemItem::Certificate(c)) = item {

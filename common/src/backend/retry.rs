@@ -1,10 +1,10 @@
 //! The one retry policy of every remote backend. A remote backend implements [`Remote`]: each
 //! operation tried once, failures classed (see [`Class`]). [`Retrying`] turns it into a
 //! [`Backend`]: transient failures are tried again with exponential backoff and jitter until a
-//! total time limit, honouring the server's `Retry-After`; a ranged read cut short resumes at
-//! the byte where the body stopped; uploads whose name comes at the end are spooled to an
-//! unnamed temporary file and sent whole at `commit`, so a failed send can be sent again.
-//! Tools never retry on their own.
+//! total time limit, waiting longer when the server's `Retry-After` asks for it (never less);
+//! a ranged read cut short resumes at the byte where the body stopped; uploads whose name
+//! comes at the end are spooled to an unnamed temporary file and sent whole at `commit`, so a
+//! failed send can be sent again. Tools never retry on their own.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
@@ -161,7 +161,8 @@ pub struct Policy {
     pub limit: Duration,
     /// The wait after the first failure; it doubles after each further one.
     pub first: Duration,
-    /// No single wait is longer than this (except one the server asked for).
+    /// No single wait is longer than this (except one the server asked for, which is waited
+    /// when longer than the backoff and within the limit).
     pub max_wait: Duration,
 }
 
@@ -208,10 +209,10 @@ impl Policy {
                 Err(e) => return Err(e),
             };
             failures += 1;
-            let wait = match retry_after(&e) {
-                Some(asked) => asked,
-                None => jitter(self.backoff(failures), rand::random()),
-            };
+            // The server's wait is a floor: `Retry-After: 0` or a date past must not turn
+            // the backoff into a hot loop (restic never waits less than its own either).
+            let backoff = jitter(self.backoff(failures), rand::random());
+            let wait = retry_after(&e).map_or(backoff, |asked| asked.max(backoff));
             let elapsed = start.elapsed();
             if elapsed + wait > self.limit {
                 return Err(gave_up(e, failures, elapsed));
@@ -648,6 +649,30 @@ mod tests {
         let e = p.run(|| -> Result<()> { Err(busy(60_000)) }).unwrap_err();
         assert!(t0.elapsed() < Duration::from_secs(1));
         assert_eq!(e.to_string(), "busy (gave up after 1 attempt in 0.0s)");
+    }
+
+    /// `Retry-After: 0`, or a date in the past, asked for no wait at all: every answer was
+    /// asked again at once, about 190 times a second until the limit. The server's wait is a
+    /// floor on our own backoff, never a way around it.
+    #[test]
+    fn retry_after_zero_waits_the_backoff() {
+        let p = Policy {
+            limit: Duration::from_secs(1),
+            first: Duration::from_millis(100),
+            max_wait: Duration::from_secs(1),
+        };
+        let mut tries = 0;
+        let t0 = Instant::now();
+        let e = p
+            .run(|| -> Result<()> {
+                tries += 1;
+                Err(busy(0))
+            })
+            .unwrap_err();
+        // Waits of at least 50, 100, 200 and 400 ms (the jittered backoff's least): no more
+        // than 5 tries fit in 1 s.
+        assert!(tries <= 5, "{tries} tries in {:?}", t0.elapsed());
+        assert!(e.to_string().starts_with("busy (gave up after "), "{e}");
     }
 
     /// The calls made to a multipart upload, and the parts' bytes as they arrived.
