@@ -1,7 +1,8 @@
 //! Backups as a new user tries them, on cases the other suites leave out, each checked
 //! against what the real restic 0.14 does with the same input: a symbolic link given as the
 //! thing to back up, a backup of nothing, a pseudo-file whose size is not its length, a
-//! path too long for the system, and passwords typed on the terminal.
+//! path too long for the system, passwords typed on the terminal, and the exclude options
+//! of restic scripts (negated patterns, `--iexclude`, `--exclude-if-present`).
 
 mod support;
 
@@ -300,6 +301,17 @@ fn paths_in(r: &Restic, id: &str) -> Vec<String> {
     paths
 }
 
+/// The paths in restic's and in sluice's backup of `src` (below `dir`) with the same `args`.
+fn both_backups(r: &Restic, dir: &Path, args: &[&str]) -> (Vec<String>, Vec<String>) {
+    let out = r.command().args(["backup", "--json"]).args(args).arg("src").current_dir(dir).output().unwrap();
+    assert!(out.status.success(), "restic backup {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let summary = out.stdout.split(|&b| b == b'\n').rfind(|l| !l.is_empty()).unwrap();
+    let theirs: Value = serde_json::from_slice(summary).unwrap();
+    let theirs = paths_in(r, theirs["snapshot_id"].as_str().unwrap());
+    let ours = Backup::of(&["src"]).in_dir(dir).chunk_args(args).run(r);
+    (paths_in(r, ours["snapshot_id"].as_str().unwrap()), theirs)
+}
+
 /// restic's negated exclude patterns (`!PATTERN`, the last pattern that matches decides):
 /// chunk took `!keep.txt` for a name to exclude, so `--exclude '*.txt' --exclude '!keep.txt'`
 /// left keep.txt out where restic keeps it. The same patterns in an exclude file too.
@@ -326,17 +338,7 @@ fn negated_excludes_select_what_restic_selects() {
         for p in *patterns {
             args.extend(["--exclude", p]);
         }
-        let mut restic_args = vec!["backup", "--json"];
-        restic_args.extend(&args);
-        restic_args.push("src");
-        let out = r.command().args(&restic_args).current_dir(td.path()).output().unwrap();
-        assert!(out.status.success(), "restic backup: {}", String::from_utf8_lossy(&out.stderr));
-        let summary = out.stdout.split(|&b| b == b'\n').rfind(|l| !l.is_empty()).unwrap();
-        let theirs: Value = serde_json::from_slice(summary).unwrap();
-        let theirs = paths_in(&r, theirs["snapshot_id"].as_str().unwrap());
-
-        let ours = Backup::of(&["src"]).in_dir(td.path()).chunk_args(&args).run(&r);
-        let ours = paths_in(&r, ours["snapshot_id"].as_str().unwrap());
+        let (ours, theirs) = both_backups(&r, td.path(), &args);
         assert_eq!(ours, theirs, "--exclude {patterns:?}");
 
         let file = td.path().join(format!("excludes-{n}"));
@@ -368,16 +370,9 @@ fn iexclude_leaves_out_what_restic_leaves_out() {
     let file = file.to_str().unwrap();
     let args = ["--iexclude", "*.TMP", "--iexclude", "cache", "--iexclude-file", file, "--exclude", "keep.*"];
 
-    let out =
-        r.command().args(["backup", "--json"]).args(args).arg("src").current_dir(td.path()).output().unwrap();
-    assert!(out.status.success(), "restic backup: {}", String::from_utf8_lossy(&out.stderr));
-    let summary = out.stdout.split(|&b| b == b'\n').rfind(|l| !l.is_empty()).unwrap();
-    let theirs: Value = serde_json::from_slice(summary).unwrap();
-    let theirs = paths_in(&r, theirs["snapshot_id"].as_str().unwrap());
+    let (ours, theirs) = both_backups(&r, td.path(), &args);
     assert_eq!(theirs, ["/src"], "restic left something in");
-
-    let ours = Backup::of(&["src"]).in_dir(td.path()).chunk_args(&args).run(&r);
-    assert_eq!(paths_in(&r, ours["snapshot_id"].as_str().unwrap()), theirs);
+    assert_eq!(ours, theirs);
 }
 
 /// `restic backup --exclude-if-present .nobackup` (and `NAME:HEADER`), common in restic
@@ -407,21 +402,8 @@ fn exclude_if_present_leaves_out_what_restic_leaves_out() {
         &["--exclude-if-present", "f", "--exclude-if-present", "g"],
     ];
     for args in cases {
-        let out = r
-            .command()
-            .args(["backup", "--json"])
-            .args(*args)
-            .arg("src")
-            .current_dir(td.path())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "restic backup: {}", String::from_utf8_lossy(&out.stderr));
-        let summary = out.stdout.split(|&b| b == b'\n').rfind(|l| !l.is_empty()).unwrap();
-        let theirs: Value = serde_json::from_slice(summary).unwrap();
-        let theirs = paths_in(&r, theirs["snapshot_id"].as_str().unwrap());
-
-        let ours = Backup::of(&["src"]).in_dir(td.path()).chunk_args(args).run(&r);
-        assert_eq!(paths_in(&r, ours["snapshot_id"].as_str().unwrap()), theirs, "{args:?}");
+        let (ours, theirs) = both_backups(&r, td.path(), args);
+        assert_eq!(ours, theirs, "{args:?}");
     }
     // restic takes a name before the ':'; here the refusal is a usage error.
     let res = Backup::of(&["src"]).in_dir(td.path()).chunk_args(&["--exclude-if-present", ":x"]).run_raw(&r);

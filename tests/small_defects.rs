@@ -4,7 +4,8 @@
 //! from `snapshots --json`, extended attributes that cannot be read, size overflow, init-repo
 //! cleaning up after a failed write, chunk's first records arriving at once, absolute
 //! excludes under a relative target, every tool's output into a closed stdout, and the
-//! stages that read records started with a terminal on stdin.
+//! stages that read records started with a terminal on stdin; snapshot selection as restic
+//! does it (`--tag ''`, a relative `--path`, a snapshot named twice, local times in the table).
 
 mod support;
 
