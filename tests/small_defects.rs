@@ -390,6 +390,45 @@ fn the_snapshot_table_shows_local_time_as_restic() {
     }
 }
 
+/// `restic restore $ID --host box` restores $ID whatever its host (restic ignores the
+/// filters for an id, and says so); walk and snapshots looked for the id among the filtered
+/// snapshots only and said `no snapshot "$ID" found` for one that is there.
+#[test]
+fn a_snapshot_id_is_taken_whatever_the_filters_as_restic() {
+    let td = tempdir();
+    let r = Restic::new(&td.path().join("r"));
+    init_repo(&r, 2);
+    let src = td.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("f"), b"from box\n").unwrap();
+    restic_backup(&r, &src, &["--host", "box"]);
+    let id = r.snapshots_json()[0]["id"].as_str().unwrap().to_string();
+    let id = &id[..8];
+
+    let args = ["--json", id, "--host", "other"];
+    let a: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    let res = Pipeline::new().stage(tool("snapshots", &r, &a)).run();
+    res.assert_ok();
+    let mut theirs = vec!["snapshots"];
+    theirs.extend(args);
+    assert_eq!(res.stdout_str(), String::from_utf8_lossy(&r.run(&theirs).stdout));
+    assert!(one_line(&res.stderrs[0], "snapshots").contains("ignored"), "{}", res.report());
+
+    let target = td.path().join("t");
+    let walk_args = [id, "--host", "other", "--tag", "x"].map(OsStr::new);
+    let res = Pipeline::new()
+        .stage(tool("walk", &r, &walk_args))
+        .stage(tool("fetch-pack", &r, &[]))
+        .stage(tool("unpack", &r, &[OsStr::new("-t"), target.as_os_str()]))
+        .run();
+    res.assert_ok();
+    assert!(one_line(&res.stderrs[0], "walk").contains("ignored"), "{}", res.report());
+    assert_eq!(fs::read(support::restic::restored_path(&target, &src).join("f")).unwrap(), b"from box\n");
+    // latest still keeps to them.
+    let res = Pipeline::new().stage(tool("walk", &r, &["latest", "--host", "other"].map(OsStr::new))).run();
+    assert_eq!(res.codes(), vec![2], "{}", res.report());
+}
+
 /// Runs `cmd` without root's power to bypass file permissions (as root), so a permission
 /// error can be provoked; unchanged when not root.
 fn without_privileges(mut args: Vec<OsString>) -> Vec<OsString> {

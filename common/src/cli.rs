@@ -8,6 +8,8 @@ use std::process::Command;
 use crate::backend::{self, Backend, FileType};
 use crate::error::{Error, IoContext, Result};
 use crate::repo::Repo;
+use crate::snapshot::Snapshot;
+use crate::Id;
 
 /// Repository options, flattened into every tool that reads or writes a repository.
 #[derive(clap::Args, Debug, Clone)]
@@ -275,7 +277,7 @@ pub struct SnapshotFilter {
 impl SnapshotFilter {
     /// Whether a snapshot passes, with restic's rules: any of the hosts; any of the tag
     /// lists, each list needing all its comma-separated tags; all of the paths.
-    pub fn keep(&self, s: &crate::snapshot::Snapshot) -> bool {
+    pub fn keep(&self, s: &Snapshot) -> bool {
         let host_ok = self.host.is_empty() || self.host.contains(&s.hostname);
         let tag_ok = self.tag.is_empty() || self.tag.iter().any(|list| has_tags(s, list));
         let path_ok = self.path.iter().all(|p| {
@@ -283,6 +285,28 @@ impl SnapshotFilter {
             s.paths.iter().any(|x| x.trim_end_matches('/') == p)
         });
         host_ok && tag_ok && path_ok
+    }
+
+    /// The snapshot `spec` names among `all` (sorted as [`Repo::snapshots`] sorts them):
+    /// `latest` is the newest that passes the filter; an id or id prefix is looked up among
+    /// all of them, as restic 0.14 looks it up (`restore $ID --host box` restores $ID
+    /// whatever its host; here the filter made the id "not found" when it did not match).
+    pub fn pick<'a>(&self, repo: &Repo, spec: &str, all: &'a [(Id, Snapshot)]) -> Result<&'a (Id, Snapshot)> {
+        if all.is_empty() {
+            return Err(self.none_left(0));
+        }
+        if spec != "latest" {
+            return repo.resolve_snapshot(spec, all);
+        }
+        all.iter().rev().find(|(_, s)| self.keep(s)).ok_or_else(|| self.none_left(all.len()))
+    }
+
+    /// Says on stderr, as restic does, that the filter is not applied to `specs` that are
+    /// snapshot ids, when there is a filter and such a spec.
+    pub fn warn_if_ignored<S: AsRef<str>>(&self, tool: &str, specs: &[S]) {
+        if !self.is_empty() && specs.iter().any(|s| s.as_ref() != "latest") {
+            warn(tool, "--host, --tag and --path are ignored for a snapshot id (they select latest), as restic ignores them");
+        }
     }
 
     /// Whether any filter flag was given.
@@ -323,7 +347,7 @@ fn absolute_path(p: &str) -> String {
 /// restic's rule: an empty tag stands for "no tags at all", so `--tag ''` selects the
 /// snapshots without tags. As in restic, the tags are taken in order and an empty one
 /// settles it for an untagged snapshot at once (`,x` selects it, `x,` does not).
-fn has_tags(s: &crate::snapshot::Snapshot, list: &str) -> bool {
+fn has_tags(s: &Snapshot, list: &str) -> bool {
     for tag in list.split(',').map(str::trim) {
         if tag.is_empty() && s.tags.is_empty() {
             return true;

@@ -27,17 +27,13 @@ pub fn run(args: &Args) -> Result<()> {
             if n == 1 { "" } else { "s" }
         ))),
     };
-    let total = all.len();
-    let all: Vec<(Id, Snapshot)> = all.into_iter().filter(|(_, s)| args.filter.keep(s)).collect();
     let mut chosen: Vec<&(Id, Snapshot)> = if args.ids.is_empty() {
-        all.iter().collect()
+        all.iter().filter(|(_, s)| args.filter.keep(s)).collect()
     } else {
-        if all.is_empty() {
-            return Err(args.filter.none_left(total));
-        }
+        args.filter.warn_if_ignored("snapshots", &args.ids);
         let mut v: Vec<&(Id, Snapshot)> = Vec::new();
         for spec in &args.ids {
-            let s = repo.resolve_snapshot(spec, &all)?;
+            let s = args.filter.pick(&repo, spec, &all)?;
             // `snapshots $id latest` when the two are one: listed once, as restic lists it.
             if !v.iter().any(|x| x.0 == s.0) {
                 v.push(s);

@@ -60,12 +60,8 @@ pub fn run(args: &Args) -> Result<()> {
     // snapshot written meanwhile must find its blobs indexed.
     let repo = args.repo.open_early(&[FileType::Snapshot, FileType::Index])?;
     let all = repo.snapshots()?;
-    let total = all.len();
-    let snaps: Vec<_> = all.into_iter().filter(|(_, s)| args.filter.keep(s)).collect();
-    if snaps.is_empty() {
-        return Err(args.filter.none_left(total));
-    }
-    let (snap_id, snap) = repo.resolve_snapshot(spec, &snaps)?;
+    args.filter.warn_if_ignored("walk", &[spec]);
+    let (snap_id, snap) = args.filter.pick(&repo, spec, &all)?;
     let index = repo.load_index()?;
     let mut trees = Trees::new(&repo, &index)?;
 
