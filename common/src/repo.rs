@@ -231,7 +231,7 @@ impl Repo {
     }
 
     /// Resolves a snapshot argument: `latest`, a full id, or a unique id prefix, among
-    /// `candidates` (already filtered by host/path/tag).
+    /// `candidates` (see [`crate::cli::SnapshotFilter::pick`] for restic's use of filters).
     pub fn resolve_snapshot<'a>(
         &self,
         spec: &str,
