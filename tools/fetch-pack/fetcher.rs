@@ -54,7 +54,9 @@ pub fn run(args: &Args) -> Result<()> {
     let limits = Limits { max_gap: args.max_gap, max_read: args.max_read, max_lines: MAX_LINES };
     let reader = Fetcher { backend: backend.as_ref(), gone: Mutex::default(), buffers: Mutex::default() };
     let mut writer = Output { out: &mut out, gone: IdMap::default(), failed: 0, buffers: &reader.buffers };
-    Ordered::new(connections).ahead(connections).budget(READ_AHEAD).run(
+    // The unit being written counts as one ahead: one more keeps every connection reading
+    // while the output drains it (five pairs of `make bench-remote`: 1.05 s -> 1.0 s).
+    Ordered::new(connections).ahead(connections + 1).budget(READ_AHEAD).run(
         Units { input: &mut input, planner: Planner::new(limits), ended: false, error: None },
         |u| u.as_ref().map_or(0, Unit::weight),
         |u| reader.fetch(u?),
