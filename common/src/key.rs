@@ -269,6 +269,22 @@ mod tests {
         assert_eq!(master_key_json(&master), MASTER_JSON.as_bytes());
     }
 
+    /// RFC 7914's third vector (r = 8, p = 16), through the same path as key files: several
+    /// lanes of the block mix our vendored scrypt picks by CPU (vendor/README.md).
+    #[test]
+    fn scrypt_matches_rfc_7914() {
+        let params = scrypt_params(&ScryptParams { n: 1024, r: 8, p: 16 }).unwrap();
+        let mut dk = [0u8; 64];
+        scrypt::scrypt(b"password", b"NaCl", &params, &mut dk).unwrap();
+        assert_eq!(
+            dk,
+            hex!(
+                "fdbabe1c9d3472007856e7190d01e9fe7c6ad7cbc8237830e77376634b373162"
+                "2eaf30d92e22a3886ff109279d9830dac727afb94a83ee6d8360cbdfa2cc0640"
+            )
+        );
+    }
+
     #[test]
     fn wrong_password_is_none() {
         let kf = KeyFile::parse(KEY_FILE.as_bytes()).unwrap();
