@@ -173,7 +173,7 @@ impl Fetcher<'_> {
         if let Some(msg) = lock(&self.gone).get(&r.pack) {
             return Ok((u, Got::Missing(msg.clone())));
         }
-        let mut buf = lock(&self.buffers).pop().unwrap_or_default();
+        let mut buf = self.buffer_for(r.len());
         let name = r.pack.to_hex();
         let got = match self.backend.read_range(FileType::Pack, &name, r.start, r.len(), &mut buf) {
             Ok(()) if buf.len() as u64 == r.len() => Got::Bytes(buf),
@@ -189,6 +189,19 @@ impl Fetcher<'_> {
             }
         };
         Ok((u, got))
+    }
+
+    /// A kept buffer that holds `len` bytes without wasting more than a quarter of them, the
+    /// smallest such; else a new one. The read-ahead budget counts the bytes asked for, so
+    /// a small read must not hold a large buffer.
+    fn buffer_for(&self, len: u64) -> Vec<u8> {
+        let mut pool = lock(&self.buffers);
+        let fits = |b: &Vec<u8>| (b.capacity() as u64) >= len && (b.capacity() as u64) <= len + len / 4;
+        let best = pool.iter().enumerate().filter(|(_, b)| fits(b)).min_by_key(|(_, b)| b.capacity());
+        match best.map(|(i, _)| i) {
+            Some(i) => pool.swap_remove(i),
+            None => Vec::new(),
+        }
     }
 
     /// After a failed read: if the pack ends inside the range, what it holds of the range,
@@ -272,9 +285,11 @@ impl<W: std::io::Write> Output<'_, W> {
             }
         }
         if let Got::Bytes(buf) | Got::Cut(buf, _) = got {
+            // The oldest go first: the sizes of recent reads are the likeliest to come again.
             let mut pool = lock(self.buffers);
-            if pool.iter().map(Vec::capacity).sum::<usize>() + buf.capacity() <= KEEP_BUFFERS {
-                pool.push(buf);
+            pool.push(buf);
+            while pool.iter().map(Vec::capacity).sum::<usize>() > KEEP_BUFFERS {
+                pool.remove(0);
             }
         }
         Ok(())

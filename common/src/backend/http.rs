@@ -258,6 +258,9 @@ fn io_reason(e: &std::io::Error) -> String {
 /// body that stops early leaves what arrived appended and is a transient error, so the retry
 /// wrapper asks for the rest; but a body that ends where its framing (`Content-Length` or
 /// chunks) says it ends came whole from a shorter object, which no retry lengthens.
+/// The most [`read_range_body`] sets aside before the bytes arrive.
+const RESERVE_AT_MOST: u64 = 64 << 20;
+
 pub fn read_range_body(
     resp: ureq::http::Response<ureq::Body>,
     what: &str,
@@ -286,6 +289,10 @@ pub fn read_range_body(
         }
     }
     let start = buf.len();
+    // Room for exactly the range: `read_to_end` alone doubles, and a caller bounding its
+    // memory by the bytes it asked for (fetch-pack) would hold up to twice that. Capped, so
+    // a bogus length is not an allocation up front.
+    buf.reserve_exact(len.min(RESERVE_AT_MOST) as usize);
     body.take(len).read_to_end(buf).map_err(|e| body_error(e, what))?;
     let got = (buf.len() - start) as u64;
     if got < len && framed {
