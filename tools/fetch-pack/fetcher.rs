@@ -191,17 +191,17 @@ impl Fetcher<'_> {
         Ok((u, got))
     }
 
-    /// A kept buffer that holds `len` bytes without wasting more than a quarter of them, the
-    /// smallest such; else a new one. The read-ahead budget counts the bytes asked for, so
-    /// a small read must not hold a large buffer.
+    /// A kept buffer for a read of `len` bytes: the smallest that holds them, else the largest
+    /// (the read grows it). Reused pages are not faulted in again; what a small read holds
+    /// beyond its bytes came from the kept buffers, so it stays within their bound.
     fn buffer_for(&self, len: u64) -> Vec<u8> {
         let mut pool = lock(&self.buffers);
-        let fits = |b: &Vec<u8>| (b.capacity() as u64) >= len && (b.capacity() as u64) <= len + len / 4;
-        let best = pool.iter().enumerate().filter(|(_, b)| fits(b)).min_by_key(|(_, b)| b.capacity());
-        match best.map(|(i, _)| i) {
-            Some(i) => pool.swap_remove(i),
-            None => Vec::new(),
-        }
+        let cap = |b: &Vec<u8>| b.capacity() as u64;
+        let best = match pool.iter().enumerate().filter(|(_, b)| cap(b) >= len).min_by_key(|(_, b)| cap(b)) {
+            Some((i, _)) => Some(i),
+            None => pool.iter().enumerate().max_by_key(|(_, b)| cap(b)).map(|(i, _)| i),
+        };
+        best.map(|i| pool.swap_remove(i)).unwrap_or_default()
     }
 
     /// After a failed read: if the pack ends inside the range, what it holds of the range,
