@@ -70,45 +70,40 @@ pub fn run(args: &Args) -> Result<()> {
             // Sockets and irregular entries are never restored (by restic either).
             _ => continue,
         };
-        let error = match checker.entry(&rec, &node) {
-            Ok(()) => None,
-            Err(Problem::Differs(e)) => Some(e),
+        let (error, unreadable) = match checker.entry(&rec, &node) {
+            Ok(()) => (None, false),
+            Err(Problem::Differs(e)) => (Some(e), false),
             Err(Problem::Unreadable(e)) => {
                 t.unreadable += 1;
                 progress.suspend(|| common::cli::warn("verify", format!("{:?}: {e}", rec.path)));
-                // The verdict is not ok (nothing was shown to be right), and says why.
-                let v = Verdict {
-                    path: rec.path.clone(),
-                    path_raw: rec.path_raw.clone(),
-                    ok: false,
-                    size: node.size,
-                    error: Some(e),
-                };
-                progress.write(&mut out, &v)?;
-                continue;
+                (Some(e), true)
             }
         };
-        if is_file {
-            t.files += 1;
-            // Another name of a file checked already is not counted again, as in the totals.
-            progress.done(if rec.hardlink.is_none() { node.size } else { 0 });
-        } else {
-            t.others += 1;
-        }
-        if let Some(e) = &error {
+        // An entry that could not be read neither passed nor failed: it is not counted.
+        if !unreadable {
             if is_file {
-                t.bad_files += 1;
+                t.files += 1;
+                // Another name of a file checked already is not counted again, as in the totals.
+                progress.done(if rec.hardlink.is_none() { node.size } else { 0 });
             } else {
-                t.bad_others += 1;
+                t.others += 1;
             }
-            t.first_bad.get_or_insert_with(|| format!("{:?}: {e}", rec.path));
+            if let Some(e) = &error {
+                if is_file {
+                    t.bad_files += 1;
+                } else {
+                    t.bad_others += 1;
+                }
+                t.first_bad.get_or_insert_with(|| format!("{:?}: {e}", rec.path));
+            }
         }
-        // Every file gets a verdict; other entries only when they differ, so that a verdict
-        // count still equals the number of files checked.
+        // Every file gets a verdict; other entries only when they differ or could not be
+        // read, so that in a clean run the verdicts count the files checked. One that could
+        // not be read is not ok (nothing was shown to be right), and says why.
         if error.is_some() || (is_file && !args.quiet) {
             let v = Verdict {
-                path: rec.path.clone(),
-                path_raw: rec.path_raw.clone(),
+                path: rec.path,
+                path_raw: rec.path_raw,
                 ok: error.is_none(),
                 size: node.size,
                 error,
