@@ -481,16 +481,22 @@ pub fn run(tool: &'static str, body: impl FnOnce() -> Result<()>) -> ! {
     std::process::exit(code)
 }
 
-/// Refuses a terminal on stdout, for the stages whose records carry file data or ciphertext
-/// in base64 (chunk, pack, fetch-pack): on a screen they are megabytes of noise nobody reads
-/// (gzip refuses the same). `next` names the stage they are for.
-pub fn refuse_terminal_stdout(next: &str) -> Result<()> {
+/// Refuses a terminal on stdout, for output that is noise on a screen: `what` says what it
+/// is and where it should go, after "stdout is a terminal: ".
+pub fn refuse_terminal_stdout(what: impl std::fmt::Display) -> Result<()> {
     if std::io::stdout().is_terminal() {
-        return Err(Error::Usage(format!(
-            "stdout is a terminal: these records carry data in base64 for {next}; pipe them on (| {next} …) or redirect them to a file"
-        )));
+        return Err(Error::Usage(format!("stdout is a terminal: {what}")));
     }
     Ok(())
+}
+
+/// [`refuse_terminal_stdout`] for the stages whose records carry file data or ciphertext in
+/// base64 (chunk, pack, fetch-pack): on a screen they are megabytes of noise nobody reads
+/// (gzip refuses the same). `next` names the stage they are for.
+pub fn refuse_terminal_records(next: &str) -> Result<()> {
+    refuse_terminal_stdout(format_args!(
+        "these records carry data in base64 for {next}; pipe them on (| {next} …) or redirect them to a file"
+    ))
 }
 
 /// restic's compression modes (`--compression`).

@@ -92,7 +92,7 @@ pub struct Args {
 fn main() {
     let args: Args = cli::parse("chunk");
     cli::run("chunk", || {
-        cli::refuse_terminal_stdout("pack")?;
+        cli::refuse_terminal_records("pack")?;
         scan::run(&args)
     })
 }

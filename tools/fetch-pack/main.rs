@@ -42,7 +42,7 @@ pub struct Args {
 fn main() {
     let args: Args = cli::parse("fetch-pack");
     cli::run("fetch-pack", || {
-        cli::refuse_terminal_stdout("unpack")?;
+        cli::refuse_terminal_records("unpack")?;
         fetcher::run(&args)
     })
 }

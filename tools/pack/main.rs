@@ -43,7 +43,7 @@ pub struct Args {
 fn main() {
     let args: Args = cli::parse("pack");
     cli::run("pack", || {
-        cli::refuse_terminal_stdout("push")?;
+        cli::refuse_terminal_records("push")?;
         packer::run(&args)
     })
 }

@@ -3,7 +3,7 @@
 //! what to write is `common::dump`'s.
 
 use std::collections::VecDeque;
-use std::io::{BufWriter, IsTerminal, Write};
+use std::io::{BufWriter, Write};
 
 use common::backend::FileType;
 use common::dump::zip::{Written as ZipWritten, Zip};
@@ -138,11 +138,11 @@ pub fn run(args: &Args) -> Result<()> {
     // An archive is binary: on a terminal it is noise and can upset the terminal itself
     // (GNU tar refuses the same). One file (`--stdout`) may be text and is written, as
     // `restic dump` of a file is.
-    if (args.tar || args.zip) && std::io::stdout().is_terminal() {
+    if args.tar || args.zip {
         let mode = if args.tar { "--tar" } else { "--zip" };
-        return Err(Error::Usage(format!(
-            "stdout is a terminal: {mode} writes a binary archive; redirect it to a file or pipe it on"
-        )));
+        common::cli::refuse_terminal_stdout(format_args!(
+            "{mode} writes a binary archive; redirect it to a file or pipe it on"
+        ))?;
     }
     let (repo, mut input, header) = crate::open_fetched(args)?;
     common::sys::return_large_buffers();
