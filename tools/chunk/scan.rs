@@ -543,7 +543,8 @@ impl<W: io::Write> Scanner<'_, W> {
                 // As restic: each tag leaves out everything in its directory but itself, so
                 // of two tags in one directory, each leaves out the other.
                 if e.depth() > 0 && !tags.is_empty() {
-                    if let Some(found) = e.path().parent().and_then(|p| tagged.borrow().get(p).cloned()) {
+                    let tagged = tagged.borrow();
+                    if let Some(found) = e.path().parent().and_then(|p| tagged.get(p)) {
                         if found.iter().any(|&i| e.file_name() != OsStr::new(tags[i].name())) {
                             return false;
                         }
