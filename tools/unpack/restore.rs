@@ -115,10 +115,13 @@ struct FlushClock {
 const MIN_EXCESS: Duration = Duration::from_millis(2);
 
 impl FlushClock {
-    fn created(&mut self, took: Duration) {
+    /// Counts a create (made ahead or not); returns the fastest create seen, this one
+    /// included, which [`SlowCreates`] judges by too.
+    fn created(&mut self, took: Duration) -> Duration {
         let fastest = self.fastest.map_or(took, |f| f.min(took));
         self.fastest = Some(fastest);
         self.excess += took - fastest;
+        fastest
     }
 
     /// A sync was asked for: the creates from here on count toward the next one.
@@ -233,10 +236,11 @@ const SPARES: usize = 32;
 /// halved the restore. So files are made ahead once most creates of a run of them took
 /// over [`SLOW`] times the fastest seen, or over [`SLOW_ABOVE`] (right after a deletion
 /// every create is slow, the first ones too, and none is fast to compare with);
-/// `SLUICE_MAKE_AHEAD=always` or `never` decides instead.
+/// `SLUICE_MAKE_AHEAD=always` or `never` decides instead. The fastest create is
+/// [`FlushClock`]'s: until files are made ahead both have seen the same creates, and after
+/// that this no longer decides anything.
 #[derive(Default)]
 struct SlowCreates {
-    fastest: Option<Duration>,
     seen: u32,
     slow: u32,
 }
@@ -251,10 +255,9 @@ const SLOW: u32 = 8;
 const SLOW_ABOVE: Duration = Duration::from_micros(50);
 
 impl SlowCreates {
-    /// Counts a create; true once a run of them was mostly slow.
-    fn created(&mut self, took: Duration) -> bool {
-        let fastest = self.fastest.map_or(took, |f| f.min(took));
-        self.fastest = Some(fastest);
+    /// Counts a create, `fastest` being the fastest seen (this one included); true once a
+    /// run of them was mostly slow.
+    fn created(&mut self, took: Duration, fastest: Duration) -> bool {
         self.slow += u32::from(took > (fastest * SLOW).min(SLOW_ABOVE));
         self.seen += 1;
         if self.seen < RUN {
@@ -894,8 +897,8 @@ impl<W: io::Write> Unpacker<W> {
         let started = Instant::now();
         let r = parent.create_temp(name, 0o600);
         let took = started.elapsed();
-        self.flush_due.created(took);
-        if self.slow_creates.created(took) && self.make_ahead == MakeAhead::WhenSlow {
+        let fastest = self.flush_due.created(took);
+        if self.slow_creates.created(took, fastest) && self.make_ahead == MakeAhead::WhenSlow {
             self.make_ahead = MakeAhead::Always;
         }
         if r.is_ok() && matches!(self.spares, Some(Some(_))) {
@@ -1391,32 +1394,38 @@ fn existing_ok(r: io::Result<()>, same: impl FnOnce() -> bool) -> io::Result<()>
 mod tests {
     use super::*;
 
+    /// Creates counted as `create` counts them: the flush clock keeps the fastest.
+    fn creates() -> impl FnMut(Duration) -> bool {
+        let (mut clock, mut slow) = (FlushClock::default(), SlowCreates::default());
+        move |took| slow.created(took, clock.created(took))
+    }
+
     /// Creates a few times the fastest never make files worth making ahead; a run of
     /// them mostly ten times slower does, and a run mostly fast again does not; a run slow
     /// from the start does too.
     #[test]
     fn slow_creates() {
         let us = Duration::from_micros;
-        let mut c = SlowCreates::default();
+        let mut c = creates();
         for i in 0..10 * RUN {
-            assert!(!c.created(us(4 + u64::from(i % 20))), "fresh space at create {i}");
+            assert!(!c(us(4 + u64::from(i % 20))), "fresh space at create {i}");
         }
         let mut said = None;
         for i in 0..2 * RUN {
             // Most slow, some fast: the fast ones do not hide the trend.
             let took = if i % 4 == 0 { us(5) } else { us(90) };
-            if c.created(took) {
+            if c(took) {
                 said.get_or_insert(i);
             }
         }
         assert_eq!(said, Some(RUN - 1), "judged at the end of the first slow run");
         for _ in 0..RUN - 1 {
-            assert!(!c.created(us(5)));
+            assert!(!c(us(5)));
         }
-        assert!(!c.created(us(5)));
+        assert!(!c(us(5)));
         // Slow from the first create on, as right after a deletion.
-        let mut c = SlowCreates::default();
-        let said = (0..RUN).map(|_| c.created(us(120))).collect::<Vec<_>>();
+        let mut c = creates();
+        let said = (0..RUN).map(|_| c(us(120))).collect::<Vec<_>>();
         assert_eq!(said.iter().filter(|s| **s).count(), 1);
         assert!(said[RUN as usize - 1]);
     }
