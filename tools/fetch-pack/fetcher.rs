@@ -201,7 +201,7 @@ impl Fetcher<'_> {
             Some((i, _)) => Some(i),
             None => pool.iter().enumerate().max_by_key(|(_, b)| cap(b)).map(|(i, _)| i),
         };
-        best.map(|i| pool.swap_remove(i)).unwrap_or_default()
+        best.map(|i| pool.remove(i)).unwrap_or_default()
     }
 
     /// After a failed read: if the pack ends inside the range, what it holds of the range,

@@ -253,14 +253,14 @@ fn io_reason(e: &std::io::Error) -> String {
     }
 }
 
+/// The most [`read_range_body`] sets aside before the bytes arrive.
+const RESERVE_AT_MOST: u64 = 64 << 20;
+
 /// Appends the `len` bytes at `offset` from the answer to a ranged GET to `buf`. A server
 /// that ignores the range sends the whole object: the bytes before `offset` are skipped. A
 /// body that stops early leaves what arrived appended and is a transient error, so the retry
 /// wrapper asks for the rest; but a body that ends where its framing (`Content-Length` or
 /// chunks) says it ends came whole from a shorter object, which no retry lengthens.
-/// The most [`read_range_body`] sets aside before the bytes arrive.
-const RESERVE_AT_MOST: u64 = 64 << 20;
-
 pub fn read_range_body(
     resp: ureq::http::Response<ureq::Body>,
     what: &str,

@@ -114,6 +114,8 @@ impl Backend for Local {
         let p = self.path(t, name);
         let f = File::open(&p).ctx_path(&p)?;
         buf.clear();
+        // Exactly: `resize` alone may double a reused buffer (see `http::read_range_body`).
+        buf.reserve_exact(len as usize);
         buf.resize(len as usize, 0);
         f.read_exact_at(buf, offset).map_err(|e| {
             if e.kind() == io::ErrorKind::UnexpectedEof {
