@@ -392,6 +392,11 @@ impl<R: Read> Chunker<R> {
         }
     }
 
+    /// The reader, for what it holds besides the input (see `record::FlushBeforeWait`).
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.reader
+    }
+
     /// The fingerprint at the end of the last chunk returned: for a chunk cut by content or
     /// at `MAX_SIZE`, the fingerprint of its last 64 bytes; for the final chunk of the input,
     /// the digest restic's chunker would hold there (meaningless, but reproduced).

@@ -123,6 +123,17 @@ pub fn start_writeback(file: &std::fs::File, offset: u64, len: u64) -> std::io::
     }
 }
 
+/// Whether `fd` has something to read (data, or its end) within `wait`. A stage asks this
+/// before it blocks on its input, to flush what it wrote first when the input pauses.
+pub fn input_within(fd: i32, wait: std::time::Duration) -> bool {
+    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    let ms = wait.as_millis().min(i32::MAX as u128) as i32;
+    // SAFETY: one pollfd of ours; poll only looks.
+    let n = unsafe { libc::poll(&mut p, 1, ms) };
+    // An error (EINTR) says nothing either way; the read will tell.
+    n != 0
+}
+
 /// Standard output as a `File` that is never closed: fd 1 stays open for the life of the
 /// process, and `ManuallyDrop` keeps a dropped writer from closing it.
 pub fn stdout_file() -> std::mem::ManuallyDrop<std::fs::File> {

@@ -17,7 +17,9 @@ use common::filter;
 use common::go::{GoJsonFlavor, GoTime};
 use common::index::Index;
 use common::node::{Node, NodeType};
-use common::record::{text_and_raw, ChunkRecord, NodeRecord, SourceRecord, TotalsRecord, Writer};
+use common::record::{
+    text_and_raw, ChunkRecord, FlushBeforeWait, NodeRecord, SourceRecord, TotalsRecord, Writer,
+};
 use common::{stat, sys, Id};
 use serde_json::value::RawValue;
 
@@ -415,7 +417,7 @@ impl<W: io::Write> Scanner<'_, W> {
                 return Ok(None);
             }
         };
-        match self.chunk_stream(file) {
+        match self.chunk_stream(file, None) {
             Ok(r) => {
                 if let Ok(after) = fs::symlink_metadata(path) {
                     // Against the metadata from before, not the bytes read: a pseudo-file
@@ -445,26 +447,29 @@ impl<W: io::Write> Scanner<'_, W> {
         }
     }
 
-    /// Cuts a stream into chunks and writes a chunk record for each.
-    fn chunk_stream(&mut self, r: impl Read) -> Result<(Vec<Id>, u64)> {
-        let mut ch = Chunker::with_tables(r, self.tables.clone());
+    /// Cuts a stream into chunks and writes a chunk record for each. `fd`: the stream's
+    /// descriptor when it may be slow (stdin), so that the records written are flushed
+    /// whenever it makes chunk wait; pack then stores what is finished meanwhile.
+    fn chunk_stream(&mut self, r: impl Read, fd: Option<i32>) -> Result<(Vec<Id>, u64)> {
+        let Scanner { out, buf, tables, .. } = self;
+        let mut ch = Chunker::with_tables(FlushBeforeWait::new(r, out, fd), tables.clone());
         let mut ids = Vec::new();
         let mut size = 0u64;
         loop {
-            let more = ch.next_chunk(&mut self.buf).map_err(|e| Error::io("read", e))?;
+            let more = ch.next_chunk(buf).map_err(|e| Error::io("read", e))?;
             if !more {
                 break;
             }
-            let id = Id::hash(&self.buf);
-            self.out.write_with_data(&ChunkRecord { id }, &self.buf)?;
+            let id = Id::hash(buf);
+            ch.get_mut().out.write_with_data(&ChunkRecord { id }, buf)?;
             ids.push(id);
-            size += self.buf.len() as u64;
+            size += buf.len() as u64;
         }
         Ok((ids, size))
     }
 
     fn stdin(&mut self, now: GoTime) -> Result<()> {
-        let (content, size) = self.chunk_stream(io::stdin().lock())?;
+        let (content, size) = self.chunk_stream(io::stdin().lock(), Some(0))?;
         let (uid, gid) = sys::ids();
         let node = Node {
             name: self.args.stdin_filename.as_bytes().to_vec(),

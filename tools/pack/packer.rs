@@ -173,7 +173,7 @@ fn pack(
     // push draws the backup's progress: it hears how far this stage got now and then.
     let mut told = Instant::now();
     let mut reading = 0u64;
-    while let Some(line) = input.next_line()? {
+    while let Some(line) = input.next_line_or_flush(|| store.idle())? {
         let no = line.no;
         match line.tag() {
             Tag::Chunk => {
@@ -429,6 +429,13 @@ impl<'a, W: io::Write + Send> Store<'a, W> {
             self.emit(d)?;
         }
         Ok(())
+    }
+
+    /// While the input makes pack wait: the blob in flight and every record written go
+    /// out, so push stores the packs that are finished and hears the progress.
+    fn idle(&mut self) -> Result<()> {
+        self.drain()?;
+        self.out().flush()
     }
 
     /// Appends a sealed blob to its type's open pack and writes it out.

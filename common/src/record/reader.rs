@@ -45,6 +45,21 @@ impl Reader<io::BufReader<io::Stdin>> {
         r.terminal = io::stdin().is_terminal();
         r
     }
+
+    /// [`Reader::next_line`], running `before_wait` first when the next line is not here
+    /// and the input pauses ([`super::PAUSE`]). A stage flushes its output there, so the
+    /// stage after it never waits on finished records while this one waits on the stage
+    /// before (a slow `chunk --stdin` source, a slow network).
+    pub fn next_line_or_flush(
+        &mut self,
+        before_wait: impl FnOnce() -> Result<()>,
+    ) -> Result<Option<Line<'_>>> {
+        if !self.ended && !self.input.buffer().contains(&b'\n') && !crate::sys::input_within(0, super::PAUSE)
+        {
+            before_wait()?;
+        }
+        self.next_line()
+    }
 }
 
 /// One record line between header and end: its number, its text (without the newline) and

@@ -63,6 +63,32 @@ impl Writer<io::BufWriter<StdoutFd>> {
     }
 }
 
+/// Raw input that flushes a record writer before a read when the input pauses (`chunk --stdin`
+/// behind a slow source), for the reason [`super::Reader::next_line_or_flush`] gives. `fd`
+/// is the input's descriptor when it can be slow (a pipe); `None` never flushes early.
+pub struct FlushBeforeWait<'w, R, W: Write> {
+    inner: R,
+    pub out: &'w mut Writer<W>,
+    fd: Option<i32>,
+}
+
+impl<'w, R: io::Read, W: Write> FlushBeforeWait<'w, R, W> {
+    pub fn new(inner: R, out: &'w mut Writer<W>, fd: Option<i32>) -> Self {
+        FlushBeforeWait { inner, out, fd }
+    }
+}
+
+impl<R: io::Read, W: Write> io::Read for FlushBeforeWait<'_, R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.fd.is_some_and(|fd| !crate::sys::input_within(fd, super::PAUSE)) {
+            // A failure here (the next stage is gone) comes back from the next record
+            // written, as the error of the output it is, not of this read.
+            let _ = self.out.flush();
+        }
+        self.inner.read(buf)
+    }
+}
+
 fn out_err(e: io::Error) -> Error {
     Error::io("stdout", e)
 }
