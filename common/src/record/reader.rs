@@ -150,6 +150,14 @@ fn tag_of(line: &str, err: impl Fn(String) -> Error) -> Result<Tag> {
     }
 }
 
+/// A line's text and tag; `source` and `no` are for the error.
+fn tagged<'a>(line: &'a [u8], source: &str, no: u64) -> Result<(&'a str, Tag)> {
+    let err = |msg: String| Error::Record { line: Some(no), msg: format!("{source}: {msg}") };
+    let text = std::str::from_utf8(line).map_err(|_| err("line is not UTF-8".into()))?;
+    let tag = tag_of(text, err)?;
+    Ok((text, tag))
+}
+
 impl<R: BufRead> Reader<R> {
     pub fn new(input: R, source: &str) -> Self {
         Reader {
@@ -203,9 +211,7 @@ impl<R: BufRead> Reader<R> {
 
     /// The current line's text and tag.
     fn tagged(&self) -> Result<(&str, Tag)> {
-        let text = std::str::from_utf8(&self.line).map_err(|_| self.err("line is not UTF-8"))?;
-        let tag = tag_of(text, |msg| self.err(msg))?;
-        Ok((text, tag))
+        tagged(&self.line, &self.source, self.line_no)
     }
 
     /// Reads and checks the header record. Call once, first.
@@ -253,7 +259,9 @@ impl<R: BufRead> Reader<R> {
         if !self.read_line()? {
             return Err(self.err("stream ended without its end record (did the previous stage fail?)"));
         }
-        let (text, tag) = self.tagged()?;
+        // The line is checked once (a megabyte of payload is not scanned twice): borrowing
+        // only `line` and `source` lets `count` change while `text` is held.
+        let (text, tag) = tagged(&self.line, &self.source, self.line_no)?;
         match tag {
             Tag::Header => return Err(self.err("a second header record inside the stream")),
             Tag::End => {
@@ -265,7 +273,6 @@ impl<R: BufRead> Reader<R> {
                 }
                 self.ended = true;
                 // Anything after the end record is a second stream glued on by mistake.
-                self.line.clear();
                 let mut probe = [0u8; 1];
                 if self.input.read(&mut probe).map_err(|e| Error::io(self.source.clone(), e))? > 0 {
                     self.line_no += 1;
@@ -276,7 +283,6 @@ impl<R: BufRead> Reader<R> {
             _ => {}
         }
         self.count += 1;
-        let text = std::str::from_utf8(&self.line).expect("checked above");
         let split = if tag.carries_data() { payload::split(text) } else { None };
         Ok(Some(Line { no: self.line_no, text, tag, split, source: &self.source }))
     }
