@@ -6,8 +6,11 @@ use std::io::{self, Write};
 
 use crate::error::{Error, Result};
 
-/// Payload bytes base64-encoded per step (a multiple of 3, so pieces join seamlessly).
-const PIECE: usize = 3 * 64 * 1024;
+/// Payload bytes base64-encoded per step (a multiple of 3, so pieces join seamlessly). A
+/// whole piece encodes to exactly the stdout buffer's size, which `BufWriter` writes straight
+/// from `scratch` instead of copying it into its buffer first: a copy of every payload byte
+/// saved in each stage that writes them.
+const PIECE: usize = super::writer::OUT_BUFFER / 4 * 3;
 
 /// The key of the payload field as our writer puts it: last in the line.
 const KEY: &str = ",\"data\":\"";

@@ -41,11 +41,14 @@ impl io::Write for StdoutFd {
     }
 }
 
+/// The stdout buffer: records smaller than this are gathered into writes of about this size.
+pub(super) const OUT_BUFFER: usize = 1 << 20;
+
 impl Writer<io::BufWriter<StdoutFd>> {
     /// A writer on stdout with a large buffer.
     pub fn stdout() -> Self {
         crate::sys::enlarge_pipe(1);
-        Writer::new(io::BufWriter::with_capacity(1 << 20, StdoutFd::new()))
+        Writer::new(io::BufWriter::with_capacity(OUT_BUFFER, StdoutFd::new()))
     }
 
     /// A writer of the same type that throws its records away: for a stage whose stdout
