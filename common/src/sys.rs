@@ -142,6 +142,13 @@ pub fn stdout_file() -> std::mem::ManuallyDrop<std::fs::File> {
     std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(1) })
 }
 
+/// Standard input as a `File` that is never closed, as [`stdout_file`] is for output.
+pub fn stdin_file() -> std::mem::ManuallyDrop<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: fd 0 exists for the whole process and is never closed through this `File`.
+    std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(0) })
+}
+
 /// Keeps a closed stdout (`tool >&-`) failing. Before `main`, Rust's runtime opens /dev/null
 /// on a closed standard descriptor, so every write to it would succeed and a tool would exit
 /// 0 for output that reached no one (coreutils say "Bad file descriptor" and fail). This runs

@@ -75,14 +75,14 @@ pub fn run(args: &Args) -> Result<()> {
 
 /// The input, planned into units as the fetcher takes them. A bad record comes out as an
 /// error after the units before it, so everything before it is still written.
-struct Units<'a, R: std::io::BufRead> {
+struct Units<'a, R: std::io::Read> {
     input: &'a mut Reader<R>,
     planner: Planner,
     ended: bool,
     error: Option<Error>,
 }
 
-impl<R: std::io::BufRead> Iterator for Units<'_, R> {
+impl<R: std::io::Read> Iterator for Units<'_, R> {
     type Item = Result<Unit>;
 
     fn next(&mut self) -> Option<Result<Unit>> {
@@ -109,7 +109,7 @@ impl<R: std::io::BufRead> Iterator for Units<'_, R> {
     }
 }
 
-impl<R: std::io::BufRead> Units<'_, R> {
+impl<R: std::io::Read> Units<'_, R> {
     /// Reads one line into the plan; false after the end record.
     fn next_line(&mut self) -> Result<bool> {
         let Some(line) = self.input.next_line()? else { return Ok(false) };

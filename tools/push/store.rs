@@ -123,7 +123,7 @@ pub fn run(args: &Args) -> Result<()> {
 }
 
 impl Pusher {
-    fn consume(&mut self, input: &mut Reader<impl std::io::BufRead>) -> Result<SummaryRecord> {
+    fn consume(&mut self, input: &mut Reader<impl std::io::Read>) -> Result<SummaryRecord> {
         let mut summary = None;
         let mut snapshot: Option<(String, Vec<u8>)> = None;
         while let Some(line) = input.next_line()? {

@@ -4,15 +4,14 @@
 //! content (then the file is kept, only its metadata set, as restic 0.17 does), reading it
 //! while the writer works on the files before it.
 
-use std::io;
-
 use common::crypto::Key;
 use common::error::{Error, Result};
 use common::node::{Node, NodeType};
 use common::overwrite::{self, Mode};
 use common::pack::{Opener, MAX_BLOB, MAX_SEALED_BLOB};
 use common::record::{
-    decode_b64, BlobFailedRecord, BlobLoc, BlobRecord, DeleteRecord, NodeRecord, Reader, Tag, TotalsRecord,
+    decode_b64, BlobFailedRecord, BlobLoc, BlobRecord, DeleteRecord, NodeRecord, Reader, StdinFd, Tag,
+    TotalsRecord,
 };
 use common::target::Dir;
 
@@ -55,7 +54,7 @@ const BUFFERS: usize = AHEAD + 1 + 2;
 
 /// The decoder thread: reads the stream, decrypts and checks every blob that carries data.
 pub fn decode(
-    input: &mut Reader<io::BufReader<io::Stdin>>,
+    input: &mut Reader<StdinFd>,
     key: &Key,
     keep: Option<(&Dir, Mode)>,
     items: &std::sync::mpsc::SyncSender<Result<Vec<Item>>>,

@@ -21,7 +21,6 @@ mod dump;
 mod list;
 mod restore;
 
-use std::io::{BufReader, Stdin};
 use std::path::PathBuf;
 
 use clap::Parser;
@@ -96,7 +95,7 @@ pub struct Args {
 
 /// The repository and the input, its header read and checked: a stream walked in this
 /// repository and passed through fetch-pack, as every mode but `--dry-run` needs.
-fn open_fetched(args: &Args) -> common::error::Result<(Repo, Reader<BufReader<Stdin>>, Header)> {
+fn open_fetched(args: &Args) -> common::error::Result<(Repo, Reader<common::record::StdinFd>, Header)> {
     let repo = args.repo.open()?;
     let mut input = Reader::stdin();
     let header = input.read_header()?;

@@ -25,7 +25,7 @@ use crate::snapshot::Counts;
 
 pub use crate::sys::enlarge_pipe;
 pub use payload::{decode_b64, encode_b64};
-pub use reader::{Line, Reader};
+pub use reader::{Line, Reader, StdinFd};
 
 /// An input silent this long has paused: a stage flushes its output then, rather than for
 /// every short gap (a write per small record would cost more than it saves).

@@ -13,7 +13,7 @@
 //! ```
 
 use std::borrow::Cow;
-use std::io::{self, BufRead, Read};
+use std::io::{self, Read};
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -22,10 +22,30 @@ use super::payload::{self, decode_b64};
 use super::{Header, Tag, FORMAT, MAX_LINE, VERSION};
 use crate::error::{Error, Result};
 
+/// Bytes asked of the input per read, at most. A line is read straight into place, never
+/// copied; only what a read brought past a line's end (the next line's start) is moved to
+/// the front of the buffer, and this bounds it.
+pub(super) const READ_STEP: usize = 256 << 10;
+
+/// Standard input as a plain file descriptor: `std::io::Stdin` would lock and go through
+/// its own buffer on every read.
+pub struct StdinFd(std::mem::ManuallyDrop<std::fs::File>);
+
+impl Read for StdinFd {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
 /// Reads a framed record stream, one line at a time, with line numbers for errors.
 pub struct Reader<R> {
     input: R,
-    line: Vec<u8>,
+    /// Bytes read: `buf[..filled]`, of which the current line is `buf[line]` and what
+    /// follows it starts at `next`.
+    buf: Vec<u8>,
+    filled: usize,
+    line: std::ops::Range<usize>,
+    next: usize,
     line_no: u64,
     count: u64,
     ended: bool,
@@ -36,12 +56,12 @@ pub struct Reader<R> {
     terminal: bool,
 }
 
-impl Reader<io::BufReader<io::Stdin>> {
-    /// A reader over stdin with a large buffer.
+impl Reader<StdinFd> {
+    /// A reader over stdin.
     pub fn stdin() -> Self {
         use std::io::IsTerminal;
         super::enlarge_pipe(0);
-        let mut r = Reader::new(io::BufReader::with_capacity(1 << 20, io::stdin()), "stdin");
+        let mut r = Reader::new(StdinFd(crate::sys::stdin_file()), "stdin");
         r.terminal = io::stdin().is_terminal();
         r
     }
@@ -54,8 +74,8 @@ impl Reader<io::BufReader<io::Stdin>> {
         &mut self,
         before_wait: impl FnOnce() -> Result<()>,
     ) -> Result<Option<Line<'_>>> {
-        if !self.ended && !self.input.buffer().contains(&b'\n') && !crate::sys::input_within(0, super::PAUSE)
-        {
+        let waiting = !self.buf[self.next..self.filled].contains(&b'\n');
+        if !self.ended && waiting && !crate::sys::input_within(0, super::PAUSE) {
             before_wait()?;
         }
         self.next_line()
@@ -158,11 +178,14 @@ fn tagged<'a>(line: &'a [u8], source: &str, no: u64) -> Result<(&'a str, Tag)> {
     Ok((text, tag))
 }
 
-impl<R: BufRead> Reader<R> {
+impl<R: Read> Reader<R> {
     pub fn new(input: R, source: &str) -> Self {
         Reader {
             input,
-            line: Vec::new(),
+            buf: Vec::new(),
+            filled: 0,
+            line: 0..0,
+            next: 0,
             line_no: 0,
             count: 0,
             ended: false,
@@ -187,31 +210,57 @@ impl<R: BufRead> Reader<R> {
         Error::Record { line: Some(self.line_no), msg: format!("{}: {msg}", self.source) }
     }
 
+    /// Reads the next line into `buf[line]`, without its newline; false at the end of input.
     fn read_line(&mut self) -> Result<bool> {
-        self.line.clear();
-        let n = (&mut self.input)
-            .take(MAX_LINE as u64 + 1)
-            .read_until(b'\n', &mut self.line)
-            .map_err(|e| Error::io(self.source.clone(), e))?;
-        if n == 0 {
-            return Ok(false);
+        let mut scan = self.next;
+        loop {
+            if let Some(i) = memchr::memchr(b'\n', &self.buf[scan..self.filled]) {
+                self.line = self.next..scan + i;
+                self.next = scan + i + 1;
+                self.line_no += 1;
+                if self.line.len() > MAX_LINE {
+                    return Err(self.err(format!("line longer than {MAX_LINE} bytes")));
+                }
+                return Ok(true);
+            }
+            scan = self.filled;
+            if self.filled - self.next > MAX_LINE {
+                self.line_no += 1;
+                return Err(self.err(format!("line longer than {MAX_LINE} bytes")));
+            }
+            if self.next > 0 {
+                self.buf.copy_within(self.next..self.filled, 0);
+                (self.filled, scan) = (self.filled - self.next, scan - self.next);
+                self.next = 0;
+            }
+            // The buffer keeps its length (its bytes initialized) between lines, so only
+            // growth is zeroed.
+            if self.buf.len() < self.filled + READ_STEP {
+                self.buf.resize(self.filled + READ_STEP, 0);
+            }
+            let n = loop {
+                match self.input.read(&mut self.buf[self.filled..self.filled + READ_STEP]) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(Error::io(self.source.clone(), e)),
+                }
+            };
+            if n == 0 {
+                if self.filled == self.next {
+                    return Ok(false);
+                }
+                self.line_no += 1;
+                return Err(self.err(
+                    "stream cut off in the middle of a line, before its end record (did the previous stage fail?)",
+                ));
+            }
+            self.filled += n;
         }
-        self.line_no += 1;
-        if self.line.last() == Some(&b'\n') {
-            self.line.pop();
-        } else if self.line.len() > MAX_LINE {
-            return Err(self.err(format!("line longer than {MAX_LINE} bytes")));
-        } else {
-            return Err(self.err(
-                "stream cut off in the middle of a line, before its end record (did the previous stage fail?)",
-            ));
-        }
-        Ok(true)
     }
 
     /// The current line's text and tag.
     fn tagged(&self) -> Result<(&str, Tag)> {
-        tagged(&self.line, &self.source, self.line_no)
+        tagged(&self.buf[self.line.clone()], &self.source, self.line_no)
     }
 
     /// Reads and checks the header record. Call once, first.
@@ -261,7 +310,7 @@ impl<R: BufRead> Reader<R> {
         }
         // The line is checked once (a megabyte of payload is not scanned twice): borrowing
         // only `line` and `source` lets `count` change while `text` is held.
-        let (text, tag) = tagged(&self.line, &self.source, self.line_no)?;
+        let (text, tag) = tagged(&self.buf[self.line.clone()], &self.source, self.line_no)?;
         match tag {
             Tag::Header => return Err(self.err("a second header record inside the stream")),
             Tag::End => {
@@ -274,7 +323,9 @@ impl<R: BufRead> Reader<R> {
                 self.ended = true;
                 // Anything after the end record is a second stream glued on by mistake.
                 let mut probe = [0u8; 1];
-                if self.input.read(&mut probe).map_err(|e| Error::io(self.source.clone(), e))? > 0 {
+                if self.next < self.filled
+                    || self.input.read(&mut probe).map_err(|e| Error::io(self.source.clone(), e))? > 0
+                {
                     self.line_no += 1;
                     return Err(self.err("data after the end record"));
                 }

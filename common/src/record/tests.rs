@@ -288,3 +288,68 @@ fn in_target_must_name_blobs_in_order() {
         assert!(rec.check_in_target().is_err(), "{:?}", rec.in_target);
     }
 }
+
+/// An input that hands out at most a few bytes per read, as a pipe may.
+struct Trickle(io::Cursor<Vec<u8>>, usize);
+
+impl io::Read for Trickle {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.1 = self.1 % 7 + 1;
+        let n = buf.len().min(self.1);
+        self.0.read(&mut buf[..n])
+    }
+}
+
+/// Lines come out whole and in order however the input is cut, small ones many to a read
+/// and payloads larger than a read (which are read in place); the end is checked as before.
+#[test]
+fn lines_across_reads_of_any_size() {
+    let big: Vec<u8> = (0..(reader::READ_STEP * 2 + 5)).map(|i| (i * 31 % 251) as u8).collect();
+    let mut w = Writer::new(Vec::new());
+    w.header("t", None).unwrap();
+    for i in 0..300 {
+        let payload: &[u8] = if i % 100 == 50 { &big } else { b"small" };
+        w.write_with_data(&BlobRecord { loc: loc() }, payload).unwrap();
+    }
+    let bytes = w.finish().unwrap();
+    for trickle in [false, true] {
+        let input: Box<dyn io::Read> = match trickle {
+            true => Box::new(Trickle(io::Cursor::new(bytes.clone()), 0)),
+            false => Box::new(io::Cursor::new(bytes.clone())),
+        };
+        let mut r = Reader::new(input, "t");
+        r.read_header().unwrap();
+        let (mut n, mut buf) = (0, Vec::new());
+        while let Some(line) = r.next_line().unwrap() {
+            line.decode_payload(&mut buf).unwrap();
+            assert_eq!(buf, if n % 100 == 50 { &big[..] } else { b"small" }, "line {}", line.no);
+            n += 1;
+        }
+        assert_eq!(n, 300);
+    }
+    // Cut in the middle of the big line: said so, with its number.
+    let cut = &bytes[..bytes.len() / 2];
+    let mut r = Reader::new(io::Cursor::new(cut.to_vec()), "t");
+    r.read_header().unwrap();
+    let e = loop {
+        match r.next_line() {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("a cut stream ended cleanly"),
+            Err(e) => break e.to_string(),
+        }
+    };
+    assert!(e.contains("cut off in the middle of a line"), "{e}");
+    // A second stream glued on, already in the buffer with the end record.
+    let mut twice = bytes.clone();
+    twice.extend_from_slice(&bytes);
+    let mut r = Reader::new(io::Cursor::new(twice), "t");
+    r.read_header().unwrap();
+    let e = loop {
+        match r.next_line() {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("data after the end went unnoticed"),
+            Err(e) => break e.to_string(),
+        }
+    };
+    assert!(e.contains("data after the end record"), "{e}");
+}
