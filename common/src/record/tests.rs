@@ -331,25 +331,24 @@ fn lines_across_reads_of_any_size() {
     let cut = &bytes[..bytes.len() / 2];
     let mut r = Reader::new(io::Cursor::new(cut.to_vec()), "t");
     r.read_header().unwrap();
-    let e = loop {
-        match r.next_line() {
-            Ok(Some(_)) => continue,
-            Ok(None) => panic!("a cut stream ended cleanly"),
-            Err(e) => break e.to_string(),
-        }
-    };
+    let e = first_error(&mut r);
     assert!(e.contains("cut off in the middle of a line"), "{e}");
     // A second stream glued on, already in the buffer with the end record.
     let mut twice = bytes.clone();
     twice.extend_from_slice(&bytes);
     let mut r = Reader::new(io::Cursor::new(twice), "t");
     r.read_header().unwrap();
-    let e = loop {
+    let e = first_error(&mut r);
+    assert!(e.contains("data after the end record"), "{e}");
+}
+
+/// Reads on to the first error, which a stream that ends cleanly fails to give.
+fn first_error(r: &mut Reader<impl io::Read>) -> String {
+    loop {
         match r.next_line() {
             Ok(Some(_)) => continue,
-            Ok(None) => panic!("data after the end went unnoticed"),
-            Err(e) => break e.to_string(),
+            Ok(None) => panic!("the stream ended cleanly"),
+            Err(e) => return e.to_string(),
         }
-    };
-    assert!(e.contains("data after the end record"), "{e}");
+    }
 }
