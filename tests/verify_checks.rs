@@ -335,3 +335,42 @@ fn a_file_verify_cannot_read_is_not_a_difference() {
     assert_eq!(locked["ok"], false);
     assert!(locked["error"].as_str().unwrap().starts_with("cannot read"), "{locked}");
 }
+
+/// While its input is silent, verify holds back no verdict it has reached: each goes out
+/// then, not when a buffer fills (a slow restore upstream, a reader of the verdicts).
+#[test]
+fn verdicts_go_out_while_the_input_is_silent() {
+    let fx = fixture(9);
+    let (target, stream) = fx.restore("out");
+    let text = String::from_utf8(stream).unwrap();
+    // Everything but the end record: the input then stays open.
+    let lines: Vec<&str> = text.lines().collect();
+    let head = fx.path("head.ndjson");
+    fs::write(&head, lines[..lines.len() - 1].join("\n") + "\n").unwrap();
+    let files = lines
+        .iter()
+        .filter(|l| l.contains("\"type\":\"restored\"") && l.contains("\"type\":\"file\""))
+        .count();
+    assert!(files >= 4, "{files} files in {text}");
+    let got = fx.path("verdicts.ndjson");
+    let script = format!(
+        "{{ cat '{}'; sleep 30; }} | '{}' --target '{}' > '{}'",
+        head.display(),
+        bin("verify").display(),
+        target.display(),
+        got.display()
+    );
+    let mut c = std::process::Command::new("bash");
+    c.arg("-c").arg(&script);
+    std::os::unix::process::CommandExt::process_group(&mut c, 0);
+    let mut child = c.spawn().unwrap();
+    let verdicts = || fs::read_to_string(&got).unwrap_or_default().matches("\"type\":\"verdict\"").count();
+    let start = std::time::Instant::now();
+    while verdicts() < files && start.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // SAFETY: signals the process group made above.
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+    let _ = child.wait();
+    assert_eq!(verdicts(), files, "verdicts out while the input was silent");
+}
