@@ -26,11 +26,11 @@ use crate::snapshot::Counts;
 pub use crate::sys::enlarge_pipe;
 pub use payload::{decode_b64, encode_b64};
 pub use reader::{Line, Reader, StdinFd};
+pub use writer::{FlushBeforeWait, StdoutFd, Writer};
 
 /// An input silent this long has paused: a stage flushes its output then, rather than for
 /// every short gap (a write per small record would cost more than it saves).
 pub const PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
-pub use writer::{FlushBeforeWait, StdoutFd, Writer};
 
 /// The `format` named in every header.
 pub const FORMAT: &str = "sluice-ndjson";

@@ -309,7 +309,7 @@ impl<R: Read> Reader<R> {
             return Err(self.err("stream ended without its end record (did the previous stage fail?)"));
         }
         // The line is checked once (a megabyte of payload is not scanned twice): borrowing
-        // only `line` and `source` lets `count` change while `text` is held.
+        // only `buf` and `source` lets `count` change while `text` is held.
         let (text, tag) = tagged(&self.buf[self.line.clone()], &self.source, self.line_no)?;
         match tag {
             Tag::Header => return Err(self.err("a second header record inside the stream")),
