@@ -469,7 +469,9 @@ impl<W: io::Write> Scanner<'_, W> {
     }
 
     fn stdin(&mut self, now: GoTime) -> Result<()> {
-        let (content, size) = self.chunk_stream(io::stdin().lock(), Some(0))?;
+        // Read as the descriptor itself: what std's stdin buffered would be invisible to the
+        // check for a pause, which asks the descriptor.
+        let (content, size) = self.chunk_stream(common::record::StdinFd::new(), Some(0))?;
         let (uid, gid) = sys::ids();
         let node = Node {
             name: self.args.stdin_filename.as_bytes().to_vec(),

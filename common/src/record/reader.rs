@@ -31,6 +31,18 @@ pub(super) const READ_STEP: usize = 256 << 10;
 /// its own buffer on every read.
 pub struct StdinFd(std::mem::ManuallyDrop<std::fs::File>);
 
+impl StdinFd {
+    pub fn new() -> StdinFd {
+        StdinFd(crate::sys::stdin_file())
+    }
+}
+
+impl Default for StdinFd {
+    fn default() -> StdinFd {
+        StdinFd::new()
+    }
+}
+
 impl Read for StdinFd {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.0.read(buf)
@@ -61,7 +73,7 @@ impl Reader<StdinFd> {
     pub fn stdin() -> Self {
         use std::io::IsTerminal;
         super::enlarge_pipe(0);
-        let mut r = Reader::new(StdinFd(crate::sys::stdin_file()), "stdin");
+        let mut r = Reader::new(StdinFd::new(), "stdin");
         r.terminal = io::stdin().is_terminal();
         r
     }
