@@ -32,6 +32,11 @@ pub use writer::{FlushBeforeWait, StdoutFd, Writer};
 /// every short gap (a write per small record would cost more than it saves).
 pub const PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 
+/// Whether the input on `fd` has nothing to read for [`PAUSE`]; never for `None`.
+fn paused(fd: Option<i32>) -> bool {
+    fd.is_some_and(|fd| !crate::sys::input_within(fd, PAUSE))
+}
+
 /// The `format` named in every header.
 pub const FORMAT: &str = "sluice-ndjson";
 /// The major version of the record format; a reader rejects any other major version.

@@ -66,6 +66,9 @@ pub struct Reader<R> {
     /// The input is a terminal: nobody piped records in, and waiting for them would look
     /// like a hang.
     terminal: bool,
+    /// The input's descriptor, asked whether it pauses before a read (see
+    /// [`Reader::next_line_or_flush`]); `None` for an input that never keeps us waiting.
+    pause_fd: Option<i32>,
 }
 
 impl Reader<StdinFd> {
@@ -75,22 +78,8 @@ impl Reader<StdinFd> {
         super::enlarge_pipe(0);
         let mut r = Reader::new(StdinFd::new(), "stdin");
         r.terminal = io::stdin().is_terminal();
+        r.pause_fd = Some(0);
         r
-    }
-
-    /// [`Reader::next_line`], running `before_wait` first when the next line is not here
-    /// and the input pauses ([`super::PAUSE`]). A stage flushes its output there, so the
-    /// stage after it never waits on finished records while this one waits on the stage
-    /// before (a slow `chunk --stdin` source, a slow network).
-    pub fn next_line_or_flush(
-        &mut self,
-        before_wait: impl FnOnce() -> Result<()>,
-    ) -> Result<Option<Line<'_>>> {
-        let waiting = !self.buf[self.next..self.filled].contains(&b'\n');
-        if !self.ended && waiting && !crate::sys::input_within(0, super::PAUSE) {
-            before_wait()?;
-        }
-        self.next_line()
     }
 }
 
@@ -204,6 +193,7 @@ impl<R: Read> Reader<R> {
             source: source.to_string(),
             header: None,
             terminal: false,
+            pause_fd: None,
         }
     }
 
@@ -223,7 +213,8 @@ impl<R: Read> Reader<R> {
     }
 
     /// Reads the next line into `buf[line]`, without its newline; false at the end of input.
-    fn read_line(&mut self) -> Result<bool> {
+    /// `before_wait` runs before a read when the input pauses.
+    fn read_line(&mut self, mut before_wait: Option<&mut dyn FnMut() -> Result<()>>) -> Result<bool> {
         let mut scan = self.next;
         loop {
             if let Some(i) = memchr::memchr(b'\n', &self.buf[scan..self.filled]) {
@@ -249,6 +240,11 @@ impl<R: Read> Reader<R> {
             // growth is zeroed.
             if self.buf.len() < self.filled + READ_STEP {
                 self.buf.resize(self.filled + READ_STEP, 0);
+            }
+            if let Some(f) = before_wait.as_mut() {
+                if super::paused(self.pause_fd) {
+                    f()?;
+                }
             }
             let n = loop {
                 match self.input.read(&mut self.buf[self.filled..self.filled + READ_STEP]) {
@@ -284,7 +280,7 @@ impl<R: Read> Reader<R> {
                 self.source
             )));
         }
-        if !self.read_line()? {
+        if !self.read_line(None)? {
             // No line was read: a line number would only confuse.
             return Err(Error::stream(format!(
                 "{}: empty stream: no header record (did the previous stage fail?)",
@@ -314,10 +310,28 @@ impl<R: Read> Reader<R> {
     /// the stream stops without one, the end's count disagrees, or the line is not a record
     /// of a known type.
     pub fn next_line(&mut self) -> Result<Option<Line<'_>>> {
+        self.next_line_then(None)
+    }
+
+    /// [`Reader::next_line`], running `before_wait` whenever it is about to wait on an input
+    /// that pauses ([`super::PAUSE`]). A stage flushes its output there, so the stage after
+    /// it never waits on finished records while this one waits on the stage before (a slow
+    /// `chunk --stdin` source, a slow network).
+    pub fn next_line_or_flush(
+        &mut self,
+        mut before_wait: impl FnMut() -> Result<()>,
+    ) -> Result<Option<Line<'_>>> {
+        self.next_line_then(Some(&mut before_wait))
+    }
+
+    fn next_line_then(
+        &mut self,
+        before_wait: Option<&mut dyn FnMut() -> Result<()>>,
+    ) -> Result<Option<Line<'_>>> {
         if self.ended {
             return Ok(None);
         }
-        if !self.read_line()? {
+        if !self.read_line(before_wait)? {
             return Err(self.err("stream ended without its end record (did the previous stage fail?)"));
         }
         // The line is checked once (a megabyte of payload is not scanned twice): borrowing

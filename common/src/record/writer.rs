@@ -83,7 +83,7 @@ impl<'w, R: io::Read, W: Write> FlushBeforeWait<'w, R, W> {
 
 impl<R: io::Read, W: Write> io::Read for FlushBeforeWait<'_, R, W> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.fd.is_some_and(|fd| !crate::sys::input_within(fd, super::PAUSE)) {
+        if super::paused(self.fd) {
             // A failure here (the next stage is gone) comes back from the next record
             // written, as the error of the output it is, not of this read.
             let _ = self.out.flush();
