@@ -285,6 +285,22 @@ mod tests {
         );
     }
 
+    /// Lanes are derived two at a time where the CPU allows (vendor/README.md): an odd
+    /// number of them, and an even one with another r, against OpenSSL's scrypt (Python's
+    /// `hashlib.scrypt`).
+    #[test]
+    fn scrypt_matches_openssl_for_odd_and_even_lanes() {
+        for (n, r, p, want) in [
+            (1024, 8, 3, hex!("db1c96b8ba55c5d9a0e54908ab824e2c886f481c8d864be9bc19185e839080a70be232458dffc7c25d820c521890af0b628a7c097fb43b119f948d61afac41d7")),
+            (2048, 4, 6, hex!("d286181cf32c88a059b0713a4dd9276ce87958ff9dfb3b8e96f7f0e3e5d49347688c97f50653418be3727fc2aa826933e29e6e271951c2864c8ee8b9eb60251c")),
+        ] {
+            let params = scrypt_params(&ScryptParams { n, r, p }).unwrap();
+            let mut dk = [0u8; 64];
+            scrypt::scrypt(b"sluice", b"two lanes at a time", &params, &mut dk).unwrap();
+            assert_eq!(dk, want, "N={n} r={r} p={p}");
+        }
+    }
+
     #[test]
     fn wrong_password_is_none() {
         let kf = KeyFile::parse(KEY_FILE.as_bytes()).unwrap();
