@@ -18,9 +18,11 @@ build:
 deps:
 	bash tests/deps.sh
 
-# The test command of the README: unit tests, pipeline tests, interop with restic.
+# The test command of the README: unit tests, pipeline tests, interop with restic, and the
+# vendored scrypt's own tests (vendor/README.md).
 test: deps man-lint
 	$(CARGO) test --workspace --no-fail-fast
+	$(CARGO) test -p scrypt --lib
 
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -320,6 +320,39 @@ fn damaged_blob_names_blob_and_pack() {
         .unwrap_or_else(|e| panic!("{e}"));
 }
 
+/// A blob record that carries another blob's data (sealed with the repository's key, so
+/// it decrypts) fails its file at the id check, before a byte of it is written: for large
+/// blobs that check is made on unpack's writing thread, not where the blob is decrypted.
+#[test]
+fn a_blob_carrying_another_blobs_data_fails_its_file() {
+    let fx = fixture(207);
+    let fetched = fx.fetch_stream();
+    let mut l: Vec<Vec<u8>> = lines(&fetched).into_iter().map(<[u8]>::to_vec).collect();
+    let at = node_line(&lines(&fetched), MULTI);
+    let (a, b) = (at + 1, at + 2);
+    let mut first: Value = serde_json::from_slice(&l[a]).unwrap();
+    let second: Value = serde_json::from_slice(&l[b]).unwrap();
+    assert_eq!((first["type"].as_str(), second["type"].as_str()), (Some("blob"), Some("blob")));
+    assert!(second["data"].as_str().unwrap().len() > 256 << 10, "a large blob");
+    for k in ["data", "length", "uncompressed_length"] {
+        first[k] = second[k].clone();
+    }
+    l[a] = serde_json::to_vec(&first).unwrap();
+    let input = join(&l.iter().map(Vec::as_slice).collect::<Vec<_>>());
+
+    let target = fx.path("out");
+    let res = fx.unpack(input, &target);
+    assert_eq!(res.codes(), vec![3], "{}", res.report());
+    let err = res.stderr_str(0);
+    let named: Vec<&str> = err.lines().filter(|l| l.contains(MULTI)).collect();
+    assert_eq!(named.len(), 1, "{err}");
+    let id = first["id"].as_str().unwrap();
+    assert!(named[0].contains(&id[..8]) && named[0].contains("does not match blob id"), "{err}");
+    assert!(!target.join(MULTI).exists(), "{MULTI} exists under its final name");
+    assert!(assert_nothing_incomplete(&target, &fx.src).is_empty(), "a partial was left");
+    assert!(target.join("data/one").is_file(), "files after it are restored");
+}
+
 #[test]
 fn missing_pack_is_named_by_fetch_pack() {
     let fx = fixture(206);

@@ -211,8 +211,21 @@ impl<'k> Opener<'k> {
         uncompressed_length: Option<u32>,
         out: &'a mut Vec<u8>,
     ) -> Result<&'a [u8]> {
+        let plain = self.open_unchecked(sealed, uncompressed_length, out)?;
+        check_id(id, plain)?;
+        Ok(plain)
+    }
+
+    /// [`Opener::open`] without the id check, for a caller that makes it with
+    /// [`check_id`] elsewhere (on another thread) before it uses a byte of the plaintext.
+    pub fn open_unchecked<'a>(
+        &mut self,
+        sealed: &'a mut [u8],
+        uncompressed_length: Option<u32>,
+        out: &'a mut Vec<u8>,
+    ) -> Result<&'a [u8]> {
         let plain = self.key.open_in_place(sealed)?;
-        let plain: &[u8] = match uncompressed_length {
+        Ok(match uncompressed_length {
             None => plain,
             Some(n) => {
                 let n = n as usize;
@@ -229,15 +242,17 @@ impl<'k> Opener<'k> {
                 }
                 &out[..]
             }
-        };
-        if Id::hash(plain) != *id {
-            return Err(Error::integrity(format!(
-                "content does not match blob id (got {})",
-                Id::hash(plain).short()
-            )));
-        }
-        Ok(plain)
+        })
     }
+}
+
+/// The last check of a blob's plaintext: its SHA-256 must be its id.
+pub fn check_id(id: &Id, plain: &[u8]) -> Result<()> {
+    let got = Id::hash(plain);
+    if got != *id {
+        return Err(Error::integrity(format!("content does not match blob id (got {})", got.short())));
+    }
+    Ok(())
 }
 
 /// Opens one blob with a context of its own; for many blobs, keep an [`Opener`].

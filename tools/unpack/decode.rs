@@ -28,12 +28,25 @@ pub enum Item {
     Totals(TotalsRecord),
 }
 
-/// A checked plaintext inside a buffer: a pooled one for a large blob, its own small one
-/// for a small blob.
+/// A plaintext inside a buffer: a pooled one for a large blob, its own small one for a
+/// small blob. A small one was checked against its id here; a large one is checked by the
+/// writer ([`Plain::checked`]), which is otherwise idle while large files are restored,
+/// when this thread has most of the work.
 pub struct Plain {
     pub buf: Vec<u8>,
     pub range: std::ops::Range<usize>,
     pub pooled: bool,
+}
+
+impl Plain {
+    /// The plaintext, once it matches the blob's id; why not, if it does not.
+    pub fn checked(&self, id: &common::Id) -> std::result::Result<&[u8], String> {
+        let plain = &self.buf[self.range.clone()];
+        if self.pooled {
+            common::pack::check_id(id, plain).map_err(|e| e.to_string())?;
+        }
+        Ok(plain)
+    }
 }
 
 /// Plaintexts up to this size are copied out of the pooled buffers, so that many of them
@@ -157,7 +170,15 @@ fn open(
         return Ok(Err(msg));
     }
     let mut out = take(spare)?;
-    let len = match opener.open(&rec.id, &mut sealed, rec.uncompressed_length, &mut out) {
+    let len = match opener.open_unchecked(&mut sealed, rec.uncompressed_length, &mut out) {
+        Ok(p) if p.len() <= SMALL => match common::pack::check_id(&rec.id, p) {
+            Ok(()) => p.len(),
+            Err(e) => {
+                spare.push(sealed);
+                spare.push(out);
+                return Ok(Err(e.to_string()));
+            }
+        },
         Ok(p) => p.len(),
         Err(e) => {
             spare.push(sealed);

@@ -112,7 +112,13 @@ impl Blobs for Source<'_> {
                 .at_line(self.line));
         }
         match data {
-            Ok(Some(p)) => self.cur = Some(p),
+            Ok(Some(p)) => {
+                if let Err(msg) = p.checked(&loc.id) {
+                    let _ = self.pool.send(p.buf);
+                    return Err(Error::integrity(format!("{what}: {msg}")));
+                }
+                self.cur = Some(p)
+            }
             Ok(None) => self.fetch_again(want).context(format!("{what} (sent earlier, read again)"))?,
             Err(msg) => return Err(Error::integrity(format!("{what}: {msg}"))),
         }

@@ -456,7 +456,11 @@ pub fn run(args: &Args) -> Result<()> {
                     }
                     Item::Blob(no, rec, plain) => {
                         let r = match &plain {
-                            Ok(p) => u.blob(rec, Ok(p.as_ref().map(|p| &p.buf[p.range.clone()]))),
+                            Ok(Some(p)) => match p.checked(&rec.id) {
+                                Ok(data) => u.blob(rec, Ok(Some(data))),
+                                Err(msg) => u.blob(rec, Err(msg)),
+                            },
+                            Ok(None) => u.blob(rec, Ok(None)),
                             Err(msg) => u.blob(rec, Err(msg.clone())),
                         };
                         match plain {
