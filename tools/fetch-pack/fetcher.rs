@@ -29,6 +29,11 @@ pub const READ_AHEAD: u64 = 24 << 20;
 /// Capacity of the read buffers kept for reuse, at most: beyond it a buffer is freed.
 const KEEP_BUFFERS: usize = 16 << 20;
 
+/// The first read's cap, doubled read by read up to `--max-read`. The output is in order,
+/// so the next stage waits for the whole first read (a proxy or server that sends nothing
+/// before it has all of a range makes it wait longer): small, it gets going sooner.
+const FIRST_READ: u64 = 1 << 20;
+
 /// Lines of input held in one unit at most (about): a stream of records without blobs
 /// still moves in bounded steps.
 const MAX_LINES: usize = 1 << 20;
@@ -51,7 +56,12 @@ pub fn run(args: &Args) -> Result<()> {
     header.check_not_fetched()?;
     let mut out = Writer::stdout();
     out.header_with_root("fetch-pack", header.snapshot, header.root, header.repository)?;
-    let limits = Limits { max_gap: args.max_gap, max_read: args.max_read, max_lines: MAX_LINES };
+    let limits = Limits {
+        max_gap: args.max_gap,
+        max_read: args.max_read,
+        first_read: FIRST_READ,
+        max_lines: MAX_LINES,
+    };
     let reader = Fetcher { backend: backend.as_ref(), gone: Mutex::default(), buffers: Mutex::default() };
     let mut writer = Output { out: &mut out, gone: IdMap::default(), failed: 0, buffers: &reader.buffers };
     // The unit being written counts as one ahead: one more keeps every connection reading

@@ -65,6 +65,9 @@ pub struct Limits {
     pub max_gap: u64,
     /// A read grows no larger than this (a larger blob is read alone).
     pub max_read: u64,
+    /// The first read's cap, doubled for each read after it up to `max_read`: the first
+    /// bytes reach the next stage after a small read, not after the largest.
+    pub first_read: u64,
     /// A unit holds at most about this many bytes of lines.
     pub max_lines: usize,
 }
@@ -76,11 +79,13 @@ pub struct Planner {
     sent: IdMap<()>,
     open: Unit,
     done: VecDeque<Unit>,
+    /// Reads planned before the open unit's.
+    reads: u32,
 }
 
 impl Planner {
     pub fn new(limits: Limits) -> Planner {
-        Planner { limits, sent: IdMap::default(), open: Unit::default(), done: VecDeque::new() }
+        Planner { limits, sent: IdMap::default(), open: Unit::default(), done: VecDeque::new(), reads: 0 }
     }
 
     /// A line passed on unchanged, followed by the records of `blobs` (a file's content, or
@@ -115,6 +120,8 @@ impl Planner {
             return;
         }
         let end = b.offset + b.length as u64;
+        let cap =
+            self.limits.first_read.max(1).saturating_mul(1 << self.reads.min(32)).min(self.limits.max_read);
         match &mut self.open.read {
             None => self.open.read = Some(Range { pack: b.pack, start: b.offset, end }),
             // Backups write concurrently, so consecutive files' blobs may sit a little out of
@@ -123,7 +130,7 @@ impl Planner {
                 if r.pack == b.pack
                     && b.offset <= r.end.saturating_add(self.limits.max_gap)
                     && end.saturating_add(self.limits.max_gap) >= r.start
-                    && end.max(r.end) - b.offset.min(r.start) <= self.limits.max_read =>
+                    && end.max(r.end) - b.offset.min(r.start) <= cap =>
             {
                 r.start = r.start.min(b.offset);
                 r.end = r.end.max(end);
@@ -138,6 +145,7 @@ impl Planner {
 
     fn close(&mut self) {
         let u = std::mem::take(&mut self.open);
+        self.reads += u32::from(u.read.is_some());
         if !u.items.is_empty() {
             self.done.push_back(u);
         }
@@ -159,7 +167,7 @@ impl Planner {
 mod tests {
     use super::*;
 
-    const LIMITS: Limits = Limits { max_gap: 100, max_read: 1000, max_lines: 1 << 20 };
+    const LIMITS: Limits = Limits { max_gap: 100, max_read: 1000, first_read: 1000, max_lines: 1 << 20 };
 
     fn id(n: u8) -> Id {
         Id([n; 32])
@@ -218,6 +226,27 @@ mod tests {
             r,
             [Some((1, 0, 1000)), Some((1, 1000, 2000)), Some((1, 2000, 3000)), Some((1, 3000, 8000))]
         );
+    }
+
+    #[test]
+    fn reads_start_small_and_double_up_to_the_cap() {
+        let limits = Limits { first_read: 200, ..LIMITS };
+        let files: Vec<_> = (0..40).map(|i| vec![blob(i, 1, i as u64 * 100, 100)]).collect();
+        let r = reads(&plan(limits, &files));
+        assert_eq!(
+            r,
+            [
+                Some((1, 0, 200)),
+                Some((1, 200, 600)),
+                Some((1, 600, 1400)),
+                Some((1, 1400, 2400)),
+                Some((1, 2400, 3400)),
+                Some((1, 3400, 4000))
+            ]
+        );
+        // A first blob larger than the first cap is still read, alone.
+        let r = reads(&plan(limits, &[vec![blob(1, 1, 0, 500), blob(2, 1, 500, 100)]]));
+        assert_eq!(r, [Some((1, 0, 500)), Some((1, 500, 600))]);
     }
 
     #[test]
