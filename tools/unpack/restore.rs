@@ -192,12 +192,10 @@ impl WriteBack {
         WriteBack { ask }
     }
 
-    /// Asks for `len` bytes of `file` at `offset` to be sent on; skipped if the thread is
-    /// behind (the batch's syncfs writes them then).
-    fn send(&self, file: &File, offset: u64, len: u64) {
-        if let Ok(f) = file.try_clone() {
-            let _ = self.ask.try_send((f, offset, len));
-        }
+    /// Asks for `len` bytes of `file` at `offset` to be sent on; false if the thread is
+    /// behind (a later ask covers them, or the batch's syncfs writes them).
+    fn send(&self, file: &File, offset: u64, len: u64) -> bool {
+        file.try_clone().is_ok_and(|f| self.ask.try_send((f, offset, len)).is_ok())
     }
 }
 
@@ -1110,12 +1108,12 @@ impl<W: io::Write> Unpacker<W> {
                 cur.unsent += len;
                 if cur.unsent >= WRITE_BACK {
                     let end = cur.offset + len;
-                    self.write_back.get_or_insert_with(WriteBack::new).send(
-                        file,
-                        end - cur.unsent,
-                        cur.unsent,
-                    );
-                    cur.unsent = 0;
+                    let wb = self.write_back.get_or_insert_with(WriteBack::new);
+                    // While the thread is behind (its `sync_file_range` waits when the
+                    // disk's queue is full), the bytes add up for the next ask.
+                    if wb.send(file, end - cur.unsent, cur.unsent) {
+                        cur.unsent = 0;
+                    }
                 }
             })
         } else {
@@ -1169,7 +1167,7 @@ impl<W: io::Write> Unpacker<W> {
         // A large file's last bytes go on now too, not with the batch's syncfs: the last
         // batch of a restore waits for the disk, and the sooner it starts the less.
         if cur.offset >= WRITE_BACK && cur.unsent > 0 {
-            self.write_back.get_or_insert_with(WriteBack::new).send(
+            let _ = self.write_back.get_or_insert_with(WriteBack::new).send(
                 file,
                 cur.offset - cur.unsent,
                 cur.unsent,
