@@ -289,6 +289,16 @@ impl Progress {
         }
     }
 
+    /// Sends on what `out` holds (the header, when the input pauses before the first record)
+    /// the same way: written to a shared terminal while the bar was on it, it was glued to
+    /// the bar's line.
+    pub fn flush(&self, out: &mut Writer<impl Write>) -> Result<()> {
+        match self.s.over_stdout {
+            true => self.s.suspend(|| out.flush()),
+            false => out.flush(),
+        }
+    }
+
     /// Ends `out`'s stream (see [`Writer::end`]) the same way.
     pub fn end(&self, out: &mut Writer<impl Write>) -> Result<()> {
         self.s.suspend(|| out.end())

@@ -49,7 +49,7 @@ pub fn run(args: &Args) -> Result<()> {
         parent_ok: None,
     };
     let mut t = Tally::default();
-    while let Some(line) = input.next_line_or_flush(|| out.flush())? {
+    while let Some(line) = input.next_line_or_flush(|| progress.flush(&mut out))? {
         let rec: NodeRecord = match line.tag() {
             Tag::Restored | Tag::Node => line.parse()?,
             Tag::Totals => {
