@@ -11,6 +11,8 @@
 #[cfg(target_arch = "x86_64")]
 use core::arch::x86_64::*;
 
+use crate::romix::{integerify, xor};
+
 /// `BlockMix` of lane A (`ia` into `oa`) and lane B (`ib` into `ob`) at once. All four
 /// hold blocks in the shuffled order of `block_mix::shuffle_in`, as the SSE2 block mix
 /// does: the low half of every register is lane A, the high half lane B, and
@@ -77,19 +79,6 @@ unsafe fn block_mix_x2(ia: &[u8], ib: &[u8], oa: &mut [u8], ob: &mut [u8]) {
             store!(pos + 32, c);
             store!(pos + 48, d);
         }
-    }
-}
-
-#[inline(always)]
-fn integerify(x: &[u8], n: usize) -> usize {
-    let t = u32::from_le_bytes(x[x.len() - 64..x.len() - 60].try_into().expect("four bytes"));
-    (t as usize) & (n - 1)
-}
-
-#[inline(always)]
-fn xor(x: &[u8], y: &[u8], out: &mut [u8]) {
-    for ((o, &a), &b) in out.iter_mut().zip(x).zip(y) {
-        *o = a ^ b;
     }
 }
 
