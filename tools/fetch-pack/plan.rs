@@ -145,7 +145,7 @@ impl Planner {
 
     fn close(&mut self) {
         let u = std::mem::take(&mut self.open);
-        self.reads += u32::from(u.read.is_some());
+        self.reads = self.reads.saturating_add(u32::from(u.read.is_some()));
         if !u.items.is_empty() {
             self.done.push_back(u);
         }

@@ -170,15 +170,15 @@ fn open(
         return Ok(Err(msg));
     }
     let mut out = take(spare)?;
-    let len = match opener.open_unchecked(&mut sealed, rec.uncompressed_length, &mut out) {
-        Ok(p) if p.len() <= SMALL => match common::pack::check_id(&rec.id, p) {
-            Ok(()) => p.len(),
-            Err(e) => {
-                spare.push(sealed);
-                spare.push(out);
-                return Ok(Err(e.to_string()));
-            }
-        },
+    // A small plaintext is checked here; a large one by the writer (see `Plain`).
+    let opened = opener.open_unchecked(&mut sealed, rec.uncompressed_length, &mut out).and_then(|p| {
+        if p.len() <= SMALL {
+            common::pack::check_id(&rec.id, p).map(|()| p)
+        } else {
+            Ok(p)
+        }
+    });
+    let len = match opened {
         Ok(p) => p.len(),
         Err(e) => {
             spare.push(sealed);
