@@ -530,10 +530,12 @@ fn restore_under_strace_with(fx: &Fixture, target: &Path, trace: &str, ahead: &s
 }
 
 /// Issue #6 (item 9): a file restored into a fresh target costs the writer seven calls
-/// (create, write, owner, mode, times, close, rename) and no more: in particular no lookup
-/// of what the target holds under its name, which an empty target cannot hold. With files
-/// made ahead (as root, once creates are slow), the create is on another thread and the
-/// writer only names the file: still seven calls, no lookup.
+/// (create, write, owner, times, mode, link, close) and no more: in particular no lookup of
+/// what the target holds under its name, which an empty target cannot hold. Files are made
+/// unnamed in their directory and linked to their name once on disk; the first is given a
+/// partial name at once, which shows that linking works here, and renamed. With files made
+/// ahead (as root, once creates are slow), the create is on another thread and the writer
+/// gives each a partial name and renames it: still seven calls, no lookup.
 #[test]
 fn a_fresh_target_costs_no_lookup_per_file() {
     let fx = Fixture::new(
@@ -551,15 +553,20 @@ fn a_fresh_target_costs_no_lookup_per_file() {
         let created = log.lines().filter(|l| l.contains(".sluice-part") && l.contains("O_CREAT")).count();
         let linked = log.lines().filter(|l| l.contains(".sluice-part") && l.contains(" linkat(")).count();
         let unnamed = log.lines().filter(|l| l.contains("O_TMPFILE") && !l.contains("= -1")).count();
+        // Unnamed files linked to their final name (from their descriptor, or its /proc name).
+        let finals = log.lines().filter(|l| l.contains(" linkat(") && !l.contains(".sluice-part")).count();
         if ahead == "never" || !is_root() {
-            assert_eq!((created, linked, unnamed), (300, 0, 0), "{log}");
+            assert_eq!((created, linked, unnamed, finals), (0, 1, 300, 299), "{log}");
         } else {
-            assert_eq!((created, linked), (0, 300), "{log}");
+            assert_eq!((created, linked, finals), (0, 300, 0), "{log}");
             assert!(unnamed >= 300, "{unnamed} unnamed files made ahead:\n{log}");
         }
-        // Calls naming a restored file other than through its partial (renames name both).
-        let named: Vec<&str> =
-            log.lines().filter(|l| l.contains("small-") && !l.contains(".sluice-part")).collect();
+        // Calls naming a restored file other than through its partial (renames name both) or
+        // by the link that gives an unnamed one its name.
+        let named: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("small-") && !l.contains(".sluice-part") && !l.contains(" linkat("))
+            .collect();
         assert!(named.is_empty(), "{} calls look the files up:\n{}", named.len(), named.join("\n"));
         assert_eq!(fs::read(target.join("small-299")).unwrap(), random_bytes(299, 399));
     }
@@ -618,20 +625,25 @@ fn a_file_system_mounted_below_the_target_takes_its_files() {
 
 #[test]
 fn data_is_on_disk_before_a_file_gets_its_name() {
-    // Seen with strace: no file is renamed to its final name before a sync of its data.
+    // Seen with strace: no file is renamed from its partial, or its unnamed file linked, to
+    // its final name before a sync of its data. (A link to a partial name is not final.)
     let fx = fixture(10);
     let target = fx.path("out");
-    let log =
-        restore_under_strace(&fx, &target, "trace=rename,renameat,renameat2,fsync,fdatasync,syncfs,sync");
+    let log = restore_under_strace(
+        &fx,
+        &target,
+        "trace=rename,renameat,renameat2,link,linkat,fsync,fdatasync,syncfs,sync",
+    );
     let mut synced = false;
-    let mut renames = 0;
+    let mut named = 0;
     for l in log.lines() {
+        let linked = l.contains("linkat(") && !l.contains(".sluice-part") && l.contains("= 0");
         if l.contains("sync") && l.contains("= 0") {
             synced = true;
-        } else if l.contains("rename") && l.contains(".sluice-part") {
-            assert!(synced, "a rename before any sync:\n{log}");
-            renames += 1;
+        } else if linked || (l.contains("rename") && l.contains(".sluice-part")) {
+            assert!(synced, "a file named before any sync:\n{log}");
+            named += 1;
         }
     }
-    assert_eq!(renames, files_of(&fx.src).len(), "{log}");
+    assert_eq!(named, files_of(&fx.src).len(), "{log}");
 }

@@ -186,19 +186,23 @@ impl Dir {
     /// here, as [`Dir::create_temp`] would have. `EXDEV` when this directory is on another
     /// file system than the one the file was made on.
     pub fn link_temp(&self, file: &File, base: &[u8]) -> io::Result<Vec<u8>> {
-        let (_, name) = self.with_temp_name(base, |name| {
-            match rustix::fs::linkat(file, "", &self.fd, name, AtFlags::EMPTY_PATH) {
-                // Before Linux 6.10, linking a descriptor needs CAP_DAC_READ_SEARCH; its
-                // /proc name needs nothing.
-                Err(rustix::io::Errno::NOENT | rustix::io::Errno::PERM) => {
-                    let proc = format!("/proc/self/fd/{}", file.as_raw_fd());
-                    let cwd = rustix::fs::CWD;
-                    Ok(rustix::fs::linkat(cwd, proc.as_str(), &self.fd, name, AtFlags::SYMLINK_FOLLOW)?)
-                }
-                r => Ok(r?),
-            }
-        })?;
+        let (_, name) = self.with_temp_name(base, |name| self.link_file(file, name))?;
         Ok(name)
+    }
+
+    /// Gives `file`, made by [`Dir::create_unnamed`], the name `name` here; `EEXIST` if
+    /// anything has that name already (it is never replaced).
+    pub fn link_file(&self, file: &File, name: &[u8]) -> io::Result<()> {
+        match rustix::fs::linkat(file, "", &self.fd, name, AtFlags::EMPTY_PATH) {
+            // Before Linux 6.10, linking a descriptor needs CAP_DAC_READ_SEARCH; its /proc
+            // name needs nothing.
+            Err(rustix::io::Errno::NOENT | rustix::io::Errno::PERM) => {
+                let proc = format!("/proc/self/fd/{}", file.as_raw_fd());
+                let cwd = rustix::fs::CWD;
+                Ok(rustix::fs::linkat(cwd, proc.as_str(), &self.fd, name, AtFlags::SYMLINK_FOLLOW)?)
+            }
+            r => Ok(r?),
+        }
     }
 
     /// Runs `make` on fresh temporary names until one does not exist yet.
@@ -473,6 +477,16 @@ mod tests {
         let path = td.path().join("t/sub").join(std::ffi::OsStr::from_bytes(&name));
         assert_eq!(std::fs::read(path).unwrap(), b"data");
         assert_eq!(std::fs::read_dir(td.path().join("t")).unwrap().count(), 1);
+        // Under its final name: never over anything already there.
+        let mut g = sub.create_unnamed(0o600).unwrap();
+        g.write_all(b"other").unwrap();
+        assert_eq!(sub.link_file(&g, &name).unwrap_err().raw_os_error(), Some(libc::EEXIST));
+        sub.link_file(&g, b"final").unwrap();
+        assert_eq!(std::fs::read(td.path().join("t/sub/final")).unwrap(), b"other");
+        assert_eq!(
+            std::fs::read(td.path().join("t/sub").join(std::ffi::OsStr::from_bytes(&name))).unwrap(),
+            b"data"
+        );
     }
 
     #[test]

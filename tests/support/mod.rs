@@ -35,7 +35,7 @@ pub use restic::{restic_bin, restored_path, snapshot_subpath, Restic, PASSWORD};
 pub use run::{argv, bin, bin_dir, pipeline, run_cmd, Pipeline, PipelineResult};
 pub use sluice::{
     assert_nothing_incomplete, assert_restore_ok, count_files, framed_records, one_line, record_for,
-    repo_args, restore_pipeline, tool, walk_records,
+    repo_args, restore_pipeline, tool, unnamed_files_held, unnamed_files_work, walk_records,
 };
 pub use tree::{is_root, make_tree, set_times, TreeInfo, TreeOpts};
 

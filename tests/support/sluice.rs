@@ -153,3 +153,28 @@ pub fn one_line(stderr: &[u8], what: &str) -> String {
     assert!(!s.contains("panicked"), "{what} panicked: {s}");
     s.trim_end().to_string()
 }
+
+/// Whether unpack makes its files unnamed in `dir` (`O_TMPFILE`, linked to their final name
+/// once their batch is on disk) rather than under a `.sluice-part` name: what an interrupted
+/// restore leaves there depends on it.
+pub fn unnamed_files_work(dir: &Path) -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_TMPFILE).mode(0o600).open(dir).is_ok()
+}
+
+/// The sizes of the unnamed files process `pid` holds open in directory `dir`: files made
+/// with `O_TMPFILE` show in /proc as `DIR/#INODE (deleted)`.
+pub fn unnamed_files_held(pid: u32, dir: &Path) -> Vec<u64> {
+    let mut prefix = dir.as_os_str().as_bytes().to_vec();
+    prefix.extend_from_slice(b"/#");
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else { return Vec::new() };
+    fds.filter_map(Result::ok)
+        .filter(|e| {
+            fs::read_link(e.path()).is_ok_and(|l| {
+                let l = l.as_os_str().as_bytes();
+                l.starts_with(&prefix) && l.ends_with(b" (deleted)")
+            })
+        })
+        .filter_map(|e| fs::metadata(e.path()).ok().map(|m| m.len()))
+        .collect()
+}

@@ -106,6 +106,7 @@ fn open_fetched(args: &Args) -> common::error::Result<(Repo, Reader<common::reco
 
 fn main() {
     let args: Args = cli::parse("unpack");
+    common::sys::reserve_open_files(restore::OPEN_FILES);
     cli::run("unpack", || {
         if args.list {
             list::run(&args)
