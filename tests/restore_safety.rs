@@ -509,11 +509,18 @@ fn target_that_is_not_a_directory() {
 
 /// Restores the snapshot into `target` with unpack under `strace -f -e TRACE`; the log.
 fn restore_under_strace(fx: &Fixture, target: &Path, trace: &str) -> String {
-    restore_under_strace_with(fx, target, trace, "")
+    restore_under_strace_with(fx, target, trace, "", None)
 }
 
-/// The same with `SLUICE_MAKE_AHEAD` set to `ahead`.
-fn restore_under_strace_with(fx: &Fixture, target: &Path, trace: &str, ahead: &str) -> String {
+/// The same with `SLUICE_MAKE_AHEAD` set to `ahead`, and at most `nofile` open descriptors
+/// (soft and hard limit) if given.
+fn restore_under_strace_with(
+    fx: &Fixture,
+    target: &Path,
+    trace: &str,
+    ahead: &str,
+    nofile: Option<u32>,
+) -> String {
     if std::process::Command::new("strace").arg("-V").output().is_err() {
         panic!("strace is needed for this test");
     }
@@ -521,7 +528,11 @@ fn restore_under_strace_with(fx: &Fixture, target: &Path, trace: &str, ahead: &s
         Pipeline::new().stage(tool(&fx.r, "walk", &["latest"])).stage(tool(&fx.r, "fetch-pack", &[])).run();
     fetched.assert_ok();
     let log = fx.path("strace.log");
-    let mut cmd = argv(["strace", "-f", "-e", trace, "-o", log.to_str().unwrap()]);
+    let mut cmd = match nofile {
+        Some(n) => argv(["sh", "-c", &format!("ulimit -n {n} && exec \"$@\""), "sh"]),
+        None => Vec::new(),
+    };
+    cmd.extend(argv(["strace", "-f", "-e", trace, "-o", log.to_str().unwrap()]));
     let mut unpack = tool(&fx.r, "unpack", &["--target", target.to_str().unwrap()]);
     unpack[0] = bin("unpack").into_os_string();
     cmd.extend(unpack);
@@ -549,7 +560,7 @@ fn a_fresh_target_costs_no_lookup_per_file() {
     // Both ways by force: under strace every call is slow enough to switch on its own.
     for ahead in ["never", "always"] {
         let target = fx.path(&format!("out-{ahead}"));
-        let log = restore_under_strace_with(&fx, &target, "trace=%file", ahead);
+        let log = restore_under_strace_with(&fx, &target, "trace=%file", ahead, None);
         let created = log.lines().filter(|l| l.contains(".sluice-part") && l.contains("O_CREAT")).count();
         let linked = log.lines().filter(|l| l.contains(".sluice-part") && l.contains(" linkat(")).count();
         let unnamed = log.lines().filter(|l| l.contains("O_TMPFILE") && !l.contains("= -1")).count();
@@ -569,6 +580,33 @@ fn a_fresh_target_costs_no_lookup_per_file() {
             .collect();
         assert!(named.is_empty(), "{} calls look the files up:\n{}", named.len(), named.join("\n"));
         assert_eq!(fs::read(target.join("small-299")).unwrap(), random_bytes(299, 399));
+    }
+}
+
+/// With fewer descriptors allowed than a batch of unnamed files holds, files are created
+/// under partial names and renamed, as where the file system has no `O_TMPFILE`: the same
+/// files, the same calls but for the name they are made under.
+#[test]
+fn a_low_descriptor_limit_keeps_partial_names() {
+    let fx = Fixture::new(
+        |src| {
+            for i in 0..50u64 {
+                fs::write(src.join(format!("small-{i:03}")), random_bytes(i, 100 + i as usize)).unwrap();
+            }
+        },
+        &[],
+    );
+    let target = fx.path("out");
+    let log = restore_under_strace_with(&fx, &target, "trace=%file", "never", Some(1000));
+    let created = log.lines().filter(|l| l.contains(".sluice-part") && l.contains("O_CREAT")).count();
+    let renamed = log.lines().filter(|l| l.contains(".sluice-part") && l.contains("rename")).count();
+    let unnamed = log.lines().filter(|l| l.contains("O_TMPFILE")).count();
+    assert_eq!((created, renamed, unnamed), (50, 50, 0), "{log}");
+    for i in 0..50u64 {
+        assert_eq!(
+            fs::read(target.join(format!("small-{i:03}"))).unwrap(),
+            random_bytes(i, 100 + i as usize)
+        );
     }
 }
 
