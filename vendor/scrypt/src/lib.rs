@@ -60,6 +60,7 @@ mod block_mix;
 pub mod errors;
 mod params;
 mod romix;
+mod table;
 #[cfg(all(target_arch = "x86_64", not(feature = "parallel")))]
 mod romix_x2;
 
@@ -181,7 +182,7 @@ unsafe fn romix_pairs_inline(nr128: usize, r128: usize, n: usize, b: &mut [u8]) 
         romix_sequential_inline(nr128, r128, n, b);
         return;
     }
-    let mut v = vec![0u8; nr128];
+    let mut v = table::Table::zeroed(nr128);
     let mut t = vec![0u8; 4 * r128];
     let mut lanes = b.chunks_exact_mut(r128);
     // A `while` loop, not iterator adaptors: their closures would be compiled apart,
@@ -198,7 +199,7 @@ unsafe fn romix_pairs_inline(nr128: usize, r128: usize, n: usize, b: &mut [u8]) 
 #[cfg(not(feature = "parallel"))]
 #[inline(always)]
 fn romix_sequential_inline(nr128: usize, r128: usize, n: usize, b: &mut [u8]) {
-    let mut v = vec![0u8; nr128];
+    let mut v = table::Table::zeroed(nr128);
     let mut t = vec![0u8; r128];
 
     // A `for` loop, not `for_each`: the closure's `fold` would be compiled apart, without
