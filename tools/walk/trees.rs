@@ -120,6 +120,13 @@ impl<'a> Trees<'a> {
         wanted.ok_or_else(|| Error::format(format!("{}: not where the index says", what())))
     }
 
+    /// Drops tree `id` from the cache (its caller keeps it in another form).
+    pub fn forget(&mut self, id: &Id) {
+        if let Some(t) = self.cache.remove(id) {
+            self.cached -= t.len();
+        }
+    }
+
     fn keep(&mut self, id: Id, plain: Vec<u8>) {
         self.cached += plain.len();
         self.cache.insert(id, plain);

@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use common::backend::FileType;
 use common::error::{Error, Result, ResultExt};
 use common::filter::{read_pattern_file, Selection};
-use common::index::Index;
+use common::index::{IdMap, Index};
 use common::node::{Node, NodeType};
 use common::overwrite::{self, Mode};
 use common::record::{text_and_raw, BlobLoc, DeleteRecord, NodeRecord, TotalsRecord, Writer};
 use common::target::{Dir, PART};
-use common::tree::parse_tree;
+use common::tree::{parse_tree, TreeEntry};
 use common::Id;
 
 use crate::trees::Trees;
@@ -32,7 +32,16 @@ struct Walker<'a, W: std::io::Write> {
     pending: Vec<(Box<serde_json::value::RawValue>, Vec<u8>)>,
     /// The first pass: count what the walk would write instead of writing it.
     counting: Option<TotalsRecord>,
+    /// Trees the first pass parsed, kept for the second as far as [`PARSED`] allows: parsing
+    /// a tree's JSON is most of what a pass costs.
+    parsed: IdMap<Vec<TreeEntry>>,
+    parsed_bytes: usize,
 }
+
+/// Bytes of parsed trees kept from the first pass for the second, about (their nodes' JSON
+/// text and parsed form). Beyond it a tree is parsed again from the tree cache or read
+/// again; kept, its plaintext leaves the tree cache.
+const PARSED: usize = 16 << 20;
 
 pub fn run(args: &Args) -> Result<()> {
     let with_files = |given: &[String], files: &[PathBuf]| -> Result<Vec<String>> {
@@ -108,6 +117,8 @@ pub fn run(args: &Args) -> Result<()> {
         links: HashMap::new(),
         pending: Vec::new(),
         counting: None,
+        parsed: IdMap::default(),
+        parsed_bytes: 0,
     };
     // A path to a non-directory selects that one node: the header names no directory then.
     let root = if single.is_some() { None } else { root };
@@ -129,7 +140,19 @@ pub fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
-fn load_tree(trees: &mut Trees, id: &Id) -> Result<Vec<common::tree::TreeEntry>> {
+/// About what a parsed tree holds in memory: each node's JSON text and parsed form.
+fn parsed_size(entries: &[TreeEntry]) -> usize {
+    entries
+        .iter()
+        .map(|e| {
+            let n = &e.node;
+            let ids = n.content.as_ref().map_or(0, Vec::len) * std::mem::size_of::<Id>();
+            std::mem::size_of::<TreeEntry>() + 2 * e.raw.get().len() + ids
+        })
+        .sum()
+}
+
+fn load_tree(trees: &mut Trees, id: &Id) -> Result<Vec<TreeEntry>> {
     let bytes = trees.load(id).context(format!("tree {}", id.short()))?;
     parse_tree(&bytes).context(format!("tree {}", id.short()))
 }
@@ -143,7 +166,7 @@ impl<W: std::io::Write> Walker<'_, W> {
             Some(e) => {
                 let name = e.node.name.clone();
                 if self.select.check(&format!("/{}", String::from_utf8_lossy(&name)), false).0 {
-                    self.emit(e.raw.clone(), &e.node, &name)?;
+                    self.emit(&e.raw, &e.node, &name)?;
                 }
                 Ok(())
             }
@@ -151,13 +174,34 @@ impl<W: std::io::Write> Walker<'_, W> {
         }
     }
 
+    /// The entries of `tree`: kept by the first pass, or loaded and parsed.
+    fn entries(&mut self, tree: &Id) -> Result<Vec<TreeEntry>> {
+        match self.parsed.remove(tree) {
+            Some(entries) => {
+                self.parsed_bytes -= parsed_size(&entries);
+                Ok(entries)
+            }
+            None => load_tree(&mut self.trees, tree),
+        }
+    }
+
+    /// The first pass keeps a tree's entries for the second, if there is room.
+    fn keep_parsed(&mut self, tree: Id, entries: Vec<TreeEntry>) {
+        let size = parsed_size(&entries);
+        if self.parsed_bytes + size <= PARSED {
+            self.parsed_bytes += size;
+            self.trees.forget(&tree);
+            self.parsed.insert(tree, entries);
+        }
+    }
+
     fn walk(&mut self, tree: &Id, prefix: &mut Vec<u8>) -> Result<()> {
-        let entries = load_tree(&mut self.trees, tree)?;
+        let entries = self.entries(tree)?;
         let names: HashSet<Vec<u8>> = match self.target.as_ref().is_some_and(|t| t.delete) {
             true => entries.iter().map(|e| e.node.name.clone()).collect(),
             false => HashSet::new(),
         };
-        for e in entries {
+        for e in &entries {
             let node = &e.node;
             if !node.name_is_clean() {
                 return Err(Error::format(format!(
@@ -176,9 +220,9 @@ impl<W: std::io::Write> Walker<'_, W> {
             let (selected, descend) = self.select.check(&item, is_dir);
             let sub = node.subtree;
             if selected {
-                self.emit(e.raw, node, prefix)?;
+                self.emit(&e.raw, node, prefix)?;
             } else if descend {
-                self.pending.push((e.raw, prefix.clone()));
+                self.pending.push((e.raw.clone(), prefix.clone()));
             }
             if descend {
                 let sub =
@@ -191,6 +235,9 @@ impl<W: std::io::Write> Walker<'_, W> {
             }
             prefix.truncate(len);
         }
+        if self.counting.is_some() {
+            self.keep_parsed(*tree, entries);
+        }
         // (Not in the counting pass: the target is looked at once, as the records go out.)
         if let Some(t) = self.target.as_mut().filter(|t| t.delete && self.counting.is_none()) {
             for rec in t.unexpected(prefix, &names, &self.select) {
@@ -202,39 +249,43 @@ impl<W: std::io::Write> Walker<'_, W> {
 
     fn emit(
         &mut self,
-        raw: Box<serde_json::value::RawValue>,
+        raw: &serde_json::value::RawValue,
         node: &common::node::Node,
         path: &[u8],
     ) -> Result<()> {
         for (raw, dir) in std::mem::take(&mut self.pending) {
-            let (text, path_raw) = text_and_raw(&dir);
-            let rec = NodeRecord {
-                path: text,
-                path_raw,
-                node: raw,
-                blobs: Vec::new(),
-                hardlink: None,
-                hardlink_raw: None,
-                in_target: Vec::new(),
-                status: None,
-                parent_tree: None,
-            };
-            self.put(&rec, 0)?;
+            self.put(
+                || {
+                    let (text, path_raw) = text_and_raw(&dir);
+                    NodeRecord {
+                        path: text,
+                        path_raw,
+                        node: raw,
+                        blobs: Vec::new(),
+                        hardlink: None,
+                        hardlink_raw: None,
+                        in_target: Vec::new(),
+                        status: None,
+                        parent_tree: None,
+                    }
+                },
+                0,
+            )?;
         }
-        let (text, path_raw) = text_and_raw(path);
+        let text = || String::from_utf8_lossy(path);
         let mut blobs = Vec::new();
         let mut hardlink = None;
         if node.node_type == NodeType::File {
             let content = node
                 .content
                 .as_ref()
-                .ok_or_else(|| Error::format(format!("{text}: file node without content")))?;
+                .ok_or_else(|| Error::format(format!("{}: file node without content", text())))?;
             blobs.reserve(content.len());
             for id in content {
                 let loc = self
                     .index
                     .get(id)
-                    .ok_or_else(|| Error::format(format!("{text}: blob {id} is not in the index")))?;
+                    .ok_or_else(|| Error::format(format!("{}: blob {id} is not in the index", text())))?;
                 blobs.push(loc);
             }
             if node.links > 1 {
@@ -252,45 +303,49 @@ impl<W: std::io::Write> Walker<'_, W> {
             }
             _ => Vec::new(),
         };
-        let (hardlink, hardlink_raw) = match hardlink {
-            Some(h) => {
-                let (t, r) = text_and_raw(&h);
-                (Some(t), r)
-            }
-            None => (None, None),
-        };
-        let rec = NodeRecord {
-            path: text,
-            path_raw,
-            node: raw,
-            blobs,
-            hardlink,
-            hardlink_raw,
-            in_target,
-            status: None,
-            parent_tree: None,
-        };
-        let bytes = match (node.node_type == NodeType::File, &rec.hardlink) {
+        let bytes = match (node.node_type == NodeType::File, &hardlink) {
             (true, None) => Some(node.size),
             (true, Some(_)) => Some(0),
             _ => None,
         };
-        self.put(&rec, bytes.unwrap_or(0))?;
+        let rec = || {
+            let (hardlink, hardlink_raw) = match hardlink {
+                Some(h) => {
+                    let (t, r) = text_and_raw(&h);
+                    (Some(t), r)
+                }
+                None => (None, None),
+            };
+            let (path, path_raw) = text_and_raw(path);
+            NodeRecord {
+                path,
+                path_raw,
+                node: raw.to_owned(),
+                blobs,
+                hardlink,
+                hardlink_raw,
+                in_target,
+                status: None,
+                parent_tree: None,
+            }
+        };
+        self.put(rec, bytes.unwrap_or(0))?;
         if let (Some(t), Some(_)) = (&mut self.counting, bytes) {
             t.files += 1;
         }
         Ok(())
     }
 
-    /// Writes a node record, or counts it in the first pass (`bytes`: a file's, hard links once).
-    fn put(&mut self, rec: &NodeRecord, bytes: u64) -> Result<()> {
+    /// Writes a node record, or counts it in the first pass (`bytes`: a file's, hard links
+    /// once), which makes no record.
+    fn put(&mut self, rec: impl FnOnce() -> NodeRecord, bytes: u64) -> Result<()> {
         match &mut self.counting {
             Some(t) => {
                 t.nodes += 1;
                 t.bytes += bytes;
                 Ok(())
             }
-            None => self.out.write(rec),
+            None => self.out.write(&rec()),
         }
     }
 }
