@@ -17,9 +17,7 @@ use common::filter;
 use common::go::{GoJsonFlavor, GoTime};
 use common::index::Index;
 use common::node::{Node, NodeType};
-use common::record::{
-    text_and_raw, ChunkRecord, FlushBeforeWait, NodeRecord, SourceRecord, TotalsRecord, Writer,
-};
+use common::record::{ChunkRecord, FlushBeforeWait, NodeRecord, SourceRecord, TotalsRecord, Writer};
 use common::{stat, sys, Id};
 use serde_json::value::RawValue;
 
@@ -328,18 +326,7 @@ impl<W: io::Write> Scanner<'_, W> {
         let text = String::from_utf8(std::mem::take(&mut self.json))
             .map_err(|_| Error::format("node JSON is not UTF-8"))?;
         let raw = RawValue::from_string(text).map_err(|e| Error::format(format!("node JSON: {e}")))?;
-        let (path, path_raw) = text_and_raw(rel);
-        let rec = NodeRecord {
-            path,
-            path_raw,
-            node: raw,
-            blobs: Vec::new(),
-            hardlink: None,
-            hardlink_raw: None,
-            in_target: Vec::new(),
-            status: status.map(str::to_string),
-            parent_tree,
-        };
+        let rec = NodeRecord { status: status.map(str::to_string), parent_tree, ..NodeRecord::new(rel, raw) };
         self.totals.nodes += 1;
         if node.node_type == common::node::NodeType::File {
             self.totals.files += 1;

@@ -254,23 +254,7 @@ impl<W: std::io::Write> Walker<'_, W> {
         path: &[u8],
     ) -> Result<()> {
         for (raw, dir) in std::mem::take(&mut self.pending) {
-            self.put(
-                || {
-                    let (text, path_raw) = text_and_raw(&dir);
-                    NodeRecord {
-                        path: text,
-                        path_raw,
-                        node: raw,
-                        blobs: Vec::new(),
-                        hardlink: None,
-                        hardlink_raw: None,
-                        in_target: Vec::new(),
-                        status: None,
-                        parent_tree: None,
-                    }
-                },
-                0,
-            )?;
+            self.put(|| NodeRecord::new(&dir, raw), 0)?;
         }
         let text = || String::from_utf8_lossy(path);
         let mut blobs = Vec::new();
@@ -316,18 +300,7 @@ impl<W: std::io::Write> Walker<'_, W> {
                 }
                 None => (None, None),
             };
-            let (path, path_raw) = text_and_raw(path);
-            NodeRecord {
-                path,
-                path_raw,
-                node: raw.to_owned(),
-                blobs,
-                hardlink,
-                hardlink_raw,
-                in_target,
-                status: None,
-                parent_tree: None,
-            }
+            NodeRecord { blobs, hardlink, hardlink_raw, in_target, ..NodeRecord::new(path, raw.to_owned()) }
         };
         self.put(rec, bytes.unwrap_or(0))?;
         if let (Some(t), Some(_)) = (&mut self.counting, bytes) {

@@ -301,6 +301,23 @@ pub struct NodeRecord {
 pub struct Restored<'a>(pub &'a NodeRecord);
 
 impl NodeRecord {
+    /// The record of `node` at the path `rel` (raw bytes) and nothing more: no blobs, no
+    /// link, nothing in the target, no backup status; the callers fill in what they have.
+    pub fn new(rel: &[u8], node: Box<RawValue>) -> NodeRecord {
+        let (path, path_raw) = text_and_raw(rel);
+        NodeRecord {
+            path,
+            path_raw,
+            node,
+            blobs: Vec::new(),
+            hardlink: None,
+            hardlink_raw: None,
+            in_target: Vec::new(),
+            status: None,
+            parent_tree: None,
+        }
+    }
+
     /// The raw bytes of `path`.
     pub fn path_bytes(&self) -> Result<Vec<u8>> {
         raw_or_text(&self.path, self.path_raw.as_deref())
