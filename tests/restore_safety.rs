@@ -540,6 +540,18 @@ fn restore_under_strace_with(
     fs::read_to_string(&log).unwrap()
 }
 
+/// `n` files `small-000`… of 100 bytes and more, backed up.
+fn small_files(n: u64) -> Fixture {
+    Fixture::new(
+        |src| {
+            for i in 0..n {
+                fs::write(src.join(format!("small-{i:03}")), random_bytes(i, 100 + i as usize)).unwrap();
+            }
+        },
+        &[],
+    )
+}
+
 /// Issue #6 (item 9): a file restored into a fresh target costs the writer seven calls
 /// (create, write, owner, times, mode, link, close) and no more: in particular no lookup of
 /// what the target holds under its name, which an empty target cannot hold. Files are made
@@ -549,14 +561,7 @@ fn restore_under_strace_with(
 /// gives each a partial name and renames it: still seven calls, no lookup.
 #[test]
 fn a_fresh_target_costs_no_lookup_per_file() {
-    let fx = Fixture::new(
-        |src| {
-            for i in 0..300u64 {
-                fs::write(src.join(format!("small-{i:03}")), random_bytes(i, 100 + i as usize)).unwrap();
-            }
-        },
-        &[],
-    );
+    let fx = small_files(300);
     // Both ways by force: under strace every call is slow enough to switch on its own.
     for ahead in ["never", "always"] {
         let target = fx.path(&format!("out-{ahead}"));
@@ -588,14 +593,7 @@ fn a_fresh_target_costs_no_lookup_per_file() {
 /// files, the same calls but for the name they are made under.
 #[test]
 fn a_low_descriptor_limit_keeps_partial_names() {
-    let fx = Fixture::new(
-        |src| {
-            for i in 0..50u64 {
-                fs::write(src.join(format!("small-{i:03}")), random_bytes(i, 100 + i as usize)).unwrap();
-            }
-        },
-        &[],
-    );
+    let fx = small_files(50);
     let target = fx.path("out");
     let log = restore_under_strace_with(&fx, &target, "trace=%file", "never", Some(1000));
     let created = log.lines().filter(|l| l.contains(".sluice-part") && l.contains("O_CREAT")).count();
