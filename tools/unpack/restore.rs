@@ -306,12 +306,11 @@ struct OpenDir {
 
 /// A file of this run whose bytes can be copied from: where they are now, and whether they
 /// are still there (a failed file's partial is removed).
+/// An unnamed file still waiting for its flush is read through the descriptor its
+/// [`PendingFile`] holds (`rel` is then the name it will get).
 struct Slot {
     rel: Vec<u8>,
     ok: bool,
-    /// Still unnamed, waiting for its flush: read through the descriptor its
-    /// [`PendingFile`] holds (`rel` is then the name it will get).
-    unnamed: bool,
 }
 
 /// Whether new files are made unnamed (`O_TMPFILE`) in the directory they go to and linked
@@ -923,8 +922,7 @@ impl<W: io::Write> Unpacker<W> {
         match opened {
             Ok((f, tmp)) => {
                 cur.idx = self.files.len() as u32;
-                let unnamed = tmp.is_empty();
-                let at = if unnamed {
+                let at = if tmp.is_empty() {
                     cur.rel.clone()
                 } else {
                     let (p, _) = split_last(&cur.rel);
@@ -935,7 +933,7 @@ impl<W: io::Write> Unpacker<W> {
                     at.extend_from_slice(&tmp);
                     at
                 };
-                self.files.push(Slot { rel: at, ok: true, unnamed });
+                self.files.push(Slot { rel: at, ok: true });
                 cur.file = Some(f);
                 cur.tmp = tmp;
             }
@@ -1173,13 +1171,8 @@ impl<W: io::Write> Unpacker<W> {
                 self.plain.resize(want.plain_len() as usize, 0);
                 let r = if idx == cur.idx {
                     file.read_exact_at(&mut self.plain, off)
-                } else if slot.unnamed {
-                    match waiting(&self.pending, &self.syncing, idx) {
-                        Some(f) => f.read_exact_at(&mut self.plain, off),
-                        None => Err(io::Error::other(
-                            "internal error: an unnamed file is not waiting for its name",
-                        )),
-                    }
+                } else if let Some(f) = waiting(&self.pending, &self.syncing, idx) {
+                    f.read_exact_at(&mut self.plain, off)
                 } else {
                     self.root_dir
                         .open_file_beneath(&slot.rel)
@@ -1399,7 +1392,7 @@ impl<W: io::Write> Unpacker<W> {
                 self.drop_file(p.idx, &p.parent, &p.tmp, false, &p.rel, why)?;
                 continue;
             }
-            self.files[p.idx as usize] = Slot { rel: p.rel.clone(), ok: true, unnamed: false };
+            self.files[p.idx as usize].rel = p.rel.clone();
             self.note_linkable(&p.rel, p.idx, p.links);
             self.drop_stale(&p.rel, &p.parent, &p.name);
             if !p.meta_failed.is_empty() {
